@@ -1,0 +1,74 @@
+"""The contract every media function follows: file in, files out, typed parameters.
+
+A function module declares a pydantic `Params` model and a `run(src, out_dir, params)` decorated
+with `@media_function(...)`. It never touches queues, object stores or HTTP; the worker adapter
+downloads the input, calls `run` and uploads what it returns.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+P = TypeVar("P", bound="Params")
+
+
+class Params(BaseModel):
+    """Base of every function's parameter model: unknown parameters are errors, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file a function produced. `name` is relative and becomes the last part of the output key."""
+
+    name: str
+    path: Path
+    content_type: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FunctionSpec(Generic[P]):
+    """What the registry knows about a function: its name, what it accepts and how to call it."""
+
+    name: str
+    summary: str
+    accepts: tuple[str, ...]
+    params_model: type[P]
+    run: Callable[[Path, Path, P], list[Output]]
+    module: str
+
+    def accepts_type(self, content_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(content_type, pattern) for pattern in self.accepts)
+
+    def parse_params(self, raw: dict[str, Any] | None) -> P:
+        return self.params_model.model_validate(raw or {})
+
+    def __call__(self, src: Path, out_dir: Path, params: P) -> list[Output]:
+        return self.run(src, out_dir, params)
+
+
+def media_function(
+    *, name: str, accepts: tuple[str, ...], params: type[P]
+) -> Callable[[Callable[[Path, Path, P], list[Output]]], FunctionSpec[P]]:
+    """Declare a module's `run` as a media function named `name`, accepting media types `accepts`."""
+
+    def wrap(run: Callable[[Path, Path, P], list[Output]]) -> FunctionSpec[P]:
+        doc = (run.__doc__ or "").strip().splitlines()
+        return FunctionSpec(
+            name=name,
+            summary=doc[0] if doc else name,
+            accepts=accepts,
+            params_model=params,
+            run=run,
+            module=run.__module__,
+        )
+
+    return wrap

@@ -1,0 +1,377 @@
+"""The `pipeline` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.invocation import Invocation, Status
+from pipeline.registry import Pipeline, load_pipeline
+from pipeline.settings import Settings, get_settings, is_loopback
+
+
+def _load(settings: Settings) -> Pipeline:
+    try:
+        return load_pipeline(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid pipeline file:\n{exc}") from exc
+
+
+def _default_bucket(pipeline: Pipeline) -> str:
+    buckets = pipeline.config.watched_buckets()
+    return buckets[0] if buckets else "media"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def cli(verbose: bool) -> None:
+    """Event-driven media processing: uploads trigger functions through a queue."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.option("--samples", type=click.Path(path_type=Path), default=Path("samples/media"), show_default=True)
+@click.option("--bucket", default=None, help="Bucket to upload into (default: the pipeline's first bucket).")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for all invocations.")
+def demo(samples: Path, bucket: str | None, timeout: float) -> None:
+    """Upload the sample media, run every function on real workers, print inputs -> outputs."""
+    from pipeline.demo import run_demo  # noqa: PLC0415 - keeps `pipeline --help` fast
+
+    settings = get_settings()
+    pipeline = _load(settings)
+    sys.exit(run_demo(settings, pipeline, samples, bucket or _default_bucket(pipeline), timeout))
+
+
+@cli.command()
+@click.option("--host", default=None, help="Gateway address (default PIPELINE_GATEWAY_HOST).")
+@click.option("--port", type=int, default=None, help="Gateway port (default PIPELINE_GATEWAY_PORT).")
+def up(host: str | None, port: int | None) -> None:
+    """Run the gateway and one worker per function in the foreground (Ctrl-C stops all)."""
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.ledger import Ledger, connect  # noqa: PLC0415
+    from pipeline.supervisor import Supervisor, install_stop_handlers  # noqa: PLC0415
+
+    settings = get_settings()
+    pipeline = _load(settings)
+    host = host or settings.gateway_host
+    port = port or settings.gateway_port
+    _refuse_public_bind(settings, host)
+    stop = [False]
+    install_stop_handlers(stop)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        supervisor = Supervisor(lease.url)
+        supervisor.add_gateway(host, port)
+        for name in sorted(pipeline.functions):
+            supervisor.add_worker([name], pipeline.config.function_settings(name).concurrency)
+        try:
+            supervisor.start()
+            url = f"http://{host}:{port}"
+            supervisor.wait_gateway(url)
+            supervisor.wait_workers(Ledger(connect(lease.url)))
+            click.echo(f"gateway listening on {url}  (events: {url}/events/minio, {url}/events/sns)")
+            click.echo(f"redis: {'embedded ' if lease.owned else ''}{lease.url}; pipeline: {pipeline.source}")
+            click.echo("press Ctrl-C to stop")
+            supervisor.watch(stop)
+        finally:
+            click.echo("stopping: workers finish their running tasks first...")
+            supervisor.stop()
+    click.echo("stopped")
+
+
+def _refuse_public_bind(settings: Settings, host: str) -> None:
+    if is_loopback(host):
+        return
+    if settings.webhook_token is None:
+        raise click.ClickException(
+            f"refusing to bind {host}: PIPELINE_WEBHOOK_TOKEN is unset (development mode is loopback only)"
+        )
+    if settings.api_token is None:
+        raise click.ClickException(
+            f"refusing to bind {host}: PIPELINE_API_TOKEN is unset, /api would be open to the network"
+        )
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind (default PIPELINE_GATEWAY_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default PIPELINE_GATEWAY_PORT).")
+def gateway(host: str | None, port: int | None) -> None:
+    """Run only the HTTP gateway (notifications in, API out)."""
+    import uvicorn  # noqa: PLC0415
+
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.gateway.app import create_app  # noqa: PLC0415
+
+    settings = get_settings()
+    host = host or settings.gateway_host
+    port = port or settings.gateway_port
+    _refuse_public_bind(settings, host)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        app = create_app(settings.model_copy(update={"redis_url": lease.url}))
+        click.echo(f"gateway listening on http://{host}:{port}")
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@cli.command()
+@click.option("--functions", "names", default=None, help="Comma-separated functions to serve (default: all).")
+@click.option("--concurrency", type=int, default=None, help="Processes (default PIPELINE_WORKER_CONCURRENCY).")
+@click.option("--autoscale", default=None, metavar="MAX,MIN", help="Grow and shrink the pool with load.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(names: str | None, concurrency: int | None, autoscale: str | None, loglevel: str) -> None:
+    """Run a Celery worker serving some or all function queues."""
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.queue.worker import run_worker  # noqa: PLC0415
+
+    settings = get_settings()
+    pipeline = _load(settings)
+    functions = [n.strip() for n in names.split(",")] if names else sorted(pipeline.functions)
+    unknown = [n for n in functions if n not in pipeline.functions]
+    if unknown:
+        raise click.ClickException(f"unknown function(s) {', '.join(unknown)}; known: {', '.join(pipeline.functions)}")
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        run_worker(
+            settings,
+            pipeline,
+            lease.url,
+            functions,
+            concurrency or settings.worker_concurrency,
+            autoscale,
+            loglevel.upper(),
+            quiet=loglevel.upper() not in ("INFO", "DEBUG"),
+        )
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--bucket", default=None, help="Bucket (default: the pipeline's first bucket).")
+@click.option("--key", default=None, help="Object key (one file only). Default: uploads/<file name>.")
+@click.option("--prefix", default="uploads/", show_default=True, help="Key prefix when --key is not given.")
+@click.option("--wait", is_flag=True, help="Follow the invocations until they finish; exit 1 if one failed.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait with --wait.")
+def upload(
+    files: tuple[Path, ...], bucket: str | None, key: str | None, prefix: str, wait: bool, timeout: float
+) -> None:
+    """Upload files into the configured store; the pipeline processes them."""
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.queue.app import CeleryDispatcher, create_celery  # noqa: PLC0415
+    from pipeline.runtime import build_runtime  # noqa: PLC0415
+    from pipeline.uploads import upload_file, wait_for  # noqa: PLC0415
+
+    if key and len(files) > 1:
+        raise click.UsageError("--key names one object; give one file or use --prefix")
+    settings = get_settings()
+    pipeline = _load(settings)
+    bucket = bucket or _default_bucket(pipeline)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        runtime = build_runtime(
+            settings, pipeline, lease.url, CeleryDispatcher(create_celery(lease.url, pipeline)).enqueue
+        )
+        uploads = []
+        for path in files:
+            up_ = upload_file(runtime, path, bucket, key or f"{prefix}{path.name}")
+            uploads.append(up_)
+            what = ", ".join(up_.invocation_ids) if up_.invocation_ids else "no rule matched"
+            click.echo(f"uploaded {path} -> {bucket}/{up_.info.key} ({up_.info.size} bytes): {what}")
+        if not wait:
+            return
+        served = {q for w in runtime.ledger.workers() for q in w.queues}
+        needed = {inv.queue for inv in runtime.ledger.get_many(i for u in uploads for i in u.invocation_ids)}
+        for queue in sorted(needed - served):
+            click.echo(f"note: no worker serves {queue} yet; its work waits in the queue (run `pipeline up`)")
+
+        def progress(inv: Invocation) -> None:
+            click.echo(f"  {inv.key} {inv.function}: {inv.status}" + (f" ({inv.error})" if inv.error else ""))
+
+        finished = wait_for(runtime, uploads, timeout, on_change=progress)
+    failed = False
+    for inv in finished:
+        if inv.status == Status.SUCCEEDED:
+            for out in inv.outputs:
+                click.echo(f"{inv.key} -> {out.bucket}/{out.key} ({out.content_type}, {out.size} bytes)")
+        else:
+            failed = True
+            reason = inv.error or "did not finish in time"
+            click.echo(f"{inv.key} {inv.function} {inv.status}: {reason}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--bucket", default=None, help="Bucket (default: the pipeline's first bucket).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="File to write.")
+def download(key: str, bucket: str | None, output: Path | None) -> None:
+    """Download an object (e.g. an output) from the configured store."""
+    from pipeline.storage import open_store  # noqa: PLC0415
+
+    settings = get_settings()
+    bucket = bucket or _default_bucket(_load(settings))
+    dest = output or Path(key.rsplit("/", 1)[-1])
+    try:
+        info = open_store(settings).get_file(bucket, key, dest)
+    except PipelineError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{bucket}/{key} -> {dest} ({info.size} bytes, {info.content_type})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def functions(as_json: bool) -> None:
+    """List the registered functions."""
+    settings = get_settings()
+    pipeline = _load(settings)
+    config = pipeline.config
+    rows = []
+    for name, spec in sorted(pipeline.functions.items()):
+        rows.append(
+            {
+                "name": name,
+                "accepts": list(spec.accepts),
+                "queue": config.queue_for(name),
+                "concurrency": config.function_settings(name).concurrency,
+                "time_limit": config.time_limit_for(name),
+                "module": spec.module,
+                "summary": spec.summary,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['name']:<12} {','.join(row['accepts']):<12} queue={row['queue']:<16} "
+            f"concurrency={row['concurrency']} time_limit={row['time_limit']:g}s  {row['summary']}"
+        )
+
+
+def _runtime_for_reads(settings: Settings, pipeline: Pipeline, url: str) -> Any:
+    from pipeline.queue.app import CeleryDispatcher, create_celery  # noqa: PLC0415
+    from pipeline.runtime import build_runtime  # noqa: PLC0415
+
+    return build_runtime(settings, pipeline, url, CeleryDispatcher(create_celery(url, pipeline)).enqueue)
+
+
+@cli.command()
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--function", default=None)
+@click.option("--bucket", default=None)
+@click.option("--key", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def invocations(
+    status: str | None, function: str | None, bucket: str | None, key: str | None, limit: int, as_json: bool
+) -> None:
+    """List invocations from the ledger, newest first."""
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+
+    settings = get_settings()
+    pipeline = _load(settings)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        runtime = _runtime_for_reads(settings, pipeline, lease.url)
+        items = runtime.ledger.query(status=status, function=function, bucket=bucket, key=key, limit=limit)
+    if as_json:
+        click.echo(json.dumps([inv.public() for inv in items], indent=2))
+        return
+    for inv in items:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inv.created_at))
+        took = f"{inv.duration_ms:.0f}ms" if inv.duration_ms is not None else "-"
+        click.echo(
+            f"{inv.id}  {created}  {inv.function:<10} {inv.status:<9} {took:>7}  "
+            f"{inv.bucket}/{inv.key}" + (f"  error: {inv.error}" if inv.error else "")
+        )
+
+
+@cli.command()
+@click.argument("invocation_id")
+def retry(invocation_id: str) -> None:
+    """Run a failed, dead or rejected invocation again."""
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.retry import RetryRefused, retry_invocation  # noqa: PLC0415
+
+    settings = get_settings()
+    pipeline = _load(settings)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        runtime = _runtime_for_reads(settings, pipeline, lease.url)
+        try:
+            inv = retry_invocation(runtime, invocation_id)
+        except (LookupError, RetryRefused, PipelineError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"{inv.id} queued again on {inv.queue}")
+
+
+@cli.command("run")
+@click.argument("function")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--params", "params_json", default=None, help="Parameters as a JSON object.")
+@click.option("--param", "param_items", multiple=True, metavar="K=V", help="One parameter (V parsed as JSON).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+def run_function(
+    function: str, file: Path, params_json: str | None, param_items: tuple[str, ...], out_dir: Path
+) -> None:
+    """Run one function on a local file, without the queue (same code as the worker)."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from functions import FunctionError  # noqa: PLC0415
+    from functions._media import sniff  # noqa: PLC0415
+
+    pipeline = _load(get_settings())
+    if function not in pipeline.functions:
+        raise click.ClickException(f"unknown function {function!r}; known: {', '.join(pipeline.functions)}")
+    spec = pipeline.function(function)
+    raw: dict[str, Any] = json.loads(params_json) if params_json else {}
+    for item in param_items:
+        name, _, value = item.partition("=")
+        try:
+            raw[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raw[name] = value
+    real_type = sniff(file)
+    if not spec.accepts_type(real_type):
+        raise click.ClickException(f"{file} is {real_type}; {function} accepts {', '.join(spec.accepts)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        params = spec.parse_params(raw)
+        started = time.perf_counter()
+        outputs = spec(file, out_dir, params)
+    except (ValidationError, FunctionError) as exc:
+        raise click.ClickException(f"{function} failed on {file}: {exc}") from exc
+    took = (time.perf_counter() - started) * 1000
+    for out in outputs:
+        click.echo(f"{out.path} ({out.content_type}, {out.path.stat().st_size} bytes) {out.meta or ''}")
+    click.echo(f"{function}: {len(outputs)} outputs in {took:.0f} ms")
+
+
+@cli.command()
+def doctor() -> None:
+    """Check packages, ffmpeg, Redis, the object store and the pipeline file."""
+    from pipeline.doctor import run_checks  # noqa: PLC0415
+
+    checks = run_checks(get_settings())
+    for level, what, detail in checks:
+        click.echo(f"{level:<4}  {what}: {detail}")
+    sys.exit(1 if any(level == "FAIL" for level, _, _ in checks) else 0)
+
+
+@cli.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the configuration table for the README.")
+def settings_cmd(markdown: bool) -> None:
+    """Show the settings in effect (secrets hidden), or the README table of all settings."""
+    from pipeline.settings_doc import markdown_table  # noqa: PLC0415
+
+    if markdown:
+        click.echo(markdown_table())
+        return
+    for name, value in get_settings().model_dump().items():
+        click.echo(f"PIPELINE_{name.upper()}={value if value is not None else ''}")
+
+
+def main() -> None:
+    cli()

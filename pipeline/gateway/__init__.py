@@ -1,0 +1,1 @@
+"""The HTTP gateway (FastAPI lives in this package only)."""

@@ -1,0 +1,72 @@
+"""The gateway: `create_app(settings)` returns the FastAPI app that receives notifications and
+serves the API. It validates, deduplicates and enqueues; it never processes media itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pipeline import __version__
+from pipeline.events.sns import SignatureVerifier
+from pipeline.gateway.routes import api, events, health
+from pipeline.gateway.state import GatewayMetrics, GatewayState
+from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.registry import load_pipeline
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.settings import Settings
+
+
+class LedgerCollector(Collector):
+    """Invocation counts by status and queue depths, read from Redis at scrape time."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        by_status = GaugeMetricFamily(
+            "pipeline_invocations", "Invocations in the ledger by status", labels=["status"]
+        )
+        depth = GaugeMetricFamily("pipeline_queue_depth", "Messages waiting per function queue", labels=["queue"])
+        try:
+            for name, value in self.runtime.ledger.counts().items():
+                by_status.add_metric([name], value)
+            for queue in self.runtime.pipeline.queues():
+                depth.add_metric([queue], int(self.runtime.ledger.r.llen(queue)))
+        except redis.RedisError:
+            return
+        yield by_status
+        yield depth
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    if runtime is None:
+        if not settings.redis_url:
+            raise ValueError("create_app needs settings.redis_url (the CLI starts an embedded Redis)")
+        pipeline = load_pipeline(settings)
+        dispatcher = CeleryDispatcher(create_celery(settings.redis_url, pipeline))
+        runtime = build_runtime(settings, pipeline, settings.redis_url, dispatcher.enqueue)
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(
+        registry=registry,
+        events=Counter(
+            "pipeline_gateway_events", "Notifications received", ["source", "status"], registry=registry
+        ),
+        invocations=Counter("pipeline_gateway_invocations", "Invocations enqueued", registry=registry),
+    )
+    registry.register(LedgerCollector(runtime))
+    app = FastAPI(title="media pipeline gateway", version=__version__)
+    app.state.gateway = GatewayState(
+        settings=settings,
+        runtime=runtime,
+        sns_verifier=SignatureVerifier(),
+        metrics=metrics,
+    )
+    app.include_router(events.router)
+    app.include_router(api.router)
+    app.include_router(health.router)
+    return app

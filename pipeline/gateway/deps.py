@@ -1,0 +1,52 @@
+"""Shared dependencies of the gateway routes: the runtime, auth checks and bounded body reading."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from pipeline.gateway.state import GatewayState
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+def tokens_match(given: str | None, expected: str) -> bool:
+    """Constant-time comparison, so response timing reveals nothing about the token."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    # MinIO sends `Authorization: Bearer <token>`; older releases sent the bare token.
+    return value.strip() if scheme.lower() == "bearer" and value else header.strip()
+
+
+def require_api_token(request: Request, state: StateDep) -> None:
+    expected = state.settings.api_token
+    if expected is None:
+        return  # development mode: the gateway only binds to loopback
+    if not tokens_match(bearer(request.headers.get("authorization")), expected.get_secret_value()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API token")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most `limit` bytes; anything larger is refused with 413 before it is buffered."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body over {limit} bytes")
+    return bytes(body)

@@ -1,0 +1,84 @@
+"""The JSON API: invocations, events and functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.errors import BrokerUnavailable
+from pipeline.gateway.deps import StateDep, require_api_token
+from pipeline.invocation import Status
+from pipeline.retry import RetryRefused, retry_invocation
+
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_api_token)])
+
+
+@router.get("/invocations")
+def list_invocations(
+    state: StateDep,
+    status_: Status | None = Query(None, alias="status"),
+    function: str | None = None,
+    bucket: str | None = None,
+    key: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    items = state.runtime.ledger.query(
+        status=status_, function=function, bucket=bucket, key=key, limit=limit, offset=offset
+    )
+    return {"items": [inv.public() for inv in items], "limit": limit, "offset": offset}
+
+
+@router.get("/invocations/{invocation_id}")
+def get_invocation(invocation_id: str, state: StateDep) -> dict[str, Any]:
+    inv = state.runtime.ledger.get(invocation_id)
+    if inv is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no invocation {invocation_id}")
+    return inv.public()
+
+
+@router.post("/invocations/{invocation_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+async def retry(invocation_id: str, state: StateDep) -> dict[str, Any]:
+    try:
+        inv = await run_in_threadpool(retry_invocation, state.runtime, invocation_id)
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except RetryRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except BrokerUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return inv.public()
+
+
+@router.get("/events")
+def list_events(
+    state: StateDep, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+) -> dict[str, Any]:
+    items = state.runtime.ledger.events(limit=limit, offset=offset)
+    return {"items": [e.model_dump(mode="json") for e in items], "limit": limit, "offset": offset}
+
+
+@router.get("/functions")
+def list_functions(state: StateDep) -> dict[str, Any]:
+    return {"items": describe_functions(state)}
+
+
+def describe_functions(state: StateDep) -> list[dict[str, Any]]:
+    pipeline = state.runtime.pipeline
+    config = pipeline.config
+    return [
+        {
+            "name": name,
+            "summary": spec.summary,
+            "module": spec.module,
+            "accepts": list(spec.accepts),
+            "queue": config.queue_for(name),
+            "concurrency": config.function_settings(name).concurrency,
+            "time_limit": config.time_limit_for(name),
+            "max_attempts": config.max_attempts_for(name),
+            "params_schema": spec.params_model.model_json_schema(),
+        }
+        for name, spec in sorted(pipeline.functions.items())
+    ]

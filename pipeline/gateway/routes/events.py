@@ -1,0 +1,119 @@
+"""Inbound notifications: MinIO webhook bodies and SNS HTTP push.
+
+A notification is answered 2xx only once its invocations are recorded and enqueued; if Redis is
+down the answer is 503, so MinIO (queue_dir) or SNS keeps the event and sends it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.errors import BrokerUnavailable, EventError, UnauthorizedEvent
+from pipeline.events import ObjectEvent, is_test_event, parse_envelope, parse_records
+from pipeline.events.model import EventSource
+from pipeline.events.sns import is_aws_sns_url
+from pipeline.gateway.deps import StateDep, bearer, read_body, tokens_match
+
+router = APIRouter(prefix="/events", tags=["events"])
+log = logging.getLogger(__name__)
+
+
+def _check_token(state: StateDep, given: str | None) -> None:
+    expected = state.settings.webhook_token
+    if expected is not None and not tokens_match(given, expected.get_secret_value()):
+        state.metrics.events.labels(source="auth", status="unauthorized").inc()
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong webhook token")
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+    return data
+
+
+def _records(data: dict[str, Any], source: EventSource) -> list[ObjectEvent]:
+    try:
+        return parse_records(data, source)
+    except EventError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+
+
+async def _accept(state: StateDep, events: list[ObjectEvent], source: str) -> dict[str, Any]:
+    invocations: list[str] = []
+    duplicates = 0
+    try:
+        for event in events:
+            record = await run_in_threadpool(state.runtime.intake.accept, event)
+            invocations.extend(record.invocations)
+            duplicates += record.duplicates
+            state.metrics.events.labels(source=source, status=record.status).inc()
+            state.metrics.invocations.inc(len(record.invocations) - record.duplicates)
+    except BrokerUnavailable as exc:
+        state.metrics.events.labels(source=source, status="unavailable").inc()
+        log.error("refusing notification: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return {"status": "accepted", "events": len(events), "invocations": invocations, "duplicates": duplicates}
+
+
+@router.post("/minio")
+async def minio_webhook(request: Request, state: StateDep) -> dict[str, Any]:
+    _check_token(state, bearer(request.headers.get("authorization")))
+    body = await read_body(request, state.settings.max_event_bytes)
+    if not body.strip():
+        return {"status": "ok"}  # MinIO's ping when the webhook target is configured
+    data = _json(body)
+    if is_test_event(data):
+        return {"status": "ignored", "reason": "s3:TestEvent"}
+    return await _accept(state, _records(data, "minio"), "minio")
+
+
+@router.post("/sns")
+async def sns_push(request: Request, state: StateDep, token: str | None = None) -> dict[str, Any]:
+    # SNS cannot send headers: the subscription URL carries the token.
+    _check_token(state, token)
+    body = await read_body(request, state.settings.max_event_bytes)
+    data = _json(body)  # SNS posts JSON as text/plain, so the content type is not checked
+    try:
+        envelope = parse_envelope(data)
+        if state.settings.sns_verify_signature:
+            await run_in_threadpool(state.sns_verifier.verify, envelope)
+    except UnauthorizedEvent as exc:
+        state.metrics.events.labels(source="sns", status="unauthorized").inc()
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except EventError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    if envelope.type == "SubscriptionConfirmation":
+        return await _confirm(state, envelope.topic_arn, str(data.get("SubscribeURL") or ""))
+    if envelope.type == "UnsubscribeConfirmation":
+        return {"status": "ignored", "reason": "unsubscribe confirmation"}
+    try:
+        inner = envelope.inner_json()
+    except EventError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    if is_test_event(inner):
+        return {"status": "ignored", "reason": "s3:TestEvent"}
+    return await _accept(state, _records(inner, "sns"), "sns")
+
+
+async def _confirm(state: StateDep, topic_arn: str, subscribe_url: str) -> dict[str, Any]:
+    if topic_arn not in state.settings.sns_topics:
+        log.warning("not confirming SNS subscription for topic %s (not in PIPELINE_SNS_TOPICS)", topic_arn)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"topic {topic_arn} is not allowed (PIPELINE_SNS_TOPICS)")
+    if not is_aws_sns_url(subscribe_url):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "SubscribeURL is not an https sns.*.amazonaws.com URL")
+    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+        response = await client.get(subscribe_url)
+    if response.status_code != 200:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"SNS answered {response.status_code} to the confirmation")
+    log.info("confirmed SNS subscription for %s", topic_arn)
+    return {"status": "confirmed", "topic": topic_arn}

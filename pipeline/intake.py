@@ -1,0 +1,109 @@
+"""Intake: turn one `ObjectEvent` into recorded, deduplicated, enqueued invocations.
+
+The gateway, the local store and the CLI all hand events to `Intake.accept`. It never does media
+work: it routes, claims each unit of work once, records it, and enqueues it. If the broker is down
+it raises `BrokerUnavailable` after undoing its claims, so the sender can retry the event later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+
+from pipeline.errors import BrokerUnavailable
+from pipeline.events.model import ObjectEvent
+from pipeline.invocation import Invocation, Status, dedup_key
+from pipeline.ledger import EventRecord, Ledger
+from pipeline.registry import Pipeline
+from pipeline.routing import content_type_of, route
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[Invocation], None]
+
+
+class Intake:
+    def __init__(self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue) -> None:
+        self.pipeline = pipeline
+        self.ledger = ledger
+        self.enqueue = enqueue
+
+    def accept(self, event: ObjectEvent) -> EventRecord:
+        try:
+            return self._accept(event)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"Redis unavailable, event for {event.bucket}/{event.key} not accepted") from exc
+
+    def _accept(self, event: ObjectEvent) -> EventRecord:
+        config = self.pipeline.config
+        record = EventRecord(
+            id=Invocation.new_id(),
+            received_at=time.time(),
+            source=event.source,
+            event_name=event.event_name,
+            bucket=event.bucket,
+            key=event.key,
+            version=event.version_tag,
+            size=event.size,
+            content_type=content_type_of(event),
+            status="ignored",
+        )
+        planned = route(self.pipeline, event)
+        if not planned:
+            record.reason = "no rule matches"
+            self.ledger.record_event(record)
+            return record
+        too_big = event.size is not None and event.size > config.limits.max_object_bytes
+        for plan in planned:
+            inv = Invocation(
+                id=Invocation.new_id(),
+                function=plan.function,
+                params=plan.params,
+                params_hash=plan.params_hash,
+                rule=plan.rule,
+                queue=config.queue_for(plan.function),
+                bucket=event.bucket,
+                key=event.key,
+                version=event.version_tag,
+                event_id=record.id,
+                max_attempts=config.max_attempts_for(plan.function),
+                time_limit=config.time_limit_for(plan.function),
+            )
+            claim = dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash)
+            earlier = self.ledger.claim(claim, inv.id)
+            if earlier is not None:
+                record.duplicates += 1
+                record.invocations.append(earlier)
+                continue
+            if too_big:
+                # Checked from the event, before anything is downloaded.
+                rejected = inv.model_copy(
+                    update={
+                        "status": Status.REJECTED,
+                        "finished_at": time.time(),
+                        "error": f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
+                        f"of {config.limits.max_object_bytes} bytes (limits.max_object_bytes)",
+                    }
+                )
+                self.ledger.create(rejected)
+                record.invocations.append(inv.id)
+                continue
+            self.ledger.create(inv)
+            try:
+                self.enqueue(inv)
+            except Exception as exc:
+                # Undo, so a retried notification is not mistaken for a duplicate.
+                self.ledger.delete(inv)
+                self.ledger.release(claim)
+                raise BrokerUnavailable(f"cannot enqueue {plan.function} for {event.bucket}/{event.key}: {exc}") from exc
+            record.invocations.append(inv.id)
+        if len(record.invocations) == record.duplicates:
+            record.status, record.reason = "duplicate", "every invocation was already claimed"
+        else:
+            record.status = "accepted"
+        self.ledger.record_event(record)
+        log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
+        return record

@@ -1,0 +1,79 @@
+"""Invocations: one function run on one object version, as queued, recorded and shown in the API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # a permanent error: retrying the same input cannot help
+    DEAD = "dead"  # transient errors until max attempts ran out
+    SKIPPED = "skipped"
+    REJECTED = "rejected"  # screening refused the input; nothing ran
+
+    @property
+    def finished(self) -> bool:
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+
+class OutputRef(BaseModel):
+    bucket: str
+    key: str
+    content_type: str
+    size: int
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Invocation(BaseModel):
+    """The queue payload and the ledger record share this shape (JSON only, never pickle)."""
+
+    id: str
+    function: str
+    params: dict[str, Any]
+    params_hash: str
+    rule: str
+    queue: str
+    bucket: str
+    key: str
+    version: str = Field(description="Version id or ETag of the source object this run is for.")
+    event_id: str | None = None
+    status: Status = Status.QUEUED
+    attempts: int = 0
+    max_attempts: int = 3
+    time_limit: float = 300
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    outputs: list[OutputRef] = Field(default_factory=list)
+    error: str | None = None
+    worker: str | None = None
+
+    @staticmethod
+    def new_id() -> str:
+        # Time-ordered prefix so ids sort by creation, random suffix so they never collide.
+        return f"{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:12]}"
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def dedup_key(bucket: str, key: str, version: str, function: str, p_hash: str) -> str:
+    """Identity of a unit of work: the same object version through the same function and params."""
+    raw = json.dumps([bucket, key, version, function, p_hash], separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()

@@ -1,0 +1,276 @@
+"""The ledger: events, invocations, attempts, timings, outputs and errors, kept in Redis.
+
+Layout (all keys under `pl:`; records expire after the retention period):
+- `inv:<id>`            hash, one JSON-encoded value per Invocation field (partial updates are atomic)
+- `event:<id>`          JSON of an EventRecord
+- `idx:all|status:<s>|fn:<name>|bucket:<b>|obj:<hash>`  sorted sets of invocation ids by creation time
+- `idx:events`          sorted set of event ids
+- `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
+- `worker:<hostname>`   a worker's heartbeat
+- `stat:<name>`         counters
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from pydantic import BaseModel, Field
+
+from pipeline.invocation import Invocation, OutputRef, Status
+
+P = "pl:"
+_FIELDS = tuple(Invocation.model_fields)
+
+
+class EventRecord(BaseModel):
+    id: str
+    received_at: float
+    source: str
+    event_name: str
+    bucket: str
+    key: str
+    version: str = ""
+    size: int | None = None
+    content_type: str | None = None
+    status: str = Field(description="accepted | ignored | duplicate")
+    reason: str = ""
+    invocations: list[str] = Field(default_factory=list)
+    duplicates: int = 0
+
+
+class WorkerInfo(BaseModel):
+    hostname: str
+    queues: list[str]
+    concurrency: int
+    pid: int
+    started_at: float
+    seen_at: float
+
+
+def _obj_index(bucket: str, key: str) -> str:
+    digest = hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:32]
+    return f"{P}idx:obj:{digest}"
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30, decode_responses=True
+    )
+
+
+class Ledger:
+    def __init__(self, client: redis.Redis, retention_seconds: float = 7 * 86400) -> None:
+        self.r = client
+        self.retention = int(retention_seconds)
+
+    # --- dedup -------------------------------------------------------------------------------
+    def claim(self, dedup_key: str, invocation_id: str) -> str | None:
+        """Claim a unit of work. Returns None if claimed now, else the id of the earlier claimant."""
+        name = f"{P}dedup:{dedup_key}"
+        if self.r.set(name, invocation_id, nx=True, ex=self.retention):
+            return None
+        self.r.incr(f"{P}stat:duplicates")
+        return str(self.r.get(name) or "")
+
+    def release(self, dedup_key: str) -> None:
+        self.r.delete(f"{P}dedup:{dedup_key}")
+
+    # --- invocations -------------------------------------------------------------------------
+    def create(self, inv: Invocation) -> None:
+        name = f"{P}inv:{inv.id}"
+        data = inv.model_dump(mode="json")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(name, mapping={k: json.dumps(v) for k, v in data.items()})
+        pipe.expire(name, self.retention)
+        for index in (
+            f"{P}idx:all",
+            f"{P}idx:status:{inv.status}",
+            f"{P}idx:fn:{inv.function}",
+            f"{P}idx:bucket:{inv.bucket}",
+            _obj_index(inv.bucket, inv.key),
+        ):
+            pipe.zadd(index, {inv.id: inv.created_at})
+            pipe.expire(index, self.retention)
+        pipe.zremrangebyscore(f"{P}idx:all", "-inf", time.time() - self.retention)
+        pipe.execute()
+
+    def delete(self, inv: Invocation) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(f"{P}inv:{inv.id}")
+        for index in (
+            f"{P}idx:all",
+            f"{P}idx:status:{inv.status}",
+            f"{P}idx:fn:{inv.function}",
+            f"{P}idx:bucket:{inv.bucket}",
+            _obj_index(inv.bucket, inv.key),
+        ):
+            pipe.zrem(index, inv.id)
+        pipe.execute()
+
+    def get(self, invocation_id: str) -> Invocation | None:
+        raw = self.r.hgetall(f"{P}inv:{invocation_id}")
+        if not raw:
+            return None
+        return Invocation.model_validate({k: json.loads(v) for k, v in raw.items() if k in _FIELDS})
+
+    def get_many(self, ids: Iterable[str]) -> list[Invocation]:
+        ids = list(ids)
+        pipe = self.r.pipeline(transaction=False)
+        for invocation_id in ids:
+            pipe.hgetall(f"{P}inv:{invocation_id}")
+        out = []
+        for raw in pipe.execute():
+            if raw:
+                out.append(Invocation.model_validate({k: json.loads(v) for k, v in raw.items() if k in _FIELDS}))
+        return out
+
+    def _update(self, inv_id: str, status: Status | None, **fields: Any) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        values = {k: json.dumps(v) for k, v in fields.items()}
+        if status is not None:
+            values["status"] = json.dumps(status.value)
+            created = self.r.zscore(f"{P}idx:all", inv_id) or time.time()
+            for other in Status:
+                pipe.zrem(f"{P}idx:status:{other}", inv_id)
+            pipe.zadd(f"{P}idx:status:{status}", {inv_id: created})
+            pipe.expire(f"{P}idx:status:{status}", self.retention)
+        pipe.hset(f"{P}inv:{inv_id}", mapping=values)
+        pipe.execute()
+
+    def start_attempt(self, inv_id: str, worker: str) -> Invocation | None:
+        """Mark an attempt as running. Returns None if the invocation is unknown or already finished,
+        so a redelivered message for finished work does nothing."""
+        inv = self.get(inv_id)
+        if inv is None or inv.status.finished:
+            return None
+        attempts = int(self.r.hincrby(f"{P}inv:{inv_id}", "attempts", 1))
+        now = time.time()
+        self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None)
+        return inv.model_copy(update={"attempts": attempts, "status": Status.RUNNING, "started_at": now})
+
+    def requeue(self, inv_id: str, error: str) -> None:
+        self._update(inv_id, Status.QUEUED, error=error)
+
+    def finish(
+        self, inv_id: str, status: Status, *, outputs: list[OutputRef] | None = None, error: str | None = None
+    ) -> None:
+        now = time.time()
+        started = json.loads(self.r.hget(f"{P}inv:{inv_id}", "started_at") or "null")
+        duration = round((now - started) * 1000, 1) if started else None
+        self._update(
+            inv_id,
+            status,
+            finished_at=now,
+            duration_ms=duration,
+            outputs=[o.model_dump(mode="json") for o in outputs or []],
+            error=error,
+        )
+        self.r.incr(f"{P}stat:{status.value}")
+
+    def reset_for_retry(self, inv_id: str) -> Invocation | None:
+        """Put a finished invocation back to queued with a fresh attempt budget."""
+        inv = self.get(inv_id)
+        if inv is None:
+            return None
+        self._update(inv_id, Status.QUEUED, attempts=0, error=None, finished_at=None, duration_ms=None)
+        return inv.model_copy(update={"status": Status.QUEUED, "attempts": 0, "error": None})
+
+    def query(
+        self,
+        *,
+        status: str | None = None,
+        function: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Invocation]:
+        """Newest first. Uses the most selective index, then filters the rest in Python."""
+        if bucket is not None and key is not None:
+            index = _obj_index(bucket, key)
+        elif status:
+            index = f"{P}idx:status:{status}"
+        elif function:
+            index = f"{P}idx:fn:{function}"
+        elif bucket:
+            index = f"{P}idx:bucket:{bucket}"
+        else:
+            index = f"{P}idx:all"
+        out: list[Invocation] = []
+        skipped = 0
+        start = 0
+        page = max(limit * 2, 100)
+        while len(out) < limit:
+            ids = self.r.zrevrange(index, start, start + page - 1)
+            if not ids:
+                break
+            start += page
+            for inv in self.get_many(ids):
+                if (
+                    (status and inv.status != status)
+                    or (function and inv.function != function)
+                    or (bucket and inv.bucket != bucket)
+                    or (key is not None and inv.key != key)
+                ):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                out.append(inv)
+                if len(out) == limit:
+                    break
+        return out
+
+    def for_object(self, bucket: str, key: str) -> list[Invocation]:
+        ids = self.r.zrange(_obj_index(bucket, key), 0, -1)
+        return [inv for inv in self.get_many(ids) if inv.key == key and inv.bucket == bucket]
+
+    # --- events ------------------------------------------------------------------------------
+    def record_event(self, record: EventRecord) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(f"{P}event:{record.id}", record.model_dump_json(), ex=self.retention)
+        pipe.zadd(f"{P}idx:events", {record.id: record.received_at})
+        pipe.zremrangebyscore(f"{P}idx:events", "-inf", time.time() - self.retention)
+        pipe.incr(f"{P}stat:events:{record.status}")
+        pipe.execute()
+
+    def events(self, limit: int = 50, offset: int = 0) -> list[EventRecord]:
+        ids = self.r.zrevrange(f"{P}idx:events", offset, offset + limit - 1)
+        if not ids:
+            return []
+        raws = self.r.mget([f"{P}event:{i}" for i in ids])
+        return [EventRecord.model_validate_json(raw) for raw in raws if raw]
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        raw = self.r.get(f"{P}event:{event_id}")
+        return EventRecord.model_validate_json(raw) if raw else None
+
+    # --- workers and stats -------------------------------------------------------------------
+    def heartbeat(self, info: WorkerInfo, ttl: int = 30) -> None:
+        self.r.set(f"{P}worker:{info.hostname}", info.model_dump_json(), ex=ttl)
+
+    def worker_gone(self, hostname: str) -> None:
+        self.r.delete(f"{P}worker:{hostname}")
+
+    def workers(self) -> list[WorkerInfo]:
+        names = list(self.r.scan_iter(f"{P}worker:*", count=100))
+        raws = self.r.mget(names) if names else []
+        return [WorkerInfo.model_validate_json(raw) for raw in raws if raw]
+
+    def counts(self) -> dict[str, int]:
+        pipe = self.r.pipeline(transaction=False)
+        for status in Status:
+            pipe.zcard(f"{P}idx:status:{status}")
+        pipe.get(f"{P}stat:duplicates")
+        *by_status, duplicates = pipe.execute()
+        out = {status.value: int(n) for status, n in zip(Status, by_status, strict=True)}
+        out["duplicates"] = int(duplicates or 0)
+        return out
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())

@@ -1,0 +1,58 @@
+"""The Celery app: Redis broker, JSON only, one queue per function, late acks, prefetch 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from pipeline.invocation import Invocation
+from pipeline.registry import Pipeline
+
+TASK_NAME = "pipeline.run_invocation"
+
+
+def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
+    app = Celery("pipeline", broker=broker_url, set_as_current=False)
+    longest = max(pipeline.config.time_limit_for(name) for name in pipeline.functions)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # results live in the ledger, not in a Celery result backend
+        # Acknowledge after the run, and redeliver if the worker process dies mid-task.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Redis has no native ack deadline: an unacked message is redelivered after the visibility
+        # timeout. It must outlast the longest function, or a long run would start a second time.
+        broker_transport_options={"visibility_timeout": int(longest * 2 + 60)},
+        broker_connection_retry_on_startup=True,
+        task_create_missing_queues=True,
+        task_default_queue="fn.default",
+        worker_send_task_events=False,
+        worker_enable_remote_control=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+class CeleryDispatcher:
+    """Enqueues invocations on their function's queue. Fails fast when the broker is down, so the
+    gateway can answer 503 instead of hanging."""
+
+    retry_policy: dict[str, Any] = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def enqueue(self, inv: Invocation) -> None:
+        self.app.send_task(
+            TASK_NAME,
+            args=[inv.model_dump(mode="json")],
+            queue=inv.queue,
+            soft_time_limit=inv.time_limit,
+            time_limit=inv.time_limit + 15,
+            retry=True,
+            retry_policy=self.retry_policy,
+        )

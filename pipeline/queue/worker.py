@@ -1,0 +1,155 @@
+"""The worker side: the one generic task, its retry policy, and `pipeline worker`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SecurityWarning, SoftTimeLimitExceeded
+from celery.signals import worker_ready, worker_shutdown
+from celery.utils.time import get_exponential_backoff_interval
+
+from functions import UnsupportedMedia
+from pipeline.execution import Executor, is_permanent
+from pipeline.invocation import Invocation, Status
+from pipeline.ledger import WorkerInfo
+from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
+from pipeline.registry import Pipeline
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FACTOR_S = 2
+BACKOFF_MAX_S = 300
+HEARTBEAT_S = 10
+
+
+class WorkerContext:
+    """Per-process runtime: built lazily after fork, so no connection is shared between processes."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, redis_url: str, app: Celery) -> None:
+        self.settings, self.pipeline, self.redis_url, self.app = settings, pipeline, redis_url, app
+        self._pid = -1
+        self._runtime: Runtime | None = None
+        self._executor: Executor | None = None
+
+    def get(self) -> tuple[Runtime, Executor]:
+        if self._runtime is None or self._executor is None or self._pid != os.getpid():
+            dispatcher = CeleryDispatcher(self.app)
+            self._runtime = build_runtime(self.settings, self.pipeline, self.redis_url, dispatcher.enqueue)
+            self._executor = Executor(
+                self.pipeline, self._runtime.store, self._runtime.ledger, self.settings.data_dir / "tmp"
+            )
+            self._pid = os.getpid()
+        return self._runtime, self._executor
+
+
+def register_task(app: Celery, ctx: WorkerContext) -> None:
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def run_invocation(self: Task[Any, Any], payload: dict[str, Any]) -> None:
+        runtime, executor = ctx.get()
+        inv = Invocation.model_validate(payload)
+        try:
+            executor.run(inv, worker=str(self.request.hostname))
+        except SoftTimeLimitExceeded:
+            _failed(self, runtime, inv, TimeoutError(f"time limit of {inv.time_limit:g}s exceeded"))
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+            _failed(self, runtime, inv, exc)
+
+
+def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseException) -> None:
+    ledger = runtime.ledger
+    current = ledger.get(inv.id)
+    attempts = current.attempts if current else inv.attempts
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, UnsupportedMedia):
+        ledger.finish(inv.id, Status.REJECTED, error=str(exc))
+    elif is_permanent(exc):
+        ledger.finish(inv.id, Status.FAILED, error=error)
+    elif attempts >= inv.max_attempts:
+        ledger.finish(inv.id, Status.DEAD, error=f"{error} (after {attempts} attempts)")
+    else:
+        delay = get_exponential_backoff_interval(BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True)
+        log.warning("invocation %s attempt %d failed (%s); retrying in %ss", inv.id, attempts, error, delay)
+        ledger.requeue(inv.id, error)
+        raise task.retry(countdown=delay, max_retries=None, exc=None)
+    log.warning("invocation %s %s: %s", inv.id, "finished", error)
+
+
+def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concurrency: int) -> None:
+    runtime, _ = ctx.get()
+    info = WorkerInfo(
+        hostname=hostname,
+        queues=queues,
+        concurrency=concurrency,
+        pid=os.getpid(),
+        started_at=time.time(),
+        seen_at=time.time(),
+    )
+
+    def beat() -> None:
+        while True:
+            try:
+                runtime.ledger.heartbeat(info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3)
+            except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not kill the worker
+                log.warning("heartbeat failed: %s", exc)
+            time.sleep(HEARTBEAT_S)
+
+    threading.Thread(target=beat, name="pipeline-heartbeat", daemon=True).start()
+
+    @worker_shutdown.connect(weak=False)
+    def _gone(**_: Any) -> None:
+        try:
+            runtime.ledger.worker_gone(hostname)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not deregister worker: %s", exc)
+
+
+def run_worker(
+    settings: Settings,
+    pipeline: Pipeline,
+    redis_url: str,
+    functions: list[str],
+    concurrency: int,
+    autoscale: str | None = None,
+    loglevel: str = "INFO",
+    quiet: bool = False,
+) -> None:
+    app = create_celery(redis_url, pipeline)
+    ctx = WorkerContext(settings, pipeline, redis_url, app)
+    register_task(app, ctx)
+    queues = pipeline.queues(functions)
+    hostname = f"{'+'.join(functions)}.{os.getpid()}@{socket.gethostname()}"
+
+    @worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        _start_heartbeat(ctx, hostname, queues, concurrency)
+        if not quiet:
+            print(f"worker {hostname} ready: queues {', '.join(queues)}, concurrency {concurrency}", flush=True)
+
+    if quiet:
+        # The demo and `pipeline up --quiet` run as whatever user started them; Celery's advice to
+        # drop root is for deployments, where the image runs as a non-root user anyway.
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    argv = [
+        *(["--quiet"] if quiet else []),
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--hostname={hostname}",
+        f"--loglevel={loglevel}",
+        "--pool=prefork",
+        # No cluster chatter at start: a new worker takes its first task at once.
+        "--without-mingle",
+        "--without-gossip",
+        "-O",
+        "fair",
+    ]
+    argv.append(f"--autoscale={autoscale}" if autoscale else f"--concurrency={concurrency}")
+    app.worker_main(argv)

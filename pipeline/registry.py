@@ -1,0 +1,75 @@
+"""The function registry: built-ins by dotted path plus user functions named in pipeline.yaml."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from functions import BUILTIN_FUNCTIONS, FunctionSpec
+from pipeline.config import PipelineConfig, format_location, load_config
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings
+
+
+def load_spec(module_path: str) -> FunctionSpec[Any]:
+    """Import `module_path` and return the FunctionSpec it declares (its `run`)."""
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import function module {module_path!r}: {exc}") from exc
+    spec = getattr(module, "run", None)
+    if not isinstance(spec, FunctionSpec):
+        raise ConfigError(f"{module_path!r} has no `run` decorated with @media_function")
+    return spec
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline file with the functions it can call."""
+
+    config: PipelineConfig
+    functions: dict[str, FunctionSpec[Any]]
+    source: str
+
+    def function(self, name: str) -> FunctionSpec[Any]:
+        return self.functions[name]
+
+    def queues(self, names: list[str] | None = None) -> list[str]:
+        return [self.config.queue_for(name) for name in (names or sorted(self.functions))]
+
+
+def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
+    functions: dict[str, FunctionSpec[Any]] = {}
+    for module_path in BUILTIN_FUNCTIONS:
+        spec = load_spec(module_path)
+        functions[spec.name] = spec
+    for name, fn_settings in config.functions.items():
+        if fn_settings.module:
+            try:
+                functions[name] = load_spec(fn_settings.module)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: functions.{name}.module: {exc}") from exc
+        elif name not in functions:
+            raise ConfigError(f"{source}: functions.{name}: no built-in function of that name; set `module`")
+    for i, rule in enumerate(config.rules):
+        for j, call in enumerate(rule.functions):
+            where = f"{source}: rules[{i}] ({rule.name}).functions[{j}]"
+            if call.function not in functions:
+                known = ", ".join(sorted(functions))
+                raise ConfigError(f"{where}.function: unknown function {call.function!r} (known: {known})")
+            try:
+                functions[call.function].parse_params(call.params)
+            except ValidationError as exc:
+                problems = [
+                    f"{where}.params.{format_location(err['loc'])}: {err['msg']}" for err in exc.errors()
+                ]
+                raise ConfigError("\n".join(problems)) from exc
+    return Pipeline(config=config, functions=functions, source=source)
+
+
+def load_pipeline(settings: Settings) -> Pipeline:
+    config, source = load_config(settings.config)
+    return build_pipeline(config, source)

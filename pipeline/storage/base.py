@@ -1,0 +1,111 @@
+"""The object store interface. Backends implement the private `_` methods; the base owns the rest."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from pipeline.errors import StorageError
+
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+MAX_KEY_BYTES = 1024
+
+
+class ObjectInfo(BaseModel):
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    version_id: str | None = None
+    content_type: str = "application/octet-stream"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    last_modified: float = 0.0
+
+    @property
+    def version_tag(self) -> str:
+        return self.version_id or self.etag
+
+
+def check_bucket(bucket: str) -> None:
+    if not _BUCKET_NAME.match(bucket) or ".." in bucket:
+        raise StorageError(f"invalid bucket name {bucket!r}")
+
+
+def check_key(key: str) -> None:
+    if not key or len(key.encode()) > MAX_KEY_BYTES or "\x00" in key:
+        raise StorageError(f"invalid object key {key[:80]!r} (empty, NUL, or over {MAX_KEY_BYTES} bytes)")
+
+
+class ObjectStore(ABC):
+    """Streams objects to and from local files; no method loads a whole object into memory."""
+
+    name: str
+
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        check_bucket(bucket)
+        check_key(key)
+        return self._put_file(bucket, key, path, content_type, dict(metadata or {}))
+
+    def get_file(self, bucket: str, key: str, dest: Path, *, version_id: str | None = None) -> ObjectInfo:
+        """Download into `dest` (written completely or not at all)."""
+        check_bucket(bucket)
+        check_key(key)
+        return self._get_file(bucket, key, dest, version_id)
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        check_bucket(bucket)
+        check_key(key)
+        return self._stat(bucket, key)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_bucket(bucket)
+        return self._list(bucket, prefix)
+
+    def delete(self, bucket: str, key: str) -> None:
+        check_bucket(bucket)
+        check_key(key)
+        self._delete(bucket, key)
+
+    def ensure_bucket(self, bucket: str) -> None:
+        check_bucket(bucket)
+        self._ensure_bucket(bucket)
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the objects live, for logs and `pipeline doctor`."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise StorageError if the store cannot be reached."""
+
+    @abstractmethod
+    def _put_file(
+        self, bucket: str, key: str, path: Path, content_type: str, metadata: dict[str, str]
+    ) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _get_file(self, bucket: str, key: str, dest: Path, version_id: str | None) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _stat(self, bucket: str, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def _delete(self, bucket: str, key: str) -> None: ...
+
+    @abstractmethod
+    def _ensure_bucket(self, bucket: str) -> None: ...

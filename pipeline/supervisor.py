@@ -1,0 +1,120 @@
+"""`pipeline up` and `pipeline demo`: start the gateway and workers as child processes, watch them,
+and shut them down cleanly (SIGTERM = Celery's warm shutdown: running tasks finish first)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from pipeline.embedded import env_with_redis
+from pipeline.ledger import Ledger
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    redis_url: str
+    quiet_workers: bool = False
+    children: list[Child] = field(default_factory=list)
+
+    def add_worker(self, functions: list[str], concurrency: int) -> Child:
+        argv = ["worker", "--functions", ",".join(functions), "--concurrency", str(concurrency)]
+        if self.quiet_workers:
+            argv += ["--loglevel", "WARNING"]
+        child = Child(name=f"worker[{','.join(functions)}]", argv=argv)
+        self.children.append(child)
+        return child
+
+    def add_gateway(self, host: str, port: int) -> Child:
+        child = Child(name="gateway", argv=["gateway", "--host", host, "--port", str(port)])
+        self.children.append(child)
+        return child
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *child.argv],
+            env=env_with_redis(self.redis_url),
+            # Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
+            start_new_session=True,
+        )
+        child.started_at = time.monotonic()
+
+    def start(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def wait_workers(self, ledger: Ledger, timeout: float = 30.0) -> None:
+        """Block until every worker child has registered its heartbeat (i.e. consumes its queues)."""
+        pids = {c.process.pid for c in self.children if c.process and c.name.startswith("worker")}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if pids <= {w.pid for w in ledger.workers()}:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"workers did not come up within {timeout:g}s")
+
+    def wait_gateway(self, url: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"gateway did not answer at {url} within {timeout:g}s")
+
+    def _check_alive(self) -> None:
+        for child in self.children:
+            if child.process is not None and child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with code {child.process.returncode} during start")
+
+    def watch(self, should_stop: list[bool]) -> None:
+        """Keep children running until `should_stop[0]`; a crashed child is restarted with backoff."""
+        while not should_stop[0]:
+            for child in self.children:
+                proc = child.process
+                if proc is not None and proc.poll() is not None and not should_stop[0]:
+                    delay = min(30.0, 0.5 * 2**child.restarts)
+                    if time.monotonic() - child.started_at > 60:
+                        child.restarts, delay = 0, 0.5  # it ran fine for a while: not a crash loop
+                    print(f"{child.name} exited ({proc.returncode}); restarting in {delay:g}s", flush=True)
+                    time.sleep(delay)
+                    child.restarts += 1
+                    self._spawn(child)
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        running = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def install_stop_handlers(flag: list[bool]) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        flag[0] = True
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,9 @@
+"""Regenerate the sample media in samples/media/: `python samples/make_samples.py`."""
+
+from pathlib import Path
+
+from pipeline.samples import generate
+
+if __name__ == "__main__":
+    for path in generate(Path(__file__).resolve().parent / "media"):
+        print(path)
