@@ -56,7 +56,9 @@ def run(src: Path, out_dir: Path, params: ThumbnailParams) -> list[Output]:
                 current.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
             path = out_dir / f"{size}.{ext}"
             encoded = _imaging.for_format(current, params.format, params.background)
-            _imaging.save(encoded, path, params.format, quality=params.quality, progressive=params.progressive)
+            _imaging.save(
+                encoded, path, params.format, quality=params.quality, progressive=params.progressive
+            )
             outputs.append(
                 Output(
                     name=path.name,

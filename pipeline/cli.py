@@ -123,7 +123,9 @@ def gateway(host: str | None, port: int | None) -> None:
 
 @cli.command()
 @click.option("--functions", "names", default=None, help="Comma-separated functions to serve (default: all).")
-@click.option("--concurrency", type=int, default=None, help="Processes (default PIPELINE_WORKER_CONCURRENCY).")
+@click.option(
+    "--concurrency", type=int, default=None, help="Processes (default PIPELINE_WORKER_CONCURRENCY)."
+)
 @click.option("--autoscale", default=None, metavar="MAX,MIN", help="Grow and shrink the pool with load.")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(names: str | None, concurrency: int | None, autoscale: str | None, loglevel: str) -> None:
@@ -136,22 +138,26 @@ def worker(names: str | None, concurrency: int | None, autoscale: str | None, lo
     functions = [n.strip() for n in names.split(",")] if names else sorted(pipeline.functions)
     unknown = [n for n in functions if n not in pipeline.functions]
     if unknown:
-        raise click.ClickException(f"unknown function(s) {', '.join(unknown)}; known: {', '.join(pipeline.functions)}")
+        raise click.ClickException(
+            f"unknown function(s) {', '.join(unknown)}; known: {', '.join(pipeline.functions)}"
+        )
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
         run_worker(
-            settings,
-            pipeline,
-            lease.url,
-            functions,
-            concurrency or settings.worker_concurrency,
-            autoscale,
-            loglevel.upper(),
+            settings=settings,
+            pipeline=pipeline,
+            redis_url=lease.url,
+            functions=functions,
+            concurrency=concurrency or settings.worker_concurrency,
+            autoscale=autoscale,
+            loglevel=loglevel.upper(),
             quiet=loglevel.upper() not in ("INFO", "DEBUG"),
         )
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--bucket", default=None, help="Bucket (default: the pipeline's first bucket).")
 @click.option("--key", default=None, help="Object key (one file only). Default: uploads/<file name>.")
 @click.option("--prefix", default="uploads/", show_default=True, help="Key prefix when --key is not given.")
@@ -229,7 +235,7 @@ def functions(as_json: bool) -> None:
     settings = get_settings()
     pipeline = _load(settings)
     config = pipeline.config
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, spec in sorted(pipeline.functions.items()):
         rows.append(
             {
@@ -245,10 +251,11 @@ def functions(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    for row in rows:
+    for name, spec in sorted(pipeline.functions.items()):
         click.echo(
-            f"{row['name']:<12} {','.join(row['accepts']):<12} queue={row['queue']:<16} "
-            f"concurrency={row['concurrency']} time_limit={row['time_limit']:g}s  {row['summary']}"
+            f"{name:<12} {','.join(spec.accepts):<12} queue={config.queue_for(name):<16} "
+            f"concurrency={config.function_settings(name).concurrency} "
+            f"time_limit={config.time_limit_for(name):g}s  {spec.summary}"
         )
 
 
@@ -311,7 +318,9 @@ def retry(invocation_id: str) -> None:
 @click.argument("function")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--params", "params_json", default=None, help="Parameters as a JSON object.")
-@click.option("--param", "param_items", multiple=True, metavar="K=V", help="One parameter (V parsed as JSON).")
+@click.option(
+    "--param", "param_items", multiple=True, metavar="K=V", help="One parameter (V parsed as JSON)."
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 def run_function(
     function: str, file: Path, params_json: str | None, param_items: tuple[str, ...], out_dir: Path

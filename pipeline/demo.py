@@ -58,7 +58,7 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
             supervisor.stop()
     _print_table(uploads, finished)
     if isinstance(runtime.store, LocalStore):
-        click.echo(f"\nOutputs are in the local store; fetch one with `pipeline download KEY`.")
+        click.echo("\nOutputs are in the local store; fetch one with `pipeline download KEY`.")
     ok = bool(finished) and all(inv.status == Status.SUCCEEDED for inv in finished)
     click.echo("\nall invocations succeeded" if ok else "\nSOME INVOCATIONS DID NOT SUCCEED")
     return 0 if ok else 1

@@ -69,7 +69,8 @@ def run_checks(settings: Settings) -> list[Check]:
 
     def pipeline_file() -> str:
         pipeline = load_pipeline(settings)
-        return f"{pipeline.source}: {len(pipeline.config.rules)} rules, functions {', '.join(pipeline.functions)}"
+        names = ", ".join(pipeline.functions)
+        return f"{pipeline.source}: {len(pipeline.config.rules)} rules, functions {names}"
 
     def store() -> str:
         s = open_store(settings)
@@ -79,7 +80,9 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(_guarded("pipeline file", pipeline_file))
     checks.append(_guarded("object store", store))
     if settings.webhook_token is None:
-        checks.append(("warn", "PIPELINE_WEBHOOK_TOKEN", "unset: development mode, gateway stays on loopback"))
+        checks.append(
+            ("warn", "PIPELINE_WEBHOOK_TOKEN", "unset: development mode, gateway stays on loopback")
+        )
     if settings.api_token is None:
         checks.append(("warn", "PIPELINE_API_TOKEN", "unset: /api is open, gateway stays on loopback"))
     return checks

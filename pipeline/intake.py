@@ -35,7 +35,9 @@ class Intake:
         try:
             return self._accept(event)
         except redis.RedisError as exc:
-            raise BrokerUnavailable(f"Redis unavailable, event for {event.bucket}/{event.key} not accepted") from exc
+            raise BrokerUnavailable(
+                f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
+            ) from exc
 
     def _accept(self, event: ObjectEvent) -> EventRecord:
         config = self.pipeline.config
@@ -98,7 +100,9 @@ class Intake:
                 # Undo, so a retried notification is not mistaken for a duplicate.
                 self.ledger.delete(inv)
                 self.ledger.release(claim)
-                raise BrokerUnavailable(f"cannot enqueue {plan.function} for {event.bucket}/{event.key}: {exc}") from exc
+                raise BrokerUnavailable(
+                    f"cannot enqueue {plan.function} for {event.bucket}/{event.key}: {exc}"
+                ) from exc
             record.invocations.append(inv.id)
         if len(record.invocations) == record.duplicates:
             record.status, record.reason = "duplicate", "every invocation was already claimed"

@@ -57,6 +57,15 @@ def _obj_index(bucket: str, key: str) -> str:
     return f"{P}idx:obj:{digest}"
 
 
+def _ids(values: Any) -> list[str]:
+    """Redis replies as str (decode_responses=True); the client's types also allow bytes."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _encode(fields: dict[str, Any]) -> dict[Any, Any]:
+    return {k: json.dumps(v) for k, v in fields.items()}
+
+
 def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30, decode_responses=True
@@ -85,7 +94,7 @@ class Ledger:
         name = f"{P}inv:{inv.id}"
         data = inv.model_dump(mode="json")
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(name, mapping={k: json.dumps(v) for k, v in data.items()})
+        pipe.hset(name, mapping=_encode(data))
         pipe.expire(name, self.retention)
         for index in (
             f"{P}idx:all",
@@ -126,14 +135,17 @@ class Ledger:
         out = []
         for raw in pipe.execute():
             if raw:
-                out.append(Invocation.model_validate({k: json.loads(v) for k, v in raw.items() if k in _FIELDS}))
+                out.append(
+                    Invocation.model_validate({k: json.loads(v) for k, v in raw.items() if k in _FIELDS})
+                )
         return out
 
     def _update(self, inv_id: str, status: Status | None, **fields: Any) -> None:
         pipe = self.r.pipeline(transaction=True)
-        values = {k: json.dumps(v) for k, v in fields.items()}
         if status is not None:
-            values["status"] = json.dumps(status.value)
+            fields["status"] = status.value
+        values = _encode(fields)
+        if status is not None:
             created = self.r.zscore(f"{P}idx:all", inv_id) or time.time()
             for other in Status:
                 pipe.zrem(f"{P}idx:status:{other}", inv_id)
@@ -206,7 +218,7 @@ class Ledger:
         start = 0
         page = max(limit * 2, 100)
         while len(out) < limit:
-            ids = self.r.zrevrange(index, start, start + page - 1)
+            ids = _ids(self.r.zrevrange(index, start, start + page - 1))
             if not ids:
                 break
             start += page
@@ -227,7 +239,7 @@ class Ledger:
         return out
 
     def for_object(self, bucket: str, key: str) -> list[Invocation]:
-        ids = self.r.zrange(_obj_index(bucket, key), 0, -1)
+        ids = _ids(self.r.zrange(_obj_index(bucket, key), 0, -1))
         return [inv for inv in self.get_many(ids) if inv.key == key and inv.bucket == bucket]
 
     # --- events ------------------------------------------------------------------------------
@@ -240,7 +252,7 @@ class Ledger:
         pipe.execute()
 
     def events(self, limit: int = 50, offset: int = 0) -> list[EventRecord]:
-        ids = self.r.zrevrange(f"{P}idx:events", offset, offset + limit - 1)
+        ids = _ids(self.r.zrevrange(f"{P}idx:events", offset, offset + limit - 1))
         if not ids:
             return []
         raws = self.r.mget([f"{P}event:{i}" for i in ids])

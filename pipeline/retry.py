@@ -21,7 +21,9 @@ def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
         if inv is None:
             raise LookupError(f"no invocation {invocation_id}")
         if inv.status not in RETRYABLE:
-            raise RetryRefused(f"invocation {invocation_id} is {inv.status}; only failed, dead or rejected retry")
+            raise RetryRefused(
+                f"invocation {invocation_id} is {inv.status}; only failed, dead or rejected retry"
+            )
         reset = runtime.ledger.reset_for_retry(invocation_id)
         if reset is None:
             raise LookupError(f"no invocation {invocation_id}")

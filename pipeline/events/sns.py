@@ -26,8 +26,24 @@ from pipeline.errors import EventError, UnauthorizedEvent
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _SIGNED_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
-    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+    "UnsubscribeConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
 }
 
 EnvelopeType = Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]
@@ -89,10 +105,14 @@ class SignatureVerifier:
         elif version == "2":
             algorithm = hashes.SHA256()
         else:
-            raise UnauthorizedEvent(f"SNS message {envelope.message_id}: unknown SignatureVersion {version!r}")
+            raise UnauthorizedEvent(
+                f"SNS message {envelope.message_id}: unknown SignatureVersion {version!r}"
+            )
         cert_url = str(body.get("SigningCertURL") or "")
         if self.require_aws_url and not is_aws_sns_url(cert_url):
-            raise UnauthorizedEvent(f"SNS message {envelope.message_id}: untrusted SigningCertURL {cert_url!r}")
+            raise UnauthorizedEvent(
+                f"SNS message {envelope.message_id}: untrusted SigningCertURL {cert_url!r}"
+            )
         try:
             signature = base64.b64decode(str(body.get("Signature") or ""), validate=True)
         except ValueError as exc:

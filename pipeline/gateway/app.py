@@ -31,7 +31,9 @@ class LedgerCollector(Collector):
         by_status = GaugeMetricFamily(
             "pipeline_invocations", "Invocations in the ledger by status", labels=["status"]
         )
-        depth = GaugeMetricFamily("pipeline_queue_depth", "Messages waiting per function queue", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "pipeline_queue_depth", "Messages waiting per function queue", labels=["queue"]
+        )
         try:
             for name, value in self.runtime.ledger.counts().items():
                 by_status.add_metric([name], value)

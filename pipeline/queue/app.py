@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from celery import Celery
@@ -51,8 +52,8 @@ class CeleryDispatcher:
             TASK_NAME,
             args=[inv.model_dump(mode="json")],
             queue=inv.queue,
-            soft_time_limit=inv.time_limit,
-            time_limit=inv.time_limit + 15,
+            soft_time_limit=math.ceil(inv.time_limit),
+            time_limit=math.ceil(inv.time_limit) + 15,
             retry=True,
             retry_policy=self.retry_policy,
         )

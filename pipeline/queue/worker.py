@@ -60,7 +60,7 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
             executor.run(inv, worker=str(self.request.hostname))
         except SoftTimeLimitExceeded:
             _failed(self, runtime, inv, TimeoutError(f"time limit of {inv.time_limit:g}s exceeded"))
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+        except Exception as exc:
             _failed(self, runtime, inv, exc)
 
 
@@ -76,7 +76,9 @@ def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseEx
     elif attempts >= inv.max_attempts:
         ledger.finish(inv.id, Status.DEAD, error=f"{error} (after {attempts} attempts)")
     else:
-        delay = get_exponential_backoff_interval(BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True)
+        delay = get_exponential_backoff_interval(
+            BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True
+        )
         log.warning("invocation %s attempt %d failed (%s); retrying in %ss", inv.id, attempts, error, delay)
         ledger.requeue(inv.id, error)
         raise task.retry(countdown=delay, max_retries=None, exc=None)
@@ -97,8 +99,10 @@ def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concu
     def beat() -> None:
         while True:
             try:
-                runtime.ledger.heartbeat(info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3)
-            except Exception as exc:  # noqa: BLE001 - a missed heartbeat must not kill the worker
+                runtime.ledger.heartbeat(
+                    info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3
+                )
+            except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             time.sleep(HEARTBEAT_S)
 
@@ -108,11 +112,12 @@ def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concu
     def _gone(**_: Any) -> None:
         try:
             runtime.ledger.worker_gone(hostname)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("could not deregister worker: %s", exc)
 
 
 def run_worker(
+    *,
     settings: Settings,
     pipeline: Pipeline,
     redis_url: str,
@@ -132,7 +137,9 @@ def run_worker(
     def _ready(**_: Any) -> None:
         _start_heartbeat(ctx, hostname, queues, concurrency)
         if not quiet:
-            print(f"worker {hostname} ready: queues {', '.join(queues)}, concurrency {concurrency}", flush=True)
+            print(
+                f"worker {hostname} ready: queues {', '.join(queues)}, concurrency {concurrency}", flush=True
+            )
 
     if quiet:
         # The demo and `pipeline up --quiet` run as whatever user started them; Celery's advice to

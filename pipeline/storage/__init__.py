@@ -12,7 +12,7 @@ from pipeline.storage.local import LocalStore
 __all__ = ["LocalStore", "ObjectInfo", "ObjectStore", "open_store"]
 
 
-def open_store(settings: Settings, on_write: Callable[[ObjectEvent], None] | None = None) -> ObjectStore:
+def open_store(settings: Settings, on_write: Callable[[ObjectEvent], object] | None = None) -> ObjectStore:
     """The configured store. `on_write` receives the local store's events; an S3 server sends its own
     notifications to the gateway instead."""
     s3 = settings.s3()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import StorageError
+from pipeline.errors import InvalidKey
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
@@ -32,12 +32,12 @@ class ObjectInfo(BaseModel):
 
 def check_bucket(bucket: str) -> None:
     if not _BUCKET_NAME.match(bucket) or ".." in bucket:
-        raise StorageError(f"invalid bucket name {bucket!r}")
+        raise InvalidKey(f"invalid bucket name {bucket!r}")
 
 
 def check_key(key: str) -> None:
     if not key or len(key.encode()) > MAX_KEY_BYTES or "\x00" in key:
-        raise StorageError(f"invalid object key {key[:80]!r} (empty, NUL, or over {MAX_KEY_BYTES} bytes)")
+        raise InvalidKey(f"invalid object key {key[:80]!r} (empty, NUL, or over {MAX_KEY_BYTES} bytes)")
 
 
 class ObjectStore(ABC):

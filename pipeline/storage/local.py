@@ -39,7 +39,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class LocalStore(ObjectStore):
     name = "local"
 
-    def __init__(self, root: Path, on_write: Callable[[ObjectEvent], None] | None = None) -> None:
+    def __init__(self, root: Path, on_write: Callable[[ObjectEvent], object] | None = None) -> None:
         self.root = root
         self.on_write = on_write
 
@@ -181,4 +181,3 @@ class LocalStore(ObjectStore):
                 metadata=info.metadata,
             )
         )
-

@@ -13,7 +13,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from pipeline.errors import ObjectNotFound, StorageError
+from pipeline.errors import InvalidKey, ObjectNotFound, StorageError
 from pipeline.settings import S3Settings
 from pipeline.storage.base import ObjectInfo, ObjectStore
 
@@ -21,7 +21,7 @@ _META_PREFIX = "x-amz-meta-"
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject"}
 
 
-def _encode_meta(metadata: dict[str, str]) -> dict[str, str]:
+def _encode_meta(metadata: dict[str, str]) -> dict[str, str | list[str] | tuple[str]]:
     # Metadata travels as HTTP headers, which are ASCII: percent-encode anything else.
     return {k: quote(v, safe=" !#$&'()*+,/:;=?@[]~") for k, v in metadata.items()}
 
@@ -61,11 +61,14 @@ class S3Store(ObjectStore):
     def check(self) -> None:
         try:
             self.client.list_buckets()
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise StorageError(f"cannot reach {self.describe()}: {exc}") from exc
 
     @staticmethod
     def _wrap(exc: Exception, what: str) -> StorageError:
+        if isinstance(exc, ValueError):
+            # The minio SDK refuses some keys S3 allows (e.g. with "." or ".." segments).
+            return InvalidKey(f"{what}: {exc}")
         if isinstance(exc, S3Error) and exc.code in _NOT_FOUND:
             return ObjectNotFound(f"{what} does not exist ({exc.code})")
         return StorageError(f"{what}: {exc}")
@@ -90,7 +93,7 @@ class S3Store(ObjectStore):
             result = self.client.fput_object(
                 bucket, key, str(path), content_type=content_type, metadata=_encode_meta(metadata)
             )
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"put {bucket}/{key}") from exc
         return ObjectInfo(
             bucket=bucket,
@@ -106,14 +109,14 @@ class S3Store(ObjectStore):
         try:
             # fget_object writes to `<dest>.<etag>.part.minio` and renames when complete.
             stat = self.client.fget_object(bucket, key, str(dest), version_id=version_id)
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"object {bucket}/{key}") from exc
         return self._info(bucket, key, stat)
 
     def _stat(self, bucket: str, key: str) -> ObjectInfo:
         try:
             stat = self.client.stat_object(bucket, key)
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"object {bucket}/{key}") from exc
         return self._info(bucket, key, stat)
 
@@ -123,13 +126,13 @@ class S3Store(ObjectStore):
                 if obj.object_name is None or obj.is_dir:
                     continue
                 yield self._info(bucket, obj.object_name, obj)
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"bucket {bucket}") from exc
 
     def _delete(self, bucket: str, key: str) -> None:
         try:
             self.client.remove_object(bucket, key)
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"object {bucket}/{key}") from exc
 
     def _ensure_bucket(self, bucket: str) -> None:
@@ -139,5 +142,5 @@ class S3Store(ObjectStore):
         except S3Error as exc:
             if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise self._wrap(exc, f"bucket {bucket}") from exc
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"bucket {bucket}") from exc

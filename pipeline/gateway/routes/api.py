@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from starlette.concurrency import run_in_threadpool
@@ -12,18 +12,21 @@ from pipeline.gateway.deps import StateDep, require_api_token
 from pipeline.invocation import Status
 from pipeline.retry import RetryRefused, retry_invocation
 
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_api_token)])
 
 
 @router.get("/invocations")
 def list_invocations(
     state: StateDep,
-    status_: Status | None = Query(None, alias="status"),
+    status_: Annotated[Status | None, Query(alias="status")] = None,
     function: str | None = None,
     bucket: str | None = None,
     key: str | None = None,
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     items = state.runtime.ledger.query(
         status=status_, function=function, bucket=bucket, key=key, limit=limit, offset=offset
@@ -53,9 +56,7 @@ async def retry(invocation_id: str, state: StateDep) -> dict[str, Any]:
 
 
 @router.get("/events")
-def list_events(
-    state: StateDep, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
-) -> dict[str, Any]:
+def list_events(state: StateDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     items = state.runtime.ledger.events(limit=limit, offset=offset)
     return {"items": [e.model_dump(mode="json") for e in items], "limit": limit, "offset": offset}
 

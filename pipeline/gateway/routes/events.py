@@ -108,12 +108,18 @@ async def sns_push(request: Request, state: StateDep, token: str | None = None) 
 async def _confirm(state: StateDep, topic_arn: str, subscribe_url: str) -> dict[str, Any]:
     if topic_arn not in state.settings.sns_topics:
         log.warning("not confirming SNS subscription for topic %s (not in PIPELINE_SNS_TOPICS)", topic_arn)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"topic {topic_arn} is not allowed (PIPELINE_SNS_TOPICS)")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"topic {topic_arn} is not allowed (PIPELINE_SNS_TOPICS)"
+        )
     if not is_aws_sns_url(subscribe_url):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "SubscribeURL is not an https sns.*.amazonaws.com URL")
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "SubscribeURL is not an https sns.*.amazonaws.com URL"
+        )
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
         response = await client.get(subscribe_url)
     if response.status_code != 200:
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"SNS answered {response.status_code} to the confirmation")
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, f"SNS answered {response.status_code} to the confirmation"
+        )
     log.info("confirmed SNS subscription for %s", topic_arn)
     return {"status": "confirmed", "topic": topic_arn}

@@ -1,0 +1,183 @@
+"""The gateway's HTTP contract, against real Redis and the real Celery producer (no worker here:
+what matters is what gets enqueued)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from pydantic import SecretStr
+
+from pipeline.gateway.app import create_app
+from pipeline.settings import Settings
+from tests.helpers import EVENTS, ServedApp, free_port
+
+TOKEN = "s3cret-token"
+
+
+def body(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return data
+
+
+@pytest.fixture
+def gateway_settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        webhook_token=SecretStr(TOKEN),
+        sns_verify_signature=False,
+        max_event_bytes=64 * 1024,
+    )
+
+
+@pytest.fixture
+def client(gateway_settings: Settings) -> Iterator[httpx.Client]:
+    with ServedApp(create_app(gateway_settings)) as c:
+        yield c
+
+
+def queued(redis_url: str) -> int:
+    return int(redis.Redis.from_url(redis_url).llen("fn.thumbnail"))
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_minio_event_is_enqueued_once(client: httpx.Client, redis_url: str) -> None:
+    response = client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["invocations"]) == 1
+    assert queued(redis_url) == 1
+    again = client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
+    assert again.json()["duplicates"] == 1
+    assert queued(redis_url) == 1
+
+
+def test_bare_token_accepted_as_older_minio_sends_it(client: httpx.Client, redis_url: str) -> None:
+    response = client.post("/events/minio", json=body("minio-put.json"), headers={"Authorization": TOKEN})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}])
+def test_missing_or_wrong_token_is_401_and_nothing_enqueued(
+    client: httpx.Client, redis_url: str, headers: dict[str, str]
+) -> None:
+    response = client.post("/events/minio", json=body("minio-put.json"), headers=headers)
+    assert response.status_code == 401
+    assert queued(redis_url) == 0
+    assert client.get("/api/invocations").json()["items"] == []
+
+
+def test_empty_ping_is_200(client: httpx.Client) -> None:
+    assert client.post("/events/minio", content=b"", headers=AUTH).status_code == 200
+
+
+def test_malformed_and_oversize_bodies(client: httpx.Client, redis_url: str) -> None:
+    assert client.post("/events/minio", content=b"{not json", headers=AUTH).status_code == 400
+    assert client.post("/events/minio", json=[1, 2], headers=AUTH).status_code == 400
+    assert client.post("/events/minio", json={"Records": [{"s3": {}}]}, headers=AUTH).status_code == 400
+    big = {"Records": [], "pad": "x" * 100_000}
+    assert client.post("/events/minio", json=big, headers=AUTH).status_code == 413
+    assert queued(redis_url) == 0
+
+
+def test_s3_test_event_ignored(client: httpx.Client, redis_url: str) -> None:
+    response = client.post("/events/minio", json=body("s3-test-event.json"), headers=AUTH)
+    assert response.json()["status"] == "ignored"
+    assert queued(redis_url) == 0
+
+
+def test_sns_notification_with_token_in_url(client: httpx.Client, redis_url: str) -> None:
+    envelope = json.dumps(body("sns-notification.json"))
+    headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"}
+    assert client.post("/events/sns", content=envelope, headers=headers).status_code == 401
+    response = client.post(f"/events/sns?token={TOKEN}", content=envelope, headers=headers)
+    assert response.status_code == 200, response.text
+    assert queued(redis_url) == 1
+    [inv] = client.get("/api/invocations").json()["items"]
+    assert inv["key"] == "uploads/summer 2026/beach day (1).png"
+
+
+def test_sns_signature_checked_by_default(gateway_settings: Settings, redis_url: str) -> None:
+    settings = gateway_settings.model_copy(update={"sns_verify_signature": True})
+    with ServedApp(create_app(settings)) as c:
+        response = c.post(f"/events/sns?token={TOKEN}", content=json.dumps(body("sns-notification.json")))
+    assert response.status_code == 403  # the example's signature is fake (and its cert URL unreachable)
+    assert queued(redis_url) == 0
+
+
+def test_subscription_confirmation_refused_for_unlisted_topic(client: httpx.Client) -> None:
+    response = client.post(
+        f"/events/sns?token={TOKEN}", content=json.dumps(body("sns-subscription-confirmation.json"))
+    )
+    assert response.status_code == 403
+    assert "not allowed" in response.json()["detail"]
+
+
+def test_broker_down_is_503_never_2xx(tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    settings = Settings(redis_url=dead, data_dir=tmp_path, webhook_token=SecretStr(TOKEN))
+    with ServedApp(create_app(settings)) as c:
+        response = c.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
+        assert response.status_code == 503
+        assert c.get("/healthz").status_code == 503
+
+
+def test_api_lists_and_filters(client: httpx.Client) -> None:
+    client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
+    client.post(f"/events/sns?token={TOKEN}", content=json.dumps(body("sns-notification.json")))
+    items = client.get("/api/invocations").json()["items"]
+    assert len(items) == 2
+    required = {
+        "id",
+        "function",
+        "status",
+        "bucket",
+        "key",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "outputs",
+        "error",
+    }
+    assert required <= set(items[0])
+    one = client.get("/api/invocations", params={"key": "uploads/cat photo.jpg", "bucket": "media"}).json()
+    assert [i["key"] for i in one["items"]] == ["uploads/cat photo.jpg"]
+    assert client.get("/api/invocations", params={"status": "queued"}).json()["items"]
+    assert client.get("/api/invocations", params={"status": "succeeded"}).json()["items"] == []
+    assert client.get("/api/invocations", params={"status": "bogus"}).status_code == 422
+    detail = client.get(f"/api/invocations/{items[0]['id']}")
+    assert detail.status_code == 200 and detail.json()["id"] == items[0]["id"]
+    assert client.get("/api/invocations/nope").status_code == 404
+    events = client.get("/api/events").json()["items"]
+    assert {e["source"] for e in events} == {"minio", "sns"}
+    [fn] = client.get("/api/functions").json()["items"]
+    assert fn["name"] == "thumbnail" and fn["queue"] == "fn.thumbnail" and "properties" in fn["params_schema"]
+    retry = client.post(f"/api/invocations/{items[0]['id']}/retry")
+    assert retry.status_code == 409  # still queued: nothing to retry
+
+
+def test_api_token_required_when_set(gateway_settings: Settings) -> None:
+    settings = gateway_settings.model_copy(update={"api_token": SecretStr("api")})
+    with ServedApp(create_app(settings)) as c:
+        assert c.get("/api/invocations").status_code == 401
+        assert c.get("/api/invocations", headers={"Authorization": "Bearer api"}).status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_healthz_and_metrics(client: httpx.Client) -> None:
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["redis"] is True
+    client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
+    text = client.get("/metrics").text
+    assert 'pipeline_gateway_events_total{source="minio",status="accepted"} 1.0' in text
+    assert 'pipeline_queue_depth{queue="fn.thumbnail"} 1.0' in text
+    assert 'pipeline_invocations{status="queued"} 1.0' in text

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import time
+
+import redis
+
+from pipeline.config import load_config
+from pipeline.events import ObjectEvent
+from pipeline.intake import Intake
+from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.ledger import Ledger, connect
+from pipeline.registry import build_pipeline
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[Invocation] = []
+
+    def __call__(self, inv: Invocation) -> None:
+        self.sent.append(inv)
+
+
+def make(redis_url: str) -> tuple[Intake, Ledger, Recorder]:
+    config, source = load_config(None)
+    ledger = Ledger(connect(redis_url))
+    sent = Recorder()
+    return Intake(build_pipeline(config, source), ledger, sent), ledger, sent
+
+
+def event(key: str = "uploads/cat.jpg", etag: str = "e1", size: int | None = 10) -> ObjectEvent:
+    return ObjectEvent(
+        source="minio",
+        event_name="s3:ObjectCreated:Put",
+        bucket="media",
+        key=key,
+        etag=etag,
+        size=size,
+        content_type="image/jpeg",
+    )
+
+
+def test_accept_records_and_enqueues(redis_url: str) -> None:
+    intake, ledger, sent = make(redis_url)
+    record = intake.accept(event())
+    assert record.status == "accepted" and len(record.invocations) == 1
+    [inv] = sent.sent
+    stored = ledger.get(inv.id)
+    assert stored is not None and stored.status == Status.QUEUED and stored.queue == "fn.thumbnail"
+    assert stored.event_id == record.id
+    assert ledger.get_event(record.id) == record
+
+
+def test_duplicates_are_claimed_once_and_counted(redis_url: str) -> None:
+    intake, ledger, sent = make(redis_url)
+    first = intake.accept(event())
+    again = intake.accept(event())
+    assert again.status == "duplicate" and again.invocations == first.invocations
+    assert len(sent.sent) == 1
+    assert ledger.counts()["duplicates"] == 1
+    intake.accept(event(etag="e2"))  # a new version is new work
+    assert len(sent.sent) == 2
+
+
+def test_unmatched_event_is_recorded_as_ignored(redis_url: str) -> None:
+    intake, ledger, sent = make(redis_url)
+    record = intake.accept(event(key="elsewhere/cat.jpg"))
+    assert record.status == "ignored" and record.reason == "no rule matches"
+    assert sent.sent == [] and ledger.events()[0].id == record.id
+
+
+def test_oversize_object_is_rejected_from_the_event(redis_url: str) -> None:
+    intake, ledger, sent = make(redis_url)
+    record = intake.accept(event(size=3 * 1024**3))
+    [inv] = ledger.get_many(record.invocations)
+    assert inv.status == Status.REJECTED and "max_object_bytes" in (inv.error or "")
+    assert "media/uploads/cat.jpg" in (inv.error or "")
+    assert sent.sent == []
+
+
+def test_broker_failure_undoes_the_claim(redis_url: str) -> None:
+    config, source = load_config(None)
+    ledger = Ledger(connect(redis_url))
+
+    def broken(inv: Invocation) -> None:
+        raise ConnectionError("broker down")
+
+    intake = Intake(build_pipeline(config, source), ledger, broken)
+    try:
+        intake.accept(event())
+    except Exception as exc:
+        assert "cannot enqueue" in str(exc)
+    else:
+        raise AssertionError("expected BrokerUnavailable")
+    assert ledger.query() == []  # nothing recorded as queued
+    intake.enqueue = Recorder()
+    assert intake.accept(event()).status == "accepted"  # the retry is not taken for a duplicate
+
+
+def test_attempts_lifecycle_and_query_filters(redis_url: str) -> None:
+    intake, ledger, sent = make(redis_url)
+    intake.accept(event("uploads/a.jpg"))
+    intake.accept(event("uploads/b.jpg"))
+    a, b = sent.sent
+    running = ledger.start_attempt(a.id, "w1")
+    assert running is not None and running.attempts == 1 and running.status == Status.RUNNING
+    ledger.finish(
+        a.id,
+        Status.SUCCEEDED,
+        outputs=[OutputRef(bucket="media", key="k", content_type="image/jpeg", size=1)],
+    )
+    done = ledger.get(a.id)
+    assert done is not None and done.status == Status.SUCCEEDED and done.duration_ms is not None
+    assert done.outputs[0].key == "k" and done.worker == "w1"
+    assert ledger.start_attempt(a.id, "w2") is None  # finished work is never run again
+    assert [i.id for i in ledger.query(status="succeeded")] == [a.id]
+    assert [i.id for i in ledger.query(status="queued")] == [b.id]
+    assert [i.id for i in ledger.query(bucket="media", key="uploads/b.jpg")] == [b.id]
+    assert [i.id for i in ledger.query(function="thumbnail")] == [b.id, a.id]  # newest first
+    assert ledger.query(function="nope") == []
+    assert ledger.counts()["succeeded"] == 1 and ledger.counts()["queued"] == 1
+
+
+def test_records_expire_with_retention(redis_url: str) -> None:
+    intake, _, sent = make(redis_url)
+    intake.accept(event())
+    ttl = redis.Redis.from_url(redis_url).ttl(f"pl:inv:{sent.sent[0].id}")
+    assert 0 < ttl <= 7 * 86400
+
+
+def test_ids_sort_by_creation_and_never_collide() -> None:
+    spaced = []
+    for _ in range(5):
+        spaced.append(Invocation.new_id())
+        time.sleep(0.002)
+    assert spaced == sorted(spaced)
+    assert len({Invocation.new_id() for _ in range(10_000)}) == 10_000

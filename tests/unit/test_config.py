@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import BUILTIN_NAME, load_config, parse_config
+from pipeline.errors import ConfigError
+from pipeline.registry import build_pipeline, load_pipeline
+from pipeline.settings import Settings
+from tests.helpers import REPO
+
+
+def test_builtin_default_equals_the_sample_file() -> None:
+    builtin = (REPO / "pipeline" / "default_pipeline.yaml").read_text()
+    assert (REPO / "samples" / "pipeline.yaml").read_text() == builtin
+    config, source = load_config(None)
+    assert source == BUILTIN_NAME
+    assert config.watched_buckets() == ["media"]
+    assert config.rules[0].prefix == "uploads/"
+    assert config.outputs.prefix == "derived/"
+
+
+def test_sample_file_loads_through_settings(tmp_path: Path) -> None:
+    pipeline = load_pipeline(Settings(config=REPO / "samples" / "pipeline.yaml", data_dir=tmp_path))
+    assert "thumbnail" in pipeline.functions
+    assert pipeline.queues() == ["fn.thumbnail"]
+
+
+def errors_for(text: str, tmp_path: Path) -> str:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config, source = load_config(path)
+        build_pipeline(config, source)
+    message = str(info.value)
+    assert str(path) in message  # every error names the file
+    return message
+
+
+RULE = "rules:\n  - name: r\n    bucket: media\n    functions:\n      - function: {fn}\n        params: {params}\n"
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    assert "rulez: Extra inputs are not permitted" in errors_for("rulez: []\n", tmp_path)
+
+
+def test_missing_field_names_the_path(tmp_path: Path) -> None:
+    message = errors_for("rules:\n  - name: r\n    functions: [{function: thumbnail}]\n", tmp_path)
+    assert "rules[0].bucket: Field required" in message
+
+
+def test_unknown_function_lists_known_ones(tmp_path: Path) -> None:
+    message = errors_for(RULE.format(fn="thumbnale", params="{}"), tmp_path)
+    assert "rules[0] (r).functions[0].function: unknown function 'thumbnale'" in message
+    assert "known: thumbnail" in message
+
+
+def test_bad_params_fail_at_load_naming_rule_step_and_parameter(tmp_path: Path) -> None:
+    message = errors_for(RULE.format(fn="thumbnail", params="{sizes: [100000]}"), tmp_path)
+    assert "rules[0] (r).functions[0].params.sizes" in message and "8..8192" in message
+    message = errors_for(RULE.format(fn="thumbnail", params="{colour: red}"), tmp_path)
+    assert "params.colour: Extra inputs are not permitted" in message
+
+
+def test_bad_event_pattern(tmp_path: Path) -> None:
+    text = "rules:\n  - {name: r, bucket: m, events: [ObjectCreated], functions: [{function: thumbnail}]}\n"
+    assert "rules[0].events" in errors_for(text, tmp_path)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    assert "not valid YAML" in errors_for("rules: [\n", tmp_path)
+    with pytest.raises(ConfigError, match="cannot read the pipeline file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_user_function_by_dotted_path(tmp_path: Path) -> None:
+    text = "functions:\n  invert:\n    module: samples.custom_function\n" + RULE.format(
+        fn="invert", params="{}"
+    )
+    config = parse_config(text, "x.yaml")
+    pipeline = build_pipeline(config, "x.yaml")
+    assert pipeline.function("invert").accepts == ("image/*",)
+    with pytest.raises(ConfigError, match="cannot import function module"):
+        build_pipeline(parse_config("functions:\n  x:\n    module: no.such.module\n", "x.yaml"), "x.yaml")

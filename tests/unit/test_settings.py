@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.settings import Settings, is_loopback
+from pipeline.settings_doc import markdown_table
+from tests.helpers import REPO
+
+
+def test_environment_prefix_and_s3_grouping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_S3_ENDPOINT", "https://s3.example.com:9000")
+    monkeypatch.setenv("PIPELINE_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("PIPELINE_S3_SECRET_KEY", "sk")
+    monkeypatch.setenv("PIPELINE_GATEWAY_PORT", "9001")
+    monkeypatch.setenv("PIPELINE_SNS_TOPICS", '["arn:aws:sns:eu-central-1:1:t"]')
+    settings = Settings()
+    s3 = settings.s3()
+    assert s3 is not None
+    assert (s3.endpoint, s3.secure, s3.access_key, s3.secret_key) == ("s3.example.com:9000", True, "ak", "sk")
+    assert settings.gateway_port == 9001
+    assert settings.sns_topics == ["arn:aws:sns:eu-central-1:1:t"]
+    assert "sk" not in repr(settings)  # secrets never printed
+
+
+def test_defaults_are_the_embedded_development_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("PIPELINE_"):
+            monkeypatch.delenv(name)
+    settings = Settings()
+    assert settings.s3() is None
+    assert settings.uses_embedded_redis
+    assert settings.dev_mode
+    assert settings.gateway_port == 8000
+
+
+def test_explicit_insecure_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_S3_ENDPOINT", "127.0.0.1:9000")
+    monkeypatch.setenv("PIPELINE_S3_SECURE", "false")
+    s3 = Settings().s3()
+    assert s3 is not None and not s3.secure and s3.endpoint == "127.0.0.1:9000"
+
+
+def test_loopback_detection() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.com")
+
+
+def test_readme_configuration_table_is_generated_from_settings() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert markdown_table() in readme, "README is stale: paste the output of `pipeline settings --markdown`"
