@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ def upload_file(runtime: Runtime, path: Path, bucket: str, key: str) -> Upload:
     notifies the gateway, deduplication makes the two one)."""
     started = time.time()
     runtime.store.ensure_bucket(bucket)
-    # Content-Type from the bytes, not the name: it is what routing sees first.
-    info = runtime.store.put_file(bucket, key, path, content_type=sniff(path))
+    # Declared from the name, as S3 clients do. It only steers routing: workers check the real
+    # type by magic bytes, so a lying file is rejected with its reason instead of silently ignored.
+    declared, _ = mimetypes.guess_type(key, strict=False)
+    info = runtime.store.put_file(bucket, key, path, content_type=declared or sniff(path))
     if not isinstance(runtime.store, LocalStore):
         runtime.intake.accept(
             ObjectEvent(

@@ -63,6 +63,14 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def interrupt(self, sig: int, timeout: float) -> int:
+        """Send `sig` (Ctrl-C is SIGINT) and wait for the process to exit on its own."""
+        self.popen.send_signal(sig)
+        try:
+            return int(self.popen.wait(timeout=timeout))
+        finally:
+            self.stop()
+
     def stop(self, timeout: float = 20.0) -> int:
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
@@ -71,7 +79,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
-        self._log_file.close()
+        if not self._log_file.closed:
+            self._log_file.close()
         return int(self.popen.returncode)
 
 

