@@ -1,0 +1,42 @@
+# Everyday commands. CI runs `make test` (see .ci/run).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck format unit clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: local directory store, embedded Redis, real workers.
+demo: $(STAMP)
+	$(VENV)/bin/pipeline demo
+
+## Everything CI checks: system packages and services the tests need, lint, types, the whole suite.
+test: $(STAMP)
+	scripts/test-services $(PY)
+	$(MAKE) lint typecheck
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
