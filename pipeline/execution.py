@@ -67,6 +67,16 @@ class Executor:
         if current is None:
             log.info("invocation %s already finished; nothing to do", inv.id)
             return None
+        if current.attempts > current.max_attempts:
+            # Only a redelivery gets here: the process running an earlier attempt died without
+            # recording anything (e.g. killed by the OOM killer). Stop, or a poison input loops.
+            self.ledger.finish(
+                inv.id,
+                Status.DEAD,
+                error=f"gave up after {current.max_attempts} attempts: the worker process was lost "
+                f"while running {inv.bucket}/{inv.key}",
+            )
+            return None
         spec = self.pipeline.function(inv.function)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=f"{inv.function}-") as tmp:

@@ -47,13 +47,21 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def enqueue(self, inv: Invocation) -> None:
+    def enqueue(self, inv: Invocation, countdown: float | None = None) -> None:
+        soft = math.ceil(inv.time_limit)
         self.app.send_task(
             TASK_NAME,
             args=[inv.model_dump(mode="json")],
             queue=inv.queue,
-            soft_time_limit=math.ceil(inv.time_limit),
-            time_limit=math.ceil(inv.time_limit) + 15,
+            countdown=countdown,
+            # The soft limit raises inside the function so it can be recorded; the hard limit kills
+            # the process if the function ignores that.
+            soft_time_limit=soft,
+            time_limit=soft + hard_limit_margin(soft),
             retry=True,
             retry_policy=self.retry_policy,
         )
+
+
+def hard_limit_margin(soft_limit: int) -> int:
+    return max(1, min(15, soft_limit // 10))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -11,8 +12,8 @@ import warnings
 from typing import Any
 
 from celery import Celery, Task
-from celery.exceptions import SecurityWarning, SoftTimeLimitExceeded
-from celery.signals import worker_ready, worker_shutdown
+from celery.exceptions import SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_failure, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
 from functions import UnsupportedMedia
@@ -63,8 +64,28 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         except Exception as exc:
             _failed(self, runtime, inv, exc)
 
+    handled: collections.deque[str] = collections.deque(maxlen=1000)
 
-def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseException) -> None:
+    @task_failure.connect(sender=run_invocation, weak=False)
+    def _hard_time_limit(
+        task_id: str = "", exception: BaseException | None = None, args: Any = None, **_: Any
+    ) -> None:
+        # Runs in the worker's main process after it killed a child that outlived the hard limit.
+        # Celery acknowledges that message, so the retry (or the verdict) is ours to record.
+        # Celery can report one timeout twice (timeout handler and pool error path): act once.
+        if not isinstance(exception, TimeLimitExceeded) or not args or task_id in handled:
+            return
+        handled.append(task_id)
+        runtime, _executor = ctx.get()
+        inv = Invocation.model_validate(args[0])
+        error = TimeoutError(f"killed at the hard time limit ({inv.time_limit:g}s + margin)")
+        delay = _record_failure(runtime, inv, error)
+        if delay is not None:
+            CeleryDispatcher(app).enqueue(inv, countdown=delay)
+
+
+def _record_failure(runtime: Runtime, inv: Invocation, exc: BaseException) -> float | None:
+    """Record a failed attempt. Returns the backoff delay if it should run again, else None."""
     ledger = runtime.ledger
     current = ledger.get(inv.id)
     attempts = current.attempts if current else inv.attempts
@@ -81,8 +102,15 @@ def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseEx
         )
         log.warning("invocation %s attempt %d failed (%s); retrying in %ss", inv.id, attempts, error, delay)
         ledger.requeue(inv.id, error)
+        return float(delay)
+    log.warning("invocation %s gave up: %s", inv.id, error)
+    return None
+
+
+def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseException) -> None:
+    delay = _record_failure(runtime, inv, exc)
+    if delay is not None:
         raise task.retry(countdown=delay, max_retries=None, exc=None)
-    log.warning("invocation %s %s: %s", inv.id, "finished", error)
 
 
 def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concurrency: int) -> None:

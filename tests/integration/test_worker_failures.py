@@ -1,0 +1,72 @@
+"""Time limits and lost worker processes, with a real Celery worker: every failure ends in a
+recorded verdict, bounded by max_attempts; nothing stays `running` or loops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.invocation import Status
+from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.registry import build_pipeline
+from pipeline.runtime import build_runtime
+from pipeline.samples import generate
+from pipeline.settings import Settings
+from tests.helpers import Proc, pipeline_env, wait_until
+
+CONFIG = """
+version: 1
+buckets: [media]
+functions:
+  misbehaving: {module: tests.fixtures.misbehaving, time_limit: 1, max_attempts: 2, concurrency: 2}
+rules:
+  - {name: slow, bucket: media, prefix: slow/, functions: [{function: misbehaving}]}
+  - {name: stubborn, bucket: media, prefix: stubborn/, functions: [{function: misbehaving, params: {ignore_soft_limit: true}}]}
+  - {name: crash, bucket: media, prefix: crash/, functions: [{function: misbehaving, params: {crash: true}}]}
+"""
+
+
+def test_time_limits_and_lost_processes_end_dead(redis_url: str, tmp_path: Path) -> None:
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(CONFIG)
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
+    config, source = load_config(config_path)
+    pipeline = build_pipeline(config, source)
+    runtime = build_runtime(
+        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
+    )
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=redis_url,
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_CONFIG=str(config_path),
+    )
+    worker = Proc(
+        ["worker", "--functions", "misbehaving", "--concurrency", "2"], env, tmp_path / "worker.log"
+    )
+    try:
+        wait_until(lambda: runtime.ledger.workers() or not worker.alive(), 30, "the worker")
+        image = generate(tmp_path / "samples")[0]
+        runtime.store.ensure_bucket("media")
+        for prefix in ("slow", "stubborn", "crash"):
+            runtime.store.put_file("media", f"{prefix}/a.jpg", image, content_type="image/jpeg")
+
+        def verdicts() -> dict[str, tuple[str, int, str]]:
+            return {
+                inv.key.split("/")[0]: (inv.status.value, inv.attempts, inv.error or "")
+                for inv in runtime.ledger.query(bucket="media")
+            }
+
+        wait_until(
+            lambda: all(v[0] == "dead" for v in verdicts().values()) and len(verdicts()) == 3,
+            60,
+            "three dead invocations",
+            interval=0.2,
+        )
+        result = verdicts()
+        assert result["slow"][1] == 2 and "time limit of 1s exceeded (after 2 attempts)" in result["slow"][2]
+        assert result["stubborn"][1] == 2 and "killed at the hard time limit" in result["stubborn"][2]
+        assert "worker process was lost" in result["crash"][2] and "media/crash/a.jpg" in result["crash"][2]
+        assert runtime.ledger.counts()[Status.RUNNING.value] == 0
+        assert worker.alive()  # the pool replaced its lost and killed children
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
