@@ -181,3 +181,13 @@ def test_healthz_and_metrics(client: httpx.Client) -> None:
     assert 'pipeline_gateway_events_total{source="minio",status="accepted"} 1.0' in text
     assert 'pipeline_queue_depth{queue="fn.thumbnail"} 1.0' in text
     assert 'pipeline_invocations{status="queued"} 1.0' in text
+
+
+def test_allowed_topic_confirms_only_from_an_aws_url(gateway_settings: Settings) -> None:
+    confirmation = body("sns-subscription-confirmation.json")
+    settings = gateway_settings.model_copy(update={"sns_topics": [confirmation["TopicArn"]]})
+    confirmation["SubscribeURL"] = "http://127.0.0.1:9/?Action=ConfirmSubscription"  # SSRF bait
+    with ServedApp(create_app(settings)) as c:
+        response = c.post(f"/events/sns?token={TOKEN}", content=json.dumps(confirmation))
+    assert response.status_code == 400
+    assert "sns.*.amazonaws.com" in response.json()["detail"]
