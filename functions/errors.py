@@ -6,11 +6,15 @@ class FunctionError(Exception):
 
 
 class MediaError(FunctionError):
-    """Raised when the input media is damaged, too large or otherwise unusable."""
+    """Raised when the input media is damaged or otherwise unusable."""
 
 
-class UnsupportedMedia(MediaError):
-    """Raised when the input's real type (by magic bytes) is not one the function accepts."""
+class Rejected(MediaError):
+    """Raised when screening refuses an input (type not allowed, over a limit); nothing runs."""
+
+
+class UnsupportedMedia(Rejected):
+    """Raised when the input's real type (by magic bytes) is not one that is allowed or accepted."""
 
 
 class ParamsError(FunctionError):

@@ -44,6 +44,7 @@ class FunctionSpec(Generic[P]):
     params_model: type[P]
     run: Callable[[Path, Path, P], list[Output]]
     module: str
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def accepts_type(self, content_type: str) -> bool:
         return any(fnmatch.fnmatchcase(content_type, pattern) for pattern in self.accepts)
@@ -56,9 +57,14 @@ class FunctionSpec(Generic[P]):
 
 
 def media_function(
-    *, name: str, accepts: tuple[str, ...], params: type[P]
+    *,
+    name: str,
+    accepts: tuple[str, ...],
+    params: type[P],
+    presets: dict[str, dict[str, Any]] | None = None,
 ) -> Callable[[Callable[[Path, Path, P], list[Output]]], FunctionSpec[P]]:
-    """Declare a module's `run` as a media function named `name`, accepting media types `accepts`."""
+    """Declare a module's `run` as a media function named `name`, accepting media types `accepts`.
+    `presets` are named parameter sets a rule can start from (`preset: hls`)."""
 
     def wrap(run: Callable[[Path, Path, P], list[Output]]) -> FunctionSpec[P]:
         doc = (run.__doc__ or "").strip().splitlines()
@@ -69,6 +75,7 @@ def media_function(
             params_model=params,
             run=run,
             module=run.__module__,
+            presets=dict(presets or {}),
         )
 
     return wrap

@@ -7,6 +7,7 @@ reason, never half-way through processing an upload.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from functions._screening import ScreeningPolicy
 from pipeline.errors import ConfigError
 
 BUILTIN_NAME = "<built-in pipeline.yaml>"
@@ -23,11 +25,44 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+TEMPLATE_FIELDS = ("prefix", "key", "stem", "ext", "function", "name")
+DEFAULT_TEMPLATE = "{prefix}{key}/{function}/{name}"
+
+
+class OutputTarget(_Strict):
+    """Where one step's outputs go. The template's fields: {prefix} (outputs.prefix), {key} (the
+    source key), {stem} and {ext} (the key without / only its extension), {function}, {name}."""
+
+    bucket: str | None = Field(default=None, description="Default: outputs.bucket, else the source bucket.")
+    template: str = DEFAULT_TEMPLATE
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, template: str) -> str:
+        fields = set(re.findall(r"{(\w*)}", template))
+        unknown = fields - set(TEMPLATE_FIELDS)
+        if unknown or re.search(r"{[^}]*[^\w}][^}]*}", template):
+            raise ValueError(f"unknown template field(s) {sorted(unknown)}; use {', '.join(TEMPLATE_FIELDS)}")
+        if "name" not in fields:
+            raise ValueError(
+                "the template must contain {name}, or outputs of one run would overwrite each other"
+            )
+        if template.startswith("/") or any(s in (".", "..") for s in template.split("/")):
+            raise ValueError("the template may not start with / or contain . or .. segments")
+        return template
+
+    def literal_prefix(self) -> str:
+        """The fixed start of every key this template makes (used to keep outputs from re-triggering)."""
+        return self.template.split("{", 1)[0]
+
+
 class FunctionCall(_Strict):
-    """A function a rule fires, with its parameters."""
+    """A function a rule fires, with its parameters (a preset's, overridden by `params`)."""
 
     function: str
+    preset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    output: OutputTarget = OutputTarget()
 
 
 class Rule(_Strict):
@@ -66,7 +101,6 @@ class Outputs(_Strict):
 
 
 class Limits(_Strict):
-    max_object_bytes: int = Field(default=2 * 1024**3, gt=0)
     time_limit: float = Field(default=300, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=50)
 
@@ -78,6 +112,10 @@ class PipelineConfig(_Strict):
     rules: list[Rule] = Field(default_factory=list)
     outputs: Outputs = Outputs()
     limits: Limits = Limits()
+    screening: ScreeningPolicy = ScreeningPolicy()
+    presets: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict, description="Named parameter sets per function: presets.<function>.<name>."
+    )
 
     def function_settings(self, name: str) -> FunctionSettings:
         return self.functions.get(name) or FunctionSettings()

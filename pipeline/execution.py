@@ -10,11 +10,13 @@ import logging
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from functions import FunctionError, UnsupportedMedia
-from functions._media import sniff
+from functions import FunctionError, FunctionSpec, UnsupportedMedia, _progress
+from functions._screening import MediaInfo, screen
+from functions.errors import Rejected
 from pipeline.errors import InvalidKey, ObjectNotFound
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
@@ -85,20 +87,19 @@ class Executor:
             out_dir = Path(tmp) / "out"
             out_dir.mkdir()
             info = self.store.get_file(inv.bucket, inv.key, src)
-            real_type = sniff(src)
-            if not spec.accepts_type(real_type):
-                raise UnsupportedMedia(
-                    f"{inv.bucket}/{inv.key} is {real_type} by its content; "
-                    f"{inv.function} accepts {', '.join(spec.accepts)}"
-                )
+            media = self._screen(inv, src, spec)
+            self.ledger.set_media(inv.id, media.as_json())
             params = spec.parse_params(inv.params)
-            results = spec(src, out_dir, params)
+            with _progress.progress_to(self._progress_sink(inv.id)):
+                results = spec(src, out_dir, params)
             generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
-            out_bucket = self.pipeline.config.outputs.bucket or inv.bucket
+            out_bucket = inv.output_bucket or self.pipeline.config.outputs.bucket or inv.bucket
             outputs: list[OutputRef] = []
             for result in results:
                 name = check_output_name(result.name)
-                key = output_key(self.pipeline.config.outputs.prefix, inv.key, inv.function, name)
+                key = output_key(inv.output_template, inv.key, inv.function, name)
+                if (out_bucket, key) == (inv.bucket, inv.key):
+                    raise FunctionError(f"output {name} would overwrite its own input {inv.bucket}/{inv.key}")
                 stored = self.store.put_file(
                     out_bucket,
                     key,
@@ -117,3 +118,34 @@ class Executor:
                 )
         self.ledger.finish(inv.id, Status.SUCCEEDED, outputs=outputs)
         return current
+
+    def _screen(self, inv: Invocation, src: Path, spec: FunctionSpec[Any]) -> MediaInfo:
+        """Screening runs before any function; a refusal names the object and the reason."""
+        policy = self.pipeline.config.screening
+        try:
+            media = screen(src, policy)
+            if not spec.accepts_type(media.media_type):
+                raise UnsupportedMedia(
+                    f"content is {media.media_type}; {inv.function} accepts {', '.join(spec.accepts)}"
+                )
+        except Rejected as exc:
+            if policy.quarantine_prefix:
+                self._quarantine(inv, src, str(exc))
+            raise type(exc)(f"{inv.bucket}/{inv.key}: {exc}") from exc
+        return media
+
+    def _quarantine(self, inv: Invocation, src: Path, reason: str) -> None:
+        prefix = self.pipeline.config.screening.quarantine_prefix or ""
+        key = output_key(prefix + "{key}", inv.key, inv.function, "")
+        metadata = {"pipeline-rejected": reason[:500], "pipeline-source-key": inv.key}
+        self.store.put_file(inv.bucket, key, src, metadata=metadata)
+        log.warning("quarantined %s/%s as %s: %s", inv.bucket, inv.key, key, reason)
+
+    def _progress_sink(self, inv_id: str) -> _progress.ProgressSink:
+        def sink(percent: float, speed: float | None) -> None:
+            try:
+                self.ledger.set_progress(inv_id, percent, speed)
+            except Exception as exc:  # progress is best effort, the work is not
+                log.debug("progress not recorded: %s", exc)
+
+        return sink

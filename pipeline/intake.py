@@ -58,7 +58,7 @@ class Intake:
             record.reason = "no rule matches"
             self.ledger.record_event(record)
             return record
-        too_big = event.size is not None and event.size > config.limits.max_object_bytes
+        too_big = event.size is not None and event.size > config.screening.max_bytes
         for plan in planned:
             inv = Invocation(
                 id=Invocation.new_id(),
@@ -71,6 +71,8 @@ class Intake:
                 key=event.key,
                 version=event.version_tag,
                 event_id=record.id,
+                output_bucket=plan.output_bucket,
+                output_template=plan.output_template,
                 max_attempts=config.max_attempts_for(plan.function),
                 time_limit=config.time_limit_for(plan.function),
             )
@@ -87,7 +89,7 @@ class Intake:
                         "status": Status.REJECTED,
                         "finished_at": time.time(),
                         "error": f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
-                        f"of {config.limits.max_object_bytes} bytes (limits.max_object_bytes)",
+                        f"of {config.screening.max_bytes} bytes (screening.max_bytes)",
                     }
                 )
                 self.ledger.create(rejected)

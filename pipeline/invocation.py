@@ -47,6 +47,8 @@ class Invocation(BaseModel):
     key: str
     version: str = Field(description="Version id or ETag of the source object this run is for.")
     event_id: str | None = None
+    output_bucket: str | None = None
+    output_template: str = "derived/{key}/{function}/{name}"
     status: Status = Status.QUEUED
     attempts: int = 0
     max_attempts: int = 3
@@ -58,6 +60,10 @@ class Invocation(BaseModel):
     outputs: list[OutputRef] = Field(default_factory=list)
     error: str | None = None
     worker: str | None = None
+    progress: dict[str, float | None] | None = None
+    media: dict[str, Any] | None = Field(
+        default=None, description="What screening found out about the input."
+    )
 
     @staticmethod
     def new_id() -> str:

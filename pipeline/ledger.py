@@ -165,6 +165,13 @@ class Ledger:
         self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None)
         return inv.model_copy(update={"attempts": attempts, "status": Status.RUNNING, "started_at": now})
 
+    def set_progress(self, inv_id: str, percent: float, speed: float | None) -> None:
+        value = {"percent": round(percent, 1), "speed": speed, "at": round(time.time(), 3)}
+        self.r.hset(f"{P}inv:{inv_id}", "progress", json.dumps(value))
+
+    def set_media(self, inv_id: str, media: dict[str, Any]) -> None:
+        self.r.hset(f"{P}inv:{inv_id}", "media", json.dumps(media))
+
     def requeue(self, inv_id: str, error: str) -> None:
         self._update(inv_id, Status.QUEUED, error=error)
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from functions import BUILTIN_FUNCTIONS, FunctionSpec
-from pipeline.config import PipelineConfig, format_location, load_config
+from pipeline.config import FunctionCall, PipelineConfig, format_location, load_config
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
@@ -24,6 +24,16 @@ def load_spec(module_path: str) -> FunctionSpec[Any]:
     if not isinstance(spec, FunctionSpec):
         raise ConfigError(f"{module_path!r} has no `run` decorated with @media_function")
     return spec
+
+
+def presets_for(config: PipelineConfig, name: str, spec: FunctionSpec[Any]) -> dict[str, dict[str, Any]]:
+    """Built-in presets of a function, extended (or overridden) by pipeline.yaml's `presets:`."""
+    return {**spec.presets, **config.presets.get(name, {})}
+
+
+def merged_params(config: PipelineConfig, spec: FunctionSpec[Any], call: FunctionCall) -> dict[str, Any]:
+    base = presets_for(config, call.function, spec)[call.preset] if call.preset else {}
+    return {**base, **call.params}
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,9 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
     for module_path in BUILTIN_FUNCTIONS:
         spec = load_spec(module_path)
         functions[spec.name] = spec
+    for name in config.presets:
+        if name not in functions and name not in config.functions:
+            raise ConfigError(f"{source}: presets.{name}: no function of that name")
     for name, fn_settings in config.functions.items():
         if fn_settings.module:
             try:
@@ -60,8 +73,12 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
             if call.function not in functions:
                 known = ", ".join(sorted(functions))
                 raise ConfigError(f"{where}.function: unknown function {call.function!r} (known: {known})")
+            available = presets_for(config, call.function, functions[call.function])
+            if call.preset is not None and call.preset not in available:
+                known = ", ".join(sorted(available)) or "none"
+                raise ConfigError(f"{where}.preset: unknown preset {call.preset!r} (known: {known})")
             try:
-                functions[call.function].parse_params(call.params)
+                functions[call.function].parse_params(merged_params(config, functions[call.function], call))
             except ValidationError as exc:
                 problems = [
                     f"{where}.params.{format_location(err['loc'])}: {err['msg']}" for err in exc.errors()

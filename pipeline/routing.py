@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.config import PipelineConfig, Rule
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import params_hash
-from pipeline.registry import Pipeline
+from pipeline.registry import Pipeline, merged_params
 
 MAX_KEY_BYTES = 1024
 
@@ -29,7 +29,7 @@ class Planned:
     params: dict[str, Any]
     params_hash: str
     output_bucket: str
-    output_prefix: str
+    output_template: str
 
 
 def content_type_of(event: ObjectEvent) -> str:
@@ -52,10 +52,27 @@ def rule_matches(rule: Rule, event: ObjectEvent) -> bool:
     return any(fnmatch.fnmatchcase(content_type, pattern) for pattern in rule.content_types)
 
 
+def output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
+    """(bucket or None for "the source bucket", key prefix) of everywhere outputs are written."""
+    areas: list[tuple[str | None, str]] = [(config.outputs.bucket, config.outputs.prefix)]
+    for rule in config.rules:
+        for call in rule.functions:
+            prefix = call.output.literal_prefix().replace("{prefix}", "")
+            if call.output.template.startswith("{prefix}"):
+                prefix = config.outputs.prefix
+            areas.append((call.output.bucket or config.outputs.bucket, prefix))
+    if config.screening.quarantine_prefix:
+        areas.append((None, config.screening.quarantine_prefix))
+    return areas
+
+
 def is_output_key(config: PipelineConfig, bucket: str, key: str) -> bool:
     """Outputs never trigger rules: without this, a rule watching the whole bucket would loop."""
-    out_bucket = config.outputs.bucket
-    return (out_bucket is None or out_bucket == bucket) and key.startswith(config.outputs.prefix)
+    return any(
+        (out_bucket is None or out_bucket == bucket) and key.startswith(prefix)
+        for out_bucket, prefix in output_areas(config)
+        if prefix or out_bucket is not None  # an empty prefix in the source bucket would mean "everything"
+    )
 
 
 def route(pipeline: Pipeline, event: ObjectEvent) -> list[Planned]:
@@ -68,7 +85,7 @@ def route(pipeline: Pipeline, event: ObjectEvent) -> list[Planned]:
             continue
         for call in rule.functions:
             spec = pipeline.function(call.function)
-            params = spec.parse_params(call.params).model_dump(mode="json")
+            params = spec.parse_params(merged_params(config, spec, call)).model_dump(mode="json")
             p_hash = params_hash(params)
             # Two rules asking for the same function with the same params are one unit of work.
             planned.setdefault(
@@ -78,20 +95,24 @@ def route(pipeline: Pipeline, event: ObjectEvent) -> list[Planned]:
                     function=call.function,
                     params=params,
                     params_hash=p_hash,
-                    output_bucket=config.outputs.bucket or event.bucket,
-                    output_prefix=config.outputs.prefix,
+                    output_bucket=call.output.bucket or config.outputs.bucket or event.bucket,
+                    output_template=call.output.template.replace("{prefix}", config.outputs.prefix),
                 ),
             )
     return list(planned.values())
 
 
-def output_key(prefix: str, source_key: str, function: str, name: str) -> str:
-    """Deterministic output key, so a re-run overwrites instead of adding a second copy.
-
-    The source key is kept readable; if the result would exceed S3's 1,024-byte limit, the source
-    key is replaced by its hash."""
-    key = f"{prefix}{source_key}/{function}/{name}"
+def output_key(template: str, source_key: str, function: str, name: str) -> str:
+    """Deterministic output key from a validated template, so a re-run overwrites instead of adding
+    a second copy. The source key stays readable; if the result would exceed S3's 1,024-byte limit,
+    the source key is replaced by its hash."""
+    stem, dot, ext = source_key.rpartition(".")
+    if not dot or "/" in ext:
+        stem, ext = source_key, ""
+    fields = {"key": source_key, "stem": stem, "ext": ext, "function": function, "name": name}
+    key = template.format(**fields)
     if len(key.encode()) <= MAX_KEY_BYTES:
         return key
     digest = hashlib.sha256(source_key.encode()).hexdigest()
-    return f"{prefix}_long/{digest}/{function}/{name}"
+    short = {**fields, "key": f"_long/{digest}", "stem": f"_long/{digest}"}
+    return template.format(**short)

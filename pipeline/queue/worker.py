@@ -16,7 +16,7 @@ from celery.exceptions import SecurityWarning, SoftTimeLimitExceeded, TimeLimitE
 from celery.signals import task_failure, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
-from functions import UnsupportedMedia
+from functions.errors import Rejected
 from pipeline.execution import Executor, is_permanent
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import WorkerInfo
@@ -90,7 +90,7 @@ def _record_failure(runtime: Runtime, inv: Invocation, exc: BaseException) -> fl
     current = ledger.get(inv.id)
     attempts = current.attempts if current else inv.attempts
     error = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, UnsupportedMedia):
+    if isinstance(exc, Rejected):
         ledger.finish(inv.id, Status.REJECTED, error=str(exc))
     elif is_permanent(exc):
         ledger.finish(inv.id, Status.FAILED, error=error)

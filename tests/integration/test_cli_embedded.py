@@ -75,7 +75,9 @@ def test_up_upload_wait_and_clean_shutdown(up: tuple[Proc, str, dict[str, str]],
     failed = run_cli(["upload", str(bad), "--wait"], env, tmp_path)
     assert failed.returncode == 1
     assert "uploads/notes.jpg thumbnail rejected" in failed.stderr
-    assert "media/uploads/notes.jpg is application/octet-stream by its content" in failed.stderr
+    assert (
+        "media/uploads/notes.jpg: content is application/octet-stream, which is not allowed" in failed.stderr
+    )
 
     health = httpx.get(f"{url}/healthz").json()
     assert health["status"] == "ok" and "local directory" in health["store"]

@@ -159,8 +159,10 @@ def test_api_lists_and_filters(client: httpx.Client) -> None:
     assert client.get("/api/invocations/nope").status_code == 404
     events = client.get("/api/events").json()["items"]
     assert {e["source"] for e in events} == {"minio", "sns"}
-    [fn] = client.get("/api/functions").json()["items"]
-    assert fn["name"] == "thumbnail" and fn["queue"] == "fn.thumbnail" and "properties" in fn["params_schema"]
+    functions = {f["name"]: f for f in client.get("/api/functions").json()["items"]}
+    fn = functions["thumbnail"]
+    assert fn["queue"] == "fn.thumbnail" and "properties" in fn["params_schema"]
+    assert functions["transcode"]["queue"] == "fn.transcode"
     retry = client.post(f"/api/invocations/{items[0]['id']}/retry")
     assert retry.status_code == 409  # still queued: nothing to retry
 

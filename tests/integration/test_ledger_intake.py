@@ -72,7 +72,7 @@ def test_oversize_object_is_rejected_from_the_event(redis_url: str) -> None:
     intake, ledger, sent = make(redis_url)
     record = intake.accept(event(size=3 * 1024**3))
     [inv] = ledger.get_many(record.invocations)
-    assert inv.status == Status.REJECTED and "max_object_bytes" in (inv.error or "")
+    assert inv.status == Status.REJECTED and "screening.max_bytes" in (inv.error or "")
     assert "media/uploads/cat.jpg" in (inv.error or "")
     assert sent.sent == []
 

@@ -24,7 +24,7 @@ def test_builtin_default_equals_the_sample_file() -> None:
 def test_sample_file_loads_through_settings(tmp_path: Path) -> None:
     pipeline = load_pipeline(Settings(config=REPO / "samples" / "pipeline.yaml", data_dir=tmp_path))
     assert "thumbnail" in pipeline.functions
-    assert pipeline.queues() == ["fn.thumbnail"]
+    assert pipeline.queues() == ["fn.thumbnail", "fn.transcode"]
 
 
 def errors_for(text: str, tmp_path: Path) -> str:

@@ -85,13 +85,27 @@ def test_content_type_guessed_from_key_when_event_has_none() -> None:
     assert content_type_of(event("uploads/noext")) == "application/octet-stream"
 
 
+TEMPLATE = "derived/{key}/{function}/{name}"
+
+
 def test_output_keys_are_deterministic_and_bounded() -> None:
     assert (
-        output_key("derived/", "uploads/a.jpg", "thumbnail", "256.jpg")
+        output_key(TEMPLATE, "uploads/a.jpg", "thumbnail", "256.jpg")
         == "derived/uploads/a.jpg/thumbnail/256.jpg"
     )
     long_key = "uploads/" + "é" * 500
-    key = output_key("derived/", long_key, "thumbnail", "256.jpg")
+    key = output_key(TEMPLATE, long_key, "thumbnail", "256.jpg")
     assert len(key.encode()) <= 1024
-    assert key == output_key("derived/", long_key, "thumbnail", "256.jpg")
+    assert key == output_key(TEMPLATE, long_key, "thumbnail", "256.jpg")
     assert key.startswith("derived/_long/")
+
+
+def test_output_template_fields() -> None:
+    assert (
+        output_key("archive/{stem}-{name}", "uploads/cat.photo.jpg", "copy", "o.jpg")
+        == "archive/uploads/cat.photo-o.jpg"
+    )
+    assert output_key("x/{ext}/{name}", "uploads/a.png", "f", "n") == "x/png/n"
+    assert (
+        output_key("x/{ext}/{name}", "up.loads/noext", "f", "n") == "x//n"
+    )  # a dot in a folder is no extension

@@ -1,0 +1,145 @@
+"""Screening: what may be processed at all. Runs before any function, on the downloaded file.
+
+The type comes from magic bytes and must be on the allow-list; images are measured by Pillow
+without decoding pixels; video and audio by ffprobe with the demuxer forced. Only video and audio
+streams are allowed: subtitle and data streams are how playlists hide inside containers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions import _ffmpeg, _imaging
+from functions._media import sniff
+from functions.errors import MediaError, Rejected, UnsupportedMedia
+
+DEFAULT_ALLOW = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+    "image/tiff",
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-msvideo",
+    "audio/mpeg",
+    "audio/wav",
+    "audio/ogg",
+    "audio/flac",
+]
+
+
+class ScreeningPolicy(BaseModel):
+    """The `screening:` section of pipeline.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allow: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOW), description="Media types by content."
+    )
+    max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_pixels: int = Field(
+        default=50_000_000, gt=0, description="Width x height of an image or video frame."
+    )
+    max_dimension: int = Field(default=8192, gt=0, description="Longest edge, in pixels.")
+    max_duration: float = Field(default=4 * 3600, gt=0, description="Seconds of video or audio.")
+    max_streams: int = Field(default=4, ge=1)
+    max_frames: int = Field(default=2000, ge=1, description="Frames of an animated image.")
+    quarantine_prefix: str | None = Field(
+        default=None, description="Copy rejected objects under this prefix (same bucket) for inspection."
+    )
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What screening learned; functions and the ledger can use it without probing again."""
+
+    media_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    frames: int | None = None
+    probe: _ffmpeg.Probe | None = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> str:
+        return self.media_type.split("/", 1)[0]
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"media_type": self.media_type, "size": self.size}
+        for name in ("width", "height", "duration", "frames"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+
+def screen(path: Path, policy: ScreeningPolicy) -> MediaInfo:
+    """Return what `path` is, or raise `Rejected` with the reason it may not be processed."""
+    size = path.stat().st_size
+    if size == 0:
+        raise Rejected("empty object (0 bytes)")
+    if size > policy.max_bytes:
+        raise Rejected(f"{size} bytes is over the limit of {policy.max_bytes} bytes")
+    media_type = sniff(path)
+    if not any(fnmatch.fnmatchcase(media_type, pattern) for pattern in policy.allow):
+        raise UnsupportedMedia(f"content is {media_type}, which is not allowed (screening.allow)")
+    if media_type.startswith("image/"):
+        return _screen_image(path, media_type, size, policy)
+    return _screen_av(path, media_type, size, policy)
+
+
+def _check_dimensions(width: int, height: int, policy: ScreeningPolicy) -> None:
+    if width * height > policy.max_pixels:
+        raise Rejected(f"{width}x{height} is {width * height} pixels, over the limit of {policy.max_pixels}")
+    if max(width, height) > policy.max_dimension:
+        raise Rejected(f"{width}x{height} has an edge over the limit of {policy.max_dimension} px")
+
+
+def _screen_image(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
+    # Opening reads the header only: dimensions are checked before a single pixel is decoded.
+    with _imaging.open_image(path, max_pixels=policy.max_pixels) as img:
+        width, height = img.size
+        _check_dimensions(width, height, policy)
+        frames = int(getattr(img, "n_frames", 1))
+        if frames > policy.max_frames:
+            raise Rejected(f"{frames} frames is over the limit of {policy.max_frames}")
+        if width * height * frames > policy.max_pixels * 10:
+            raise Rejected(f"{frames} frames of {width}x{height} is too much to decode")
+    return MediaInfo(media_type=media_type, size=size, width=width, height=height, frames=frames)
+
+
+def _screen_av(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
+    try:
+        probed = _ffmpeg.probe(path, media_type)
+    except MediaError as exc:
+        raise Rejected(f"cannot be read as {media_type}: {exc}") from exc
+    if len(probed.streams) > policy.max_streams:
+        raise Rejected(f"{len(probed.streams)} streams is over the limit of {policy.max_streams}")
+    odd = sorted({s.kind for s in probed.streams} - {"video", "audio"})
+    if odd:
+        raise Rejected(f"contains {', '.join(odd)} streams; only video and audio are allowed")
+    if not probed.streams:
+        raise Rejected("contains no video or audio stream")
+    if probed.duration <= 0:
+        raise Rejected("has no readable duration")
+    if probed.duration > policy.max_duration:
+        raise Rejected(f"{probed.duration:.0f}s is over the duration limit of {policy.max_duration:g}s")
+    dims = probed.display_size()
+    if dims:
+        _check_dimensions(dims[0], dims[1], policy)
+    return MediaInfo(
+        media_type=media_type,
+        size=size,
+        width=dims[0] if dims else None,
+        height=dims[1] if dims else None,
+        duration=probed.duration,
+        probe=probed,
+    )
