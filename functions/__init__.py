@@ -6,7 +6,7 @@ Built-ins are listed explicitly; user functions are added by dotted path in pipe
 from functions.errors import FunctionError, MediaError, ParamsError, UnsupportedMedia
 from functions.spec import FunctionSpec, Output, Params, media_function
 
-BUILTIN_FUNCTIONS = ["functions.thumbnail", "functions.transcode"]
+BUILTIN_FUNCTIONS = ["functions.thumbnail", "functions.filter", "functions.transcode", "functions.copy"]
 
 __all__ = [
     "BUILTIN_FUNCTIONS",

@@ -45,6 +45,11 @@ class FunctionSpec(Generic[P]):
     run: Callable[[Path, Path, P], list[Output]]
     module: str
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assets: Callable[[P], list[str]] | None = None
+
+    def asset_refs(self, params: P) -> list[str]:
+        """`s3://bucket/key` objects the worker must download before calling `run`."""
+        return self.assets(params) if self.assets else []
 
     def accepts_type(self, content_type: str) -> bool:
         return any(fnmatch.fnmatchcase(content_type, pattern) for pattern in self.accepts)
@@ -62,6 +67,7 @@ def media_function(
     accepts: tuple[str, ...],
     params: type[P],
     presets: dict[str, dict[str, Any]] | None = None,
+    assets: Callable[[P], list[str]] | None = None,
 ) -> Callable[[Callable[[Path, Path, P], list[Output]]], FunctionSpec[P]]:
     """Declare a module's `run` as a media function named `name`, accepting media types `accepts`.
     `presets` are named parameter sets a rule can start from (`preset: hls`)."""
@@ -76,6 +82,7 @@ def media_function(
             run=run,
             module=run.__module__,
             presets=dict(presets or {}),
+            assets=assets,
         )
 
     return wrap

@@ -120,6 +120,13 @@ def rungs(probed: _ffmpeg.Probe, heights: list[int]) -> list[int]:
     return chosen or [source_h]
 
 
+def scaled_width(probed: _ffmpeg.Probe, height: int) -> int:
+    """The width ffmpeg's `scale=-2:<height>` gives: the aspect kept, rounded to an even number."""
+    size = probed.display_size()
+    assert size is not None
+    return max(2, round(height * size[0] / (size[1] * 2)) * 2)
+
+
 def _probe(probed: _ffmpeg.Probe, out_dir: Path) -> list[Output]:
     path = out_dir / "probe.json"
     data = probed.as_json()
@@ -198,7 +205,7 @@ def _ladder(
     results = []
     for height in heights:
         path = out_dir / f"{height}p.{'webm' if webm else 'mp4'}"
-        meta = {"height": height, "remuxed": height not in encode}
+        meta = {"width": scaled_width(probed, height), "height": height, "remuxed": height not in encode}
         results.append(Output(name=path.name, path=path, content_type=content_type, meta=meta))
     return results
 

@@ -43,10 +43,6 @@ class OutputTarget(_Strict):
         unknown = fields - set(TEMPLATE_FIELDS)
         if unknown or re.search(r"{[^}]*[^\w}][^}]*}", template):
             raise ValueError(f"unknown template field(s) {sorted(unknown)}; use {', '.join(TEMPLATE_FIELDS)}")
-        if "name" not in fields:
-            raise ValueError(
-                "the template must contain {name}, or outputs of one run would overwrite each other"
-            )
         if template.startswith("/") or any(s in (".", "..") for s in template.split("/")):
             raise ValueError("the template may not start with / or contain . or .. segments")
         return template

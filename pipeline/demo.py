@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from pipeline.embedded import RedisLease
-from pipeline.invocation import Invocation, Status
+from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.queue.app import CeleryDispatcher, create_celery
 from pipeline.registry import Pipeline
 from pipeline.runtime import build_runtime
@@ -25,6 +25,15 @@ from pipeline.uploads import Upload, upload_file, wait_for
 
 def _size(n: int) -> str:
     return f"{n / 1024:.0f} KB" if n >= 1024 else f"{n} B"
+
+
+MAX_LISTED = 3
+
+
+def _describe(out: OutputRef) -> str:
+    width, height = out.meta.get("width"), out.meta.get("height")
+    shape = f"{width}x{height}, " if width and height else ""
+    return f"{out.key} ({shape}{_size(out.size)})"
 
 
 def sample_files(samples: Path) -> list[Path]:
@@ -66,10 +75,10 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
 
 def _print_table(uploads: list[Upload], finished: list[Invocation]) -> None:
     by_id = {inv.id: inv for inv in finished}
-    header = f"{'input':<34} {'size':>7}  {'function':<10} {'status':<9} {'run':>7} {'latency':>8}  outputs"
+    header = f"{'input':<34} {'size':>7}  {'function':<10} {'status':<9} {'run':>8} {'latency':>8}  outputs"
     click.echo(header)
     click.echo("-" * len(header))
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {}
     for upload in uploads:
         if not upload.invocation_ids:
             click.echo(f"{upload.info.key:<34} {_size(upload.info.size):>7}  (no rule matched)")
@@ -81,19 +90,19 @@ def _print_table(uploads: list[Upload], finished: list[Invocation]) -> None:
             latency = "-"
             if inv.finished_at:
                 latency_ms = (inv.finished_at - upload.started) * 1000
-                latencies.append(latency_ms)
+                latencies.setdefault(inv.function, []).append(latency_ms)
                 latency = f"{latency_ms:.0f} ms"
             first = f"{upload.info.key:<34} {_size(upload.info.size):>7}  {inv.function:<10} {inv.status:<9} "
-            first += f"{run:>7} {latency:>8}  "
-            lines = [
-                f"{o.key} ({o.meta.get('width', '?')}x{o.meta.get('height', '?')}, {_size(o.size)})"
-                for o in inv.outputs
-            ] or [inv.error or ""]
+            first += f"{run:>8} {latency:>8}  "
+            lines = [_describe(o) for o in inv.outputs[:MAX_LISTED]] or [inv.error or ""]
+            if len(inv.outputs) > MAX_LISTED:
+                rest = inv.outputs[MAX_LISTED:]
+                lines.append(f"... and {len(rest)} more ({_size(sum(o.size for o in rest))})")
             click.echo(first + lines[0])
             for line in lines[1:]:
                 click.echo(" " * len(first) + line)
-    if latencies:
+    for function, values in sorted(latencies.items()):
         click.echo(
-            f"\nupload -> all outputs stored: median {statistics.median(latencies):.0f} ms, "
-            f"max {max(latencies):.0f} ms over {len(latencies)} invocations"
+            f"\nupload -> all outputs stored, {function}: median {statistics.median(values):.0f} ms, "
+            f"max {max(values):.0f} ms over {len(values)} invocations"
         )

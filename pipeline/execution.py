@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from functions import FunctionError, FunctionSpec, UnsupportedMedia, _progress
+from functions import FunctionError, FunctionSpec, UnsupportedMedia, _assets, _progress
 from functions._screening import MediaInfo, screen
 from functions.errors import Rejected
 from pipeline.errors import InvalidKey, ObjectNotFound
@@ -61,6 +61,7 @@ class Executor:
         self.store = store
         self.ledger = ledger
         self.work_dir = work_dir
+        self._ensured: set[str] = set()
 
     def run(self, inv: Invocation, worker: str) -> Invocation | None:
         """Run one attempt. Returns the running invocation, or None if it had already finished.
@@ -90,16 +91,25 @@ class Executor:
             media = self._screen(inv, src, spec)
             self.ledger.set_media(inv.id, media.as_json())
             params = spec.parse_params(inv.params)
-            with _progress.progress_to(self._progress_sink(inv.id)):
+            assets = self._download_assets(spec.asset_refs(params), Path(tmp))
+            with _progress.progress_to(self._progress_sink(inv.id)), _assets.provided(assets):
                 results = spec(src, out_dir, params)
             generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
             out_bucket = inv.output_bucket or self.pipeline.config.outputs.bucket or inv.bucket
+            if out_bucket != inv.bucket and out_bucket not in self._ensured:
+                self.store.ensure_bucket(out_bucket)
+                self._ensured.add(out_bucket)
             outputs: list[OutputRef] = []
             for result in results:
                 name = check_output_name(result.name)
                 key = output_key(inv.output_template, inv.key, inv.function, name)
                 if (out_bucket, key) == (inv.bucket, inv.key):
                     raise FunctionError(f"output {name} would overwrite its own input {inv.bucket}/{inv.key}")
+                if any(o.key == key and o.bucket == out_bucket for o in outputs):
+                    # A template without {name} (e.g. "archive/{key}") fits single-output functions only.
+                    raise FunctionError(
+                        f"output template {inv.output_template!r} gives several outputs key {key}"
+                    )
                 stored = self.store.put_file(
                     out_bucket,
                     key,
@@ -118,6 +128,16 @@ class Executor:
                 )
         self.ledger.finish(inv.id, Status.SUCCEEDED, outputs=outputs)
         return current
+
+    def _download_assets(self, refs: list[str], tmp: Path) -> dict[str, Path]:
+        paths: dict[str, Path] = {}
+        for i, ref in enumerate(refs):
+            bucket, key = _assets.split_ref(ref)
+            path = tmp / f"asset-{i}"
+            self.store.get_file(bucket, key, path)
+            screen(path, self.pipeline.config.screening)  # assets are untrusted input too
+            paths[ref] = path
+        return paths
 
     def _screen(self, inv: Invocation, src: Path, spec: FunctionSpec[Any]) -> MediaInfo:
         """Screening runs before any function; a refusal names the object and the reason."""

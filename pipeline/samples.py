@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -70,4 +72,35 @@ def generate(out_dir: Path) -> list[Path]:
     gif = out_dir / "palette.gif"
     _scene(640, 480, "gif palette").convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(gif, "GIF")
     files.append(gif)
+
+    if shutil.which("ffmpeg"):
+        files.append(make_video(out_dir / "clip.mp4"))
     return files
+
+
+def make_video(
+    path: Path, *, width: int = 1280, height: int = 720, seconds: float = 3.0, rotate: int = 0
+) -> Path:
+    """An H.264/AAC test clip (moving pattern, a tone) made by ffmpeg's own generators."""
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    subprocess.run(
+        [
+            "ffmpeg", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart", str(tmp),
+        ],
+        check=True,
+    )  # fmt: skip
+    if rotate:
+        # Phones store portrait video as landscape pixels plus a rotation in the container.
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(tmp), "-c", "copy",
+             "-metadata:s:v:0", f"rotate={rotate}", str(path)],
+            check=True,
+        )  # fmt: skip
+        tmp.unlink()
+    else:
+        tmp.replace(path)
+    return path

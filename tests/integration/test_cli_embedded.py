@@ -42,7 +42,7 @@ def test_demo_from_an_empty_data_dir(tmp_path: Path) -> None:
     assert len(samples) == 5  # generated because the folder did not exist
     for name in samples:
         assert f"uploads/{name}" in out
-    assert "upload -> all outputs stored: median" in out
+    assert "upload -> all outputs stored, thumbnail: median" in out
     store = LocalStore(tmp_path / "data" / "store")
     outputs = [i.key for i in store.list("media", "derived/")]
     assert len(outputs) == 10  # two sizes per sample
