@@ -130,7 +130,9 @@ def _limits(cpu_seconds: int, max_output_bytes: int) -> Callable[[], None]:
 def _run(
     argv: Sequence[str], cwd: Path, limits: Limits, on_line: Callable[[str], None] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen(
+    stdout_lines: list[str] = []
+    stderr_tail: list[str] = []
+    with subprocess.Popen(
         list(argv),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -140,40 +142,37 @@ def _run(
         start_new_session=True,  # its own process group, so the kill reaches every child
         preexec_fn=_limits(limits.cpu_seconds, limits.max_output_bytes),  # noqa: PLW1509 - rlimits only
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-    )
-    stdout_lines: list[str] = []
-    stderr_tail: list[str] = []
+    ) as proc:
 
-    def read_stdout() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            stdout_lines.append(line)
-            if on_line is not None:
-                on_line(line.strip())
+        def read_stdout() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                stdout_lines.append(line)
+                if on_line is not None:
+                    on_line(line.strip())
 
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            stderr_tail.append(line)
-            del stderr_tail[:-40]  # keep the end: that is where ffmpeg says what went wrong
+        def read_stderr() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                stderr_tail.append(line)
+                del stderr_tail[:-40]  # keep the end: that is where ffmpeg says what went wrong
 
-    readers = [
-        threading.Thread(target=read_stdout, daemon=True),
-        threading.Thread(target=read_stderr, daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-    try:
-        proc.wait(timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise MediaError(
-            f"{Path(argv[0]).name} ran past the wall-clock limit of {limits.wall_seconds:g}s"
-        ) from None
-    finally:
+        readers = [
+            threading.Thread(target=read_stdout, daemon=True),
+            threading.Thread(target=read_stderr, daemon=True),
+        ]
         for reader in readers:
-            reader.join(timeout=5)
+            reader.start()
+        try:
+            proc.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            name = Path(argv[0]).name
+            raise MediaError(f"{name} ran past the wall-clock limit of {limits.wall_seconds:g}s") from None
+        finally:
+            for reader in readers:
+                reader.join(timeout=5)
     if proc.returncode != 0:
         if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
             raise MediaError(f"{Path(argv[0]).name} exceeded its CPU limit of {limits.cpu_seconds}s")
@@ -278,6 +277,7 @@ def run(
     global_args = ["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(limits.threads)]
     global_args += ["-progress", "pipe:1", "-nostats", *extra_args]
     state: dict[str, float] = {"last": 0.0}
+    report = _progress.reporter()  # bound here: `on_line` runs in a reader thread
 
     def on_line(line: str) -> None:
         key, _, value = line.partition("=")
@@ -291,6 +291,6 @@ def run(
             if now - state["last"] >= 0.5 or value == "end":
                 state["last"] = now
                 done = 100.0 if value == "end" else 100.0 * state.get("out", 0.0) / duration
-                _progress.report(done, state.get("speed"))
+                report(done, state.get("speed"))
 
     _run([*head, *global_args, *tail], cwd, limits, on_line)

@@ -61,7 +61,7 @@ def to_srgb(img: Image.Image) -> Image.Image:
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         mode = "RGBA" if "A" in img.getbands() else "RGB"
-        if img.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
+        if img.mode not in ("RGB", "RGBA", "CMYK", "L", "LAB"):
             img = img.convert(mode)
         converted = ImageCms.profileToProfile(img, source, SRGB, outputMode=mode)
     except (ImageCms.PyCMSError, OSError, ValueError):
@@ -118,6 +118,8 @@ def save(
     extra: dict[str, Any] = {"exif": exif.tobytes()} if exif is not None else {}
     if icc_profile:
         extra["icc_profile"] = icc_profile
+    # Some encoders (PNG) copy metadata from `info` on their own: keep only what encoding needs.
+    img.info = {k: v for k, v in img.info.items() if k in ("transparency", "duration", "loop")}
     if fmt == "jpeg":
         img.save(path, "JPEG", quality=quality, optimize=True, progressive=progressive, **extra)
     elif fmt == "webp":

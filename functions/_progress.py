@@ -13,9 +13,18 @@ _sink: ContextVar[ProgressSink | None] = ContextVar("progress_sink", default=Non
 
 
 def report(percent: float, speed: float | None = None) -> None:
+    reporter()(percent, speed)
+
+
+def reporter() -> ProgressSink:
+    """The current sink, bound now. Use it from helper threads, which do not inherit context."""
     sink = _sink.get()
-    if sink is not None:
-        sink(max(0.0, min(100.0, percent)), speed)
+
+    def send(percent: float, speed: float | None = None) -> None:
+        if sink is not None:
+            sink(max(0.0, min(100.0, percent)), speed)
+
+    return send
 
 
 @contextmanager

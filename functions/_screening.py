@@ -104,6 +104,15 @@ def _check_dimensions(width: int, height: int, policy: ScreeningPolicy) -> None:
 
 
 def _screen_image(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
+    try:
+        return _measure_image(path, media_type, size, policy)
+    except Rejected:
+        raise
+    except MediaError as exc:  # a bomb or an undecodable header: refused, never retried
+        raise Rejected(str(exc)) from exc
+
+
+def _measure_image(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
     # Opening reads the header only: dimensions are checked before a single pixel is decoded.
     with _imaging.open_image(path, max_pixels=policy.max_pixels) as img:
         width, height = img.size

@@ -1,0 +1,243 @@
+"""A hostile corpus against screening and the functions: each file is refused with a clear
+reason, nothing is fetched or read outside the private temp dir, memory stays bounded."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from functions import transcode
+from functions._screening import ScreeningPolicy, screen
+from functions.errors import MediaError, Rejected, UnsupportedMedia
+from functions.transcode import TranscodeParams
+from pipeline.samples import make_video
+from tests.helpers import need
+
+POLICY = ScreeningPolicy()
+
+
+class Canary:
+    """An HTTP server that counts requests: any fetch means a playlist was followed."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"#EXTM3U\n")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def canary() -> Iterator[Canary]:
+    c = Canary()
+    yield c
+    c.close()
+
+
+def png_bomb(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
+    """A valid PNG header declaring 2.5 gigapixels, with a few bytes of data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def hls_playlist(target: str) -> bytes:
+    return f"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\n{target}\n#EXT-X-ENDLIST\n".encode()
+
+
+def avi_wrapping(payload: bytes) -> bytes:
+    """A RIFF/AVI container whose only content is `payload` (a playlist), as in CVE-2017-9993."""
+    movi = (
+        b"LIST"
+        + struct.pack("<I", 4 + 8 + len(payload))
+        + b"movi"
+        + b"00dc"
+        + struct.pack("<I", len(payload))
+        + payload
+    )
+    body = b"AVI " + movi
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def rejected(path: Path, policy: ScreeningPolicy = POLICY) -> str:
+    with pytest.raises(Rejected) as info:
+        screen(path, policy)
+    return str(info.value)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    bomb = png_bomb(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 200
+    reason = rejected(bomb)
+    assert "pixels" in reason or "too large" in reason
+
+
+def test_bomb_screening_keeps_memory_bounded(tmp_path: Path) -> None:
+    bomb = png_bomb(tmp_path / "bomb.png")
+    code = (
+        "import resource, sys; from pathlib import Path\n"
+        "from functions._screening import ScreeningPolicy, screen\n"
+        "try:\n    screen(Path(sys.argv[1]), ScreeningPolicy())\nexcept Exception as e:\n    print(type(e).__name__)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "Rejected"
+    assert int(out[1]) < 200_000  # KiB: a decoded 2.5-gigapixel RGB image would need 7.5 GB
+
+
+def test_many_frame_gif_is_refused(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (64, 64), (i * 6, 255 - i * 6, i)) for i in range(40)]
+    gif = tmp_path / "many.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    assert "frames" in rejected(gif, ScreeningPolicy(max_frames=10))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("cat.jpg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "image/svg+xml"),
+        ("doc.jpg", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "application/pdf"),
+        ("art.png", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "application/postscript"),
+        ("page.gif", b"<!DOCTYPE html><html><script>alert(1)</script></html>", "text/html"),
+        ("notes.jpg", b"just some text", "application/octet-stream"),
+        ("passwd.mp4", hls_playlist("file:///etc/passwd"), "application/octet-stream"),
+        ("concat.mp4", b"ffconcat version 1.0\nfile '/etc/passwd'\n", "application/octet-stream"),
+        ("loop.mp4", hls_playlist("loop.mp4"), "application/octet-stream"),
+    ],
+)
+def test_format_confusion_is_refused_by_content(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnsupportedMedia, match=re.escape(reason)):
+        screen(path, POLICY)
+
+
+def test_empty_and_oversize(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    assert "empty object" in rejected(empty)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (100, 100)).save(big)
+    assert "over the limit" in rejected(big, ScreeningPolicy(max_bytes=100))
+
+
+@pytest.fixture(scope="module")
+def ffmpeg_ok() -> None:
+    need(bool(shutil.which("ffmpeg")), "ffmpeg is not installed")
+
+
+def test_playlist_in_an_avi_is_refused_and_never_followed(
+    ffmpeg_ok: None, tmp_path: Path, canary: Canary
+) -> None:
+    for target in ("file:///etc/passwd", f"{canary.url}/stolen"):
+        avi = tmp_path / "clip.avi"
+        avi.write_bytes(avi_wrapping(hls_playlist(target)))
+        reason = rejected(avi)
+        assert "video/x-msvideo" in reason or "stream" in reason
+    assert canary.hits == []
+
+
+def test_subtitle_streams_are_refused(ffmpeg_ok: None, tmp_path: Path) -> None:
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    video = make_video(tmp_path / "v.mp4", width=160, height=90, seconds=1)
+    mkv = tmp_path / "with-subs.mp4"  # a Matroska file named .mp4
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(video),
+            "-i",
+            str(srt),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-f",
+            "matroska",
+            str(mkv),
+        ],
+        check=True,
+    )
+    assert "subtitle streams; only video and audio are allowed" in rejected(mkv)
+
+
+def test_duration_and_resolution_limits(ffmpeg_ok: None, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", width=640, height=360, seconds=2)
+    assert "duration limit" in rejected(video, ScreeningPolicy(max_duration=1))
+    assert "edge over the limit" in rejected(video, ScreeningPolicy(max_dimension=320))
+    info = screen(video, POLICY)
+    assert (info.width, info.height, info.media_type) == (
+        640,
+        360,
+        "video/mp4",
+    ) and info.duration == pytest.approx(2, abs=0.1)
+
+
+def test_truncated_video_fails_with_a_clear_error(ffmpeg_ok: None, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", width=640, height=360, seconds=2)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(MediaError, match=r"truncated or damaged|cannot be read"):
+        screen(cut, POLICY)
+        transcode.run(cut, out, TranscodeParams(kind="mp4", heights=[360], only_when_needed=False))
+
+
+def test_tiny_input_huge_output_is_capped(ffmpeg_ok: None, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", width=160, height=90, seconds=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(MediaError):
+        transcode.run(video, out, TranscodeParams(kind="webm", heights=[90], max_output_bytes=5_000))
