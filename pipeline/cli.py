@@ -328,8 +328,8 @@ def run_function(
     """Run one function on a local file, without the queue (same code as the worker)."""
     from pydantic import ValidationError  # noqa: PLC0415
 
-    from functions import FunctionError  # noqa: PLC0415
-    from functions._media import sniff  # noqa: PLC0415
+    from functions import FunctionError, _assets  # noqa: PLC0415
+    from functions._screening import screen  # noqa: PLC0415
 
     pipeline = _load(get_settings())
     if function not in pipeline.functions:
@@ -342,16 +342,24 @@ def run_function(
             raw[name] = json.loads(value)
         except json.JSONDecodeError:
             raw[name] = value
-    real_type = sniff(file)
-    if not spec.accepts_type(real_type):
-        raise click.ClickException(f"{file} is {real_type}; {function} accepts {', '.join(spec.accepts)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        # Screening first, exactly as in the worker.
+        media = screen(file, pipeline.config.screening)
+        if not spec.accepts_type(media.media_type):
+            raise click.ClickException(
+                f"{file} is {media.media_type}; {function} accepts {', '.join(spec.accepts)}"
+            )
         params = spec.parse_params(raw)
+        if spec.asset_refs(params):
+            raise click.ClickException(
+                "s3:// assets need the store: use `pipeline upload` or a local file path"
+            )
         started = time.perf_counter()
-        outputs = spec(file, out_dir, params)
+        with _assets.provided({}):
+            outputs = spec(file, out_dir, params)
     except (ValidationError, FunctionError) as exc:
-        raise click.ClickException(f"{function} failed on {file}: {exc}") from exc
+        raise click.ClickException(f"{function} refused or failed on {file}: {exc}") from exc
     took = (time.perf_counter() - started) * 1000
     for out in outputs:
         click.echo(f"{out.path} ({out.content_type}, {out.path.stat().st_size} bytes) {out.meta or ''}")

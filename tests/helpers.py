@@ -17,6 +17,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 
+# One rule, one function: tests of the machinery count exact invocations against this.
+THUMBNAILS_ONLY = """
+version: 1
+buckets: [media]
+rules:
+  - name: image-thumbnails
+    bucket: media
+    prefix: uploads/
+    content_types: ["image/*"]
+    functions:
+      - function: thumbnail
+        params: {sizes: [256, 1024]}
+"""
+
 
 def need(condition: bool, reason: str) -> None:
     """Skip when a service is missing, except under CI=true, where a missing service is a failure."""

@@ -31,6 +31,27 @@ rules:
     functions:
       - function: thumbnail
         params: {{sizes: [64, 200], format: jpeg}}
+      - function: filter
+        params:
+          steps:
+            - {{op: resize, width: 300}}
+            - {{op: watermark, image: "s3://{bucket}/brand/logo.png", width: 0.2, position: top-left, margin: 0, opacity: 1}}
+          format: png
+  - name: videos
+    bucket: {bucket}
+    prefix: uploads/
+    content_types: ["video/*"]
+    functions:
+      - {{function: transcode, preset: mp4, params: {{heights: [360, 180]}}}}
+      - {{function: transcode, preset: hls, params: {{heights: [360, 180], segment_seconds: 1}}}}
+      - {{function: transcode, preset: poster}}
+      - {{function: transcode, preset: probe}}
+  - name: archive
+    bucket: {bucket}
+    prefix: uploads/
+    functions:
+      - function: copy
+        output: {{bucket: {bucket}-archive, template: "{{key}}"}}
 outputs:
   prefix: derived/
 """

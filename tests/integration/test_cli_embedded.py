@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from pipeline.embedded import EmbeddedRedis
 from pipeline.samples import generate
 from pipeline.storage import LocalStore
-from tests.helpers import Proc, free_port, pipeline_env, wait_until
+from tests.helpers import Proc, free_port, need, pipeline_env, wait_until
 
 
 def run_cli(
@@ -33,19 +34,32 @@ def run_cli(
 
 
 def test_demo_from_an_empty_data_dir(tmp_path: Path) -> None:
+    need(bool(shutil.which("ffmpeg")), "ffmpeg is not installed (the demo includes a video)")
     env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
     result = run_cli(["demo", "--samples", str(tmp_path / "samples")], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "all invocations succeeded" in out
     samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
-    assert len(samples) == 5  # generated because the folder did not exist
+    assert len(samples) == 6  # generated because the folder did not exist: 5 images and a video
     for name in samples:
         assert f"uploads/{name}" in out
     assert "upload -> all outputs stored, thumbnail: median" in out
     store = LocalStore(tmp_path / "data" / "store")
-    outputs = [i.key for i in store.list("media", "derived/")]
-    assert len(outputs) == 10  # two sizes per sample
+    outputs = {i.key for i in store.list("media", "derived/")}
+    images = [n for n in samples if not n.endswith(".mp4")]
+    for name in images:  # two thumbnail sizes and a filtered variant per image
+        assert {
+            f"derived/uploads/{name}/thumbnail/256.jpg",
+            f"derived/uploads/{name}/filter/filtered.webp",
+        } <= outputs
+    video = "derived/uploads/clip.mp4/transcode"
+    assert {
+        f"{video}/720p.mp4",
+        f"{video}/hls/master.m3u8",
+        f"{video}/poster.jpg",
+        f"{video}/probe.json",
+    } <= outputs
     assert EmbeddedRedis(tmp_path / "data").running_url() is None  # the demo stopped what it started
 
 

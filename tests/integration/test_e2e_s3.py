@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -18,9 +19,10 @@ from minio.error import S3Error
 from PIL import Image
 from pydantic import SecretStr
 
+from pipeline.samples import make_video
 from pipeline.settings import Settings
 from pipeline.storage.s3 import S3Store
-from tests.helpers import EVENTS, wait_until
+from tests.helpers import EVENTS, need, wait_until
 from tests.integration.conftest import TOKEN, Stack
 
 
@@ -70,8 +72,8 @@ def read_image(stack: Stack, key: str) -> Image.Image:
         return img.copy()
 
 
-def invocations_for(stack: Stack, key: str) -> list[dict[str, Any]]:
-    params = {"bucket": stack.bucket, "key": key}
+def invocations_for(stack: Stack, key: str, function: str = "thumbnail") -> list[dict[str, Any]]:
+    params = {"bucket": stack.bucket, "key": key, "function": function}
     items: list[dict[str, Any]] = httpx.get(f"{stack.gateway_url}/api/invocations", params=params).json()[
         "items"
     ]
@@ -106,7 +108,7 @@ def test_s3_put_via_sns_makes_thumbnails(stack: Stack, sample_images: dict[str, 
     events = httpx.get(f"{stack.gateway_url}/api/events").json()["items"]
     assert any(e["source"] == "sns" and e["key"] == key and e["status"] == "accepted" for e in events)
     # Outputs under derived/ are not watched: no second generation of work.
-    assert len(stack.ledger.query(bucket=stack.bucket)) == 1
+    assert {i.key for i in stack.ledger.query(bucket=stack.bucket)} == {key}
 
 
 def minio_body(stack: Stack, key: str) -> dict[str, Any]:
@@ -167,3 +169,83 @@ def test_damaged_image_fails_permanently(
     wait_until(lambda: [i for i in invocations_for(stack, key) if i["status"] == "failed"], 30, "failure")
     [inv] = invocations_for(stack, key)
     assert inv["attempts"] == 1 and "MediaError" in inv["error"]
+
+
+def test_image_and_video_through_the_whole_pipeline(
+    stack: Stack, sample_images: dict[str, Path], tmp_path: Path
+) -> None:
+    """One image -> thumbnails + filtered variant (with a watermark from the bucket) + archive copy;
+    one video -> renditions, one-pass HLS, poster and probe JSON, each checked as a user would."""
+    need(bool(shutil.which("ffmpeg")), "ffmpeg is not installed")
+    subscribe_gateway(stack)
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (40, 40), (0, 0, 0, 255)).save(logo)
+    stack.minio.fput_object(stack.bucket, "brand/logo.png", str(logo), content_type="image/png")
+    video = make_video(tmp_path / "clip.mp4", width=640, height=360, seconds=2)
+    stack.minio.fput_object(stack.bucket, "uploads/clip.mp4", str(video), content_type="video/mp4")
+    stack.minio.fput_object(
+        stack.bucket, "uploads/pic.jpg", str(sample_images["landscape.jpg"]), content_type="image/jpeg"
+    )
+
+    def all_finished() -> bool:
+        items = stack.ledger.query(bucket=stack.bucket, limit=100)
+        return len(items) == 8 and all(i.status.finished for i in items)
+
+    try:
+        wait_until(all_finished, 90, "every invocation to finish", interval=0.25)
+    except AssertionError:
+        states = [
+            (i.key, i.function, i.status, i.error) for i in stack.ledger.query(bucket=stack.bucket, limit=100)
+        ]
+        raise AssertionError(f"{states}\n{stack.worker.output()[-4000:]}") from None
+    by_key: dict[str, list[Any]] = {}
+    for inv in stack.ledger.query(bucket=stack.bucket, limit=100):
+        assert inv.status == "succeeded", (inv.function, inv.error)
+        by_key.setdefault(inv.key, []).append(inv)
+    assert sorted(i.function for i in by_key["uploads/pic.jpg"]) == ["copy", "filter", "thumbnail"]
+    assert sorted(i.function for i in by_key["uploads/clip.mp4"]) == ["copy"] + ["transcode"] * 4
+
+    filtered = read_image(stack, "derived/uploads/pic.jpg/filter/filtered.png")
+    assert filtered.size == (300, 200)
+    corner = filtered.convert("RGB").getpixel((5, 5))
+    assert corner == (0, 0, 0)  # the logo from the bucket, top-left
+
+    archived = stack.minio.stat_object(f"{stack.bucket}-archive", "uploads/pic.jpg")
+    assert archived.size == sample_images["landscape.jpg"].stat().st_size
+
+    base = "derived/uploads/clip.mp4/transcode"
+    for key in (
+        f"{base}/360p.mp4",
+        f"{base}/180p.mp4",
+        f"{base}/poster.jpg",
+        f"{base}/probe.json",
+        f"{base}/hls/master.m3u8",
+    ):
+        assert object_exists(stack, key), key
+    master = stack.minio.get_object(stack.bucket, f"{base}/hls/master.m3u8")
+    try:
+        text = master.read().decode()
+    finally:
+        master.close()
+        master.release_conn()
+    for uri in [line for line in text.splitlines() if line and not line.startswith("#")]:
+        playlist = stack.minio.get_object(stack.bucket, f"{base}/hls/{uri}")
+        try:
+            segments = [s for s in playlist.read().decode().splitlines() if s and not s.startswith("#")]
+        finally:
+            playlist.close()
+            playlist.release_conn()
+        folder = uri.rsplit("/", 1)[0]
+        assert segments and all(object_exists(stack, f"{base}/hls/{folder}/{s}") for s in segments)
+    probe_inv = next(
+        i for i in by_key["uploads/clip.mp4"] if i.outputs and i.outputs[0].key.endswith("probe.json")
+    )
+    assert (
+        probe_inv.outputs[0].meta["width"] == 640
+        and probe_inv.media
+        and probe_inv.media["duration"] == pytest.approx(2, abs=0.1)
+    )
+    renditions = next(
+        i for i in by_key["uploads/clip.mp4"] if any(o.key.endswith("360p.mp4") for o in i.outputs)
+    )
+    assert renditions.progress is not None and renditions.progress["percent"] == 100.0

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from pipeline.gateway.app import create_app
 from pipeline.settings import Settings
-from tests.helpers import EVENTS, ServedApp, free_port
+from tests.helpers import EVENTS, THUMBNAILS_ONLY, ServedApp, free_port
 
 TOKEN = "s3cret-token"
 
@@ -27,7 +27,10 @@ def body(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def gateway_settings(redis_url: str, tmp_path: Path) -> Settings:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(THUMBNAILS_ONLY)
     return Settings(
+        config=config,
         redis_url=redis_url,
         data_dir=tmp_path,
         webhook_token=SecretStr(TOKEN),
@@ -160,6 +163,7 @@ def test_api_lists_and_filters(client: httpx.Client) -> None:
     events = client.get("/api/events").json()["items"]
     assert {e["source"] for e in events} == {"minio", "sns"}
     functions = {f["name"]: f for f in client.get("/api/functions").json()["items"]}
+    assert set(functions) == {"copy", "filter", "thumbnail", "transcode"}
     fn = functions["thumbnail"]
     assert fn["queue"] == "fn.thumbnail" and "properties" in fn["params_schema"]
     assert functions["transcode"]["queue"] == "fn.transcode"

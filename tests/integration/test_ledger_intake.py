@@ -4,12 +4,13 @@ import time
 
 import redis
 
-from pipeline.config import load_config
+from pipeline.config import parse_config
 from pipeline.events import ObjectEvent
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger, connect
 from pipeline.registry import build_pipeline
+from tests.helpers import THUMBNAILS_ONLY
 
 
 class Recorder:
@@ -21,7 +22,7 @@ class Recorder:
 
 
 def make(redis_url: str) -> tuple[Intake, Ledger, Recorder]:
-    config, source = load_config(None)
+    config, source = parse_config(THUMBNAILS_ONLY, "test.yaml"), "test.yaml"
     ledger = Ledger(connect(redis_url))
     sent = Recorder()
     return Intake(build_pipeline(config, source), ledger, sent), ledger, sent
@@ -78,7 +79,7 @@ def test_oversize_object_is_rejected_from_the_event(redis_url: str) -> None:
 
 
 def test_broker_failure_undoes_the_claim(redis_url: str) -> None:
-    config, source = load_config(None)
+    config, source = parse_config(THUMBNAILS_ONLY, "test.yaml"), "test.yaml"
     ledger = Ledger(connect(redis_url))
 
     def broken(inv: Invocation) -> None:
