@@ -211,9 +211,26 @@ def _fps(rate: str | None) -> float | None:
         return None
 
 
+_probe_cache: dict[tuple[str, int, int, str], Probe] = {}
+
+
 def probe(path: Path, media_type: str, limits: Limits | None = None) -> Probe:
-    """Read container and stream facts with ffprobe, the demuxer forced from the magic bytes."""
-    limits = limits or Limits(wall_seconds=30, cpu_seconds=30)
+    """Read container and stream facts with ffprobe, the demuxer forced from the magic bytes.
+
+    Results are cached by (path, size, mtime): screening and then the function probe the same
+    downloaded file in the same worker process, and ffprobe costs ~0.1 s just to start."""
+    stat = path.stat()
+    cache_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, media_type)
+    if cache_key in _probe_cache:
+        return _probe_cache[cache_key]
+    result = _probe(path, media_type, limits or Limits(wall_seconds=30, cpu_seconds=30))
+    if len(_probe_cache) > 64:
+        _probe_cache.clear()
+    _probe_cache[cache_key] = result
+    return result
+
+
+def _probe(path: Path, media_type: str, limits: Limits) -> Probe:
     argv = [
         binary("ffprobe"),
         "-v", "error",
@@ -270,8 +287,9 @@ def run(
     limits: Limits,
     duration: float | None = None,
     extra_args: Sequence[str] = (),
-) -> None:
-    """Run a built ffmpeg-python graph in `cwd`, reporting progress when `duration` is known."""
+) -> float:
+    """Run a built ffmpeg-python graph in `cwd`, reporting progress when `duration` is known.
+    Returns the media time ffmpeg reached (seconds), from its final progress report."""
     args = stream.compile(cmd=binary("ffmpeg"), overwrite_output=True)
     head, tail = args[:1], args[1:]
     global_args = ["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(limits.threads)]
@@ -281,7 +299,7 @@ def run(
 
     def on_line(line: str) -> None:
         key, _, value = line.partition("=")
-        if key == "out_time_us" and duration and value.strip().lstrip("-").isdigit():
+        if key == "out_time_us" and value.strip().lstrip("-").isdigit():
             state["out"] = int(value) / 1_000_000
         elif key == "speed" and value.endswith("x"):
             with contextlib.suppress(ValueError):
@@ -294,3 +312,4 @@ def run(
                 report(done, state.get("speed"))
 
     _run([*head, *global_args, *tail], cwd, limits, on_line)
+    return state.get("out", 0.0)

@@ -127,9 +127,9 @@ def scaled_width(probed: _ffmpeg.Probe, height: int) -> int:
     return max(2, round(height * size[0] / (size[1] * 2)) * 2)
 
 
-def check_complete(path: Path, media_type: str, expected: float, tolerance: float = 0.5) -> None:
-    """ffmpeg exits 0 on a truncated input and writes a shorter file: compare durations instead."""
-    got = _ffmpeg.probe(path, media_type).duration
+def check_complete(got: float, expected: float, tolerance: float = 0.5) -> None:
+    """ffmpeg exits 0 on a truncated input and writes a shorter file: compare the media time it
+    reached with the duration the input declares."""
     if got < expected - max(tolerance, expected * 0.02):
         raise MediaError(
             f"the input looks truncated or damaged: its header says {expected:.2f}s, "
@@ -161,8 +161,9 @@ def _audio(
     inp = _ffmpeg.safe_input(src, media_type)
     extra = {"movflags": "+faststart"} if ext == "m4a" else {}
     stream = ffmpeg.output(inp.audio, str(path), vn=None, **_audio_args(params), **extra)
-    _ffmpeg.run(stream, src.parent, limits=params.limits(), duration=probed.duration)
-    check_complete(path, "audio/mpeg" if ext == "mp3" else "video/mp4", probed.duration)
+    check_complete(
+        _ffmpeg.run(stream, src.parent, limits=params.limits(), duration=probed.duration), probed.duration
+    )
     return [Output(name=path.name, path=path, content_type=content_type)]
 
 
@@ -211,9 +212,10 @@ def _ladder(
                 "profile:v": "high", "movflags": "+faststart", **_audio_args(params),
             }  # fmt: skip
         outputs.append(ffmpeg.output(*streams, name, threads=params.threads, **codec_args))
-    _ffmpeg.run(ffmpeg.merge_outputs(*outputs), src.parent, limits=params.limits(), duration=probed.duration)
-    ext = "webm" if webm else "mp4"
-    check_complete(out_dir / f"{heights[-1]}p.{ext}", "video/webm" if webm else "video/mp4", probed.duration)
+    reached = _ffmpeg.run(
+        ffmpeg.merge_outputs(*outputs), src.parent, limits=params.limits(), duration=probed.duration
+    )
+    check_complete(reached, probed.duration)
     content_type = "video/webm" if webm else "video/mp4"
     results = []
     for height in heights:
@@ -260,7 +262,10 @@ def _hls(
                 **_audio_args(params),
             )
         )
-    _ffmpeg.run(ffmpeg.merge_outputs(*outputs), src.parent, limits=params.limits(), duration=probed.duration)
+    reached = _ffmpeg.run(
+        ffmpeg.merge_outputs(*outputs), src.parent, limits=params.limits(), duration=probed.duration
+    )
+    check_complete(reached, probed.duration)
     results: list[Output] = []
     variants: list[tuple[int, int, str, int, int]] = []
     for height in heights:

@@ -366,6 +366,32 @@ def run_function(
     click.echo(f"{function}: {len(outputs)} outputs in {took:.0f} ms")
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks: ratios against a baseline measured side by side in the same run."""
+
+
+@bench.command("functions")
+@click.option("--repeat", default=5, show_default=True, help="Interleaved runs per contender.")
+@click.option(
+    "--write",
+    "doc",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the table into this Markdown file (e.g. docs/benchmarks.md).",
+)
+def bench_functions(repeat: int, doc: Path | None) -> None:
+    """thumbnail vs Pillow and pyvips; one-pass HLS vs separate encodes; transcode vs bare ffmpeg."""
+    from pipeline.bench import render, run_function_benchmarks, write_section  # noqa: PLC0415
+
+    command = f"pipeline bench functions --repeat {repeat}"
+    section = render(run_function_benchmarks(repeat), command)
+    click.echo(section)
+    if doc:
+        write_section(doc, section)
+        click.echo(f"written to {doc}")
+
+
 @cli.command()
 def doctor() -> None:
     """Check packages, ffmpeg, Redis, the object store and the pipeline file."""
