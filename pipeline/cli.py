@@ -195,7 +195,11 @@ def upload(
             click.echo(f"note: no worker serves {queue} yet; its work waits in the queue (run `pipeline up`)")
 
         def progress(inv: Invocation) -> None:
-            click.echo(f"  {inv.key} {inv.function}: {inv.status}" + (f" ({inv.error})" if inv.error else ""))
+            detail = f" ({inv.error})" if inv.error else ""
+            if inv.status == Status.RUNNING and inv.progress and inv.progress.get("percent") is not None:
+                speed = inv.progress.get("speed")
+                detail = f" {inv.progress['percent']:.0f}%" + (f" at {speed:g}x" if speed else "")
+            click.echo(f"  {inv.key} {inv.function}: {inv.status}{detail}")
 
         finished = wait_for(runtime, uploads, timeout, on_change=progress)
     failed = False

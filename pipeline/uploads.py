@@ -60,14 +60,16 @@ def wait_for(
 ) -> list[Invocation]:
     """Poll the ledger until every invocation of `uploads` has finished or `timeout` passes."""
     deadline = time.monotonic() + timeout
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, int]] = {}
     ids = [i for upload in uploads for i in upload.invocation_ids]
     while True:
         current = runtime.ledger.get_many(ids)
         for inv in current:
-            if on_change and seen.get(inv.id) != inv.status:
+            # A change of status, or ffmpeg progress moving on by another tenth.
+            state = (inv.status.value, int((inv.progress or {}).get("percent") or 0) // 10)
+            if on_change and seen.get(inv.id) != state:
                 on_change(inv)
-            seen[inv.id] = inv.status
+            seen[inv.id] = state
         if all(inv.status.finished for inv in current) or time.monotonic() > deadline:
             return current
         time.sleep(poll)

@@ -83,3 +83,15 @@ def test_user_function_by_dotted_path(tmp_path: Path) -> None:
     assert pipeline.function("invert").accepts == ("image/*",)
     with pytest.raises(ConfigError, match="cannot import function module"):
         build_pipeline(parse_config("functions:\n  x:\n    module: no.such.module\n", "x.yaml"), "x.yaml")
+
+
+def test_unknown_preset_and_bad_template(tmp_path: Path) -> None:
+    text = "rules:\n  - {name: v, bucket: m, functions: [{function: transcode, preset: huge}]}\n"
+    message = errors_for(text, tmp_path)
+    assert "rules[0] (v).functions[0].preset: unknown preset 'huge'" in message and "hls" in message
+    text = "rules:\n  - {name: v, bucket: m, functions: [{function: copy, output: {template: '../{key}'}}]}\n"
+    assert "rules[0].functions[0].output.template" in errors_for(text, tmp_path)
+    text = "rules:\n  - {name: v, bucket: m, functions: [{function: copy, output: {template: '{key}/{size}'}}]}\n"
+    assert "unknown template field" in errors_for(text, tmp_path)
+    text = "presets:\n  nosuch: {a: {}}\n"
+    assert "presets.nosuch: no function of that name" in errors_for(text, tmp_path)

@@ -109,3 +109,47 @@ def test_output_template_fields() -> None:
     assert (
         output_key("x/{ext}/{name}", "up.loads/noext", "f", "n") == "x//n"
     )  # a dot in a folder is no extension
+
+
+WHOLE_BUCKET = """
+version: 1
+rules:
+  - name: everything
+    bucket: media
+    functions:
+      - function: thumbnail
+      - function: copy
+        output: {bucket: media, template: "archive/{key}"}
+screening:
+  quarantine_prefix: quarantine/
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "routed"),
+    [
+        ("photos/cat.jpg", True),
+        ("derived/photos/cat.jpg/thumbnail/256.jpg", False),  # the default outputs prefix
+        ("archive/photos/cat.jpg", False),  # a step's own output template
+        ("quarantine/photos/cat.jpg", False),  # rejected copies
+    ],
+)
+def test_output_areas_never_trigger_even_a_whole_bucket_rule(key: str, routed: bool) -> None:
+    assert bool(route(pipeline(WHOLE_BUCKET), event(key))) is routed
+
+
+def test_presets_merge_under_params() -> None:
+    text = """
+presets:
+  transcode:
+    small: {kind: mp4, heights: [240]}
+rules:
+  - name: v
+    bucket: media
+    functions:
+      - {function: transcode, preset: small, params: {crf: 30}}
+      - {function: transcode, preset: hls}
+"""
+    planned = route(pipeline(text), event("clip.mp4", content_type="video/mp4"))
+    params = sorted((p.params["kind"], p.params["heights"], p.params["crf"]) for p in planned)
+    assert params == [("hls", [720, 360], 23), ("mp4", [240], 30)]

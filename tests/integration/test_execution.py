@@ -1,0 +1,106 @@
+"""The worker adapter without Celery: screening, quarantine, assets, output templates, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from functions.errors import FunctionError, Rejected
+from pipeline.config import parse_config
+from pipeline.execution import Executor
+from pipeline.intake import Intake
+from pipeline.invocation import Invocation, Status
+from pipeline.ledger import Ledger, connect
+from pipeline.registry import build_pipeline
+from pipeline.storage import LocalStore
+
+CONFIG = """
+version: 1
+buckets: [media]
+rules:
+  - name: all
+    bucket: media
+    prefix: uploads/
+    functions:
+      - function: thumbnail
+        params: {sizes: [32]}
+      - function: filter
+        params: {steps: [{op: watermark, image: "s3://media/brand/logo.png", position: top-left, margin: 0, opacity: 1, width: 0.5}], format: png}
+      - function: copy
+        output: {bucket: archive, template: "kept/{key}"}
+screening:
+  quarantine_prefix: quarantine/
+"""
+
+
+@pytest.fixture
+def setup(redis_url: str, tmp_path: Path) -> tuple[Executor, LocalStore, Ledger, list[Invocation]]:
+    pipeline = build_pipeline(parse_config(CONFIG, "t.yaml"), "t.yaml")
+    ledger = Ledger(connect(redis_url))
+    queued: list[Invocation] = []
+    intake = Intake(pipeline, ledger, queued.append)
+    store = LocalStore(tmp_path / "store", on_write=intake.accept)
+    store.ensure_bucket("media")
+    return Executor(pipeline, store, ledger, tmp_path / "work"), store, ledger, queued
+
+
+def run_all(executor: Executor, ledger: Ledger, queued: list[Invocation]) -> dict[str, Invocation]:
+    for inv in list(queued):
+        try:
+            executor.run(inv, "test-worker")
+        except FunctionError as exc:
+            ledger.finish(
+                inv.id, Status.REJECTED if isinstance(exc, Rejected) else Status.FAILED, error=str(exc)
+            )
+    return {inv.function: got for inv in queued if (got := ledger.get(inv.id)) is not None}
+
+
+def test_rejected_input_is_quarantined_with_its_reason(
+    setup: tuple[Executor, LocalStore, Ledger, list[Invocation]], tmp_path: Path
+) -> None:
+    executor, store, ledger, queued = setup
+    fake = tmp_path / "evil.jpg"
+    fake.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    store.put_file("media", "uploads/evil.jpg", fake, content_type="image/jpeg")
+    results = run_all(executor, ledger, queued)
+    assert {inv.status for inv in results.values()} == {Status.REJECTED}
+    assert all(
+        "media/uploads/evil.jpg: content is image/svg+xml" in (inv.error or "") for inv in results.values()
+    )
+    kept = store.stat("media", "quarantine/uploads/evil.jpg")
+    assert "image/svg+xml" in kept.metadata["pipeline-rejected"]
+    assert len(queued) == 3  # the quarantine copies triggered nothing
+
+
+def test_assets_templates_and_media_info(
+    setup: tuple[Executor, LocalStore, Ledger, list[Invocation]], tmp_path: Path
+) -> None:
+    executor, store, ledger, queued = setup
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (10, 10), (0, 0, 0, 255)).save(logo)
+    store.put_file("media", "brand/logo.png", logo, content_type="image/png")
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (200, 100), (255, 255, 255)).save(photo)
+    store.put_file("media", "uploads/p.png", photo, content_type="image/png")
+    results = run_all(executor, ledger, queued)
+    assert {f: inv.status for f, inv in results.items()} == {
+        f: Status.SUCCEEDED for f in ("thumbnail", "filter", "copy")
+    }
+    assert results["thumbnail"].media == {
+        "media_type": "image/png",
+        "size": photo.stat().st_size,
+        "width": 200,
+        "height": 100,
+        "frames": 1,
+    }
+    filtered = store.path_of("media", "derived/uploads/p.png/filter/filtered.png")
+    with Image.open(filtered) as img:
+        assert img.convert("RGB").getpixel((2, 2)) == (0, 0, 0)  # the logo, fetched from the store
+    assert store.stat("archive", "kept/uploads/p.png").size == photo.stat().st_size
+    out = store.stat("media", "derived/uploads/p.png/thumbnail/32.jpg")
+    assert (
+        out.metadata["pipeline-source-key"] == "uploads/p.png"
+        and out.metadata["pipeline-function"] == "thumbnail"
+    )
