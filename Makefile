@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck format unit clean
+.PHONY: install demo test lint typecheck format unit clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,3 +40,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
+
+## Media functions against Pillow, pyvips and bare ffmpeg; writes docs/benchmarks.md.
+bench: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[bench]'
+	$(VENV)/bin/pipeline bench functions --write docs/benchmarks.md

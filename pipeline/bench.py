@@ -87,7 +87,7 @@ def bench_thumbnail(tmp: Path, repeat: int) -> list[Row]:
             "Pillow Image.thumbnail, 1 size", ours_s, pillow_s, "<= 1.3x"),
     ]  # fmt: skip
     try:
-        import pyvips  # type: ignore[import-untyped]  # noqa: PLC0415 - optional: pip install pyvips[binary]
+        import pyvips  # noqa: PLC0415 - optional: pip install -e ".[bench]"
     except ImportError:
         return rows
 
