@@ -81,11 +81,38 @@ def up(host: str | None, port: int | None) -> None:
             click.echo(f"gateway listening on {url}  (events: {url}/events/minio, {url}/events/sns)")
             click.echo(f"redis: {'embedded ' if lease.owned else ''}{lease.url}; pipeline: {pipeline.source}")
             click.echo("press Ctrl-C to stop")
+            if settings.reconcile_interval > 0:
+                _start_reconciler(settings, pipeline, lease.url, stop)
             supervisor.watch(stop)
         finally:
             click.echo("stopping: workers finish their running tasks first...")
             supervisor.stop()
     click.echo("stopped")
+
+
+def _start_reconciler(settings: Settings, pipeline: Pipeline, url: str, stop: list[bool]) -> None:
+    """A periodic reconciler pass inside `pipeline up`: lost notifications get processed anyway."""
+    import threading  # noqa: PLC0415
+
+    from pipeline.reconcile import reconcile as run_reconcile  # noqa: PLC0415
+
+    runtime = _runtime_for_reads(settings, pipeline, url)
+
+    def loop() -> None:
+        while not stop[0]:
+            try:
+                report = run_reconcile(runtime)
+                if report.enqueued:
+                    click.echo(
+                        f"reconciler: {report.enqueued} invocations had no notification; enqueued them"
+                    )
+            except Exception as exc:
+                click.echo(f"reconciler pass failed: {exc}", err=True)
+            deadline = time.monotonic() + settings.reconcile_interval
+            while not stop[0] and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    threading.Thread(target=loop, name="reconciler", daemon=True).start()
 
 
 def _refuse_public_bind(settings: Settings, host: str) -> None:
@@ -301,21 +328,52 @@ def invocations(
 
 
 @cli.command()
-@click.argument("invocation_id")
-def retry(invocation_id: str) -> None:
-    """Run a failed, dead or rejected invocation again."""
+@click.argument("invocation_id", required=False)
+@click.option("--all-dead", is_flag=True, help="Re-queue every dead invocation.")
+def retry(invocation_id: str | None, all_dead: bool) -> None:
+    """Run a failed, dead, rejected or skipped invocation again (or every dead one)."""
     from pipeline.embedded import RedisLease  # noqa: PLC0415
-    from pipeline.retry import RetryRefused, retry_invocation  # noqa: PLC0415
+    from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation  # noqa: PLC0415
 
+    if bool(invocation_id) == all_dead:
+        raise click.UsageError("give an invocation id or --all-dead")
     settings = get_settings()
     pipeline = _load(settings)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
         runtime = _runtime_for_reads(settings, pipeline, lease.url)
         try:
+            if all_dead:
+                done = retry_all_dead(runtime)
+                click.echo(f"{len(done)} dead invocations queued again")
+                return
+            assert invocation_id is not None
             inv = retry_invocation(runtime, invocation_id)
         except (LookupError, RetryRefused, PipelineError) as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"{inv.id} queued again on {inv.queue}")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@click.option("--rate", default=200.0, show_default=True, help="Objects handed to the queue per second.")
+@click.option("--no-resume", is_flag=True, help="Start from the first key even if a pass was interrupted.")
+def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
+    """Enqueue every watched object that has no invocation (lost notifications, backlogs, new rules)."""
+    from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.reconcile import reconcile as run_reconcile  # noqa: PLC0415
+
+    settings = get_settings()
+    pipeline = _load(settings)
+    with RedisLease(settings.redis_url, settings.data_dir) as lease:
+        runtime = _runtime_for_reads(settings, pipeline, lease.url)
+        report = run_reconcile(runtime, dry_run=dry_run, rate=rate, resume=not no_resume)
+    for bucket, key, function in report.would_run:
+        click.echo(f"would run {function} on {bucket}/{key}")
+    verb = "would enqueue" if dry_run else "enqueued"
+    click.echo(
+        f"scanned {report.scanned} objects; {report.missing} invocations missing; {verb} "
+        f"{report.missing if dry_run else report.enqueued}"
+    )
 
 
 @cli.command("run")

@@ -71,6 +71,9 @@ class Rule(_Strict):
     events: list[str] = Field(default_factory=lambda: ["s3:ObjectCreated:*"])
     content_types: list[str] = Field(default_factory=lambda: ["*/*"])
     functions: list[FunctionCall] = Field(min_length=1)
+    allow_derived: bool = Field(
+        default=False, description="Also fire on objects the pipeline wrote (up to limits.max_generation)."
+    )
 
     @field_validator("events")
     @classmethod
@@ -98,6 +101,18 @@ class Outputs(_Strict):
 
 class Limits(_Strict):
     time_limit: float = Field(default=300, gt=0)
+    max_generation: int = Field(
+        default=3, ge=1, le=20, description="Outputs of outputs... stop after this many generations."
+    )
+    visibility_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds before Redis redelivers an unacknowledged task; "
+        "default twice the longest time limit plus 60.",
+    )
+    lease_seconds: float = Field(
+        default=30, ge=1, le=3600, description="How long a dead worker's claim on a running invocation lasts."
+    )
     max_attempts: int = Field(default=3, ge=1, le=50)
 
 

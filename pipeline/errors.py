@@ -12,10 +12,12 @@ __all__ = [
     "EventError",
     "FunctionError",
     "InvalidKey",
+    "LeaseHeld",
     "MediaError",
     "ObjectNotFound",
     "ParamsError",
     "PipelineError",
+    "Skip",
     "StorageError",
     "UnauthorizedEvent",
     "UnsupportedMedia",
@@ -48,6 +50,16 @@ class ObjectNotFound(StorageError):
 
 class InvalidKey(StorageError):
     """Raised when a bucket name or object key cannot be stored or fetched by this backend."""
+
+
+class Skip(PipelineError):
+    """Raised when an invocation must not run: its object version is stale or gone, or running it
+    would continue a trigger loop. Recorded as `skipped` with the reason; never retried."""
+
+
+class LeaseHeld(PipelineError):
+    """Raised when another execution of the same invocation holds its lease (a redelivered message
+    while the first run is still going); the message is re-scheduled, not run."""
 
 
 class BrokerUnavailable(PipelineError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,12 @@ from pydantic import ValidationError
 from functions import FunctionError, FunctionSpec, UnsupportedMedia, _assets, _progress
 from functions._screening import MediaInfo, screen
 from functions.errors import Rejected
-from pipeline.errors import InvalidKey, ObjectNotFound
+from pipeline.errors import InvalidKey, LeaseHeld, ObjectNotFound, Skip
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.registry import Pipeline
-from pipeline.routing import output_key
-from pipeline.storage.base import ObjectStore
+from pipeline.routing import loop_guarded, output_key
+from pipeline.storage.base import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,39 @@ _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def is_permanent(exc: BaseException) -> bool:
     """Errors that retrying the same input cannot fix. Everything else (storage, broker, time-outs,
     crashes) is transient and retried with backoff."""
-    return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey)
+    return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey | Skip)
+
+
+class Lease:
+    """At most one execution of an invocation at a time, even if the broker redelivers its message
+    while the first run is still going (a run longer than the visibility timeout). Renewed by a
+    background thread; a killed worker stops renewing, so the lease lapses within `seconds`."""
+
+    def __init__(self, ledger: Ledger, inv_id: str, seconds: float = 30.0) -> None:
+        self.ledger, self.inv_id = ledger, inv_id
+        self.ttl_ms = int(seconds * 1000)
+        self.token = uuid.uuid4().hex
+        self._stop = threading.Event()
+
+    def __enter__(self) -> Lease:
+        if not self.ledger.acquire_lease(self.inv_id, self.token, self.ttl_ms):
+            raise LeaseHeld(f"invocation {self.inv_id} is running elsewhere")
+        threading.Thread(target=self._renew, name=f"lease-{self.inv_id}", daemon=True).start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                self.ledger.renew_lease(self.inv_id, self.token, self.ttl_ms)
+            except Exception as exc:  # a missed renewal must not kill the run; the next one may work
+                log.warning("lease renewal for %s failed: %s", self.inv_id, exc)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        try:
+            self.ledger.release_lease(self.inv_id, self.token)
+        except Exception as err:  # it expires on its own
+            log.warning("lease release for %s failed: %s", self.inv_id, err)
 
 
 def check_output_name(name: str) -> str:
@@ -66,6 +100,14 @@ class Executor:
     def run(self, inv: Invocation, worker: str) -> Invocation | None:
         """Run one attempt. Returns the running invocation, or None if it had already finished.
         Raises on failure; the caller records the failure and decides about a retry."""
+        existing = self.ledger.get(inv.id)
+        if existing is None or existing.status.finished:
+            log.info("invocation %s already finished; nothing to do", inv.id)
+            return None
+        with Lease(self.ledger, inv.id, self.pipeline.config.limits.lease_seconds):
+            return self._run_leased(inv, worker)
+
+    def _run_leased(self, inv: Invocation, worker: str) -> Invocation | None:
         current = self.ledger.start_attempt(inv.id, worker)
         if current is None:
             log.info("invocation %s already finished; nothing to do", inv.id)
@@ -87,14 +129,22 @@ class Executor:
             src = Path(tmp) / "input"
             out_dir = Path(tmp) / "out"
             out_dir.mkdir()
-            info = self.store.get_file(inv.bucket, inv.key, src)
+            try:
+                info = self.store.get_file(inv.bucket, inv.key, src)
+            except ObjectNotFound as exc:
+                raise Skip(f"{inv.bucket}/{inv.key} no longer exists; nothing to process") from exc
+            self._check_current(inv, info)
+            generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
+            self._check_generation(inv, generation)
             media = self._screen(inv, src, spec)
             self.ledger.set_media(inv.id, media.as_json())
             params = spec.parse_params(inv.params)
             assets = self._download_assets(spec.asset_refs(params), Path(tmp))
             with _progress.progress_to(self._progress_sink(inv.id)), _assets.provided(assets):
                 results = spec(src, out_dir, params)
-            generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
+            # The object may have been overwritten while the function ran: then these outputs are
+            # stale and the newer version's own invocation will publish the right ones.
+            self._check_current(inv, self.store.stat(inv.bucket, inv.key))
             out_bucket = inv.output_bucket or self.pipeline.config.outputs.bucket or inv.bucket
             if out_bucket != inv.bucket and out_bucket not in self._ensured:
                 self.store.ensure_bucket(out_bucket)
@@ -128,6 +178,31 @@ class Executor:
                 )
         self.ledger.finish(inv.id, Status.SUCCEEDED, outputs=outputs)
         return current
+
+    @staticmethod
+    def _check_current(inv: Invocation, info: ObjectInfo) -> None:
+        """Skip work for a version that is no longer the object's current one (out-of-order events)."""
+        if inv.version_id and info.version_id and inv.version_id != info.version_id:
+            stale = f"version {inv.version_id} was replaced by {info.version_id}"
+        elif not inv.version_id and inv.etag and info.etag and inv.etag.strip('"') != info.etag.strip('"'):
+            stale = f"ETag {inv.etag} was replaced by {info.etag}"
+        else:
+            return
+        raise Skip(f"{inv.bucket}/{inv.key}: stale event, {stale}")
+
+    def _check_generation(self, inv: Invocation, generation: int) -> None:
+        """The loop guard for events that carried no metadata (AWS S3 sends none): the object's own
+        lineage says whether the pipeline wrote it."""
+        source_generation = generation - 1
+        config = self.pipeline.config
+        rule = next((r for r in config.rules if r.name == inv.rule), None)
+        if source_generation and (rule is None or loop_guarded(config, rule, source_generation)):
+            self.ledger.count("loops_stopped")
+            raise Skip(
+                f"loop guard: {inv.bucket}/{inv.key} was written by the pipeline (generation "
+                f"{source_generation}); rule {inv.rule} needs allow_derived, "
+                f"limit {config.limits.max_generation}"
+            )
 
     def _download_assets(self, refs: list[str], tmp: Path) -> dict[str, Path]:
         paths: dict[str, Path] = {}

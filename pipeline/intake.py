@@ -18,7 +18,7 @@ from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger
 from pipeline.registry import Pipeline
-from pipeline.routing import content_type_of, route
+from pipeline.routing import content_type_of, generation_of, route, rule_matches
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,12 @@ class Intake:
         )
         planned = route(self.pipeline, event)
         if not planned:
-            record.reason = "no rule matches"
+            generation = generation_of(event)
+            if generation and any(rule_matches(r, event) for r in config.rules):
+                record.reason = f"loop guard: written by the pipeline (generation {generation})"
+                self.ledger.count("loops_stopped")
+            else:
+                record.reason = "no rule matches"
             self.ledger.record_event(record)
             return record
         too_big = event.size is not None and event.size > config.screening.max_bytes
@@ -70,6 +75,8 @@ class Intake:
                 bucket=event.bucket,
                 key=event.key,
                 version=event.version_tag,
+                version_id=event.version_id,
+                etag=event.etag,
                 event_id=record.id,
                 output_bucket=plan.output_bucket,
                 output_template=plan.output_template,

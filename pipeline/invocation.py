@@ -46,6 +46,8 @@ class Invocation(BaseModel):
     bucket: str
     key: str
     version: str = Field(description="Version id or ETag of the source object this run is for.")
+    version_id: str | None = None
+    etag: str | None = None
     event_id: str | None = None
     output_bucket: str | None = None
     output_template: str = "derived/{key}/{function}/{name}"

@@ -26,6 +26,36 @@ from pipeline.invocation import Invocation, OutputRef, Status
 P = "pl:"
 _FIELDS = tuple(Invocation.model_fields)
 
+# Compare-and-set of an invocation's status, with its indexes, in one atomic step: concurrent
+# retries (one by one, or "all dead" racing new failures) can each win an invocation only once.
+# KEYS: invocation hash, idx:all. ARGV: prefix, new status, JSON fields, allowed current statuses...
+_TRANSITION = """
+local raw = redis.call('HGET', KEYS[1], 'status')
+if not raw then return 0 end
+local current = cjson.decode(raw)
+local allowed = false
+for i = 4, #ARGV do if ARGV[i] == current then allowed = true end end
+if not allowed then return 0 end
+local fields = cjson.decode(ARGV[3])
+for name, value in pairs(fields) do redis.call('HSET', KEYS[1], name, value) end
+redis.call('HSET', KEYS[1], 'status', cjson.encode(ARGV[2]))
+local id = string.sub(KEYS[1], string.len(ARGV[1]) + 5)
+local created = redis.call('ZSCORE', KEYS[2], id) or 0
+redis.call('ZREM', ARGV[1] .. 'idx:status:' .. current, id)
+redis.call('ZADD', ARGV[1] .. 'idx:status:' .. ARGV[2], created, id)
+return 1
+"""
+
+# Renew a lease only if it is still ours. KEYS: lease. ARGV: token, ttl ms.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class EventRecord(BaseModel):
     id: str
@@ -76,6 +106,36 @@ class Ledger:
     def __init__(self, client: redis.Redis, retention_seconds: float = 7 * 86400) -> None:
         self.r = client
         self.retention = int(retention_seconds)
+        self._transition = client.register_script(_TRANSITION)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
+        """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
+        encoded = json.dumps({k: json.dumps(v) for k, v in fields.items()})
+        done = self._transition(
+            keys=[f"{P}inv:{inv_id}", f"{P}idx:all"], args=[P, to.value, encoded, *[s.value for s in allowed]]
+        )
+        return bool(done)
+
+    # --- leases: at most one execution of an invocation at a time ---------------------------------
+    def acquire_lease(self, inv_id: str, token: str, ttl_ms: int) -> bool:
+        return bool(self.r.set(f"{P}lease:{inv_id}", token, nx=True, px=ttl_ms))
+
+    def renew_lease(self, inv_id: str, token: str, ttl_ms: int) -> bool:
+        return bool(self._renew(keys=[f"{P}lease:{inv_id}"], args=[token, ttl_ms]))
+
+    def release_lease(self, inv_id: str, token: str) -> None:
+        self._release(keys=[f"{P}lease:{inv_id}"], args=[token])
+
+    def claimed(self, dedup_key: str) -> bool:
+        return bool(self.r.exists(f"{P}dedup:{dedup_key}"))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.r.incrby(f"{P}stat:{name}", n)
+
+    def stat(self, name: str) -> int:
+        return int(self.r.get(f"{P}stat:{name}") or 0)
 
     # --- dedup -------------------------------------------------------------------------------
     def claim(self, dedup_key: str, invocation_id: str) -> str | None:
@@ -191,13 +251,16 @@ class Ledger:
         )
         self.r.incr(f"{P}stat:{status.value}")
 
-    def reset_for_retry(self, inv_id: str) -> Invocation | None:
-        """Put a finished invocation back to queued with a fresh attempt budget."""
-        inv = self.get(inv_id)
-        if inv is None:
+    def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
+        """Atomically put a finished invocation back to queued with a fresh attempt budget.
+        None if it is unknown or no longer in an `allowed` state (someone else retried it)."""
+        fields: dict[str, Any] = {"attempts": 0, "error": None, "finished_at": None, "duration_ms": None}
+        if not self.transition(inv_id, allowed, Status.QUEUED, **fields):
             return None
-        self._update(inv_id, Status.QUEUED, attempts=0, error=None, finished_at=None, duration_ms=None)
-        return inv.model_copy(update={"status": Status.QUEUED, "attempts": 0, "error": None})
+        return self.get(inv_id)
+
+    def ids_with_status(self, status: Status) -> list[str]:
+        return _ids(self.r.zrange(f"{P}idx:status:{status}", 0, -1))
 
     def query(
         self,

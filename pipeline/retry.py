@@ -1,4 +1,10 @@
-"""Retrying a finished invocation by hand (CLI and API share this)."""
+"""Retrying finished invocations by hand (CLI and API share this).
+
+Each retry is an atomic status change (failed/dead/rejected -> queued) before the enqueue, so a
+retry-all racing new failures, or two operators clicking at once, loses nothing and runs nothing
+twice: an invocation is enqueued only by whoever won its status change. New failures that land
+after the snapshot of dead invocations stay dead, ready for the next retry.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,24 @@ from pipeline.errors import BrokerUnavailable
 from pipeline.invocation import Invocation, Status
 from pipeline.runtime import Runtime
 
-RETRYABLE = (Status.FAILED, Status.DEAD, Status.REJECTED)
+RETRYABLE = (Status.FAILED, Status.DEAD, Status.REJECTED, Status.SKIPPED)
 
 
 class RetryRefused(Exception):
     """Raised when an invocation is not in a state that can be retried."""
+
+
+def _requeue(runtime: Runtime, invocation_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
+    reset = runtime.ledger.reset_for_retry(invocation_id, allowed)
+    if reset is None:
+        return None
+    try:
+        runtime.intake.enqueue(reset)
+    except Exception as exc:
+        # Put it back as it was, so the dead letter is not lost between ledger and broker.
+        runtime.ledger.transition(invocation_id, (Status.QUEUED,), Status.DEAD, error=f"retry failed: {exc}")
+        raise BrokerUnavailable(f"cannot enqueue {invocation_id}: {exc}") from exc
+    return reset
 
 
 def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
@@ -22,12 +41,26 @@ def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
             raise LookupError(f"no invocation {invocation_id}")
         if inv.status not in RETRYABLE:
             raise RetryRefused(
-                f"invocation {invocation_id} is {inv.status}; only failed, dead or rejected retry"
+                f"invocation {invocation_id} is {inv.status}; only failed, dead, rejected or skipped retry"
             )
-        reset = runtime.ledger.reset_for_retry(invocation_id)
-        if reset is None:
-            raise LookupError(f"no invocation {invocation_id}")
-        runtime.intake.enqueue(reset)
-        return reset
+        done = _requeue(runtime, invocation_id, RETRYABLE)
+        if done is None:
+            raise RetryRefused(
+                f"invocation {invocation_id} changed state meanwhile (someone else retried it)"
+            )
+        return done
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc
+
+
+def retry_all_dead(runtime: Runtime) -> list[Invocation]:
+    """Re-queue every dead invocation once; returns those this call re-queued."""
+    try:
+        requeued = []
+        for invocation_id in runtime.ledger.ids_with_status(Status.DEAD):
+            done = _requeue(runtime, invocation_id, (Status.DEAD,))
+            if done is not None:
+                requeued.append(done)
+        return requeued
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc

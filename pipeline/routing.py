@@ -75,13 +75,27 @@ def is_output_key(config: PipelineConfig, bucket: str, key: str) -> bool:
     )
 
 
+def generation_of(event: ObjectEvent) -> int:
+    """How many pipeline steps produced this object (0 = an upload), from its lineage metadata."""
+    try:
+        return int(event.metadata.get("pipeline-generation", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def loop_guarded(config: PipelineConfig, rule: Rule, generation: int) -> bool:
+    """True if `rule` must not fire for an object of this generation (trigger-loop protection)."""
+    return generation > 0 and (not rule.allow_derived or generation >= config.limits.max_generation)
+
+
 def route(pipeline: Pipeline, event: ObjectEvent) -> list[Planned]:
     config = pipeline.config
     if is_output_key(config, event.bucket, event.key):
         return []
+    generation = generation_of(event)
     planned: dict[tuple[str, str], Planned] = {}
     for rule in config.rules:
-        if not rule_matches(rule, event):
+        if not rule_matches(rule, event) or loop_guarded(config, rule, generation):
             continue
         for call in rule.functions:
             spec = pipeline.function(call.function)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     )
     retention_days: float = Field(7.0, description="How long the ledger keeps events and invocations.")
     worker_concurrency: int = Field(2, description="Default processes per worker.")
+    reconcile_interval: float = Field(
+        300.0, description="Seconds between reconciler passes inside `pipeline up` (0 = off)."
+    )
 
     @property
     def dev_mode(self) -> bool:

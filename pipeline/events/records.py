@@ -53,8 +53,14 @@ def _parse_record(record: Any, index: int, source: EventSource) -> ObjectEvent:
         content_type=content_type,
         sequencer=obj.get("sequencer") or None,
         event_time=_parse_time(record.get("eventTime")),
-        metadata={str(k): str(v) for k, v in user_meta.items() if isinstance(k, str)},
+        metadata={_meta_name(k): str(v) for k, v in user_meta.items() if isinstance(k, str)},
     )
+
+
+def _meta_name(name: str) -> str:
+    """MinIO reports user metadata as `X-Amz-Meta-Pipeline-Generation`; we store `pipeline-generation`."""
+    name = name.lower()
+    return name[len("x-amz-meta-") :] if name.startswith("x-amz-meta-") else name
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -16,6 +16,7 @@ TASK_NAME = "pipeline.run_invocation"
 def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
     app = Celery("pipeline", broker=broker_url, set_as_current=False)
     longest = max(pipeline.config.time_limit_for(name) for name in pipeline.functions)
+    visibility = pipeline.config.limits.visibility_timeout or longest * 2 + 60
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -27,7 +28,15 @@ def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
         worker_prefetch_multiplier=1,
         # Redis has no native ack deadline: an unacked message is redelivered after the visibility
         # timeout. It must outlast the longest function, or a long run would start a second time.
-        broker_transport_options={"visibility_timeout": int(longest * 2 + 60)},
+        # A shorter one is safe too: the execution lease keeps a redelivered copy from running
+        # while the first run is alive; the timeout then only bounds how late a lost task returns.
+        broker_transport_options={
+            "visibility_timeout": int(visibility),
+            # kombu sweeps for expired unacknowledged messages only every interval x throttle
+            # seconds (100 s by default): sweep at a pace that matches the timeout instead.
+            "unacked_restore_interval": max(1, min(10, int(visibility // 3))),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         task_create_missing_queues=True,
         task_default_queue="fn.default",

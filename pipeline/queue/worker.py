@@ -17,6 +17,7 @@ from celery.signals import task_failure, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
 from functions.errors import Rejected
+from pipeline.errors import LeaseHeld, Skip
 from pipeline.execution import Executor, is_permanent
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import WorkerInfo
@@ -59,6 +60,10 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         inv = Invocation.model_validate(payload)
         try:
             executor.run(inv, worker=str(self.request.hostname))
+        except LeaseHeld:
+            # A duplicate delivery while the first run is alive: look again later rather than run
+            # twice. If the first run dies, its lease lapses and this retry does the work.
+            raise self.retry(countdown=ctx.pipeline.config.limits.lease_seconds, max_retries=None) from None
         except SoftTimeLimitExceeded:
             _failed(self, runtime, inv, TimeoutError(f"time limit of {inv.time_limit:g}s exceeded"))
         except Exception as exc:
@@ -90,7 +95,9 @@ def _record_failure(runtime: Runtime, inv: Invocation, exc: BaseException) -> fl
     current = ledger.get(inv.id)
     attempts = current.attempts if current else inv.attempts
     error = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, Rejected):
+    if isinstance(exc, Skip):
+        ledger.finish(inv.id, Status.SKIPPED, error=str(exc))
+    elif isinstance(exc, Rejected):
         ledger.finish(inv.id, Status.REJECTED, error=str(exc))
     elif is_permanent(exc):
         ledger.finish(inv.id, Status.FAILED, error=error)

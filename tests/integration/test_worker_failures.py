@@ -19,6 +19,8 @@ version: 1
 buckets: [media]
 functions:
   misbehaving: {module: tests.fixtures.misbehaving, time_limit: 1, max_attempts: 2, concurrency: 2}
+limits:
+  lease_seconds: 2  # a killed run's lease lapses fast, so its redelivery is not held back long
 rules:
   - {name: slow, bucket: media, prefix: slow/, functions: [{function: misbehaving}]}
   - {name: stubborn, bucket: media, prefix: stubborn/, functions: [{function: misbehaving, params: {ignore_soft_limit: true}}]}

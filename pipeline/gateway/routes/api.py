@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from pipeline.errors import BrokerUnavailable
 from pipeline.gateway.deps import StateDep, require_api_token
 from pipeline.invocation import Status
-from pipeline.retry import RetryRefused, retry_invocation
+from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
@@ -40,6 +40,16 @@ def get_invocation(invocation_id: str, state: StateDep) -> dict[str, Any]:
     if inv is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no invocation {invocation_id}")
     return inv.public()
+
+
+@router.post("/invocations/retry-dead", status_code=status.HTTP_202_ACCEPTED)
+async def retry_dead(state: StateDep) -> dict[str, Any]:
+    """Re-queue every dead invocation (atomically per invocation)."""
+    try:
+        done = await run_in_threadpool(retry_all_dead, state.runtime)
+    except BrokerUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return {"requeued": [inv.id for inv in done]}
 
 
 @router.post("/invocations/{invocation_id}/retry", status_code=status.HTTP_202_ACCEPTED)

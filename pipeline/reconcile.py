@@ -1,0 +1,93 @@
+"""The reconciler: the bucket is the source of truth, notifications are only hints.
+
+It lists every bucket/prefix the rules watch and hands each object whose current version has no
+invocation yet (a lost notification, a backlog from while the pipeline was down, a rule added
+later) to the intake, exactly as a notification would; deduplication makes it safe to run any
+time and any number of times. Objects older than the ledger's retention are left alone: their
+claims have expired, so the ledger can no longer say whether they were processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from pipeline.events.model import ObjectEvent
+from pipeline.invocation import dedup_key
+from pipeline.routing import route
+from pipeline.runtime import Runtime
+from pipeline.storage.base import ObjectInfo
+
+log = logging.getLogger(__name__)
+CURSOR = "pl:reconcile:cursor:"
+
+
+@dataclass
+class Report:
+    scanned: int = 0
+    missing: int = 0
+    enqueued: int = 0
+    would_run: list[tuple[str, str, str]] = field(default_factory=list)  # (bucket, key, function)
+
+
+def _event(info: ObjectInfo) -> ObjectEvent:
+    return ObjectEvent(
+        source="reconcile",
+        event_name="s3:ObjectCreated:Put",
+        bucket=info.bucket,
+        key=info.key,
+        size=info.size,
+        etag=info.etag or None,
+        version_id=info.version_id,
+        content_type=info.content_type if info.content_type != "application/octet-stream" else None,
+        metadata=info.metadata,
+    )
+
+
+def watched(runtime: Runtime) -> list[tuple[str, str]]:
+    """(bucket, prefix) pairs to list, without listing a prefix twice."""
+    pairs = sorted({(r.bucket, r.prefix) for r in runtime.pipeline.config.rules})
+    return [(b, p) for b, p in pairs if not any(b == b2 and p != p2 and p.startswith(p2) for b2, p2 in pairs)]
+
+
+def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, resume: bool = True) -> Report:
+    """One pass. `rate` caps objects handed to the intake per second; with `resume`, a pass that
+    was interrupted continues after the last key it handled."""
+    report = Report()
+    oldest = time.time() - runtime.ledger.retention
+    for bucket, prefix in watched(runtime):
+        cursor_key = f"{CURSOR}{bucket}\x00{prefix}"
+        stored = runtime.ledger.r.get(cursor_key) if resume and not dry_run else None
+        after = stored.decode() if isinstance(stored, bytes) else (stored or "")
+        for info in runtime.store.list(bucket, prefix):
+            if after and info.key <= after:
+                continue
+            report.scanned += 1
+            if info.last_modified and info.last_modified < oldest:
+                continue
+            event = _event(info)
+            planned = route(runtime.pipeline, event)
+            missing = [
+                p
+                for p in planned
+                if not runtime.ledger.claimed(
+                    dedup_key(bucket, info.key, event.version_tag, p.function, p.params_hash)
+                )
+            ]
+            if not missing:
+                continue
+            report.missing += len(missing)
+            if dry_run:
+                report.would_run += [(bucket, info.key, p.function) for p in missing]
+                continue
+            record = runtime.intake.accept(event)
+            report.enqueued += len(record.invocations) - record.duplicates
+            runtime.ledger.r.set(cursor_key, info.key, ex=3600)
+            time.sleep(1.0 / rate if rate > 0 else 0)
+        if not dry_run:
+            runtime.ledger.r.delete(cursor_key)  # a complete pass starts from the top next time
+    if report.enqueued:
+        runtime.ledger.count("reconciled", report.enqueued)
+        log.warning("reconciler enqueued %d invocations that had no notification", report.enqueued)
+    return report

@@ -1,0 +1,311 @@
+"""Delivery guarantees (RELIABILITY.md rows 1, 2, 7, 8, 9): duplicates run once, lost notifications
+are found by the reconciler, stale events are skipped, loops stop, retries are atomic, one
+invocation never runs twice at once. The worker adapter runs in-process here; the rows that need
+real worker processes killed or stopped are in test_worker_faults.py."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from functions.errors import FunctionError, Rejected
+from pipeline.config import parse_config
+from pipeline.errors import LeaseHeld, Skip
+from pipeline.events import ObjectEvent
+from pipeline.execution import Executor, Lease
+from pipeline.intake import Intake
+from pipeline.invocation import Invocation, Status
+from pipeline.ledger import Ledger, connect
+from pipeline.reconcile import reconcile
+from pipeline.registry import build_pipeline
+from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
+from pipeline.runtime import Runtime
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore
+
+THUMBS = """
+version: 1
+buckets: [media]
+functions:
+  misbehaving: {module: tests.fixtures.misbehaving}
+rules:
+  - name: thumbs
+    bucket: media
+    prefix: uploads/
+    functions:
+      - function: thumbnail
+        params: {sizes: [16]}
+  - name: slow
+    bucket: media
+    prefix: slow/
+    functions:
+      - function: misbehaving
+        params: {seconds: 1.5}
+"""
+
+
+class Queue:
+    """Stands in for the broker: records what was enqueued, in order."""
+
+    def __init__(self) -> None:
+        self.items: list[Invocation] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, inv: Invocation) -> None:
+        with self.lock:
+            self.items.append(inv)
+
+
+class World:
+    def __init__(self, redis_url: str, tmp: Path, config: str = THUMBS) -> None:
+        self.pipeline = build_pipeline(parse_config(config, "t.yaml"), "t.yaml")
+        self.ledger = Ledger(connect(redis_url))
+        self.queue = Queue()
+        self.intake = Intake(self.pipeline, self.ledger, self.queue)
+        self.store = LocalStore(tmp / "store", on_write=self.intake.accept)
+        self.store.ensure_bucket("media")
+        self.executor = Executor(self.pipeline, self.store, self.ledger, tmp / "work")
+        self.runtime = Runtime(
+            Settings(data_dir=tmp), self.pipeline, redis_url, self.ledger, self.store, self.intake
+        )
+        self.tmp = tmp
+
+    def image(self, name: str, colour: tuple[int, int, int]) -> Path:
+        path = self.tmp / name
+        Image.new("RGB", (64, 48), colour).save(path)
+        return path
+
+    def drain(self) -> None:
+        """Run queued invocations (and whatever they enqueue) to the end, recording verdicts as the
+        worker does."""
+        done = 0
+        while done < len(self.queue.items):
+            inv = self.queue.items[done]
+            done += 1
+            try:
+                self.executor.run(inv, "test")
+            except Skip as exc:
+                self.ledger.finish(inv.id, Status.SKIPPED, error=str(exc))
+            except FunctionError as exc:
+                self.ledger.finish(
+                    inv.id, Status.REJECTED if isinstance(exc, Rejected) else Status.FAILED, error=str(exc)
+                )
+
+
+@pytest.fixture
+def world(redis_url: str, tmp_path: Path) -> Iterator[World]:
+    yield World(redis_url, tmp_path)
+
+
+def event(world: World, key: str, **kw: Any) -> ObjectEvent:
+    info = world.store.stat("media", key)
+    fields: dict[str, Any] = {
+        "source": "minio",
+        "event_name": "s3:ObjectCreated:Put",
+        "bucket": "media",
+        "key": key,
+        "etag": info.etag,
+        "version_id": info.version_id,
+        "size": info.size,
+        "content_type": info.content_type,
+    }
+    fields.update(kw)
+    return ObjectEvent(**fields)
+
+
+def test_duplicate_storm_runs_each_unit_once(world: World) -> None:
+    world.store.put_file(
+        "media", "uploads/a.png", world.image("a.png", (10, 200, 10)), content_type="image/png"
+    )
+    e = event(world, "uploads/a.png")
+    multipart = e.model_copy(update={"event_name": "s3:ObjectCreated:CompleteMultipartUpload"})
+    threads = [threading.Thread(target=world.intake.accept, args=(x,)) for x in [e, e, e, multipart] * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(world.queue.items) == 1  # the store's own notification won; 12 duplicates claimed nothing
+    assert world.ledger.counts()["duplicates"] == 12
+    world.drain()
+    [inv] = world.ledger.query(bucket="media", key="uploads/a.png")
+    assert inv.status == Status.SUCCEEDED and inv.attempts == 1
+    assert [i.key for i in world.store.list("media", "derived/")] == [
+        "derived/uploads/a.png/thumbnail/16.jpg"
+    ]
+
+
+def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world: World) -> None:
+    world.store.put_file(
+        "media", "uploads/v.png", world.image("v1.png", (255, 0, 0)), content_type="image/png"
+    )
+    world.store.put_file(
+        "media", "uploads/v.png", world.image("v2.png", (0, 0, 255)), content_type="image/png"
+    )
+    v1, v2 = world.queue.items
+    world.queue.items[:] = [v2, v1]  # v2's event is delivered first
+    world.drain()
+    states = {i.id: i for i in world.ledger.query(key="uploads/v.png", bucket="media")}
+    assert states[v2.id].status == Status.SUCCEEDED
+    assert states[v1.id].status == Status.SKIPPED and "stale event" in (states[v1.id].error or "")
+    with Image.open(world.store.path_of("media", "derived/uploads/v.png/thumbnail/16.jpg")) as thumb:
+        pixel = thumb.convert("RGB").getpixel((5, 5))
+    assert isinstance(pixel, tuple) and pixel[2] > 200 and pixel[0] < 60  # blue: from v2
+
+
+def test_deleted_object_is_skipped(world: World) -> None:
+    world.store.put_file(
+        "media", "uploads/gone.png", world.image("g.png", (1, 2, 3)), content_type="image/png"
+    )
+    world.store.delete("media", "uploads/gone.png")
+    world.drain()
+    [inv] = world.ledger.query(key="uploads/gone.png", bucket="media")
+    assert inv.status == Status.SKIPPED and "no longer exists" in (inv.error or "")
+
+
+def test_reconciler_finds_what_notifications_lost(world: World, tmp_path: Path) -> None:
+    silent = LocalStore(tmp_path / "store")  # the same directory, but nobody is told about writes
+    for i in range(5):
+        silent.put_file(
+            "media", f"uploads/lost-{i}.png", world.image(f"l{i}.png", (i, i, i)), content_type="image/png"
+        )
+    world.store.put_file(
+        "media", "uploads/seen.png", world.image("s.png", (9, 9, 9)), content_type="image/png"
+    )
+    assert len(world.queue.items) == 1
+    dry = reconcile(world.runtime, dry_run=True, rate=0)
+    assert sorted(k for _, k, _ in dry.would_run) == [f"uploads/lost-{i}.png" for i in range(5)]
+    assert len(world.queue.items) == 1  # a dry run changes nothing
+    report = reconcile(world.runtime, rate=0)
+    assert (report.scanned, report.enqueued) == (6, 5)
+    assert reconcile(world.runtime, rate=0).enqueued == 0  # idempotent
+    world.drain()
+    assert len(list(world.store.list("media", "derived/"))) == 6
+    assert world.ledger.stat("reconciled") == 5
+
+
+def test_trigger_loop_stops_within_one_generation(redis_url: str, tmp_path: Path) -> None:
+    looping = """
+version: 1
+rules:
+  - name: echo
+    bucket: media
+    prefix: uploads/
+    functions:
+      - function: copy
+        output: {template: "{stem}.copy.{ext}"}
+"""
+    world = World(redis_url, tmp_path, looping)
+    world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
+    world.drain()
+    keys = sorted(i.key for i in world.store.list("media"))
+    assert keys == ["uploads/a.copy.png", "uploads/a.png"]  # one generation, then the guard
+    assert world.ledger.stat("loops_stopped") == 1
+    event_reasons = [e.reason for e in world.ledger.events() if e.key == "uploads/a.copy.png"]
+    assert event_reasons and event_reasons[0].startswith("loop guard")
+
+
+def test_opted_in_derivation_stops_at_max_generation(redis_url: str, tmp_path: Path) -> None:
+    chained = """
+version: 1
+limits: {max_generation: 3}
+rules:
+  - name: echo
+    bucket: media
+    prefix: uploads/
+    allow_derived: true
+    functions:
+      - function: copy
+        output: {template: "{stem}.c.{ext}"}
+"""
+    world = World(redis_url, tmp_path, chained)
+    world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
+    world.drain()
+    assert sorted(i.key for i in world.store.list("media")) == [
+        "uploads/a.c.c.c.png",
+        "uploads/a.c.c.png",
+        "uploads/a.c.png",
+        "uploads/a.png",
+    ]
+    assert world.store.stat("media", "uploads/a.c.c.c.png").metadata["pipeline-generation"] == "3"
+
+
+def make_dead(world: World, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        world.store.put_file(
+            "media", f"uploads/d{i}.png", world.image(f"d{i}.png", (i, 0, 0)), content_type="image/png"
+        )
+    for inv in world.queue.items:
+        world.ledger.start_attempt(inv.id, "w")
+        world.ledger.finish(inv.id, Status.DEAD, error="boom")
+        ids.append(inv.id)
+    world.queue.items.clear()
+    return ids
+
+
+def test_retry_all_dead_is_atomic_under_concurrency(world: World) -> None:
+    ids = make_dead(world, 20)
+    results: list[list[Invocation]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(retry_all_dead(world.runtime))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    enqueued = [inv.id for inv in world.queue.items]
+    assert sorted(enqueued) == sorted(ids)  # every dead letter once, none twice
+    assert sum(len(r) for r in results) == 20
+    assert world.ledger.counts()["dead"] == 0 and world.ledger.counts()["queued"] == 20
+    world.drain()
+    assert world.ledger.counts()["succeeded"] == 20
+
+
+def test_retry_one_races_cleanly(world: World) -> None:
+    [inv_id] = make_dead(world, 1)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        try:
+            retry_invocation(world.runtime, inv_id)
+            outcomes.append("won")
+        except RetryRefused:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 4 + ["won"] and len(world.queue.items) == 1
+    with pytest.raises(RetryRefused, match="queued"):
+        retry_invocation(world.runtime, inv_id)
+
+
+def test_one_invocation_never_runs_twice_at_once(world: World) -> None:
+    world.store.put_file("media", "slow/x.png", world.image("x.png", (5, 5, 5)), content_type="image/png")
+    [inv] = world.queue.items
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            world.executor.run(inv, "w")
+        except LeaseHeld as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=run)
+    first.start()
+    while not world.ledger.r.exists(f"pl:lease:{inv.id}"):
+        pass
+    run()  # a redelivery while the first run holds the lease
+    first.join()
+    assert len(errors) == 1
+    done = world.ledger.get(inv.id)
+    assert done is not None and done.status == Status.SUCCEEDED and done.attempts == 1
+    assert not world.ledger.r.exists(f"pl:lease:{inv.id}")  # released
+    assert Lease(world.ledger, "x").ttl_ms == 30_000

@@ -1,0 +1,106 @@
+"""Worker faults with real Celery worker processes (RELIABILITY.md rows 3 and 4)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from pipeline.config import parse_config
+from pipeline.invocation import Status
+from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.registry import build_pipeline
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.samples import generate
+from pipeline.settings import Settings
+from tests.helpers import Proc, pipeline_env, wait_until
+
+CONFIG = """
+version: 1
+buckets: [media]
+functions:
+  misbehaving: {module: tests.fixtures.misbehaving, time_limit: 60, max_attempts: 3}
+limits:
+  visibility_timeout: 3
+  lease_seconds: 2
+rules:
+  - {name: slow, bucket: media, prefix: slow/, functions: [{function: misbehaving, params: {seconds: 4}}]}
+"""
+
+
+def setup(redis_url: str, tmp_path: Path) -> tuple[Runtime, dict[str, str]]:
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(CONFIG)
+    pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
+    runtime = build_runtime(
+        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
+    )
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=redis_url,
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_CONFIG=str(config_path),
+    )
+    return runtime, env
+
+
+def start_worker(runtime: Runtime, env: dict[str, str], log: Path) -> Proc:
+    before = {w.pid for w in runtime.ledger.workers()}
+    worker = Proc(["worker", "--concurrency", "1"], env, log)
+    wait_until(
+        lambda: {w.pid for w in runtime.ledger.workers()} - before or not worker.alive(), 30, "a worker"
+    )
+    return worker
+
+
+def upload(runtime: Runtime, tmp_path: Path) -> str:
+    image = generate(tmp_path / "samples")[0]
+    runtime.store.ensure_bucket("media")
+    runtime.store.put_file("media", "slow/a.jpg", image, content_type="image/jpeg")
+    [inv] = runtime.ledger.query(bucket="media")
+    return inv.id
+
+
+def status(runtime: Runtime, inv_id: str) -> Status:
+    inv = runtime.ledger.get(inv_id)
+    assert inv is not None
+    return inv.status
+
+
+def test_sigterm_finishes_the_running_task_and_nothing_is_redelivered(redis_url: str, tmp_path: Path) -> None:
+    runtime, env = setup(redis_url, tmp_path)
+    worker = start_worker(runtime, env, tmp_path / "w1.log")
+    inv_id = upload(runtime, tmp_path)
+    wait_until(lambda: status(runtime, inv_id) == Status.RUNNING, 20, "the task to start")
+    assert worker.interrupt(signal.SIGTERM, timeout=30) == 0, worker.output()[-2000:]
+    inv = runtime.ledger.get(inv_id)
+    assert inv is not None and inv.status == Status.SUCCEEDED and inv.attempts == 1  # warm shutdown
+    second = start_worker(runtime, env, tmp_path / "w2.log")
+    try:
+        time.sleep(5)  # longer than the visibility timeout: an unacknowledged message would be back
+        again = runtime.ledger.get(inv_id)
+        assert again is not None and again.attempts == 1
+    finally:
+        second.stop()
+
+
+def test_sigkill_of_a_whole_worker_mid_task_is_recovered_by_another(redis_url: str, tmp_path: Path) -> None:
+    runtime, env = setup(redis_url, tmp_path)
+    doomed = start_worker(runtime, env, tmp_path / "doomed.log")
+    inv_id = upload(runtime, tmp_path)
+    wait_until(lambda: status(runtime, inv_id) == Status.RUNNING, 20, "the task to start")
+    os.killpg(doomed.popen.pid, signal.SIGKILL)  # the main process and its pool children, no goodbye
+    doomed.stop()
+    rescuer = start_worker(runtime, env, tmp_path / "rescuer.log")
+    try:
+        wait_until(
+            lambda: status(runtime, inv_id) == Status.SUCCEEDED,
+            60,
+            "the task to be redelivered",
+            interval=0.2,
+        )
+        inv = runtime.ledger.get(inv_id)
+        assert inv is not None and inv.attempts == 2 and inv.worker != "" and inv.error is None
+    finally:
+        assert rescuer.stop() == 0
