@@ -79,16 +79,25 @@ def generate(out_dir: Path) -> list[Path]:
 
 
 def make_video(
-    path: Path, *, width: int = 1280, height: int = 720, seconds: float = 3.0, rotate: int = 0
+    path: Path,
+    *,
+    width: int = 1280,
+    height: int = 720,
+    seconds: float = 3.0,
+    rotate: int = 0,
+    noise: int = 0,
+    crf: int = 30,
 ) -> Path:
-    """An H.264/AAC test clip (moving pattern, a tone) made by ffmpeg's own generators."""
+    """An H.264/AAC test clip (moving pattern, a tone) made by ffmpeg's own generators. `noise`
+    adds camera-like grain, which raises the bit rate and the cost of decoding it."""
     tmp = path.with_name(f".{path.name}.tmp.mp4")
     subprocess.run(
         [
             "ffmpeg", "-v", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={seconds}",
             "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "30", "-pix_fmt", "yuv420p",
+            *(["-vf", f"noise=alls={noise}:allf=t"] if noise else []),
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
             "-c:a", "aac", "-b:a", "64k", "-shortest", "-movflags", "+faststart", str(tmp),
         ],
         check=True,

@@ -197,3 +197,23 @@ def test_allowed_topic_confirms_only_from_an_aws_url(gateway_settings: Settings)
         response = c.post(f"/events/sns?token={TOKEN}", content=json.dumps(confirmation))
     assert response.status_code == 400
     assert "sns.*.amazonaws.com" in response.json()["detail"]
+
+
+def test_retry_one_and_all_dead_through_the_api(client: httpx.Client, redis_url: str) -> None:
+    from pipeline.invocation import Status
+    from pipeline.ledger import Ledger, connect
+
+    client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
+    client.post(f"/events/sns?token={TOKEN}", content=json.dumps(body("sns-notification.json")))
+    ledger = Ledger(connect(redis_url))
+    ids = [i["id"] for i in client.get("/api/invocations").json()["items"]]
+    for inv_id in ids:
+        ledger.start_attempt(inv_id, "w")
+        ledger.finish(inv_id, Status.DEAD, error="boom")
+    before = queued(redis_url)
+    one = client.post(f"/api/invocations/{ids[0]}/retry")
+    assert one.status_code == 202 and one.json()["status"] == "queued" and one.json()["attempts"] == 0
+    rest = client.post("/api/invocations/retry-dead")
+    assert rest.status_code == 202 and rest.json()["requeued"] == [ids[1]]
+    assert queued(redis_url) == before + 2
+    assert client.post("/api/invocations/retry-dead").json()["requeued"] == []

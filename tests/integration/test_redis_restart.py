@@ -1,0 +1,146 @@
+"""RELIABILITY.md row 6: the broker restarts mid-run. A Redis of its own with an append-only file
+(never the shared one); a real Celery worker; uploads before, during and after the restart. Every
+accepted event is processed; an event refused while Redis was down is sent again, as MinIO and
+SNS do after a 503."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image
+
+from pipeline.config import parse_config
+from pipeline.embedded import free_port, redis_server_binary
+from pipeline.errors import BrokerUnavailable
+from pipeline.events import ObjectEvent
+from pipeline.invocation import Status
+from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.registry import build_pipeline
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.settings import Settings
+from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_env, wait_until
+
+CONFIG = THUMBNAILS_ONLY + "limits:\n  visibility_timeout: 5\n  lease_seconds: 3\n"
+
+
+class AofRedis:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self.alive, 10, "redis to start")
+
+    def alive(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # SIGTERM: Redis flushes its append-only file and exits
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[AofRedis]:
+    server = AofRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def submit(runtime: Runtime, path: Path, key: str) -> None:
+    """Store the object; if the notification is refused (Redis down), send it again until accepted."""
+    try:
+        runtime.store.put_file("media", key, path, content_type="image/png")
+        return
+    except BrokerUnavailable:
+        pass
+    info = runtime.store.stat("media", key)
+    event = ObjectEvent(
+        source="local",
+        event_name="s3:ObjectCreated:Put",
+        bucket="media",
+        key=key,
+        etag=info.etag,
+        version_id=info.version_id,
+        size=info.size,
+        content_type="image/png",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            runtime.intake.accept(event)
+            return
+        except BrokerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_redis_restart_mid_run_loses_nothing(aof_redis: AofRedis, tmp_path: Path) -> None:
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(CONFIG)
+    pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
+    settings = Settings(redis_url=aof_redis.url, data_dir=tmp_path / "data", config=config_path)
+    runtime = build_runtime(
+        settings, pipeline, aof_redis.url, CeleryDispatcher(create_celery(aof_redis.url, pipeline)).enqueue
+    )
+    runtime.store.ensure_bucket("media")
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=aof_redis.url,
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_CONFIG=str(config_path),
+    )
+    worker = Proc(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: runtime.ledger.workers() or not worker.alive(), 30, "the worker")
+        images = []
+        for i in range(30):
+            path = tmp_path / f"{i}.png"
+            Image.new("RGB", (400, 300), (i * 8, 100, 200)).save(path)
+            images.append(path)
+        for i in range(10):
+            submit(runtime, images[i], f"uploads/before-{i}.png")
+        aof_redis.stop()  # mid-run: some queued, some running
+
+        # Uploads while Redis is down: stored in the bucket, notifications refused and sent again.
+        def send_during() -> None:
+            for i in range(10, 15):
+                submit(runtime, images[i], f"uploads/during-{i}.png")
+
+        during = threading.Thread(target=send_during)
+        during.start()
+        time.sleep(2)
+        aof_redis.start()
+        during.join(timeout=60)
+        for i in range(15, 30):
+            submit(runtime, images[i], f"uploads/after-{i}.png")
+
+        def finished() -> bool:
+            items = runtime.ledger.query(bucket="media", limit=100)
+            return len(items) == 30 and all(inv.status == Status.SUCCEEDED for inv in items)
+
+        wait_until(finished, 90, "all 30 uploads to be processed", interval=0.5)
+        outputs = [i.key for i in runtime.store.list("media", "derived/")]
+        assert len(outputs) == 60  # two thumbnails each, none missing, none twice
+        assert worker.alive()
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
