@@ -372,7 +372,7 @@ def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
     verb = "would enqueue" if dry_run else "enqueued"
     click.echo(
         f"scanned {report.scanned} objects; {report.missing} invocations missing; {verb} "
-        f"{report.missing if dry_run else report.enqueued}"
+        f"{report.missing if dry_run else report.enqueued}; queued too long, sent again: {report.resent}"
     )
 
 

@@ -105,6 +105,7 @@ class Intake:
             self.ledger.create(inv)
             try:
                 self.enqueue(inv)
+                self.ledger.mark_enqueued(inv.id)
             except Exception as exc:
                 # Undo, so a retried notification is not mistaken for a duplicate.
                 self.ledger.delete(inv)

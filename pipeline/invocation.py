@@ -56,6 +56,7 @@ class Invocation(BaseModel):
     max_attempts: int = 3
     time_limit: float = 300
     created_at: float = Field(default_factory=time.time)
+    enqueued_at: float | None = Field(default=None, description="When its message was last sent.")
     started_at: float | None = None
     finished_at: float | None = None
     duration_ms: float | None = None

@@ -229,6 +229,9 @@ class Ledger:
         value = {"percent": round(percent, 1), "speed": speed, "at": round(time.time(), 3)}
         self.r.hset(f"{P}inv:{inv_id}", "progress", json.dumps(value))
 
+    def mark_enqueued(self, inv_id: str) -> None:
+        self.r.hset(f"{P}inv:{inv_id}", "enqueued_at", json.dumps(time.time()))
+
     def set_media(self, inv_id: str, media: dict[str, Any]) -> None:
         self.r.hset(f"{P}inv:{inv_id}", "media", json.dumps(media))
 

