@@ -104,3 +104,40 @@ def test_sigkill_of_a_whole_worker_mid_task_is_recovered_by_another(redis_url: s
         assert inv is not None and inv.attempts == 2 and inv.worker != "" and inv.error is None
     finally:
         assert rescuer.stop() == 0
+
+
+def test_task_longer_than_the_visibility_timeout_never_runs_twice_at_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Row 5: the broker redelivers the unacknowledged task to a second worker while the first is
+    still running it; the lease turns the redelivery away until the first run has finished."""
+    journal = tmp_path / "journal.txt"
+    config = CONFIG.replace("visibility_timeout: 3", "visibility_timeout: 2").replace(
+        "params: {seconds: 4}", f"params: {{seconds: 8, journal: '{journal}'}}"
+    )
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(config)
+    pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
+    runtime = build_runtime(
+        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
+    )
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=redis_url,
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_CONFIG=str(config_path),
+    )
+    workers = [start_worker(runtime, env, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        inv_id = upload(runtime, tmp_path)
+        wait_until(lambda: status(runtime, inv_id) == Status.SUCCEEDED, 60, "the long task", interval=0.2)
+        time.sleep(4)  # let any redelivered copy arrive and be turned away
+        lines = journal.read_text().splitlines()
+        assert [line.split()[0] for line in lines] == ["start", "end"], lines  # one run, never overlapping
+        inv = runtime.ledger.get(inv_id)
+        assert inv is not None and inv.attempts == 1 and inv.status == Status.SUCCEEDED
+        logs = "".join(w.output() for w in workers)
+        assert "retry: Retry in" in logs  # the broker did redeliver it, and the lease turned it away
+    finally:
+        for w in workers:
+            w.stop()
