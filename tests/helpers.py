@@ -10,9 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from PIL import Image
+
+if TYPE_CHECKING:
+    from pipeline.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
@@ -128,3 +133,36 @@ class ServedApp:
         self.client.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def pipeline_runtime(config: str, redis_url: str, tmp_path: Path) -> tuple[Runtime, dict[str, str]]:
+    """A runtime for `config` (written to tmp_path/pipeline.yaml), and the environment that makes
+    `python -m pipeline ...` child processes use the same pipeline file, data dir and Redis."""
+    from pipeline.config import parse_config
+    from pipeline.queue.app import CeleryDispatcher, create_celery
+    from pipeline.registry import build_pipeline
+    from pipeline.runtime import build_runtime
+    from pipeline.settings import Settings
+
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(config)
+    pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
+    runtime = build_runtime(
+        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
+    )
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=redis_url,
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_CONFIG=str(config_path),
+    )
+    return runtime, env
+
+
+def load_image(path: Path) -> Image.Image:
+    """Decode fully and close the file; keep the format and info for assertions."""
+    with Image.open(path) as img:
+        img.load()
+        copy = img.copy()
+        copy.format, copy.info = img.format, dict(img.info)
+        return copy

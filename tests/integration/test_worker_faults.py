@@ -7,14 +7,10 @@ import signal
 import time
 from pathlib import Path
 
-from pipeline.config import parse_config
 from pipeline.invocation import Status
-from pipeline.queue.app import CeleryDispatcher, create_celery
-from pipeline.registry import build_pipeline
-from pipeline.runtime import Runtime, build_runtime
+from pipeline.runtime import Runtime
 from pipeline.samples import generate
-from pipeline.settings import Settings
-from tests.helpers import Proc, pipeline_env, wait_until
+from tests.helpers import Proc, pipeline_runtime, wait_until
 
 CONFIG = """
 version: 1
@@ -29,20 +25,8 @@ rules:
 """
 
 
-def setup(redis_url: str, tmp_path: Path) -> tuple[Runtime, dict[str, str]]:
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(CONFIG)
-    pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
-    runtime = build_runtime(
-        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
-    )
-    env = pipeline_env(
-        PIPELINE_REDIS_URL=redis_url,
-        PIPELINE_DATA_DIR=str(tmp_path / "data"),
-        PIPELINE_CONFIG=str(config_path),
-    )
-    return runtime, env
+def setup(redis_url: str, tmp_path: Path, config: str = CONFIG) -> tuple[Runtime, dict[str, str]]:
+    return pipeline_runtime(config, redis_url, tmp_path)
 
 
 def start_worker(runtime: Runtime, env: dict[str, str], log: Path) -> Proc:
@@ -115,18 +99,7 @@ def test_task_longer_than_the_visibility_timeout_never_runs_twice_at_once(
     config = CONFIG.replace("visibility_timeout: 3", "visibility_timeout: 2").replace(
         "params: {seconds: 4}", f"params: {{seconds: 8, journal: '{journal}'}}"
     )
-    config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(config)
-    pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
-    runtime = build_runtime(
-        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
-    )
-    env = pipeline_env(
-        PIPELINE_REDIS_URL=redis_url,
-        PIPELINE_DATA_DIR=str(tmp_path / "data"),
-        PIPELINE_CONFIG=str(config_path),
-    )
+    runtime, env = setup(redis_url, tmp_path, config)
     workers = [start_worker(runtime, env, tmp_path / f"w{i}.log") for i in range(2)]
     try:
         inv_id = upload(runtime, tmp_path)

@@ -15,16 +15,9 @@ from functions._imaging import avif_supported
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from pipeline.registry import build_pipeline
+from tests.helpers import load_image as load
 
 GPS_IFD, ORIENTATION, MAKE = 0x8825, 0x0112, 0x010F
-
-
-def load(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        img.load()
-        copy = img.copy()
-        copy.format, copy.info = img.format, dict(img.info)
-        return copy
 
 
 def out(tmp_path: Path, name: str = "out") -> Path:

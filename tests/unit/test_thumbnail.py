@@ -9,6 +9,7 @@ from functions import MediaError, UnsupportedMedia
 from functions._media import sniff, sniff_bytes
 from functions.thumbnail import ThumbnailParams, run
 from pipeline.samples import ORIENTATION_TAG, generate
+from tests.helpers import load_image as load
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +21,6 @@ def thumbs(src: Path, out: Path, **params: object) -> dict[str, Image.Image]:
     out.mkdir(exist_ok=True)
     result = run(src, out, ThumbnailParams.model_validate(params))
     return {o.name: load(o.path) for o in result}
-
-
-def load(path: Path) -> Image.Image:
-    """Decode fully and close the file; keep the format and info for assertions."""
-    with Image.open(path) as img:
-        img.load()
-        copy = img.copy()
-        copy.format, copy.info = img.format, dict(img.info)
-        return copy
 
 
 def test_sizes_keep_aspect_and_never_upscale(samples: dict[str, Path], tmp_path: Path) -> None:
