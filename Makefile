@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck format unit clean bench
+.PHONY: install demo test lint typecheck format unit clean bench soak
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,3 +45,7 @@ clean:
 bench: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[bench]'
 	$(VENV)/bin/pipeline bench functions --write docs/benchmarks.md
+
+## RELIABILITY.md row 20 in full: 1,000 uploads under faults; writes docs/reliability.md.
+soak: $(STAMP)
+	$(VENV)/bin/pipeline soak --uploads 1000 --kills 10 --write docs/reliability.md

@@ -455,6 +455,29 @@ def bench_functions(repeat: int, doc: Path | None) -> None:
 
 
 @cli.command()
+@click.option("--uploads", default=1000, show_default=True)
+@click.option("--kills", default=10, show_default=True, help="Random SIGKILLs of worker processes.")
+@click.option(
+    "--write",
+    "doc",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures into this Markdown file (e.g. docs/reliability.md).",
+)
+def soak(uploads: int, kills: int, doc: Path | None) -> None:
+    """Many uploads with worker kills, a Redis restart, dropped and duplicated notifications."""
+    from pipeline.soak import render, run_soak, write_section  # noqa: PLC0415
+
+    report = run_soak(uploads=uploads, kills=kills)
+    section = render(report, f"pipeline soak --uploads {uploads} --kills {kills}")
+    click.echo(section)
+    if doc:
+        write_section(doc, section)
+    ok = report.lost == 0 and report.duplicate_outputs == 0 and report.partial_outputs == 0
+    sys.exit(0 if ok else 1)
+
+
+@cli.command()
 def doctor() -> None:
     """Check packages, ffmpeg, Redis, the object store and the pipeline file."""
     from pipeline.doctor import run_checks  # noqa: PLC0415

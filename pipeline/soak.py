@@ -1,0 +1,272 @@
+"""`pipeline soak`: many uploads through real worker processes while faults are injected.
+
+Faults: notifications dropped (the reconciler must find those objects) and duplicated (each
+must still run once), worker processes and whole workers SIGKILLed at random, and one restart of
+Redis (its own, with an append-only file) half-way. The figures: injected, processed, lost,
+duplicate outputs, partial outputs, worker memory.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.config import parse_config
+from pipeline.embedded import EmbeddedRedis
+from pipeline.errors import BrokerUnavailable
+from pipeline.events.model import ObjectEvent
+from pipeline.invocation import Status
+from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.reconcile import reconcile
+from pipeline.registry import build_pipeline
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore
+from pipeline.supervisor import Supervisor
+
+CONFIG = """
+version: 1
+buckets: [media]
+functions:
+  thumbnail: {concurrency: 2, time_limit: 60, max_attempts: 5}
+limits: {visibility_timeout: 10, lease_seconds: 3}
+rules:
+  - name: thumbs
+    bucket: media
+    prefix: uploads/
+    functions:
+      - function: thumbnail
+        params: {sizes: [64, 128]}
+"""
+MARK_START, MARK_END = "<!-- soak -->", "<!-- /soak -->"
+
+
+@dataclass
+class SoakReport:
+    uploads: int
+    dropped: int = 0
+    duplicated: int = 0
+    child_kills: int = 0
+    worker_kills: int = 0
+    redis_restarts: int = 0
+    processed: int = 0
+    lost: int = 0
+    duplicate_outputs: int = 0
+    partial_outputs: int = 0
+    reconciled: int = 0
+    resent: int = 0
+    seconds: float = 0.0
+    peak_worker_rss_mb: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _worker_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"pipeline" in cmd and b"worker" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def _submit(runtime: Runtime, event: ObjectEvent, deadline: float) -> None:
+    """Send a notification until it is accepted, as MinIO and SNS do after a 503."""
+    while True:
+        try:
+            runtime.intake.accept(event)
+            return
+        except BrokerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
+    uploads: int = 100, kills: int = 4, drop: float = 0.03, dup: float = 0.03, seed: int = 7
+) -> SoakReport:
+    rng = random.Random(seed)  # noqa: S311 - chooses fault timings, not secrets
+    report = SoakReport(uploads=uploads)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pipeline-soak-") as tmp_name:
+        tmp = Path(tmp_name)
+        config_path = tmp / "pipeline.yaml"
+        config_path.write_text(CONFIG)
+        redis_server = EmbeddedRedis(tmp / "data")
+        url = redis_server.start()
+        pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
+        settings = Settings(redis_url=url, data_dir=tmp / "data", config=config_path)
+        runtime = build_runtime(
+            settings, pipeline, url, CeleryDispatcher(create_celery(url, pipeline)).enqueue
+        )
+        silent = LocalStore(tmp / "data" / "store")  # writes without notifications; we send them
+        silent.ensure_bucket("media")
+        old_env = {k: os.environ.get(k) for k in ("PIPELINE_CONFIG", "PIPELINE_DATA_DIR")}
+        os.environ.update(PIPELINE_CONFIG=str(config_path), PIPELINE_DATA_DIR=str(tmp / "data"))
+        supervisor = Supervisor(url, quiet_workers=True)
+        supervisor.add_worker(["thumbnail"], 2)
+        supervisor.add_worker(["thumbnail"], 2)
+        stop = [False]
+        threads = [threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)]
+        try:
+            supervisor.start()
+            supervisor.wait_workers(runtime.ledger)
+            threads[0].start()
+
+            def inject() -> None:
+                for _ in range(kills):
+                    time.sleep(rng.uniform(0.5, 2.0))
+                    victims = [c for c in supervisor.children if c.process and c.process.poll() is None]
+                    if not victims:
+                        continue
+                    victim = rng.choice(victims)
+                    assert victim.process is not None
+                    if rng.random() < 0.5:
+                        children = [p for p in _worker_pids() if p != victim.process.pid]
+                        if children:
+                            os.kill(rng.choice(children), signal.SIGKILL)
+                            report.child_kills += 1
+                            continue
+                    os.killpg(victim.process.pid, signal.SIGKILL)
+                    report.worker_kills += 1
+
+            def sample_memory() -> None:
+                while not stop[0]:
+                    report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, _rss_mb(_worker_pids()))
+                    time.sleep(0.5)
+
+            threads += [
+                threading.Thread(target=inject, daemon=True),
+                threading.Thread(target=sample_memory, daemon=True),
+            ]
+            for t in threads[1:]:
+                t.start()
+            image = tmp / "src.png"
+            for i in range(uploads):
+                Image.new("RGB", (320, 240), (i % 256, (i * 7) % 256, 90)).save(image)
+                key = f"uploads/{i:05d}.png"
+                info = silent.put_file("media", key, image, content_type="image/png")
+                event = ObjectEvent(
+                    source="local",
+                    event_name="s3:ObjectCreated:Put",
+                    bucket="media",
+                    key=key,
+                    etag=info.etag,
+                    version_id=info.version_id,
+                    size=info.size,
+                    content_type="image/png",
+                )
+                deadline = time.monotonic() + 60
+                if rng.random() < drop:
+                    report.dropped += 1
+                else:
+                    copies = 3 if rng.random() < dup else 1
+                    report.duplicated += copies > 1
+                    for _ in range(copies):
+                        _submit(runtime, event, deadline)
+                if i == uploads // 2:
+                    redis_server.stop()
+                    time.sleep(1)
+                    redis_server.start(port=int(url.rsplit(":", 1)[1].split("/")[0]))
+                    report.redis_restarts += 1
+
+            deadline = time.monotonic() + max(120, uploads * 0.5)
+            while time.monotonic() < deadline:
+                try:
+                    result = reconcile(runtime, rate=0, resume=False)
+                    report.reconciled += result.enqueued
+                    report.resent += result.resent
+                    done = runtime.ledger.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
+                    if len({inv.key for inv in done}) >= uploads:
+                        break
+                except BrokerUnavailable:
+                    pass
+                time.sleep(1)
+            _verify(runtime, silent, uploads, report)
+        finally:
+            stop[0] = True
+            supervisor.stop()
+            redis_server.stop()
+            for k, v in old_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    report.seconds = round(time.monotonic() - started, 1)
+    return report
+
+
+def _verify(runtime: Runtime, store: LocalStore, uploads: int, report: SoakReport) -> None:
+    succeeded = runtime.ledger.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
+    by_key: dict[str, int] = {}
+    for inv in succeeded:
+        by_key[inv.key] = by_key.get(inv.key, 0) + 1
+    report.processed = len(by_key)
+    report.lost = uploads - report.processed
+    report.duplicate_outputs = sum(n - 1 for n in by_key.values())  # a second succeeded run of one object
+    outputs = list(store.list("media", "derived/"))
+    expected = {f"derived/uploads/{i:05d}.png/thumbnail/{s}.jpg" for i in range(uploads) for s in (64, 128)}
+    found = {o.key for o in outputs}
+    report.lost = max(report.lost, len({k.split("/thumbnail/")[0] for k in expected - found}))
+    for out in outputs:
+        try:
+            with Image.open(store.path_of("media", out.key)) as img:
+                img.load()
+        except Exception:
+            report.partial_outputs += 1
+
+
+def render(report: SoakReport, command: str) -> str:
+    rows = [
+        ("uploads", report.uploads),
+        ("notifications dropped (left to the reconciler)", report.dropped),
+        ("notifications sent 3 times", report.duplicated),
+        ("worker pool processes SIGKILLed", report.child_kills),
+        ("whole workers SIGKILLed (restarted by the supervisor)", report.worker_kills),
+        ("Redis restarts (append-only file)", report.redis_restarts),
+        ("processed", f"{report.processed} of {report.uploads}"),
+        ("lost", report.lost),
+        ("duplicate runs", report.duplicate_outputs),
+        ("partial or undecodable outputs", report.partial_outputs),
+        ("found by the reconciler", report.reconciled),
+        ("messages re-sent after loss in the broker", report.resent),
+        ("peak RSS of all worker processes", f"{report.peak_worker_rss_mb:.0f} MB"),
+        ("time", f"{report.seconds:.0f} s"),
+    ]
+    lines = [MARK_START, f"Command: `{command}`", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    lines.append(MARK_END)
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, section: str) -> None:
+    text = doc.read_text() if doc.exists() else "# Reliability\n"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + section + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Soak\n\n" + section + "\n"
+    doc.write_text(text)
