@@ -68,8 +68,16 @@ def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float |
     running at once."""
     limit = time.time() - (older_than if older_than is not None else stuck_after(runtime))
     resent = 0
+    backlog: dict[str, int] = {}
     for inv in runtime.ledger.get_many(runtime.ledger.ids_with_status(Status.QUEUED)):
-        if inv.status == Status.QUEUED and (inv.enqueued_at or inv.created_at) < limit:
+        if inv.queue not in backlog:
+            backlog[inv.queue] = int(runtime.ledger.r.llen(inv.queue))
+        # Messages still waiting in its queue mean a backlog, not a loss: leave them to it.
+        if (
+            backlog[inv.queue] == 0
+            and inv.status == Status.QUEUED
+            and (inv.enqueued_at or inv.created_at) < limit
+        ):
             if not dry_run:
                 runtime.intake.enqueue(inv)
                 runtime.ledger.mark_enqueued(inv.id)

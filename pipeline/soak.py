@@ -68,17 +68,25 @@ class SoakReport:
     notes: list[str] = field(default_factory=list)
 
 
-def _worker_pids() -> list[int]:
-    pids = []
+def _descendants(roots: list[int]) -> list[int]:
+    """`roots` and every process below them: the soak touches only the workers it started."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if b"pipeline" in cmd and b"worker" in cmd:
-                pids.append(int(entry.name))
-    return pids
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for pid, ppid in parents.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                changed = True
+    return sorted(pid for pid in found if pid in parents)
 
 
 def _rss_mb(pids: list[int]) -> float:
@@ -145,7 +153,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     victim = rng.choice(victims)
                     assert victim.process is not None
                     if rng.random() < 0.5:
-                        children = [p for p in _worker_pids() if p != victim.process.pid]
+                        children = [p for p in _descendants([victim.process.pid]) if p != victim.process.pid]
                         if children:
                             os.kill(rng.choice(children), signal.SIGKILL)
                             report.child_kills += 1
@@ -155,7 +163,8 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
 
             def sample_memory() -> None:
                 while not stop[0]:
-                    report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, _rss_mb(_worker_pids()))
+                    roots = [c.process.pid for c in supervisor.children if c.process]
+                    report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, _rss_mb(_descendants(roots)))
                     time.sleep(0.5)
 
             threads += [
