@@ -11,12 +11,15 @@ ffmpeg-python builds the command lines; this module runs them with:
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -119,10 +122,22 @@ def demuxer_for(media_type: str) -> str:
         raise UnsupportedMedia(f"{media_type} is not a video or audio type ffmpeg may open") from None
 
 
+_PR_SET_PDEATHSIG = 1
+_libc = (
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if sys.platform == "linux"
+    else None
+)
+
+
 def _limits(cpu_seconds: int, max_output_bytes: int) -> Callable[[], None]:
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_output_bytes, max_output_bytes))
+        # ffmpeg runs in a session of its own (so a timeout can kill its whole group), which also
+        # means it would outlive a worker that is SIGKILLed. Ask the kernel to kill it with us.
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return apply
 

@@ -357,5 +357,12 @@ class Ledger:
         out["duplicates"] = int(duplicates or 0)
         return out
 
+    def guard_counts(self) -> dict[str, int]:
+        """How often the delivery guarantees stepped in: duplicates claimed nothing, loops stopped,
+        objects found by the reconciler, messages re-sent after loss in the broker."""
+        names = ("duplicates", "loops_stopped", "reconciled", "resent")
+        values = self.r.mget([f"{P}stat:{n}" for n in names])
+        return {n: int(v or 0) for n, v in zip(names, values, strict=True)}
+
     def ping(self) -> bool:
         return bool(self.r.ping())

@@ -217,6 +217,8 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
             _verify(runtime, silent, uploads, report)
         finally:
             stop[0] = True
+            for thread in threads:
+                thread.join(timeout=5)
             supervisor.stop()
             redis_server.stop()
             for k, v in old_env.items():

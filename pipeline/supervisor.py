@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,10 @@ class Supervisor:
     redis_url: str
     quiet_workers: bool = False
     children: list[Child] = field(default_factory=list)
+    # A restart must never start a child after stop() has collected them: spawn and stop share a
+    # lock, and nothing is spawned once stopping has begun.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopping: bool = False
 
     def add_worker(self, functions: list[str], concurrency: int) -> Child:
         argv = ["worker", "--functions", ",".join(functions), "--concurrency", str(concurrency)]
@@ -44,6 +49,12 @@ class Supervisor:
         return child
 
     def _spawn(self, child: Child) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            self._spawn_locked(child)
+
+    def _spawn_locked(self, child: Child) -> None:
         child.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *child.argv],
             env=env_with_redis(self.redis_url),
@@ -100,6 +111,8 @@ class Supervisor:
             time.sleep(0.2)
 
     def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._stopping = True
         running = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
         for proc in running:
             proc.send_signal(signal.SIGTERM)

@@ -34,15 +34,21 @@ class LedgerCollector(Collector):
         depth = GaugeMetricFamily(
             "pipeline_queue_depth", "Messages waiting per function queue", labels=["queue"]
         )
+        guards = GaugeMetricFamily(
+            "pipeline_guard", "Times a delivery guarantee stepped in (cumulative)", labels=["kind"]
+        )
         try:
             for name, value in self.runtime.ledger.counts().items():
                 by_status.add_metric([name], value)
             for queue in self.runtime.pipeline.queues():
                 depth.add_metric([queue], int(self.runtime.ledger.r.llen(queue)))
+            for kind, value in self.runtime.ledger.guard_counts().items():
+                guards.add_metric([kind], value)
         except redis.RedisError:
             return
         yield by_status
         yield depth
+        yield guards
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:

@@ -187,6 +187,8 @@ def test_healthz_and_metrics(client: httpx.Client) -> None:
     assert 'pipeline_gateway_events_total{source="minio",status="accepted"} 1.0' in text
     assert 'pipeline_queue_depth{queue="fn.thumbnail"} 1.0' in text
     assert 'pipeline_invocations{status="queued"} 1.0' in text
+    client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)  # a duplicate
+    assert 'pipeline_guard{kind="duplicates"} 1.0' in client.get("/metrics").text
 
 
 def test_allowed_topic_confirms_only_from_an_aws_url(gateway_settings: Settings) -> None:

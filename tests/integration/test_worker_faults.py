@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from pipeline.errors import ObjectNotFound
 from pipeline.invocation import Status
 from pipeline.runtime import Runtime
-from pipeline.samples import generate
-from tests.helpers import Proc, pipeline_runtime, wait_until
+from pipeline.samples import generate, make_video
+from pipeline.storage import LocalStore
+from tests.helpers import Proc, need, pipeline_runtime, wait_until
 
 CONFIG = """
 version: 1
@@ -114,3 +120,79 @@ def test_task_longer_than_the_visibility_timeout_never_runs_twice_at_once(
     finally:
         for w in workers:
             w.stop()
+
+
+TRANSCODE = """
+version: 1
+buckets: [media]
+functions:
+  transcode: {time_limit: 120, max_attempts: 3}
+limits: {visibility_timeout: 3, lease_seconds: 2}
+rules:
+  - name: video
+    bucket: media
+    prefix: uploads/
+    functions:
+      - {function: transcode, preset: mp4, params: {heights: [720, 360], only_when_needed: false, speed: medium}}
+"""
+
+
+def ffmpeg_under(directory: Path) -> list[int]:
+    """ffmpeg processes working inside `directory` (our worker's temp dirs)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if b"ffmpeg" in (entry / "cmdline").read_bytes().split(b"\0")[0] and str(
+                (entry / "cwd").resolve()
+            ).startswith(str(directory.resolve())):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_sigkill_during_a_transcode_leaves_no_orphan_and_no_partial_output(
+    redis_url: str, tmp_path: Path
+) -> None:
+    need(bool(shutil.which("ffmpeg")), "ffmpeg is not installed")
+    runtime, env = pipeline_runtime(TRANSCODE, redis_url, tmp_path)
+    video = make_video(tmp_path / "long.mp4", width=1280, height=720, seconds=20)
+    doomed = start_worker(runtime, env, tmp_path / "doomed.log")
+    runtime.store.ensure_bucket("media")
+    runtime.store.put_file("media", "uploads/long.mp4", video, content_type="video/mp4")
+    [inv] = runtime.ledger.query(bucket="media")
+    work = tmp_path / "data" / "tmp"
+    wait_until(lambda: ffmpeg_under(work), 30, "ffmpeg to start")
+    os.killpg(doomed.popen.pid, signal.SIGKILL)
+    doomed.stop()
+    wait_until(lambda: not ffmpeg_under(work), 5, "ffmpeg to die with its worker")  # no orphan encoding on
+    for name in ("720p.mp4", "360p.mp4"):
+        with pytest.raises(ObjectNotFound):  # nothing half-done was published
+            runtime.store.stat("media", f"derived/uploads/long.mp4/transcode/{name}")
+    rescuer = start_worker(runtime, env, tmp_path / "rescuer.log")
+    try:
+        wait_until(
+            lambda: status(runtime, inv.id) == Status.SUCCEEDED,
+            120,
+            "the transcode to be redone",
+            interval=0.5,
+        )
+        done = runtime.ledger.get(inv.id)
+        assert done is not None and done.attempts == 2 and len(done.outputs) == 2
+        assert isinstance(runtime.store, LocalStore)
+        for out in done.outputs:
+            assert float(_duration(runtime.store.path_of("media", out.key))) == pytest.approx(20, abs=0.1)
+    finally:
+        rescuer.stop()
+
+
+def _duration(path: Path) -> str:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
