@@ -94,6 +94,8 @@ class TranscodeParams(Params):
 @media_function(name="transcode", accepts=("video/*", "audio/*"), params=TranscodeParams, presets=PRESETS)
 def run(src: Path, out_dir: Path, params: TranscodeParams) -> list[Output]:
     """Video/audio renditions, HLS, poster, preview and probe with ffmpeg."""
+    # ffmpeg runs in the input's directory, so every path it is given must be absolute.
+    src, out_dir = src.resolve(), out_dir.resolve()
     media_type = sniff(src)
     probed = _ffmpeg.probe(src, media_type)
     if params.kind == "probe":

@@ -94,7 +94,8 @@ class Executor:
         self.pipeline = pipeline
         self.store = store
         self.ledger = ledger
-        self.work_dir = work_dir
+        # Absolute: functions may run tools (ffmpeg) in another working directory.
+        self.work_dir = work_dir.resolve()
         self._ensured: set[str] = set()
 
     def run(self, inv: Invocation, worker: str) -> Invocation | None:

@@ -35,8 +35,8 @@ def run_cli(
 
 def test_demo_from_an_empty_data_dir(tmp_path: Path) -> None:
     need(bool(shutil.which("ffmpeg")), "ffmpeg is not installed (the demo includes a video)")
-    env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
-    result = run_cli(["demo", "--samples", str(tmp_path / "samples")], env, tmp_path)
+    env = pipeline_env()  # the quick start's defaults: a relative ./data in the current directory
+    result = run_cli(["demo", "--samples", "samples"], env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "all invocations succeeded" in out
