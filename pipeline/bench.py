@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from functions import _ffmpeg, thumbnail, transcode
 from functions.thumbnail import ThumbnailParams
 from functions.transcode import TranscodeParams
+from pipeline import report
 from pipeline.samples import make_video
 
 SIZES = [1024, 512, 256]
@@ -195,10 +196,6 @@ def _cpu() -> str:
 
 
 def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Measurements\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Media functions against their baselines\n\n" + section + "\n"
-    doc.write_text(text)
+    report.write_section(
+        doc, section, start=MARK_START, end=MARK_END, heading="Media functions against their baselines"
+    )

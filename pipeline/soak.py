@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline import report
 from pipeline.config import parse_config
 from pipeline.embedded import EmbeddedRedis
 from pipeline.errors import BrokerUnavailable
@@ -101,7 +102,7 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
-def _submit(runtime: Runtime, event: ObjectEvent, deadline: float) -> None:
+def send_until_accepted(runtime: Runtime, event: ObjectEvent, deadline: float) -> None:
     """Send a notification until it is accepted, as MinIO and SNS do after a 503."""
     while True:
         try:
@@ -195,7 +196,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     copies = 3 if rng.random() < dup else 1
                     report.duplicated += copies > 1
                     for _ in range(copies):
-                        _submit(runtime, event, deadline)
+                        send_until_accepted(runtime, event, deadline)
                 if i == uploads // 2:
                     redis_server.stop()
                     time.sleep(1)
@@ -274,10 +275,4 @@ def render(report: SoakReport, command: str) -> str:
 
 
 def write_section(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Reliability\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Soak\n\n" + section + "\n"
-    doc.write_text(text)
+    report.write_section(doc, section, start=MARK_START, end=MARK_END, heading="Soak")

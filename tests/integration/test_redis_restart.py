@@ -25,6 +25,7 @@ from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
+from pipeline.soak import send_until_accepted
 from pipeline.supervisor import Supervisor
 from tests.helpers import THUMBNAILS_ONLY, wait_until
 
@@ -77,24 +78,10 @@ def submit(runtime: Runtime, path: Path, key: str) -> None:
         pass
     info = runtime.store.stat("media", key)
     event = ObjectEvent(
-        source="local",
-        event_name="s3:ObjectCreated:Put",
-        bucket="media",
-        key=key,
-        etag=info.etag,
-        version_id=info.version_id,
-        size=info.size,
-        content_type="image/png",
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            runtime.intake.accept(event)
-            return
-        except BrokerUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        source="local", event_name="s3:ObjectCreated:Put", bucket="media", key=key,
+        etag=info.etag, version_id=info.version_id, size=info.size, content_type="image/png",
+    )  # fmt: skip
+    send_until_accepted(runtime, event, time.monotonic() + 30)
 
 
 def test_redis_restart_mid_run_loses_nothing(
