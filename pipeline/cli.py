@@ -94,9 +94,10 @@ def _start_reconciler(settings: Settings, pipeline: Pipeline, url: str, stop: li
     """A periodic reconciler pass inside `pipeline up`: lost notifications get processed anyway."""
     import threading  # noqa: PLC0415
 
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415
     from pipeline.reconcile import reconcile as run_reconcile  # noqa: PLC0415
 
-    runtime = _runtime_for_reads(settings, pipeline, url)
+    runtime = queued_runtime(settings, pipeline, url)
 
     def loop() -> None:
         while not stop[0]:
@@ -195,8 +196,7 @@ def upload(
 ) -> None:
     """Upload files into the configured store; the pipeline processes them."""
     from pipeline.embedded import RedisLease  # noqa: PLC0415
-    from pipeline.queue.app import CeleryDispatcher, create_celery  # noqa: PLC0415
-    from pipeline.runtime import build_runtime  # noqa: PLC0415
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415
     from pipeline.uploads import upload_file, wait_for  # noqa: PLC0415
 
     if key and len(files) > 1:
@@ -205,9 +205,7 @@ def upload(
     pipeline = _load(settings)
     bucket = bucket or _default_bucket(pipeline)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        runtime = build_runtime(
-            settings, pipeline, lease.url, CeleryDispatcher(create_celery(lease.url, pipeline)).enqueue
-        )
+        runtime = queued_runtime(settings, pipeline, lease.url)
         uploads = []
         for path in files:
             up_ = upload_file(runtime, path, bucket, key or f"{prefix}{path.name}")
@@ -290,13 +288,6 @@ def functions(as_json: bool) -> None:
         )
 
 
-def _runtime_for_reads(settings: Settings, pipeline: Pipeline, url: str) -> Any:
-    from pipeline.queue.app import CeleryDispatcher, create_celery  # noqa: PLC0415
-    from pipeline.runtime import build_runtime  # noqa: PLC0415
-
-    return build_runtime(settings, pipeline, url, CeleryDispatcher(create_celery(url, pipeline)).enqueue)
-
-
 @cli.command()
 @click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
 @click.option("--function", default=None)
@@ -309,11 +300,12 @@ def invocations(
 ) -> None:
     """List invocations from the ledger, newest first."""
     from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415
 
     settings = get_settings()
     pipeline = _load(settings)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        runtime = _runtime_for_reads(settings, pipeline, lease.url)
+        runtime = queued_runtime(settings, pipeline, lease.url)
         items = runtime.ledger.query(status=status, function=function, bucket=bucket, key=key, limit=limit)
     if as_json:
         click.echo(json.dumps([inv.public() for inv in items], indent=2))
@@ -333,6 +325,7 @@ def invocations(
 def retry(invocation_id: str | None, all_dead: bool) -> None:
     """Run a failed, dead, rejected or skipped invocation again (or every dead one)."""
     from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415
     from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation  # noqa: PLC0415
 
     if bool(invocation_id) == all_dead:
@@ -340,7 +333,7 @@ def retry(invocation_id: str | None, all_dead: bool) -> None:
     settings = get_settings()
     pipeline = _load(settings)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        runtime = _runtime_for_reads(settings, pipeline, lease.url)
+        runtime = queued_runtime(settings, pipeline, lease.url)
         try:
             if all_dead:
                 done = retry_all_dead(runtime)
@@ -360,12 +353,13 @@ def retry(invocation_id: str | None, all_dead: bool) -> None:
 def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
     """Enqueue every watched object that has no invocation (lost notifications, backlogs, new rules)."""
     from pipeline.embedded import RedisLease  # noqa: PLC0415
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415
     from pipeline.reconcile import reconcile as run_reconcile  # noqa: PLC0415
 
     settings = get_settings()
     pipeline = _load(settings)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        runtime = _runtime_for_reads(settings, pipeline, lease.url)
+        runtime = queued_runtime(settings, pipeline, lease.url)
         report = run_reconcile(runtime, dry_run=dry_run, rate=rate, resume=not no_resume)
     for bucket, key, function in report.would_run:
         click.echo(f"would run {function} on {bucket}/{key}")

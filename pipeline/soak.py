@@ -25,10 +25,10 @@ from pipeline.embedded import EmbeddedRedis
 from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Status
-from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
-from pipeline.runtime import Runtime, build_runtime
+from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore
 from pipeline.supervisor import Supervisor
@@ -128,9 +128,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
         url = redis_server.start()
         pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
         settings = Settings(redis_url=url, data_dir=tmp / "data", config=config_path)
-        runtime = build_runtime(
-            settings, pipeline, url, CeleryDispatcher(create_celery(url, pipeline)).enqueue
-        )
+        runtime = queued_runtime(settings, pipeline, url)
         silent = LocalStore(tmp / "data" / "store")  # writes without notifications; we send them
         silent.ensure_bucket("media")
         old_env = {k: os.environ.get(k) for k in ("PIPELINE_CONFIG", "PIPELINE_DATA_DIR")}

@@ -139,18 +139,15 @@ def pipeline_runtime(config: str, redis_url: str, tmp_path: Path) -> tuple[Runti
     """A runtime for `config` (written to tmp_path/pipeline.yaml), and the environment that makes
     `python -m pipeline ...` child processes use the same pipeline file, data dir and Redis."""
     from pipeline.config import parse_config
-    from pipeline.queue.app import CeleryDispatcher, create_celery
+    from pipeline.queue.app import queued_runtime
     from pipeline.registry import build_pipeline
-    from pipeline.runtime import build_runtime
     from pipeline.settings import Settings
 
     config_path = tmp_path / "pipeline.yaml"
     config_path.write_text(config)
     pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
     settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
-    runtime = build_runtime(
-        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
-    )
+    runtime = queued_runtime(settings, pipeline, redis_url)
     env = pipeline_env(
         PIPELINE_REDIS_URL=redis_url,
         PIPELINE_DATA_DIR=str(tmp_path / "data"),

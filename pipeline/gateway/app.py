@@ -15,9 +15,9 @@ from pipeline import __version__
 from pipeline.events.sns import SignatureVerifier
 from pipeline.gateway.routes import api, events, health
 from pipeline.gateway.state import GatewayMetrics, GatewayState
-from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.queue.app import queued_runtime
 from pipeline.registry import load_pipeline
-from pipeline.runtime import Runtime, build_runtime
+from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 
 
@@ -56,8 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         if not settings.redis_url:
             raise ValueError("create_app needs settings.redis_url (the CLI starts an embedded Redis)")
         pipeline = load_pipeline(settings)
-        dispatcher = CeleryDispatcher(create_celery(settings.redis_url, pipeline))
-        runtime = build_runtime(settings, pipeline, settings.redis_url, dispatcher.enqueue)
+        runtime = queued_runtime(settings, pipeline, settings.redis_url)
     registry = CollectorRegistry()
     metrics = GatewayMetrics(
         registry=registry,

@@ -9,6 +9,8 @@ from celery import Celery
 
 from pipeline.invocation import Invocation
 from pipeline.registry import Pipeline
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.settings import Settings
 
 TASK_NAME = "pipeline.run_invocation"
 
@@ -74,3 +76,10 @@ class CeleryDispatcher:
 
 def hard_limit_margin(soft_limit: int) -> int:
     return max(1, min(15, soft_limit // 10))
+
+
+def queued_runtime(settings: Settings, pipeline: Pipeline, redis_url: str) -> Runtime:
+    """The runtime for processes that enqueue work (CLI, demo, gateway, soak): intake -> Celery."""
+    return build_runtime(
+        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
+    )

@@ -20,10 +20,10 @@ from pipeline.embedded import free_port, redis_server_binary
 from pipeline.errors import BrokerUnavailable
 from pipeline.events import ObjectEvent
 from pipeline.invocation import Status
-from pipeline.queue.app import CeleryDispatcher, create_celery
+from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
-from pipeline.runtime import Runtime, build_runtime
+from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.soak import send_until_accepted
 from pipeline.supervisor import Supervisor
@@ -91,9 +91,7 @@ def test_redis_restart_mid_run_loses_nothing(
     config_path.write_text(CONFIG)
     pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
     settings = Settings(redis_url=aof_redis.url, data_dir=tmp_path / "data", config=config_path)
-    runtime = build_runtime(
-        settings, pipeline, aof_redis.url, CeleryDispatcher(create_celery(aof_redis.url, pipeline)).enqueue
-    )
+    runtime = queued_runtime(settings, pipeline, aof_redis.url)
     runtime.store.ensure_bucket("media")
     # The worker runs supervised, as under `pipeline up`: Celery 5.7's worker can exit when its
     # broker restarts (kombu restores unacknowledged messages through the closed connection), and
