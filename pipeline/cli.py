@@ -73,6 +73,7 @@ def up(host: str | None, port: int | None) -> None:
         supervisor.add_gateway(host, port)
         for name in sorted(pipeline.functions):
             supervisor.add_worker([name], pipeline.config.function_settings(name).concurrency)
+        supervisor.add_webhook_worker()
         try:
             supervisor.start()
             url = f"http://{host}:{port}"
@@ -156,13 +157,33 @@ def gateway(host: str | None, port: int | None) -> None:
 )
 @click.option("--autoscale", default=None, metavar="MAX,MIN", help="Grow and shrink the pool with load.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(names: str | None, concurrency: int | None, autoscale: str | None, loglevel: str) -> None:
-    """Run a Celery worker serving some or all function queues."""
+@click.option(
+    "--webhooks", is_flag=True, help="Deliver outgoing webhooks instead (threads; the webhooks queue)."
+)
+def worker(
+    names: str | None, concurrency: int | None, autoscale: str | None, loglevel: str, webhooks: bool
+) -> None:
+    """Run a Celery worker serving some or all function queues (or, with --webhooks, deliveries)."""
     from pipeline.embedded import RedisLease  # noqa: PLC0415
     from pipeline.queue.worker import run_worker  # noqa: PLC0415
 
     settings = get_settings()
     pipeline = _load(settings)
+    if webhooks:
+        from pipeline.queue.webhooks import run_webhook_worker  # noqa: PLC0415
+
+        if names or autoscale:
+            raise click.UsageError("--webhooks serves the webhook queue only (no --functions or --autoscale)")
+        with RedisLease(settings.redis_url, settings.data_dir) as lease:
+            run_webhook_worker(
+                settings=settings,
+                pipeline=pipeline,
+                redis_url=lease.url,
+                concurrency=concurrency or settings.webhook_concurrency,
+                loglevel=loglevel.upper(),
+                quiet=loglevel.upper() not in ("INFO", "DEBUG"),
+            )
+        return
     functions = [n.strip() for n in names.split(",")] if names else sorted(pipeline.functions)
     unknown = [n for n in functions if n not in pipeline.functions]
     if unknown:
@@ -496,4 +517,7 @@ def settings_cmd(markdown: bool) -> None:
 
 
 def main() -> None:
+    from pipeline.cli_webhooks import webhooks  # noqa: PLC0415
+
+    cli.add_command(webhooks)
     cli()

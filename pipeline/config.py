@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from functions._screening import ScreeningPolicy
 from pipeline.errors import ConfigError
+from pipeline.notify.payloads import EventType
 
 BUILTIN_NAME = "<built-in pipeline.yaml>"
 
@@ -74,6 +75,11 @@ class Rule(_Strict):
     allow_derived: bool = Field(
         default=False, description="Also fire on objects the pipeline wrote (up to limits.max_generation)."
     )
+    callback: bool = Field(
+        default=False,
+        description="Send webhooks to a callback URL the uploader put in the object's metadata "
+        "(x-amz-meta-<callbacks.metadata_key>).",
+    )
 
     @field_validator("events")
     @classmethod
@@ -116,6 +122,42 @@ class Limits(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=50)
 
 
+class WebhookConfig(_Strict):
+    """A webhook subscription defined in the pipeline file (others are made through the API)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = Field(
+        default=None, description="Environment variable holding the `whsec_...` secret. Unset: generated."
+    )
+    previous_secret_env: str | None = Field(
+        default=None, description="During a rotation: the old secret, still signing alongside the new one."
+    )
+    events: list[EventType] = Field(default_factory=list, description="Empty: every event type.")
+    bucket: str | None = None
+    prefix: str = ""
+    functions: list[str] = Field(default_factory=list, description="Empty: every function.")
+    enabled: bool = True
+    description: str = ""
+
+    def secret_envs(self) -> list[str]:
+        return [n for n in (self.secret_env, self.previous_secret_env) if n]
+
+
+class CallbackConfig(_Strict):
+    """Per-upload callbacks, for rules with `callback: true`."""
+
+    metadata_key: str = Field(
+        default="callback-url", description="Object metadata holding the URL (x-amz-meta-callback-url)."
+    )
+    secret_env: str | None = Field(
+        default=None, description="Environment variable holding the signing secret. Unset: generated."
+    )
+    events: list[EventType] = Field(
+        default_factory=lambda: [EventType.OBJECT_PROCESSED, EventType.OBJECT_REJECTED]
+    )
+
+
 class PipelineConfig(_Strict):
     version: Literal[1] = 1
     buckets: list[str] = Field(default_factory=list, description="Buckets created at start if missing.")
@@ -127,6 +169,16 @@ class PipelineConfig(_Strict):
     presets: dict[str, dict[str, dict[str, Any]]] = Field(
         default_factory=dict, description="Named parameter sets per function: presets.<function>.<name>."
     )
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    callbacks: CallbackConfig = CallbackConfig()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, webhooks: list[WebhookConfig]) -> list[WebhookConfig]:
+        ids = [w.id for w in webhooks]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"webhook ids must be unique: {ids}")
+        return webhooks
 
     def function_settings(self, name: str) -> FunctionSettings:
         return self.functions.get(name) or FunctionSettings()

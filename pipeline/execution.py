@@ -135,6 +135,7 @@ class Executor:
             except ObjectNotFound as exc:
                 raise Skip(f"{inv.bucket}/{inv.key} no longer exists; nothing to process") from exc
             self._check_current(inv, info)
+            self._note_callback(inv, info)
             generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
             self._check_generation(inv, generation)
             media = self._screen(inv, src, spec)
@@ -190,6 +191,15 @@ class Executor:
         else:
             return
         raise Skip(f"{inv.bucket}/{inv.key}: stale event, {stale}")
+
+    def _note_callback(self, inv: Invocation, info: ObjectInfo) -> None:
+        """Rules with `callback: true` take a webhook URL from the object's own metadata (checked
+        again by the SSRF guard when a message is sent)."""
+        config = self.pipeline.config
+        rule = next((r for r in config.rules if r.name == inv.rule), None)
+        url = info.metadata.get(config.callbacks.metadata_key.lower(), "").strip()
+        if rule is not None and rule.callback and url.startswith(("http://", "https://")):
+            self.ledger.set_callback(inv.id, url[:2048])
 
     def _check_generation(self, inv: Invocation, generation: int) -> None:
         """The loop guard for events that carried no metadata (AWS S3 sends none): the object's own

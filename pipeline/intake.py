@@ -64,6 +64,7 @@ class Intake:
             self.ledger.record_event(record)
             return record
         too_big = event.size is not None and event.size > config.screening.max_bytes
+        claimed: list[tuple[Invocation, str]] = []
         for plan in planned:
             inv = Invocation(
                 id=Invocation.new_id(),
@@ -89,31 +90,36 @@ class Intake:
                 record.duplicates += 1
                 record.invocations.append(earlier)
                 continue
-            if too_big:
-                # Checked from the event, before anything is downloaded.
-                rejected = inv.model_copy(
-                    update={
-                        "status": Status.REJECTED,
-                        "finished_at": time.time(),
-                        "error": f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
-                        f"of {config.screening.max_bytes} bytes (screening.max_bytes)",
-                    }
-                )
-                self.ledger.create(rejected)
-                record.invocations.append(inv.id)
-                continue
+            claimed.append((inv, claim))
+            record.invocations.append(inv.id)
+        # The upload's join set is complete before any of its invocations can finish, so
+        # `object.processed` cannot fire while some are still to come.
+        self.ledger.open_join(record.id, [inv.id for inv, _ in claimed])
+        if too_big:
+            # Checked from the event, before anything is downloaded.
+            reason = (
+                f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
+                f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
+            )
+            for inv, _ in claimed:
+                update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
+                self.ledger.create(inv.model_copy(update=update))
+            claimed = []
+        for i, (inv, _claim) in enumerate(claimed):
             self.ledger.create(inv)
             try:
                 self.enqueue(inv)
                 self.ledger.mark_enqueued(inv.id)
             except Exception as exc:
-                # Undo, so a retried notification is not mistaken for a duplicate.
-                self.ledger.delete(inv)
-                self.ledger.release(claim)
+                # Undo this one and those not yet enqueued, so a retried notification is not
+                # mistaken for a duplicate.
+                for undo, undo_claim in claimed[i:]:
+                    self.ledger.delete(undo)
+                    self.ledger.release(undo_claim)
+                    self.ledger.leave_join(record.id, undo.id)
                 raise BrokerUnavailable(
-                    f"cannot enqueue {plan.function} for {event.bucket}/{event.key}: {exc}"
+                    f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
-            record.invocations.append(inv.id)
         if len(record.invocations) == record.duplicates:
             record.status, record.reason = "duplicate", "every invocation was already claimed"
         else:

@@ -64,6 +64,9 @@ class Invocation(BaseModel):
     error: str | None = None
     worker: str | None = None
     progress: dict[str, float | None] | None = None
+    callback_url: str | None = Field(
+        default=None, description="Per-upload webhook URL from the object's metadata (rules with callback)."
+    )
     media: dict[str, Any] | None = Field(
         default=None, description="What screening found out about the input."
     )

@@ -8,6 +8,9 @@ Layout (all keys under `pl:`; records expire after the retention period):
 - `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
 - `worker:<hostname>`   a worker's heartbeat
 - `stat:<name>`         counters
+- `outbox`              list of finished invocations not yet announced to webhooks (written in the
+                        same transaction as the verdict, so no outcome goes unannounced)
+- `join:<event>`        the invocations of one upload still running; `joined:<event>` once all have
 """
 
 from __future__ import annotations
@@ -51,6 +54,16 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# One invocation of an upload finished: remove it from the upload's join set. Returns 1 exactly
+# once per upload: to the caller that finds the set empty first. KEYS: join, joined. ARGV: id, ttl.
+_CLOSE_JOIN = """
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then return 1 end
+return 0
+"""
+OUTBOX_CAP = 100_000
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -109,6 +122,7 @@ class Ledger:
         self._transition = client.register_script(_TRANSITION)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._close_join = client.register_script(_CLOSE_JOIN)
 
     def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
         """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
@@ -166,7 +180,13 @@ class Ledger:
             pipe.zadd(index, {inv.id: inv.created_at})
             pipe.expire(index, self.retention)
         pipe.zremrangebyscore(f"{P}idx:all", "-inf", time.time() - self.retention)
+        if inv.status.finished:
+            self._announce(pipe, inv.id, inv.status)
         pipe.execute()
+
+    def _announce(self, pipe: Any, inv_id: str, status: Status) -> None:
+        pipe.rpush(f"{P}outbox", json.dumps({"id": inv_id, "status": status.value}))
+        pipe.ltrim(f"{P}outbox", -OUTBOX_CAP, -1)
 
     def delete(self, inv: Invocation) -> None:
         pipe = self.r.pipeline(transaction=True)
@@ -200,7 +220,7 @@ class Ledger:
                 )
         return out
 
-    def _update(self, inv_id: str, status: Status | None, **fields: Any) -> None:
+    def _update(self, inv_id: str, status: Status | None, *, announce: bool = False, **fields: Any) -> None:
         pipe = self.r.pipeline(transaction=True)
         if status is not None:
             fields["status"] = status.value
@@ -212,6 +232,8 @@ class Ledger:
             pipe.zadd(f"{P}idx:status:{status}", {inv_id: created})
             pipe.expire(f"{P}idx:status:{status}", self.retention)
         pipe.hset(f"{P}inv:{inv_id}", mapping=values)
+        if announce and status is not None:
+            self._announce(pipe, inv_id, status)
         pipe.execute()
 
     def start_attempt(self, inv_id: str, worker: str) -> Invocation | None:
@@ -235,6 +257,9 @@ class Ledger:
     def set_media(self, inv_id: str, media: dict[str, Any]) -> None:
         self.r.hset(f"{P}inv:{inv_id}", "media", json.dumps(media))
 
+    def set_callback(self, inv_id: str, url: str) -> None:
+        self.r.hset(f"{P}inv:{inv_id}", "callback_url", json.dumps(url))
+
     def requeue(self, inv_id: str, error: str) -> None:
         self._update(inv_id, Status.QUEUED, error=error)
 
@@ -247,6 +272,7 @@ class Ledger:
         self._update(
             inv_id,
             status,
+            announce=True,
             finished_at=now,
             duration_ms=duration,
             outputs=[o.model_dump(mode="json") for o in outputs or []],
@@ -261,6 +287,35 @@ class Ledger:
         if not self.transition(inv_id, allowed, Status.QUEUED, **fields):
             return None
         return self.get(inv_id)
+
+    # --- announcing outcomes (read by the webhook notifier) -----------------------------------
+    def outbox(self, n: int) -> list[tuple[str, Status]]:
+        items = [json.loads(raw) for raw in self.r.lrange(f"{P}outbox", 0, n - 1)]
+        return [(item["id"], Status(item["status"])) for item in items]
+
+    def outbox_done(self, n: int) -> None:
+        """Drop the first `n` entries (new ones are only ever appended at the end)."""
+        self.r.ltrim(f"{P}outbox", n, -1)
+
+    def outbox_length(self) -> int:
+        return int(self.r.llen(f"{P}outbox"))
+
+    def open_join(self, event_id: str, inv_ids: list[str]) -> None:
+        """Before any of an upload's invocations can finish: remember which ones it waits for."""
+        if inv_ids:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.sadd(f"{P}join:{event_id}", *inv_ids)
+            pipe.expire(f"{P}join:{event_id}", self.retention)
+            pipe.execute()
+
+    def leave_join(self, event_id: str, inv_id: str) -> None:
+        """An invocation that was never enqueued (intake undid it) is not waited for."""
+        self.r.srem(f"{P}join:{event_id}", inv_id)
+
+    def close_join(self, event_id: str, inv_id: str) -> bool:
+        """True exactly once per upload: when its last invocation has finished."""
+        keys = [f"{P}join:{event_id}", f"{P}joined:{event_id}"]
+        return bool(self._close_join(keys=keys, args=[inv_id, self.retention]))
 
     def ids_with_status(self, status: Status) -> list[str]:
         return _ids(self.r.zrange(f"{P}idx:status:{status}", 0, -1))

@@ -67,7 +67,34 @@ class Settings(BaseSettings):
         description="SNS topic ARNs whose SubscriptionConfirmation the gateway confirms (JSON list).",
     )
     webhook_allow_private: bool = Field(
-        False, description="Allow outgoing webhooks to loopback/private addresses (tests only)."
+        False,
+        description="Allow outgoing webhooks to any non-public address (loopback, private, link-local...). "
+        "Prefer `webhook_allow_networks`.",
+    )
+    webhook_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks outgoing webhooks may reach anyway, "
+        'e.g. `["10.0.5.0/24"]` (JSON list).',
+    )
+    webhook_timeout: float = Field(10.0, description="Seconds one webhook attempt may take.")
+    webhook_max_age: float = Field(
+        86400.0, description="Seconds a webhook message is retried before it is given up as failed."
+    )
+    webhook_retry_base: int = Field(
+        5, ge=1, description="Seconds before the first webhook retry; doubles per attempt (with jitter)."
+    )
+    webhook_retry_max: int = Field(3600, ge=1, description="Longest wait between two webhook attempts.")
+    webhook_disable_after: float = Field(
+        3 * 86400.0, description="An endpoint failing every attempt for this many seconds is disabled."
+    )
+    webhook_rotation_grace: float = Field(
+        86400.0, description="Seconds the previous secret keeps signing after a rotation."
+    )
+    webhook_presign_seconds: int = Field(
+        0, ge=0, description="Add presigned GET URLs valid this long to webhook outputs (S3 only; 0 = off)."
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, description="Parallel deliveries per webhook worker (threads)."
     )
     max_event_bytes: int = Field(
         1_048_576, description="Largest notification body the gateway accepts; larger answers 413."

@@ -43,6 +43,14 @@ class Supervisor:
         self.children.append(child)
         return child
 
+    def add_webhook_worker(self) -> Child:
+        argv = ["worker", "--webhooks"]
+        if self.quiet_workers:
+            argv += ["--loglevel", "WARNING"]
+        child = Child(name="worker[webhooks]", argv=argv)
+        self.children.append(child)
+        return child
+
     def add_gateway(self, host: str, port: int) -> Child:
         child = Child(name="gateway", argv=["gateway", "--host", host, "--port", str(port)])
         self.children.append(child)

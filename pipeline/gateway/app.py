@@ -3,6 +3,7 @@ serves the API. It validates, deduplicates and enqueues; it never processes medi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import redis
@@ -13,8 +14,9 @@ from prometheus_client.registry import Collector
 
 from pipeline import __version__
 from pipeline.events.sns import SignatureVerifier
-from pipeline.gateway.routes import api, events, health
+from pipeline.gateway.routes import api, events, health, webhooks
 from pipeline.gateway.state import GatewayMetrics, GatewayState
+from pipeline.notify.notifier import notifier_for
 from pipeline.queue.app import queued_runtime
 from pipeline.registry import load_pipeline
 from pipeline.runtime import Runtime
@@ -66,14 +68,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         invocations=Counter("pipeline_gateway_invocations", "Invocations enqueued", registry=registry),
     )
     registry.register(LedgerCollector(runtime))
+    notifier = notifier_for(runtime)
+    # The pipeline file's subscriptions show in the API before a webhook worker runs. The webhook
+    # worker syncs too, so the gateway may start while Redis is away.
+    with contextlib.suppress(redis.RedisError):
+        notifier.sync()
     app = FastAPI(title="media pipeline gateway", version=__version__)
     app.state.gateway = GatewayState(
         settings=settings,
         runtime=runtime,
         sns_verifier=SignatureVerifier(),
         metrics=metrics,
+        notifier=notifier,
     )
     app.include_router(events.router)
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.events.sns import SignatureVerifier
+from pipeline.notify.notifier import Notifier
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 
@@ -24,3 +25,4 @@ class GatewayState:
     runtime: Runtime
     sns_verifier: SignatureVerifier
     metrics: GatewayMetrics
+    notifier: Notifier

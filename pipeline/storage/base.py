@@ -82,6 +82,10 @@ class ObjectStore(ABC):
         check_bucket(bucket)
         self._ensure_bucket(bucket)
 
+    def presigned_get(self, bucket: str, key: str, seconds: int) -> str | None:
+        """A time-limited download URL, where the backend has such a thing (the local store has not)."""
+        return None
+
     @abstractmethod
     def describe(self) -> str:
         """Where the objects live, for logs and `pipeline doctor`."""

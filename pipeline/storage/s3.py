@@ -6,6 +6,7 @@ Only plain S3 calls are used; nothing here depends on MinIO-only APIs.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -63,6 +64,12 @@ class S3Store(ObjectStore):
             self.client.list_buckets()
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise StorageError(f"cannot reach {self.describe()}: {exc}") from exc
+
+    def presigned_get(self, bucket: str, key: str, seconds: int) -> str | None:
+        try:
+            return str(self.client.presigned_get_object(bucket, key, expires=timedelta(seconds=seconds)))
+        except (MinioException, ValueError) as exc:
+            raise self._wrap(exc, f"presign {bucket}/{key}") from exc
 
     @staticmethod
     def _wrap(exc: Exception, what: str) -> StorageError:

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: payloads, subscriptions, the SSRF guard, signed delivery with retries."""

@@ -1,0 +1,130 @@
+"""The SSRF guard: where a webhook may be sent.
+
+A webhook URL is user input that makes our workers open connections, so a destination is checked
+after DNS resolution, and the checked address is the one connected to: a name that resolves to a
+public address for the check and to 169.254.169.254 a moment later (DNS rebinding) never gets a
+second lookup. Every address a name resolves to must pass; the first one is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from pipeline.errors import PipelineError
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class DestinationRefused(PipelineError):
+    """Raised when a webhook URL is malformed or resolves to an address the guard does not allow."""
+
+
+def category(addr: Address) -> str | None:
+    """Why an address is not a public destination, or None if it is one."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return category(addr.ipv4_mapped)
+    if addr.is_loopback:
+        return "loopback"
+    if addr.is_link_local:
+        return "link-local (cloud metadata)"
+    if isinstance(addr, ipaddress.IPv4Address) and addr in _CGNAT:
+        return "carrier-grade NAT"
+    if isinstance(addr, ipaddress.IPv6Address) and addr in ipaddress.ip_network("fc00::/7"):
+        return "unique local (ULA)"
+    if addr.is_private:
+        return "private"
+    if addr.is_multicast or addr.is_unspecified or addr.is_reserved or not addr.is_global:
+        return "not globally routable"
+    return None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A checked destination: connect to `address`, present `host` (Host header, TLS SNI)."""
+
+    scheme: str
+    host: str
+    port: int
+    address: Address
+    path: str
+
+    @property
+    def connect_url(self) -> str:
+        literal = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{self.scheme}://{literal}:{self.port}{self.path}"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Guard:
+    allow_private: bool = False
+    allow_networks: tuple[Network, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_settings(cls, allow_private: bool, networks: list[str]) -> Guard:
+        return cls(allow_private, tuple(ipaddress.ip_network(n, strict=False) for n in networks))
+
+    def refusal(self, addr: Address) -> str | None:
+        why = category(addr)
+        if why is None or self.allow_private:
+            return None
+        plain = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped else addr
+        if any(plain in net for net in self.allow_networks):
+            return None
+        return why
+
+    def check_url(self, url: str) -> tuple[str, str, int, str]:
+        """Syntax only: scheme, host, port, path+query. No lookup."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise DestinationRefused(f"{url!r}: only http and https webhook URLs are allowed")
+        if not parts.hostname:
+            raise DestinationRefused(f"{url!r}: no host")
+        if parts.username or parts.password:
+            raise DestinationRefused(f"{url!r}: credentials in webhook URLs are not allowed")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise DestinationRefused(f"{url!r}: bad port") from exc
+        path = parts.path or "/"
+        if parts.query:
+            path += f"?{parts.query}"
+        return parts.scheme, parts.hostname, port, path
+
+    def resolve(self, url: str) -> Destination:
+        """Resolve `url` and check every address; raises DestinationRefused naming the reason."""
+        scheme, host, port, path = self.check_url(url)
+        try:
+            literal: Address | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise DestinationRefused(f"{url}: cannot resolve {host}: {exc}") from exc
+            addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+        if not addresses:
+            raise DestinationRefused(f"{url}: {host} resolves to no address")
+        for addr in addresses:
+            why = self.refusal(addr)
+            if why is not None:
+                shown = host if literal is not None else f"{host} resolves to {addr}, which"
+                raise DestinationRefused(
+                    f"{url}: refused, {shown} is {why}; "
+                    "allow it with PIPELINE_WEBHOOK_ALLOW_NETWORKS if it is meant to be reachable"
+                )
+        return Destination(scheme, host, port, addresses[0], path)

@@ -1,0 +1,186 @@
+"""What outgoing webhooks say: versioned JSON bodies, one pydantic model per event type.
+
+Every body follows Standard Webhooks: `{"type", "timestamp", "data"}`, plus `version` (the payload
+schema version; fields are only ever added within one version). docs/webhooks.md publishes the JSON
+schema generated from these models and example bodies; a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.invocation import Invocation, Status
+
+PAYLOAD_VERSION: Literal[1] = 1
+
+
+class EventType(StrEnum):
+    INVOCATION_SUCCEEDED = "invocation.succeeded"
+    INVOCATION_FAILED = "invocation.failed"
+    INVOCATION_DEAD = "invocation.dead"
+    OBJECT_REJECTED = "object.rejected"
+    OBJECT_PROCESSED = "object.processed"
+
+
+# Which finished status announces which event (skipped invocations announce nothing: they are
+# stale or looping work, not an outcome an application waits for).
+STATUS_EVENTS = {
+    Status.SUCCEEDED: EventType.INVOCATION_SUCCEEDED,
+    Status.FAILED: EventType.INVOCATION_FAILED,
+    Status.DEAD: EventType.INVOCATION_DEAD,
+    Status.REJECTED: EventType.OBJECT_REJECTED,
+}
+
+
+class OutputData(BaseModel):
+    bucket: str
+    key: str
+    size: int
+    content_type: str
+    url: str | None = Field(default=None, description="Presigned GET URL, when configured.")
+
+
+class InvocationData(BaseModel):
+    """One function run on one object version."""
+
+    id: str
+    function: str
+    status: Status
+    bucket: str
+    key: str
+    version: str = Field(description="Version id or ETag of the source object.")
+    rule: str
+    attempts: int
+    duration_ms: float | None = None
+    outputs: list[OutputData] = Field(default_factory=list)
+    error: str | None = None
+
+
+class RejectedData(BaseModel):
+    """Screening refused an object: nothing ran on it."""
+
+    bucket: str
+    key: str
+    version: str
+    function: str
+    invocation_id: str
+    reason: str
+
+
+class ProcessedData(BaseModel):
+    """Every invocation fanned out from one upload has finished."""
+
+    bucket: str
+    key: str
+    version: str
+    event_id: str = Field(description="The notification that started this processing.")
+    succeeded: bool = Field(description="True when every invocation succeeded.")
+    invocations: list[InvocationData]
+    outputs: list[OutputData] = Field(description="All outputs of all invocations.")
+    failures: list[InvocationData] = Field(description="Invocations that did not succeed.")
+
+
+class _Envelope(BaseModel):
+    version: Literal[1] = PAYLOAD_VERSION
+    timestamp: datetime
+
+
+class InvocationPayload(_Envelope):
+    type: Literal["invocation.succeeded", "invocation.failed", "invocation.dead"]
+    data: InvocationData
+
+
+class RejectedPayload(_Envelope):
+    type: Literal["object.rejected"] = "object.rejected"
+    data: RejectedData
+
+
+class ProcessedPayload(_Envelope):
+    type: Literal["object.processed"] = "object.processed"
+    data: ProcessedData
+
+
+Payload = InvocationPayload | RejectedPayload | ProcessedPayload
+
+Presign = Any  # Callable[[str, str], str | None]; kept loose so payloads need no storage import
+
+
+def _stamp(at: float | None) -> datetime:
+    return datetime.fromtimestamp(at, tz=UTC) if at else datetime.now(tz=UTC)
+
+
+def invocation_data(inv: Invocation, presign: Presign = None) -> InvocationData:
+    return InvocationData(
+        id=inv.id,
+        function=inv.function,
+        status=inv.status,
+        bucket=inv.bucket,
+        key=inv.key,
+        version=inv.version,
+        rule=inv.rule,
+        attempts=inv.attempts,
+        duration_ms=inv.duration_ms,
+        outputs=[
+            OutputData(
+                bucket=o.bucket,
+                key=o.key,
+                size=o.size,
+                content_type=o.content_type,
+                url=presign(o.bucket, o.key) if presign else None,
+            )
+            for o in inv.outputs
+        ],
+        error=inv.error,
+    )
+
+
+def invocation_payload(inv: Invocation, presign: Presign = None) -> InvocationPayload | RejectedPayload:
+    event = STATUS_EVENTS[inv.status]
+    if event is EventType.OBJECT_REJECTED:
+        data = RejectedData(
+            bucket=inv.bucket,
+            key=inv.key,
+            version=inv.version,
+            function=inv.function,
+            invocation_id=inv.id,
+            reason=inv.error or "rejected by screening",
+        )
+        return RejectedPayload(timestamp=_stamp(inv.finished_at), data=data)
+    return InvocationPayload(
+        type=event.value,
+        timestamp=_stamp(inv.finished_at),
+        data=invocation_data(inv, presign),
+    )
+
+
+def processed_payload(
+    event_id: str, invocations: list[Invocation], presign: Presign = None
+) -> ProcessedPayload:
+    first = invocations[0]
+    datas = [invocation_data(inv, presign) for inv in invocations]
+    return ProcessedPayload(
+        timestamp=_stamp(max((inv.finished_at or 0) for inv in invocations) or None),
+        data=ProcessedData(
+            bucket=first.bucket,
+            key=first.key,
+            version=first.version,
+            event_id=event_id,
+            succeeded=all(d.status == Status.SUCCEEDED for d in datas),
+            invocations=datas,
+            outputs=[o for d in datas for o in d.outputs],
+            failures=[d for d in datas if d.status != Status.SUCCEEDED],
+        ),
+    )
+
+
+def payload_schemas() -> dict[str, dict[str, Any]]:
+    """JSON schema of each event type's body, for docs/webhooks.md."""
+    return {
+        "invocation.*": InvocationPayload.model_json_schema(),
+        EventType.OBJECT_REJECTED.value: RejectedPayload.model_json_schema(),
+        EventType.OBJECT_PROCESSED.value: ProcessedPayload.model_json_schema(),
+    }

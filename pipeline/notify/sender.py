@@ -1,0 +1,99 @@
+"""One signed POST to a checked destination. No retries here; `delivery.py` decides about those."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+from standardwebhooks import Webhook
+
+from pipeline import __version__
+from pipeline.notify.guard import Destination
+from pipeline.notify.messages import SNIPPET_CHARS
+
+USER_AGENT = f"media-pipeline-webhooks/{__version__}"
+MAX_READ = 4096
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    latency_ms: float
+    response: str = ""
+    error: str | None = None
+    retry_after: float | None = None
+    location: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def signature_headers(msg_id: str, body: str, secrets: list[str], at: datetime) -> dict[str, str]:
+    """Standard Webhooks headers; one `v1,` signature per valid secret (rotation)."""
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": " ".join(Webhook(secret).sign(msg_id, at, body) for secret in secrets),
+    }
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` is either seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def post(dest: Destination, msg_id: str, body: str, secrets: list[str], timeout: float) -> Outcome:
+    """POST `body` to the resolved address of `dest`, never following redirects and never through
+    a proxy from the environment (either would reach an address the guard did not check)."""
+    headers = {
+        **signature_headers(msg_id, body, secrets, datetime.now(tz=UTC)),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "host": dest.host_header,
+    }
+    # TLS is verified against the name, not the address we connect to.
+    extensions = {"sni_hostname": dest.host} if dest.scheme == "https" else {}
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            request = client.build_request(
+                "POST", dest.connect_url, content=body.encode(), headers=headers, extensions=extensions
+            )
+            response = client.send(request, stream=True)
+            try:
+                snippet = bytearray()
+                for chunk in response.iter_bytes():
+                    snippet.extend(chunk)
+                    # A receiver that answers but dribbles its body must not hold a worker.
+                    if len(snippet) >= MAX_READ or time.monotonic() > deadline:
+                        break
+            finally:
+                response.close()
+    except httpx.TimeoutException:
+        return Outcome(None, _ms(started), error=f"timed out after {timeout:g}s")
+    except httpx.HTTPError as exc:
+        return Outcome(None, _ms(started), error=f"{type(exc).__name__}: {exc}"[:SNIPPET_CHARS])
+    return Outcome(
+        response.status_code,
+        _ms(started),
+        response=snippet.decode("utf-8", "replace")[:SNIPPET_CHARS],
+        retry_after=parse_retry_after(response.headers.get("retry-after"), time.time()),
+        location=response.headers.get("location"),
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)

@@ -1,0 +1,132 @@
+"""The webhook worker: a Celery worker on the `webhooks` queue with a pool of threads.
+
+Deliveries are network waits, not CPU work, so threads serve them: a slow receiver holds one
+thread for at most the webhook timeout while the others go on. Beside the pool, a scheduler thread
+announces finished invocations (the ledger's outbox) and hands due messages to the queue. Any
+number of webhook workers can run; the outbox has one drainer at a time, and each due message is
+claimed by one scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from pipeline.ledger import WorkerInfo
+from pipeline.notify.notifier import Notifier, notifier_for
+from pipeline.queue.app import create_celery
+from pipeline.registry import Pipeline
+from pipeline.runtime import build_runtime
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TASK = "pipeline.deliver_webhook"
+WEBHOOK_QUEUE = "webhooks"
+SCHEDULER_PAUSE_S = 0.1
+HEARTBEAT_S = 10
+
+
+def send_delivery(app: Celery, msg_id: str) -> None:
+    app.send_task(
+        WEBHOOK_TASK,
+        args=[msg_id],
+        queue=WEBHOOK_QUEUE,
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+    )
+
+
+def _scheduler(notifier: Notifier, app: Celery, stop: threading.Event) -> None:
+    while not stop.is_set():
+        busy = 0
+        try:
+            busy = notifier.drain()
+            busy += notifier.schedule_due(lambda msg_id: send_delivery(app, msg_id))
+        except Exception as exc:  # Redis restarting: keep trying, nothing is lost meanwhile
+            log.warning("webhook scheduler: %s", exc)
+            stop.wait(1.0)
+        if not busy:
+            stop.wait(SCHEDULER_PAUSE_S)
+
+
+def run_webhook_worker(
+    *,
+    settings: Settings,
+    pipeline: Pipeline,
+    redis_url: str,
+    concurrency: int,
+    loglevel: str = "INFO",
+    quiet: bool = False,
+) -> None:
+    app = create_celery(redis_url, pipeline)
+    runtime = build_runtime(settings, pipeline, redis_url, lambda inv: None)
+    notifier = notifier_for(runtime)
+    notifier.sync()
+
+    @app.task(name=WEBHOOK_TASK, ignore_result=True)
+    def deliver_webhook(msg_id: str) -> None:
+        # Acknowledged on receipt: if this worker dies mid-send, the message's lease in the due
+        # set runs out and the scheduler sends it again.
+        notifier.deliver(msg_id)
+
+    hostname = f"webhooks.{os.getpid()}@{socket.gethostname()}"
+    stop = threading.Event()
+
+    @worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        threading.Thread(
+            target=_scheduler, args=(notifier, app, stop), name="webhook-scheduler", daemon=True
+        ).start()
+        info = WorkerInfo(
+            hostname=hostname,
+            queues=[WEBHOOK_QUEUE],
+            concurrency=concurrency,
+            pid=os.getpid(),
+            started_at=time.time(),
+            seen_at=time.time(),
+        )
+
+        def beat() -> None:
+            while not stop.is_set():
+                try:
+                    runtime.ledger.heartbeat(
+                        info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3
+                    )
+                except Exception as exc:
+                    log.warning("heartbeat failed: %s", exc)
+                stop.wait(HEARTBEAT_S)
+
+        threading.Thread(target=beat, name="pipeline-heartbeat", daemon=True).start()
+        if not quiet:
+            print(
+                f"webhook worker {hostname} ready: queue {WEBHOOK_QUEUE}, {concurrency} threads", flush=True
+            )
+
+    @worker_shutdown.connect(weak=False)
+    def _gone(**_: Any) -> None:
+        stop.set()
+        try:
+            runtime.ledger.worker_gone(hostname)
+        except Exception as exc:
+            log.warning("could not deregister worker: %s", exc)
+
+    argv = [
+        *(["--quiet"] if quiet else []),
+        "worker",
+        f"--queues={WEBHOOK_QUEUE}",
+        f"--hostname={hostname}",
+        f"--loglevel={loglevel}",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    app.worker_main(argv)
