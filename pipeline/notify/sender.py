@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +32,12 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One verifying TLS context for all attempts: building one costs more than a loopback POST."""
+    return ssl.create_default_context()
 
 
 def signature_headers(msg_id: str, body: str, secrets: list[str], at: datetime) -> dict[str, str]:
@@ -68,7 +76,8 @@ def post(dest: Destination, msg_id: str, body: str, secrets: list[str], timeout:
     started = time.monotonic()
     deadline = started + timeout
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        # A fresh connection per attempt: a pooled one could carry another name's TLS session.
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()) as client:
             request = client.build_request(
                 "POST", dest.connect_url, content=body.encode(), headers=headers, extensions=extensions
             )

@@ -66,6 +66,8 @@ def run_webhook_worker(
     loglevel: str = "INFO",
     quiet: bool = False,
 ) -> None:
+    # One line per delivery is the attempt log's job (in the ledger), not httpx's.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_celery(redis_url, pipeline)
     runtime = build_runtime(settings, pipeline, redis_url, lambda inv: None)
     notifier = notifier_for(runtime)

@@ -28,6 +28,7 @@ rules:
     bucket: {bucket}
     prefix: uploads/
     content_types: ["image/*"]
+    callback: true
     functions:
       - function: thumbnail
         params: {{sizes: [64, 200], format: jpeg}}
@@ -67,6 +68,7 @@ class Stack:
     ledger: Ledger
     gateway: Proc
     worker: Proc
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +92,8 @@ def stack(moto_endpoint: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]
         PIPELINE_DATA_DIR=str(tmp_path / "data"),
         PIPELINE_WEBHOOK_TOKEN=TOKEN,
         PIPELINE_SNS_VERIFY_SIGNATURE="false",  # moto's signatures are fake
+        PIPELINE_WEBHOOK_ALLOW_NETWORKS='["127.0.0.1/32"]',  # the test receivers listen on loopback
+        PIPELINE_WEBHOOK_PRESIGN_SECONDS="600",
     )
     endpoint = urlsplit(moto_endpoint).netloc
     minio = Minio(endpoint, access_key="test", secret_key="test", secure=False, region="us-east-1")
@@ -103,7 +107,7 @@ def stack(moto_endpoint: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]
         assert gateway.alive(), gateway.output()
         wait_until(lambda: ledger.workers() or not worker.alive(), 30, "the worker")
         assert worker.alive(), worker.output()
-        yield Stack(bucket, url, redis_url, moto_endpoint, minio, ledger, gateway, worker)
+        yield Stack(bucket, url, redis_url, moto_endpoint, minio, ledger, gateway, worker, env)
     finally:
         worker_rc = worker.stop()
         gateway.stop()
