@@ -12,7 +12,7 @@ import click
 
 from pipeline.notify.guard import DestinationRefused
 from pipeline.notify.notifier import Notifier, notifier_for
-from pipeline.notify.payloads import EventType, payload_schemas
+from pipeline.notify.payloads import EventType, docs_section, payload_schemas
 from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
 from pipeline.registry import load_pipeline
 from pipeline.settings import get_settings
@@ -125,20 +125,24 @@ def disable_cmd(sub_id: str) -> None:
 
 
 @webhooks.command("secret")
-@click.argument("sub_id")
+@click.argument("sub_id", required=False)
 @click.option(
     "--rotate", is_flag=True, help="Make a new secret; the old one keeps signing for a grace period."
 )
-def secret_cmd(sub_id: str, rotate: bool) -> None:
+@click.option("--callback", is_flag=True, help="Print the secret that signs per-upload callbacks.")
+def secret_cmd(sub_id: str | None, rotate: bool, callback: bool) -> None:
     """Print a subscription's current signing secret (or rotate it)."""
     with _notifier() as notifier:
-        sub = notifier.subs.get(sub_id)
+        if callback:
+            click.echo(notifier.callback_secret())
+            return
+        sub = notifier.subs.get(sub_id) if sub_id else None
         if sub is None:
             raise click.ClickException(f"no webhook subscription {sub_id}")
         if rotate:
-            if sub.source == "config":
+            if sub.source != "api":
                 raise click.ClickException(f"{sub_id} is defined in the pipeline file; rotate it there")
-            rotated = notifier.subs.rotate(sub_id, get_settings().webhook_rotation_grace)
+            rotated = notifier.subs.rotate(sub.id, get_settings().webhook_rotation_grace)
             assert rotated is not None
             sub = rotated[0]
         click.echo(sub.secrets[0].secret)
@@ -176,6 +180,7 @@ def redeliver_cmd(msg_id: str) -> None:
 
 
 @webhooks.command("schema")
-def schema_cmd() -> None:
+@click.option("--markdown", is_flag=True, help="Print the generated section of docs/webhooks.md.")
+def schema_cmd(markdown: bool) -> None:
     """Print the JSON schema of every event type's payload."""
-    click.echo(json.dumps(payload_schemas(), indent=2))
+    click.echo(docs_section() if markdown else json.dumps(payload_schemas(), indent=2))

@@ -16,7 +16,7 @@ from pipeline import __version__
 from pipeline.events.sns import SignatureVerifier
 from pipeline.gateway.routes import api, events, health, webhooks
 from pipeline.gateway.state import GatewayMetrics, GatewayState
-from pipeline.notify.notifier import notifier_for
+from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.queue.app import queued_runtime
 from pipeline.registry import load_pipeline
 from pipeline.runtime import Runtime
@@ -26,8 +26,9 @@ from pipeline.settings import Settings
 class LedgerCollector(Collector):
     """Invocation counts by status and queue depths, read from Redis at scrape time."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, notifier: Notifier) -> None:
         self.runtime = runtime
+        self.notifier = notifier
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         by_status = GaugeMetricFamily(
@@ -51,6 +52,29 @@ class LedgerCollector(Collector):
         yield by_status
         yield depth
         yield guards
+        yield from self._webhooks()
+
+    def _webhooks(self) -> Iterable[GaugeMetricFamily]:
+        attempts = GaugeMetricFamily(
+            "pipeline_webhook_messages", "Webhook messages by outcome (cumulative)", labels=["outcome"]
+        )
+        subs = GaugeMetricFamily("pipeline_webhook_subscriptions", "Webhook subscriptions", labels=["state"])
+        backlog = GaugeMetricFamily(
+            "pipeline_webhook_backlog", "Work waiting for the webhook worker", labels=["kind"]
+        )
+        try:
+            for outcome in ("delivered", "retried", "failed"):
+                attempts.add_metric([outcome], self.runtime.ledger.stat(f"webhooks:{outcome}"))
+            all_subs = self.notifier.subs.all()
+            subs.add_metric(["enabled"], sum(1 for s in all_subs if s.enabled))
+            subs.add_metric(["disabled"], sum(1 for s in all_subs if not s.enabled))
+            backlog.add_metric(["scheduled"], self.notifier.messages.due_count())
+            backlog.add_metric(["unannounced"], self.runtime.ledger.outbox_length())
+        except redis.RedisError:
+            return
+        yield attempts
+        yield subs
+        yield backlog
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -67,8 +91,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         ),
         invocations=Counter("pipeline_gateway_invocations", "Invocations enqueued", registry=registry),
     )
-    registry.register(LedgerCollector(runtime))
     notifier = notifier_for(runtime)
+    registry.register(LedgerCollector(runtime, notifier))
     # The pipeline file's subscriptions show in the API before a webhook worker runs. The webhook
     # worker syncs too, so the gateway may start while Redis is away.
     with contextlib.suppress(redis.RedisError):

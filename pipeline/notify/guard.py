@@ -31,6 +31,8 @@ def category(addr: Address) -> str | None:
         return category(addr.ipv4_mapped)
     if addr.is_loopback:
         return "loopback"
+    if addr.is_unspecified:
+        return "unspecified (this host)"
     if addr.is_link_local:
         return "link-local (cloud metadata)"
     if isinstance(addr, ipaddress.IPv4Address) and addr in _CGNAT:
@@ -39,7 +41,7 @@ def category(addr: Address) -> str | None:
         return "unique local (ULA)"
     if addr.is_private:
         return "private"
-    if addr.is_multicast or addr.is_unspecified or addr.is_reserved or not addr.is_global:
+    if addr.is_multicast or addr.is_reserved or not addr.is_global:
         return "not globally routable"
     return None
 

@@ -295,6 +295,7 @@ class Notifier:
             )
             self.messages.unschedule(msg.id)
             self.subs.note_result(sub.id, ok=True)
+            self.ledger.count("webhooks:delivered")
             return attempt
         error = self._describe(outcome)
         if outcome.status_code == 410:
@@ -322,6 +323,7 @@ class Notifier:
                 msg.id, last_status=outcome.status_code, error=error, next_attempt_at=attempt.next_attempt_at
             )
             self.messages.schedule(msg.id, attempt.next_attempt_at)
+            self.ledger.count("webhooks:retried")
         self._note_failure(sub, now)
         return attempt
 
@@ -330,6 +332,7 @@ class Notifier:
             msg.id, state="failed", error=error, last_status=status_code, next_attempt_at=None
         )
         self.messages.unschedule(msg.id)
+        self.ledger.count("webhooks:failed")
         log.warning("webhook %s to %s failed: %s", msg.id, msg.url, error)
 
     def _note_failure(self, sub: Subscription, now: float) -> None:

@@ -7,6 +7,7 @@ schema generated from these models and example bodies; a test keeps the two in s
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -184,3 +185,81 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
         EventType.OBJECT_REJECTED.value: RejectedPayload.model_json_schema(),
         EventType.OBJECT_PROCESSED.value: ProcessedPayload.model_json_schema(),
     }
+
+
+def example_payloads() -> dict[str, Payload]:
+    """One example body per event type, built by the same code as real ones (for the docs)."""
+    common: dict[str, Any] = {
+        "bucket": "media",
+        "key": "uploads/cat.jpg",
+        "version": "3a92975425fdb3f119a1439480c0c4a7",
+        "rule": "images",
+        "params": {},
+        "params_hash": "44136fa355b3678a",
+        "queue": "fn.thumbnail",
+        "event_id": "019ac5e2b7a1f3c9d2e4b6a8",
+        "attempts": 1,
+        "finished_at": 1795000000.25,
+    }
+    thumb = Invocation(
+        id="019ac5e2b7b24d1e8f3a9c0b",
+        function="thumbnail",
+        status=Status.SUCCEEDED,
+        duration_ms=41.7,
+        outputs=[
+            {
+                "bucket": "media",
+                "key": "derived/uploads/cat.jpg/thumbnail/256.jpg",
+                "content_type": "image/jpeg",
+                "size": 9812,
+            },
+            {
+                "bucket": "media",
+                "key": "derived/uploads/cat.jpg/thumbnail/1024.jpg",
+                "content_type": "image/jpeg",
+                "size": 88310,
+            },
+        ],
+        **common,
+    )
+    failed = Invocation(
+        id="019ac5e2b7b35e2f904bad1c",
+        function="filter",
+        status=Status.FAILED,
+        duration_ms=12.0,
+        error="MediaError: image file is truncated (3 bytes not processed)",
+        **{**common, "queue": "fn.filter"},
+    )
+    dead = failed.model_copy(
+        update={
+            "status": Status.DEAD,
+            "attempts": 3,
+            "error": "StorageError: S3 endpoint unreachable (after 3 attempts)",
+        }
+    )
+    rejected = failed.model_copy(
+        update={
+            "status": Status.REJECTED,
+            "duration_ms": None,
+            "error": "media/uploads/cat.jpg: content is text/plain, which is not allowed (screening.allow)",
+        }
+    )
+    return {
+        EventType.INVOCATION_SUCCEEDED.value: invocation_payload(thumb),
+        EventType.INVOCATION_FAILED.value: invocation_payload(failed),
+        EventType.INVOCATION_DEAD.value: invocation_payload(dead),
+        EventType.OBJECT_REJECTED.value: invocation_payload(rejected),
+        EventType.OBJECT_PROCESSED.value: processed_payload(common["event_id"], [thumb, failed]),
+    }
+
+
+def docs_section() -> str:
+    """The generated part of docs/webhooks.md: example bodies and JSON schemas."""
+    parts = ["### Example bodies\n"]
+    for name, payload in example_payloads().items():
+        parts.append(f"`{name}`\n\n```json\n{payload.model_dump_json(indent=2)}\n```\n")
+    parts.append("### JSON schema\n")
+    for name, schema in payload_schemas().items():
+        body = json.dumps(schema, indent=2)
+        parts.append(f"<details><summary><code>{name}</code></summary>\n\n```json\n{body}\n```\n</details>\n")
+    return "\n".join(parts)
