@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -344,3 +346,24 @@ def test_an_endpoint_failing_for_long_is_disabled(hooks: Hooks) -> None:
     assert any("disabled" in str(n["text"]) for n in hooks.notifier.notices())
     msg = hooks.notifier.messages.list(sub.id)[0]
     eventually(lambda: hooks.notifier.messages.get(msg.id).state == "failed", 30)  # type: ignore[union-attr]
+
+
+def test_a_webhook_worker_killed_mid_send_loses_nothing(hooks: Hooks) -> None:
+    """SIGKILL while an attempt is in flight: the message's lease in the schedule runs out and a
+    new webhook worker sends it again, with the same webhook-id."""
+    first = hooks.start_worker(webhook_timeout="2")
+    hooks.subscribe("/crash")
+    hooks.receiver.script("/crash", Reply(200, delay=1.5))
+    hooks.finish(hooks.upload_event()[0])
+    eventually(lambda: hooks.receiver.at("/crash"), 15, "the first attempt to arrive")
+    os.killpg(first.popen.pid, signal.SIGKILL)
+    first.popen.wait()
+    first.stop()
+    hooks.worker = None
+    msg_id = hooks.receiver.at("/crash")[0].webhook_id
+    assert hooks.notifier.messages.get(msg_id).state == "pending"  # type: ignore[union-attr]
+    hooks.start_worker(webhook_timeout="2")
+    # The lease is 2 x timeout + 10 s = 14 s from when the first attempt was claimed.
+    eventually(lambda: hooks.notifier.messages.get(msg_id).state == "delivered", 30, "redelivery")  # type: ignore[union-attr]
+    got = hooks.receiver.at("/crash")
+    assert len(got) == 2 and {r.webhook_id for r in got} == {msg_id} and all(r.verified for r in got)
