@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import resource
 import tempfile
 import threading
 import uuid
@@ -29,6 +30,13 @@ from pipeline.storage.base import ObjectInfo, ObjectStore
 log = logging.getLogger(__name__)
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (ffmpeg): the FaaS bill of one run, since
+    a prefork worker process runs one invocation at a time."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -142,8 +150,10 @@ class Executor:
             self.ledger.set_media(inv.id, media.as_json())
             params = spec.parse_params(inv.params)
             assets = self._download_assets(spec.asset_refs(params), Path(tmp))
+            cpu_before = _cpu_seconds()
             with _progress.progress_to(self._progress_sink(inv.id)), _assets.provided(assets):
                 results = spec(src, out_dir, params)
+            cpu_ms = round((_cpu_seconds() - cpu_before) * 1000, 1)
             # The object may have been overwritten while the function ran: then these outputs are
             # stale and the newer version's own invocation will publish the right ones.
             self._check_current(inv, self.store.stat(inv.bucket, inv.key))
@@ -178,7 +188,7 @@ class Executor:
                         meta=result.meta,
                     )
                 )
-        self.ledger.finish(inv.id, Status.SUCCEEDED, outputs=outputs)
+        self.ledger.finish(inv.id, Status.SUCCEEDED, outputs=outputs, cpu_ms=cpu_ms)
         return current
 
     @staticmethod

@@ -31,15 +31,16 @@ class Intake:
         self.ledger = ledger
         self.enqueue = enqueue
 
-    def accept(self, event: ObjectEvent) -> EventRecord:
+    def accept(self, event: ObjectEvent, raw: str = "") -> EventRecord:
+        """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline."""
         try:
-            return self._accept(event)
+            return self._accept(event, raw[:16384])
         except redis.RedisError as exc:
             raise BrokerUnavailable(
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
             ) from exc
 
-    def _accept(self, event: ObjectEvent) -> EventRecord:
+    def _accept(self, event: ObjectEvent, raw: str) -> EventRecord:
         config = self.pipeline.config
         record = EventRecord(
             id=Invocation.new_id(),
@@ -52,8 +53,17 @@ class Intake:
             size=event.size,
             content_type=content_type_of(event),
             status="ignored",
+            raw=raw,
         )
         planned = route(self.pipeline, event)
+        disabled = self.ledger.function_flags("disabled") if planned else set()
+        if disabled and any(plan.function in disabled for plan in planned):
+            off = sorted({plan.function for plan in planned if plan.function in disabled})
+            planned = [plan for plan in planned if plan.function not in disabled]
+            record.reason = f"function(s) disabled: {', '.join(off)}"
+            if not planned:
+                self.ledger.record_event(record)
+                return record
         if not planned:
             generation = generation_of(event)
             if generation and any(rule_matches(r, event) for r in config.rules):

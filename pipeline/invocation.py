@@ -60,6 +60,7 @@ class Invocation(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     duration_ms: float | None = None
+    cpu_ms: float | None = Field(default=None, description="CPU time of the function, ffmpeg included.")
     outputs: list[OutputRef] = Field(default_factory=list)
     error: str | None = None
     worker: str | None = None

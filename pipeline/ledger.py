@@ -84,6 +84,19 @@ class EventRecord(BaseModel):
     reason: str = ""
     invocations: list[str] = Field(default_factory=list)
     duplicates: int = 0
+    raw: str = Field(default="", description="The notification as received (first 16 KB), for the dashboard.")
+
+
+class AttemptRecord(BaseModel):
+    """One try of an invocation: who ran it, how long, and how it ended."""
+
+    n: int
+    worker: str
+    started_at: float
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    outcome: str = "running"
+    error: str | None = None
 
 
 class WorkerInfo(BaseModel):
@@ -245,6 +258,12 @@ class Ledger:
         attempts = int(self.r.hincrby(f"{P}inv:{inv_id}", "attempts", 1))
         now = time.time()
         self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None)
+        record = AttemptRecord(n=attempts, worker=worker, started_at=now)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(f"{P}att:{inv_id}", record.model_dump_json())
+        pipe.ltrim(f"{P}att:{inv_id}", -50, -1)
+        pipe.expire(f"{P}att:{inv_id}", self.retention)
+        pipe.execute()
         return inv.model_copy(update={"attempts": attempts, "status": Status.RUNNING, "started_at": now})
 
     def set_progress(self, inv_id: str, percent: float, speed: float | None) -> None:
@@ -262,9 +281,32 @@ class Ledger:
 
     def requeue(self, inv_id: str, error: str) -> None:
         self._update(inv_id, Status.QUEUED, error=error)
+        self._end_attempt(inv_id, "retrying", error)
+
+    def _end_attempt(self, inv_id: str, outcome: str, error: str | None) -> None:
+        """Close the latest attempt's record (only the attempt holding the lease writes here)."""
+        raw = self.r.lindex(f"{P}att:{inv_id}", -1)
+        if not raw:
+            return
+        record = AttemptRecord.model_validate_json(raw)
+        if record.finished_at is not None:
+            return
+        now = time.time()
+        record.finished_at, record.outcome, record.error = now, outcome, error
+        record.duration_ms = round((now - record.started_at) * 1000, 1)
+        self.r.lset(f"{P}att:{inv_id}", -1, record.model_dump_json())
+
+    def attempts(self, inv_id: str) -> list[AttemptRecord]:
+        return [AttemptRecord.model_validate_json(raw) for raw in self.r.lrange(f"{P}att:{inv_id}", 0, -1)]
 
     def finish(
-        self, inv_id: str, status: Status, *, outputs: list[OutputRef] | None = None, error: str | None = None
+        self,
+        inv_id: str,
+        status: Status,
+        *,
+        outputs: list[OutputRef] | None = None,
+        error: str | None = None,
+        cpu_ms: float | None = None,
     ) -> None:
         now = time.time()
         started = json.loads(self.r.hget(f"{P}inv:{inv_id}", "started_at") or "null")
@@ -277,8 +319,25 @@ class Ledger:
             duration_ms=duration,
             outputs=[o.model_dump(mode="json") for o in outputs or []],
             error=error,
+            cpu_ms=cpu_ms,
         )
-        self.r.incr(f"{P}stat:{status.value}")
+        self._end_attempt(inv_id, status.value, error)
+        # Per-minute counts of finished invocations, for the dashboard's throughput chart.
+        minute = int(now // 60)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.incr(f"{P}stat:{status.value}")
+        pipe.hincrby(f"{P}tp:{minute}", status.value, 1)
+        pipe.expire(f"{P}tp:{minute}", 3 * 3600)
+        pipe.execute()
+
+    def throughput(self, minutes: int = 60) -> list[tuple[int, dict[str, int]]]:
+        """Finished invocations per minute by status, oldest first (minute = Unix time // 60)."""
+        last = int(time.time() // 60)
+        span = list(range(last - minutes + 1, last + 1))
+        pipe = self.r.pipeline(transaction=False)
+        for minute in span:
+            pipe.hgetall(f"{P}tp:{minute}")
+        return [(m, {k: int(v) for k, v in raw.items()}) for m, raw in zip(span, pipe.execute(), strict=True)]
 
     def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
         """Atomically put a finished invocation back to queued with a fresh attempt budget.
@@ -376,6 +435,9 @@ class Ledger:
         pipe.set(f"{P}event:{record.id}", record.model_dump_json(), ex=self.retention)
         pipe.zadd(f"{P}idx:events", {record.id: record.received_at})
         pipe.zremrangebyscore(f"{P}idx:events", "-inf", time.time() - self.retention)
+        by_object = _obj_index(record.bucket, record.key).replace("idx:obj:", "idx:obj-events:")
+        pipe.zadd(by_object, {record.id: record.received_at})
+        pipe.expire(by_object, self.retention)
         pipe.incr(f"{P}stat:events:{record.status}")
         pipe.execute()
 
@@ -386,9 +448,28 @@ class Ledger:
         raws = self.r.mget([f"{P}event:{i}" for i in ids])
         return [EventRecord.model_validate_json(raw) for raw in raws if raw]
 
+    def events_for_object(self, bucket: str, key: str) -> list[EventRecord]:
+        index = _obj_index(bucket, key).replace("idx:obj:", "idx:obj-events:")
+        ids = _ids(self.r.zrange(index, 0, 199))
+        raws = self.r.mget([f"{P}event:{i}" for i in ids]) if ids else []
+        records = [EventRecord.model_validate_json(raw) for raw in raws if raw]
+        return [e for e in records if e.bucket == bucket and e.key == key]
+
     def get_event(self, event_id: str) -> EventRecord | None:
         raw = self.r.get(f"{P}event:{event_id}")
         return EventRecord.model_validate_json(raw) if raw else None
+
+    # --- function switches (set from the dashboard; read by the intake and the workers) ---------
+    def set_function_flag(self, flag: str, name: str, on: bool) -> None:
+        """`flag` is `paused` (work waits in its queue) or `disabled` (no new work is routed)."""
+        key = f"{P}fn:{flag}"
+        if on:
+            self.r.sadd(key, name)
+        else:
+            self.r.srem(key, name)
+
+    def function_flags(self, flag: str) -> set[str]:
+        return {str(n) for n in self.r.smembers(f"{P}fn:{flag}")}
 
     # --- workers and stats -------------------------------------------------------------------
     def heartbeat(self, info: WorkerInfo, ttl: int = 30) -> None:

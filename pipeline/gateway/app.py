@@ -8,16 +8,19 @@ from collections.abc import Iterable
 
 import redis
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pipeline import __version__
+from pipeline.admin.auth import Sessions
 from pipeline.events.sns import SignatureVerifier
-from pipeline.gateway.routes import api, events, health, webhooks
+from pipeline.gateway.routes import admin, api, events, health, webhooks
 from pipeline.gateway.state import GatewayMetrics, GatewayState
 from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.queue.app import queued_runtime
+from pipeline.queue.control import FunctionControls
 from pipeline.registry import load_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
@@ -104,7 +107,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         sns_verifier=SignatureVerifier(),
         metrics=metrics,
         notifier=notifier,
+        sessions=Sessions(runtime.ledger.r),
+        controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
     )
+    app.mount("/admin/static", StaticFiles(directory=str(admin.ADMIN_DIR / "static")), name="admin-static")
+    app.add_exception_handler(admin.LoginRequired, admin.login_redirect)
+    app.include_router(admin.router)
     app.include_router(events.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from pipeline.admin.auth import Sessions
 from pipeline.events.sns import SignatureVerifier
 from pipeline.notify.notifier import Notifier
+from pipeline.queue.control import FunctionControls
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 
@@ -26,3 +28,5 @@ class GatewayState:
     sns_verifier: SignatureVerifier
     metrics: GatewayMetrics
     notifier: Notifier
+    sessions: Sessions
+    controls: FunctionControls

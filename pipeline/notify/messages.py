@@ -70,6 +70,10 @@ class Message(BaseModel):
         return data
 
 
+def _obj_index(bucket: str, key: str) -> str:
+    return f"{P}idx:obj:" + hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:32]
+
+
 def message_id(subscription_id: str, event: EventType, subject: str) -> str:
     raw = f"{subscription_id}\x00{event.value}\x00{subject}"
     return "msg_" + hashlib.sha256(raw.encode()).hexdigest()[:26]
@@ -89,7 +93,7 @@ class MessageStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(name, mapping={k: json.dumps(v) for k, v in msg.model_dump(mode="json").items()})
         pipe.expire(name, self.retention)
-        for index in (f"{P}idx:all", f"{P}idx:sub:{msg.subscription_id}"):
+        for index in (f"{P}idx:all", f"{P}idx:sub:{msg.subscription_id}", _obj_index(msg.bucket, msg.key)):
             pipe.zadd(index, {msg.id: msg.created_at})
             pipe.expire(index, self.retention)
         pipe.zremrangebyscore(f"{P}idx:all", "-inf", time.time() - self.retention)
@@ -136,6 +140,11 @@ class MessageStore:
 
     def unlock_send(self, msg_id: str) -> None:
         self.r.delete(f"{P}sending:{msg_id}")
+
+    def for_object(self, bucket: str, key: str, limit: int = 100) -> list[Message]:
+        ids = self.r.zrange(_obj_index(bucket, key), 0, limit - 1)
+        msgs = [self.get(str(i)) for i in ids]
+        return [m for m in msgs if m is not None and m.bucket == bucket and m.key == key]
 
     def list(self, subscription_id: str | None = None, limit: int = 50, offset: int = 0) -> list[Message]:
         index = f"{P}idx:sub:{subscription_id}" if subscription_id else f"{P}idx:all"

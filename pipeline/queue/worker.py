@@ -23,6 +23,7 @@ from pipeline.execution import Executor, is_permanent
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import WorkerInfo
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
+from pipeline.queue.control import PauseFollower
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
@@ -140,6 +141,7 @@ def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concu
         started_at=time.time(),
         seen_at=time.time(),
     )
+    pauses = PauseFollower(ctx.app, runtime.ledger, ctx.pipeline.config, hostname, queues)
 
     def beat() -> None:
         while True:
@@ -147,6 +149,7 @@ def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concu
                 runtime.ledger.heartbeat(
                     info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3
                 )
+                pauses.follow()
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             time.sleep(HEARTBEAT_S)

@@ -48,12 +48,13 @@ def _records(data: dict[str, Any], source: EventSource) -> list[ObjectEvent]:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
 
-async def _accept(state: StateDep, events: list[ObjectEvent], source: str) -> dict[str, Any]:
+async def _accept(state: StateDep, events: list[ObjectEvent], source: str, body: bytes) -> dict[str, Any]:
+    raw = body[:16384].decode("utf-8", "replace")
     invocations: list[str] = []
     duplicates = 0
     try:
         for event in events:
-            record = await run_in_threadpool(state.runtime.intake.accept, event)
+            record = await run_in_threadpool(state.runtime.intake.accept, event, raw)
             invocations.extend(record.invocations)
             duplicates += record.duplicates
             state.metrics.events.labels(source=source, status=record.status).inc()
@@ -74,7 +75,7 @@ async def minio_webhook(request: Request, state: StateDep) -> dict[str, Any]:
     data = _json(body)
     if is_test_event(data):
         return {"status": "ignored", "reason": "s3:TestEvent"}
-    return await _accept(state, _records(data, "minio"), "minio")
+    return await _accept(state, _records(data, "minio"), "minio", body)
 
 
 @router.post("/sns")
@@ -102,7 +103,7 @@ async def sns_push(request: Request, state: StateDep, token: str | None = None) 
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
     if is_test_event(inner):
         return {"status": "ignored", "reason": "s3:TestEvent"}
-    return await _accept(state, _records(inner, "sns"), "sns")
+    return await _accept(state, _records(inner, "sns"), "sns", body)
 
 
 async def _confirm(state: StateDep, topic_arn: str, subscribe_url: str) -> dict[str, Any]:

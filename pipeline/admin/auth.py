@@ -1,0 +1,67 @@
+"""Dashboard sessions and CSRF tokens.
+
+A session is a random id kept in Redis (so logout ends it everywhere) and sent as a signed cookie
+(HttpOnly, SameSite=Strict, Path=/admin). Each session has its own CSRF token, which every
+state-changing request must echo in a form field or the `X-CSRF-Token` header. The signing key is
+random, made once per installation and shared by every gateway through Redis.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import redis
+from itsdangerous import BadSignature, TimestampSigner
+
+P = "pl:admin:"
+COOKIE = "pipeline_admin"
+SESSION_SECONDS = 12 * 3600
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    csrf: str
+
+
+class Sessions:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._signer: TimestampSigner | None = None
+
+    @property
+    def signer(self) -> TimestampSigner:
+        # Read on first use, so a gateway can start while Redis is away.
+        if self._signer is None:
+            self.r.set(f"{P}key", secrets.token_urlsafe(32), nx=True)
+            self._signer = TimestampSigner(str(self.r.get(f"{P}key")), salt="admin-session")
+        return self._signer
+
+    def create(self) -> tuple[Session, str]:
+        """A new session and the cookie value that carries it."""
+        session = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+        self.r.set(f"{P}session:{session.id}", session.csrf, ex=SESSION_SECONDS)
+        return session, self.signer.sign(session.id).decode()
+
+    def get(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        try:
+            session_id = self.signer.unsign(cookie, max_age=SESSION_SECONDS).decode()
+        except BadSignature:
+            return None
+        csrf = self.r.get(f"{P}session:{session_id}")
+        return Session(session_id, str(csrf)) if csrf else None
+
+    def end(self, session: Session) -> None:
+        self.r.delete(f"{P}session:{session.id}")
+
+
+def password_matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def csrf_matches(session: Session, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), session.csrf.encode())

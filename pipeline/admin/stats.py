@@ -1,0 +1,66 @@
+"""What the overview shows, read from the ledger: counts, throughput, per-function latency and
+usage, queues and workers. One function returns one JSON-able snapshot; the page renders it and
+the live stream sends it again every few seconds."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from pipeline.invocation import Status
+from pipeline.runtime import Runtime
+
+RECENT = 200  # invocations per function that latency and usage are computed from
+
+
+def _percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
+
+
+def snapshot(runtime: Runtime) -> dict[str, Any]:
+    ledger, config = runtime.ledger, runtime.pipeline.config
+    functions = []
+    for name in sorted(runtime.pipeline.functions):
+        recent = ledger.query(function=name, limit=RECENT)
+        done = [i for i in recent if i.status == Status.SUCCEEDED and i.duration_ms is not None]
+        durations = [float(i.duration_ms) for i in done if i.duration_ms is not None]
+        queue = config.queue_for(name)
+        functions.append(
+            {
+                "name": name,
+                "queue": queue,
+                "depth": int(ledger.r.llen(queue)),
+                "concurrency": config.function_settings(name).concurrency,
+                "p50_ms": _percentile(durations, 50),
+                "p95_ms": _percentile(durations, 95),
+                "invocations": len(recent),
+                "cpu_seconds": round(sum(i.cpu_ms or 0.0 for i in recent) / 1000, 2),
+                "failed": sum(1 for i in recent if i.status in (Status.FAILED, Status.DEAD, Status.REJECTED)),
+            }
+        )
+    workers = [
+        {
+            "hostname": w.hostname,
+            "queues": w.queues,
+            "concurrency": w.concurrency,
+            "seen": round(time.time() - w.seen_at),
+        }
+        for w in sorted(ledger.workers(), key=lambda w: w.hostname)
+    ]
+    throughput = [
+        {"minute": minute, "finished": sum(by.values()), "failed": by.get("failed", 0) + by.get("dead", 0)}
+        for minute, by in ledger.throughput(60)
+    ]
+    counts = ledger.counts()
+    return {
+        "at": time.time(),
+        "counts": {s.value: counts.get(s.value, 0) for s in Status},
+        "functions": functions,
+        "workers": workers,
+        "throughput": throughput,
+    }

@@ -1,0 +1,172 @@
+"""What each dashboard page shows, assembled from the ledger, the pipeline and the webhook store.
+No HTTP here: the gateway's admin routes render these with the templates next to this module."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.events.model import ObjectEvent
+from pipeline.invocation import Invocation, Status
+from pipeline.ledger import AttemptRecord, EventRecord
+from pipeline.notify.messages import Message
+from pipeline.notify.notifier import Notifier
+from pipeline.registry import presets_for
+from pipeline.routing import is_output_key, output_key, route, rule_matches
+from pipeline.runtime import Runtime
+
+
+@dataclass
+class InvocationView:
+    inv: Invocation
+    attempts: list[AttemptRecord]
+
+
+@dataclass
+class Timeline:
+    bucket: str
+    key: str
+    events: list[EventRecord]
+    invocations: list[InvocationView]
+    messages: list[Message]
+
+    @property
+    def finished(self) -> bool:
+        return all(v.inv.status.finished for v in self.invocations)
+
+
+def timeline(runtime: Runtime, notifier: Notifier, bucket: str, key: str) -> Timeline:
+    ledger = runtime.ledger
+    invs = sorted(ledger.for_object(bucket, key), key=lambda i: i.created_at)
+    return Timeline(
+        bucket=bucket,
+        key=key,
+        events=ledger.events_for_object(bucket, key),
+        invocations=[InvocationView(inv, ledger.attempts(inv.id)) for inv in invs],
+        messages=notifier.messages.for_object(bucket, key),
+    )
+
+
+def search_uploads(runtime: Runtime, query: str, limit: int = 50) -> list[EventRecord]:
+    """Recent notifications whose key contains `query` (newest first, one per object)."""
+    seen: set[tuple[str, str]] = set()
+    found: list[EventRecord] = []
+    for record in runtime.ledger.events(limit=1000):
+        ident = (record.bucket, record.key)
+        if ident in seen or (query and query.lower() not in record.key.lower()):
+            continue
+        seen.add(ident)
+        found.append(record)
+        if len(found) == limit:
+            break
+    return found
+
+
+@dataclass
+class InvocationFilter:
+    status: str | None = None
+    function: str | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    since_minutes: int | None = None
+
+    def apply(self, runtime: Runtime, limit: int = 100) -> list[Invocation]:
+        status = Status(self.status) if self.status else None
+        candidates = runtime.ledger.query(
+            status=status, function=self.function or None, bucket=self.bucket or None, limit=1000
+        )
+        cutoff = time.time() - self.since_minutes * 60 if self.since_minutes else 0.0
+        out = [i for i in candidates if i.key.startswith(self.prefix) and i.created_at >= cutoff]
+        return out[:limit]
+
+
+@dataclass
+class FunctionView:
+    name: str
+    summary: str
+    accepts: list[str]
+    queue: str
+    depth: int
+    concurrency: int
+    time_limit: float
+    max_attempts: int
+    presets: dict[str, dict[str, Any]]
+    paused: bool
+    disabled: bool
+    workers: list[str] = field(default_factory=list)
+
+
+def functions(runtime: Runtime) -> list[FunctionView]:
+    config, ledger = runtime.pipeline.config, runtime.ledger
+    paused, disabled = ledger.function_flags("paused"), ledger.function_flags("disabled")
+    workers = ledger.workers()
+    out = []
+    for name, spec in sorted(runtime.pipeline.functions.items()):
+        queue = config.queue_for(name)
+        out.append(
+            FunctionView(
+                name=name,
+                summary=spec.summary,
+                accepts=list(spec.accepts),
+                queue=queue,
+                depth=int(ledger.r.llen(queue)),
+                concurrency=config.function_settings(name).concurrency,
+                time_limit=config.time_limit_for(name),
+                max_attempts=config.max_attempts_for(name),
+                presets=presets_for(config, name, spec),
+                paused=name in paused,
+                disabled=name in disabled,
+                workers=[f"{w.hostname} (x{w.concurrency})" for w in workers if queue in w.queues],
+            )
+        )
+    return out
+
+
+@dataclass
+class DryRunStep:
+    rule: str
+    function: str
+    params: dict[str, Any]
+    output_bucket: str
+    output_example: str
+
+
+@dataclass
+class DryRun:
+    bucket: str
+    key: str
+    content_type: str
+    matched_rules: list[str]
+    steps: list[DryRunStep]
+    note: str = ""
+
+
+def dry_run(runtime: Runtime, bucket: str, key: str, content_type: str) -> DryRun:
+    """Which functions an upload would fire and which keys they would write: the routing code
+    itself, on a made-up event."""
+    event = ObjectEvent(
+        source="api",
+        event_name="s3:ObjectCreated:Put",
+        bucket=bucket,
+        key=key,
+        content_type=content_type or None,
+    )
+    config = runtime.pipeline.config
+    matched = [rule.name for rule in config.rules if rule_matches(rule, event)]
+    note = ""
+    if is_output_key(config, bucket, key):
+        note = "this key is under an output prefix: outputs never trigger rules (loop guard)"
+    elif not matched:
+        note = "no rule matches this bucket, key and content type"
+    steps = [
+        DryRunStep(
+            rule=plan.rule,
+            function=plan.function,
+            params=plan.params,
+            output_bucket=plan.output_bucket,
+            output_example=output_key(plan.output_template, key, plan.function, "<name>"),
+        )
+        for plan in route(runtime.pipeline, event)
+    ]
+    return DryRun(bucket, key, content_type, matched, steps, note)
