@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck format unit clean bench soak
+.PHONY: install demo test lint typecheck format unit clean bench soak screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 	scripts/test-services $(PY)
 	$(MAKE) lint typecheck
 	$(PY) -m pytest
+
+## Dashboard screenshots for docs/ (the browser tests, keeping what they see).
+screenshots: $(STAMP)
+	scripts/test-services $(PY)
+	PIPELINE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/integration/test_admin_browser.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -80,6 +80,7 @@ def up(host: str | None, port: int | None) -> None:
             supervisor.wait_gateway(url)
             supervisor.wait_workers(Ledger(connect(lease.url)))
             click.echo(f"gateway listening on {url}  (events: {url}/events/minio, {url}/events/sns)")
+            click.echo(f"dashboard: {url}/admin")
             click.echo(f"redis: {'embedded ' if lease.owned else ''}{lease.url}; pipeline: {pipeline.source}")
             click.echo("press Ctrl-C to stop")
             if settings.reconcile_interval > 0:
@@ -145,7 +146,8 @@ def gateway(host: str | None, port: int | None) -> None:
     port = port or settings.gateway_port
     _refuse_public_bind(settings, host)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        app = create_app(settings.model_copy(update={"redis_url": lease.url}))
+        # The bind address decides whether the dashboard may run without a password.
+        app = create_app(settings.model_copy(update={"redis_url": lease.url, "gateway_host": host}))
         click.echo(f"gateway listening on http://{host}:{port}")
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 

@@ -9,6 +9,7 @@ corrected within seconds.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Celery
 
@@ -39,8 +40,18 @@ class PauseFollower:
         self.queues = queues
         self.consuming = set(queues)
 
+    def start(self, consumer: Any) -> None:
+        """At worker start, before its event loop takes a message: leave paused queues alone. (A
+        broadcast would arrive only after the loop had started, possibly with a task taken.)"""
+        for queue in self._paused() & set(self.queues):
+            consumer.cancel_task_queue(queue)
+            self.consuming.discard(queue)
+
+    def _paused(self) -> set[str]:
+        return {self.config.queue_for(n) for n in self.ledger.function_flags("paused")}
+
     def follow(self) -> None:
-        paused = {self.config.queue_for(n) for n in self.ledger.function_flags("paused")}
+        paused = self._paused()
         for queue in self.queues:
             if queue in paused and queue in self.consuming:
                 self.app.control.cancel_consumer(queue, destination=[self.hostname])

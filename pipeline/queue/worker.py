@@ -131,7 +131,9 @@ def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseEx
         raise task.retry(countdown=delay, max_retries=None, exc=None)
 
 
-def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concurrency: int) -> None:
+def _start_heartbeat(
+    ctx: WorkerContext, hostname: str, queues: list[str], concurrency: int, consumer: Any
+) -> None:
     runtime, _ = ctx.get()
     info = WorkerInfo(
         hostname=hostname,
@@ -142,6 +144,7 @@ def _start_heartbeat(ctx: WorkerContext, hostname: str, queues: list[str], concu
         seen_at=time.time(),
     )
     pauses = PauseFollower(ctx.app, runtime.ledger, ctx.pipeline.config, hostname, queues)
+    pauses.start(consumer)
 
     def beat() -> None:
         while True:
@@ -182,8 +185,8 @@ def run_worker(
     hostname = f"{'+'.join(functions)}.{os.getpid()}@{socket.gethostname()}"
 
     @worker_ready.connect(weak=False)
-    def _ready(**_: Any) -> None:
-        _start_heartbeat(ctx, hostname, queues, concurrency)
+    def _ready(sender: Any = None, **_: Any) -> None:
+        _start_heartbeat(ctx, hostname, queues, concurrency, sender)
         if not quiet:
             print(
                 f"worker {hostname} ready: queues {', '.join(queues)}, concurrency {concurrency}", flush=True

@@ -1,0 +1,52 @@
+"""Pausing a function with real Celery workers: its work waits in its queue, and runs on resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.invocation import Status
+from pipeline.queue.control import FunctionControls
+from pipeline.samples import generate
+from pipeline.uploads import upload_file
+from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_runtime, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_paused_work_waits_in_its_queue_and_runs_on_resume(redis_url: str, tmp_path: Path) -> None:
+    runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+    controls = FunctionControls(redis_url, runtime.pipeline, runtime.ledger)
+    image = generate(tmp_path / "samples")[0]
+    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w1.log")
+    late: Proc | None = None
+    try:
+        wait_until(runtime.ledger.workers, 30, "the worker")
+        controls.set_paused("thumbnail", True)  # a live worker is told at once
+        time.sleep(1.0)
+        first = upload_file(runtime, image, "media", "uploads/one.jpg").invocation_ids
+        time.sleep(3)
+        assert runtime.ledger.get_many(first)[0].status == Status.QUEUED
+        assert runtime.ledger.r.llen("fn.thumbnail") == 1, "the work waits in the function's queue"
+
+        # A worker that starts while the function is paused does not take it either.
+        worker.stop()
+        late = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w2.log")
+        wait_until(
+            lambda: any(w.pid == late.popen.pid for w in runtime.ledger.workers()), 30, "the new worker"
+        )
+        time.sleep(3)
+        assert runtime.ledger.get_many(first)[0].status == Status.QUEUED, late.output()[-2000:]
+
+        controls.set_paused("thumbnail", False)
+        wait_until(
+            lambda: runtime.ledger.get_many(first)[0].status == Status.SUCCEEDED, 30, "the resumed work"
+        )
+        second = upload_file(runtime, image, "media", "uploads/two.jpg").invocation_ids
+        wait_until(lambda: runtime.ledger.get_many(second)[0].status == Status.SUCCEEDED, 30, "new work")
+    finally:
+        worker.stop()
+        if late is not None:
+            assert late.stop() == 0, late.output()[-3000:]
