@@ -18,7 +18,7 @@ from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger
 from pipeline.registry import Pipeline
-from pipeline.routing import content_type_of, generation_of, route, rule_matches
+from pipeline.routing import Planned, content_type_of, generation_of, is_output_key, route, rule_matches
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,24 @@ class Intake:
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
             ) from exc
 
+    def _without_disabled(self, planned: list[Planned], record: EventRecord) -> list[Planned]:
+        """Functions switched off in the dashboard get no new work; the record says so."""
+        disabled = self.ledger.function_flags("disabled") if planned else set()
+        off = sorted({plan.function for plan in planned if plan.function in disabled})
+        if off:
+            record.reason = f"function(s) disabled: {', '.join(off)}"
+        return [plan for plan in planned if plan.function not in disabled]
+
+    def _why_unrouted(self, event: ObjectEvent) -> str:
+        config = self.pipeline.config
+        generation = generation_of(event)
+        if generation and any(rule_matches(r, event) for r in config.rules):
+            self.ledger.count("loops_stopped")
+            return f"loop guard: written by the pipeline (generation {generation})"
+        if is_output_key(config, event.bucket, event.key):
+            return "a pipeline output (outputs never trigger rules)"
+        return "no rule matches"
+
     def _accept(self, event: ObjectEvent, raw: str) -> EventRecord:
         config = self.pipeline.config
         record = EventRecord(
@@ -55,22 +73,9 @@ class Intake:
             status="ignored",
             raw=raw,
         )
-        planned = route(self.pipeline, event)
-        disabled = self.ledger.function_flags("disabled") if planned else set()
-        if disabled and any(plan.function in disabled for plan in planned):
-            off = sorted({plan.function for plan in planned if plan.function in disabled})
-            planned = [plan for plan in planned if plan.function not in disabled]
-            record.reason = f"function(s) disabled: {', '.join(off)}"
-            if not planned:
-                self.ledger.record_event(record)
-                return record
+        planned = self._without_disabled(route(self.pipeline, event), record)
         if not planned:
-            generation = generation_of(event)
-            if generation and any(rule_matches(r, event) for r in config.rules):
-                record.reason = f"loop guard: written by the pipeline (generation {generation})"
-                self.ledger.count("loops_stopped")
-            else:
-                record.reason = "no rule matches"
+            record.reason = record.reason or self._why_unrouted(event)
             self.ledger.record_event(record)
             return record
         too_big = event.size is not None and event.size > config.screening.max_bytes

@@ -48,13 +48,17 @@ def timeline(runtime: Runtime, notifier: Notifier, bucket: str, key: str) -> Tim
     )
 
 
-def search_uploads(runtime: Runtime, query: str, limit: int = 50) -> list[EventRecord]:
-    """Recent notifications whose key contains `query` (newest first, one per object)."""
+def search_uploads(runtime: Runtime, query: str, limit: int = 50, outputs: bool = False) -> list[EventRecord]:
+    """Recent notifications whose key contains `query` (newest first, one per object); the
+    pipeline's own outputs only when asked for."""
+    config = runtime.pipeline.config
     seen: set[tuple[str, str]] = set()
     found: list[EventRecord] = []
     for record in runtime.ledger.events(limit=1000):
         ident = (record.bucket, record.key)
         if ident in seen or (query and query.lower() not in record.key.lower()):
+            continue
+        if not outputs and is_output_key(config, record.bucket, record.key):
             continue
         seen.add(ident)
         found.append(record)

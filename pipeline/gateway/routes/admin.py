@@ -199,8 +199,11 @@ def overview(request: Request, state: StateDep, session: SessionDep) -> HTMLResp
 
 
 @router.get("/uploads")
-def uploads(request: Request, state: StateDep, session: SessionDep, q: str = "") -> HTMLResponse:
-    return _page(request, state, session, "uploads", q=q, found=views.search_uploads(state.runtime, q))
+def uploads(
+    request: Request, state: StateDep, session: SessionDep, q: str = "", outputs: bool = False
+) -> HTMLResponse:
+    found = views.search_uploads(state.runtime, q, outputs=outputs)
+    return _page(request, state, session, "uploads", q=q, outputs=outputs, found=found)
 
 
 @router.get("/uploads/{bucket}/{key:path}")
