@@ -125,7 +125,7 @@ def test_bomb_screening_keeps_memory_bounded(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[0] == "Rejected"
-    assert int(out[1]) < 200_000  # KiB: a decoded 2.5-gigapixel RGB image would need 7.5 GB
+    assert int(out[1]) < 400_000  # KiB (interpreter and imports ~120-210 MB); decoding would need 7.5 GB
 
 
 def test_many_frame_gif_is_refused(tmp_path: Path) -> None:
