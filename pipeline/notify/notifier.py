@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from celery.utils.time import get_exponential_backoff_interval
+from redis.backoff import FullJitterBackoff
 
 from pipeline.config import PipelineConfig
 from pipeline.invocation import Status
@@ -75,11 +75,9 @@ class DeliveryPolicy:
         return self.timeout * 2 + 10
 
     def backoff(self, attempts: int) -> float:
-        """Exponential with full jitter, never sooner than the base delay."""
-        jittered = get_exponential_backoff_interval(
-            self.retry_base, attempts - 1, self.retry_max, full_jitter=True
-        )
-        return float(max(self.retry_base, jittered))
+        """Exponential with full jitter (redis-py's), never sooner than the base delay."""
+        jittered = FullJitterBackoff(cap=self.retry_max, base=self.retry_base).compute(attempts - 1)
+        return max(float(self.retry_base), jittered)
 
 
 def retryable(outcome: Outcome) -> bool:
