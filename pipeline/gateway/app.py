@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from pipeline import __version__
 from pipeline.admin.auth import Sessions
 from pipeline.events.sns import SignatureVerifier
-from pipeline.gateway.routes import admin, api, events, health, webhooks
+from pipeline.gateway.routes import admin, admin_actions, api, events, health, webhooks
+from pipeline.gateway.routes.admin_common import ADMIN_DIR, LoginRequired, login_redirect
 from pipeline.gateway.state import GatewayMetrics, GatewayState
 from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.queue.app import queued_runtime
@@ -110,9 +111,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         sessions=Sessions(runtime.ledger.r),
         controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
     )
-    app.mount("/admin/static", StaticFiles(directory=str(admin.ADMIN_DIR / "static")), name="admin-static")
-    app.add_exception_handler(admin.LoginRequired, admin.login_redirect)
+    app.mount("/admin/static", StaticFiles(directory=str(ADMIN_DIR / "static")), name="admin-static")
+    app.add_exception_handler(LoginRequired, login_redirect)
     app.include_router(admin.router)
+    app.include_router(admin_actions.router)
     app.include_router(events.router)
     app.include_router(api.router)
     app.include_router(webhooks.router)

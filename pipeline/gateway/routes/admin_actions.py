@@ -1,0 +1,120 @@
+"""The dashboard's actions: POST only, each behind the session and its CSRF token."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from pipeline.errors import BrokerUnavailable, PipelineError
+from pipeline.gateway.deps import StateDep
+from pipeline.gateway.routes.admin_common import (
+    CheckedDep,
+    back,
+)
+from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
+from pipeline.uploads import upload_file
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+# --- actions -------------------------------------------------------------------------------------
+@router.post("/invocations/retry-dead")
+async def retry_dead_action(request: Request, state: StateDep, _session: CheckedDep) -> Response:
+    try:
+        done = await run_in_threadpool(retry_all_dead, state.runtime)
+    except BrokerUnavailable as exc:
+        return await back(request, f"not retried: {exc}")
+    return await back(request, f"{len(done)} dead invocations queued again")
+
+
+@router.post("/invocations/{invocation_id}/retry")
+async def retry_action(
+    request: Request, state: StateDep, _session: CheckedDep, invocation_id: str
+) -> Response:
+    try:
+        inv = await run_in_threadpool(retry_invocation, state.runtime, invocation_id)
+    except (LookupError, RetryRefused, BrokerUnavailable) as exc:
+        return await back(request, f"not retried: {exc}")
+    return await back(request, f"{inv.function} on {inv.key} queued again")
+
+
+@router.post("/functions/{name}/{action}")
+async def function_action(
+    request: Request, state: StateDep, _session: CheckedDep, name: str, action: str
+) -> Response:
+    if name not in state.runtime.pipeline.functions:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no function {name}")
+    if action in ("pause", "resume"):
+        await run_in_threadpool(state.controls.set_paused, name, action == "pause")
+    elif action in ("disable", "enable"):
+        state.runtime.ledger.set_function_flag("disabled", name, action == "disable")
+    else:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action}")
+    return await back(request, f"{name}: {action}d")
+
+
+@router.post("/webhooks/{sub_id}/{action}")
+async def webhook_action(
+    request: Request, state: StateDep, _session: CheckedDep, sub_id: str, action: str
+) -> Response:
+    subs = state.notifier.subs
+    if subs.get(sub_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook subscription {sub_id}")
+    if action == "enable":
+        subs.enable(sub_id)
+    elif action == "disable":
+        subs.disable(sub_id, "disabled by an operator")
+    else:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action}")
+    return await back(request, f"{sub_id}: {action}d")
+
+
+@router.post("/messages/{msg_id}/redeliver")
+async def redeliver_action(request: Request, state: StateDep, _session: CheckedDep, msg_id: str) -> Response:
+    try:
+        state.notifier.redeliver(msg_id)
+    except (LookupError, PermissionError) as exc:
+        return await back(request, f"not redelivered: {exc}")
+    return await back(request, f"{msg_id} will be sent again")
+
+
+@router.post("/upload")
+async def upload_action(request: Request, state: StateDep, _session: CheckedDep) -> Response:
+    form = await request.form()
+    try:
+        return await _store_uploads(state, form)
+    finally:
+        await form.close()  # the spooled temp files of the multipart body
+
+
+async def _store_uploads(state: StateDep, form: FormData) -> Response:
+    bucket = str(form.get("bucket") or "")
+    prefix = str(form.get("prefix") or "uploads/")
+    if bucket not in (state.runtime.pipeline.config.watched_buckets() or ["media"]):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bucket {bucket!r} is not one the pipeline watches")
+    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    if not files:
+        query = urlencode({"flash": "choose a file first"})
+        return RedirectResponse(f"/admin/upload?{query}", status.HTTP_303_SEE_OTHER)
+    keys = []
+    for file in files:
+        name = Path(file.filename or "upload").name
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload"
+            with path.open("wb") as out:
+                while chunk := await file.read(1 << 20):
+                    out.write(chunk)
+            try:
+                await run_in_threadpool(upload_file, state.runtime, path, bucket, prefix + name)
+            except PipelineError as exc:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{name}: {exc}") from exc
+        keys.append(prefix + name)
+    if len(keys) == 1:
+        return RedirectResponse(f"/admin/uploads/{bucket}/{quote(keys[0])}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse("/admin/uploads?" + urlencode({"q": prefix}), status.HTTP_303_SEE_OTHER)
