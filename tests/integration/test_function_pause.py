@@ -50,3 +50,37 @@ def test_paused_work_waits_in_its_queue_and_runs_on_resume(redis_url: str, tmp_p
         worker.stop()
         if late is not None:
             assert late.stop() == 0, late.output()[-3000:]
+
+
+def test_health_probe_sees_this_hosts_worker(redis_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+
+    def probe() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", "health", "--worker"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+
+    before = probe()
+    assert before.returncode == 1 and "no worker on" in before.stderr
+    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w.log")
+    try:
+        wait_until(runtime.ledger.workers, 30, "the worker")
+        after = probe()
+        assert after.returncode == 0 and "thumbnail" in after.stdout
+    finally:
+        worker.stop()
+    down = subprocess.run(
+        [sys.executable, "-m", "pipeline", "health"],
+        check=False,
+        env={**env, "PIPELINE_REDIS_URL": "redis://127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+    )
+    assert down.returncode == 1 and "does not answer" in down.stderr

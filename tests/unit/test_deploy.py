@@ -1,0 +1,189 @@
+"""deploy/: what can be checked here without Docker or a cluster. The compose file and the rendered
+Kubernetes manifests must parse, and every command, option, environment name, port, probe and
+queue they mention must be one the project really has."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from pipeline.cli import cli
+from pipeline.cli_webhooks import webhooks
+from pipeline.gateway.app import create_app
+from pipeline.registry import load_pipeline
+from pipeline.settings import Settings
+from tests.helpers import REPO, need
+
+DEPLOY = REPO / "deploy"
+IMAGE = "media-pipeline"
+SETTINGS = {f"PIPELINE_{name.upper()}" for name in Settings.model_fields}
+QUEUES = set(load_pipeline(Settings()).queues())
+
+
+def check_cli(argv: list[str]) -> None:
+    """`argv` (after `pipeline`) names a real command and only options that command has."""
+    group: click.Group = cli
+    group.add_command(webhooks)
+    command = group.commands.get(argv[0])
+    assert command is not None, f"no `pipeline {argv[0]}` command"
+    options = {opt for param in command.params for opt in param.opts}
+    for arg in argv[1:]:
+        if arg.startswith("--"):
+            assert arg.split("=")[0] in options, f"`pipeline {argv[0]}` has no option {arg}"
+
+
+def gateway_paths() -> set[str]:
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    return set(app.openapi()["paths"])
+
+
+# --- compose ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return data
+
+
+def test_compose_services_run_real_commands_with_real_settings(compose: dict[str, Any]) -> None:
+    ours = {name: s for name, s in compose["services"].items() if s.get("image", "").startswith(IMAGE)}
+    assert {"gateway", "worker-images", "worker-video", "worker-webhooks"} <= set(ours)
+    for name, service in ours.items():
+        check_cli(service["command"])
+        for key in service["environment"]:
+            assert key in SETTINGS, f"{name}: {key} is not a setting"
+        test = service["healthcheck"]["test"]
+        if test[1] == "pipeline":
+            check_cli(test[2:])
+    assert "/healthz" in compose["services"]["gateway"]["healthcheck"]["test"][-1]
+    functions = {
+        f for s in ours.values() if "--functions" in s["command"] for f in s["command"][2].split(",")
+    }
+    assert functions == set(load_pipeline(Settings()).functions), "every function has a worker service"
+
+
+def test_compose_minio_notifies_the_gateway_with_a_token_and_a_queue_dir(compose: dict[str, Any]) -> None:
+    env = compose["services"]["minio"]["environment"]
+    endpoint = env["MINIO_NOTIFY_WEBHOOK_ENDPOINT_PIPELINE"]
+    assert endpoint == "http://gateway:8000/events/minio" and "/events/minio" in gateway_paths()
+    assert "PIPELINE_WEBHOOK_TOKEN" in env["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_PIPELINE"]
+    assert env["MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_PIPELINE"].startswith("/data/")
+    script = compose["services"]["mc"]["command"][0]
+    config = load_pipeline(Settings()).config
+    rule = config.rules[0]
+    assert f"mc mb --ignore-existing local/{rule.bucket}" in script
+    assert (
+        f"mc event add local/{rule.bucket} arn:minio:sqs::PIPELINE:webhook --event put --prefix {rule.prefix}"
+        in script
+    )
+    redis = compose["services"]["redis"]["command"]
+    assert redis[redis.index("--appendonly") + 1] == "yes"
+    assert "--basic-auth" in compose["services"]["flower"]["command"][-1]
+    assert compose["services"]["flower"]["profiles"] == ["flower"]
+
+
+def test_compose_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    for name in (
+        "PIPELINE_WEBHOOK_TOKEN",
+        "PIPELINE_API_TOKEN",
+        "PIPELINE_ADMIN_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+    ):
+        assert f"${{{name}:?" in text, f"{name} must be required from the environment, never defaulted"
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    need(kubectl is not None, "kubectl is not installed")
+    assert kubectl is not None
+    out = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / "example")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def kinds(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_manifests_render_and_run_the_project_image_commands_and_probes(
+    rendered: list[dict[str, Any]],
+) -> None:
+    deployments = kinds(rendered, "Deployment")
+    assert set(deployments) == {"gateway", "worker-images", "worker-video", "worker-webhooks"}
+    config = kinds(rendered, "ConfigMap")
+    for key in config["pipeline-config"]["data"]:
+        assert key in SETTINGS, f"ConfigMap key {key} is not a setting"
+    paths = gateway_paths()
+    for deployment in deployments.values():
+        assert deployment["metadata"]["namespace"] == "media"
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        [container] = pod["containers"]
+        assert container["image"] == "registry.example.com/media-pipeline:0.1.0"
+        check_cli(container["args"])
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        refs = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
+        assert refs == {"configMapRef": "pipeline-config", "secretRef": "pipeline-secrets"}
+        probe = container.get("livenessProbe", {})
+        if "exec" in probe:
+            assert probe["exec"]["command"][0] == "pipeline"
+            check_cli(probe["exec"]["command"][1:])
+        else:
+            assert probe["httpGet"]["path"] in paths
+            port = container["ports"][0]
+            assert port["containerPort"] == Settings().gateway_port == 8000
+    service = kinds(rendered, "Service")["gateway"]
+    assert service["spec"]["selector"] == deployments["gateway"]["spec"]["selector"]["matchLabels"]
+
+
+def test_secrets_are_referenced_never_inlined(rendered: list[dict[str, Any]]) -> None:
+    assert not kinds(rendered, "Secret"), "no Secret may be rendered from the repository"
+    auth = kinds(rendered, "TriggerAuthentication")["pipeline-redis"]
+    assert auth["spec"]["secretTargetRef"][0]["name"] == "pipeline-secrets"
+
+
+def test_every_function_queue_scales_with_keda_down_to_zero(rendered: list[dict[str, Any]]) -> None:
+    deployments = kinds(rendered, "Deployment")
+    scaled = kinds(rendered, "ScaledObject")
+    covered: set[str] = set()
+    for name, obj in scaled.items():
+        target = obj["spec"]["scaleTargetRef"]["name"]
+        assert target in deployments, f"{name} scales a Deployment that does not exist"
+        args = deployments[target]["spec"]["template"]["spec"]["containers"][0]["args"]
+        lists = {t["metadata"]["listName"] for t in obj["spec"]["triggers"]}
+        if "--webhooks" in args:
+            assert lists == {"webhooks"} and obj["spec"]["minReplicaCount"] >= 1
+            continue
+        served = {f"fn.{f}" for f in args[args.index("--functions") + 1].split(",")}
+        assert lists == served, f"{name} scales on {lists} but its workers serve {served}"
+        assert obj["spec"]["minReplicaCount"] == 0
+        covered |= lists
+    assert covered == QUEUES
+
+
+def test_disruption_budgets_select_real_pods(rendered: list[dict[str, Any]]) -> None:
+    deployments = kinds(rendered, "Deployment")
+    labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments.values()]
+    budgets = kinds(rendered, "PodDisruptionBudget")
+    assert set(budgets) == set(deployments)
+    for budget in budgets.values():
+        selector = budget["spec"]["selector"]["matchLabels"]
+        assert any(selector.items() <= label.items() for label in labels)
+
+
+def test_dockerfile_is_one_slim_non_root_image_with_ffmpeg() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "-slim" in text and "ffmpeg" in text and "USER pipeline" in text
+    assert 'ENTRYPOINT ["pipeline"]' in text
