@@ -24,7 +24,7 @@ from pipeline.errors import InvalidKey, LeaseHeld, ObjectNotFound, Skip
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.registry import Pipeline
-from pipeline.routing import loop_guarded, output_key
+from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,8 @@ class Executor:
         """The loop guard for events that carried no metadata (AWS S3 sends none): the object's own
         lineage says whether the pipeline wrote it."""
         source_generation = generation - 1
+        if inv.rule == API_RULE:
+            return  # asked for by name over HTTP, not triggered: nothing can loop
         config = self.pipeline.config
         rule = next((r for r in config.rules if r.name == inv.rule), None)
         if source_generation and (rule is None or loop_guarded(config, rule, source_generation)):

@@ -31,10 +31,11 @@ class Intake:
         self.ledger = ledger
         self.enqueue = enqueue
 
-    def accept(self, event: ObjectEvent, raw: str = "") -> EventRecord:
-        """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline."""
+    def accept(self, event: ObjectEvent, raw: str = "", plans: list[Planned] | None = None) -> EventRecord:
+        """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline.
+        `plans`: run these instead of what the rules say (a function invoked over HTTP)."""
         try:
-            return self._accept(event, raw[:16384])
+            return self._accept(event, raw[:16384], plans)
         except redis.RedisError as exc:
             raise BrokerUnavailable(
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
@@ -58,7 +59,7 @@ class Intake:
             return "a pipeline output (outputs never trigger rules)"
         return "no rule matches"
 
-    def _accept(self, event: ObjectEvent, raw: str) -> EventRecord:
+    def _accept(self, event: ObjectEvent, raw: str, plans: list[Planned] | None) -> EventRecord:
         config = self.pipeline.config
         record = EventRecord(
             id=Invocation.new_id(),
@@ -73,7 +74,7 @@ class Intake:
             status="ignored",
             raw=raw,
         )
-        planned = self._without_disabled(route(self.pipeline, event), record)
+        planned = self._without_disabled(route(self.pipeline, event) if plans is None else plans, record)
         if not planned:
             record.reason = record.reason or self._why_unrouted(event)
             self.ledger.record_event(record)

@@ -20,6 +20,9 @@ from pipeline.registry import Pipeline, merged_params
 MAX_KEY_BYTES = 1024
 
 
+API_RULE = "api"  # the rule name of invocations asked for over HTTP (`POST /api/functions/{name}/invoke`)
+
+
 @dataclass(frozen=True)
 class Planned:
     """One invocation a rule asks for."""

@@ -1,0 +1,115 @@
+"""`POST /api/functions/{name}/invoke`: run a function on a stored object, or on an uploaded file.
+
+Asynchronous by default (202 with the invocation and its status URL); `?wait=SECONDS` answers with
+the result when it finishes in time, else still 202. An `Idempotency-Key` header makes a retried
+request return the first one's invocation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from pipeline.errors import BrokerUnavailable, ObjectNotFound, ParamsError, PipelineError
+from pipeline.gateway.deps import StateDep, read_body, require_api_token
+from pipeline.invocation import Invocation
+from pipeline.invoke import invoke
+
+router = APIRouter(prefix="/api", tags=["invoke"], dependencies=[Depends(require_api_token)])
+WAIT_POLL_S = 0.05
+
+
+@router.post("/functions/{name}/invoke", status_code=status.HTTP_202_ACCEPTED)
+async def invoke_function(
+    name: str,
+    request: Request,
+    state: StateDep,
+    wait: Annotated[float, Query(ge=0, le=300)] = 0,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """JSON `{"bucket", "key", "params"}`, or multipart with `file`, optional `params` (JSON) and
+    `bucket`: the file is stored under `invoke/<id>/<name>` first."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        bucket, key, params = await _stored_upload(request, state)
+    else:
+        bucket, key, params = _reference(await read_body(request, state.settings.max_event_bytes))
+    try:
+        inv = await run_in_threadpool(invoke, state.runtime, name, bucket, key, params, idempotency_key)
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ParamsError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ObjectNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{bucket}/{key}: {exc}") from exc
+    except PermissionError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except BrokerUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    deadline = time.monotonic() + wait
+    while wait and not inv.status.finished and time.monotonic() < deadline:
+        await asyncio.sleep(WAIT_POLL_S)
+        current = await run_in_threadpool(state.runtime.ledger.get, inv.id)
+        inv = current or inv
+    code = status.HTTP_200_OK if inv.status.finished else status.HTTP_202_ACCEPTED
+    return JSONResponse(_result(state, inv), status_code=code)
+
+
+def _reference(body: bytes) -> tuple[str, str, dict[str, Any]]:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from exc
+    bucket, key, params = data.get("bucket"), data.get("key"), data.get("params", {})
+    if not isinstance(bucket, str) or not isinstance(key, str) or not isinstance(params, dict):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            'expected {"bucket": str, "key": str, "params": {...}} or a file upload',
+        )
+    return bucket, key, params
+
+
+async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, dict[str, Any]]:
+    form = await request.form()
+    try:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "multipart body needs a `file` part")
+        try:
+            params = json.loads(str(form.get("params") or "{}"))
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"params is not JSON: {exc}") from exc
+        buckets = state.runtime.pipeline.config.watched_buckets() or ["media"]
+        bucket = str(form.get("bucket") or buckets[0])
+        key = f"invoke/{uuid.uuid4().hex}/{Path(file.filename or 'upload').name}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload"
+            with path.open("wb") as out:
+                while chunk := await file.read(1 << 20):
+                    out.write(chunk)
+            try:
+                await run_in_threadpool(state.runtime.store.ensure_bucket, bucket)
+                await run_in_threadpool(state.runtime.store.put_file, bucket, key, path)
+            except PipelineError as exc:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot store the upload: {exc}") from exc
+        return bucket, key, params if isinstance(params, dict) else {}
+    finally:
+        await form.close()
+
+
+def _result(state: StateDep, inv: Invocation) -> dict[str, Any]:
+    data = inv.public()
+    data["status_url"] = f"/api/invocations/{inv.id}"
+    seconds = state.settings.webhook_presign_seconds
+    if seconds > 0:
+        for out in data["outputs"]:
+            out["url"] = state.runtime.store.presigned_get(out["bucket"], out["key"], seconds)
+    return data

@@ -1,0 +1,81 @@
+"""Invoking a function by name on a stored object: the API-gateway entry of a FaaS.
+
+The same intake as bucket events (dedup claim, ledger record, the function's queue, limits, the
+upload's join for `object.processed` webhooks); only the plan comes from the caller instead of the
+rules. An idempotency key makes a retried request return the first request's invocation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.config import DEFAULT_TEMPLATE
+from pipeline.errors import ParamsError
+from pipeline.events.model import ObjectEvent
+from pipeline.invocation import Invocation, params_hash
+from pipeline.routing import API_RULE, Planned
+from pipeline.runtime import Runtime
+
+
+def _idem_key(function: str, key: str) -> str:
+    return "pl:idem:" + hashlib.sha256(f"{function}\x00{key}".encode()).hexdigest()[:40]
+
+
+def invoke(
+    runtime: Runtime,
+    function: str,
+    bucket: str,
+    key: str,
+    params: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> Invocation:
+    """Queue `function` on bucket/key. Raises LookupError (unknown function), ParamsError,
+    ObjectNotFound, PermissionError (the function is disabled), BrokerUnavailable."""
+    pipeline, ledger = runtime.pipeline, runtime.ledger
+    if function not in pipeline.functions:
+        raise LookupError(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
+    if idempotency_key:
+        earlier = ledger.r.get(_idem_key(function, idempotency_key))
+        found = ledger.get(str(earlier)) if earlier else None
+        if found is not None:
+            return found
+    spec = pipeline.function(function)
+    try:
+        parsed = spec.parse_params(params).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ParamsError(f"{function} params: {problems}") from exc
+    info = runtime.store.stat(bucket, key)
+    config = pipeline.config
+    plan = Planned(
+        rule=API_RULE,
+        function=function,
+        params=parsed,
+        params_hash=params_hash(parsed),
+        output_bucket=config.outputs.bucket or bucket,
+        output_template=DEFAULT_TEMPLATE.replace("{prefix}", config.outputs.prefix),
+    )
+    event = ObjectEvent(
+        source="api",
+        event_name="s3:ObjectCreated:Put",
+        bucket=bucket,
+        key=key,
+        size=info.size,
+        etag=info.etag,
+        version_id=info.version_id,
+        content_type=info.content_type,
+    )
+    record = runtime.intake.accept(event, plans=[plan])
+    if not record.invocations:
+        raise PermissionError(f"{function} was not invoked: {record.reason}")
+    inv_id = record.invocations[0]  # new, or the earlier claim of the same version and params
+    if idempotency_key:
+        name = _idem_key(function, idempotency_key)
+        ledger.r.set(name, inv_id, nx=True, ex=ledger.retention)
+        inv_id = str(ledger.r.get(name) or inv_id)  # a concurrent first request won
+    inv = ledger.get(inv_id)
+    assert inv is not None
+    return inv

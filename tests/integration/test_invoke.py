@@ -1,0 +1,119 @@
+"""Functions over HTTP: `POST /api/functions/{name}/invoke` with a real gateway (uvicorn), Redis
+and a Celery worker process, on the local store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from pipeline.gateway.app import create_app
+from pipeline.invocation import Status
+from pipeline.runtime import Runtime
+from pipeline.samples import generate
+from tests.helpers import THUMBNAILS_ONLY, Proc, ServedApp, load_image, pipeline_runtime, wait_until
+
+pytestmark = pytest.mark.integration
+TOKEN = "invoke-api-token"
+
+
+@dataclasses.dataclass
+class Api:
+    runtime: Runtime
+    client: httpx.Client
+    image: Path
+
+
+@pytest.fixture
+def api(redis_url: str, tmp_path: Path) -> Iterator[Api]:
+    runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+    settings = runtime.settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+    runtime = dataclasses.replace(runtime, settings=settings)
+    image = generate(tmp_path / "samples")[0]
+    runtime.store.ensure_bucket("media")
+    # Stored outside the rules' prefix: only the API starts work on it.
+    runtime.store.put_file("media", "library/cat.jpg", image, content_type="image/jpeg")
+    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "worker.log")
+    try:
+        wait_until(runtime.ledger.workers, 30, "the worker")
+        with ServedApp(create_app(settings, runtime)) as client:
+            client.headers["Authorization"] = f"Bearer {TOKEN}"
+            yield Api(runtime, client, image)
+    finally:
+        worker.stop()
+
+
+def test_async_invocation_answers_202_with_a_status_url(api: Api) -> None:
+    body = {"bucket": "media", "key": "library/cat.jpg", "params": {"sizes": [64]}}
+    response = api.client.post("/api/functions/thumbnail/invoke", json=body)
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["status"] in ("queued", "running") and started["rule"] == "api"
+    url = started["status_url"]
+    wait_until(lambda: api.client.get(url).json()["status"] == "succeeded", 30, "the invocation")
+    done = api.client.get(url).json()
+    assert [o["key"] for o in done["outputs"]] == ["derived/library/cat.jpg/thumbnail/64.jpg"]
+    out = api.runtime.settings.data_dir / "out.jpg"
+    api.runtime.store.get_file("media", done["outputs"][0]["key"], out)
+    assert max(load_image(out).size) == 64
+
+
+def test_wait_returns_the_result_and_duplicates_return_the_same_invocation(api: Api) -> None:
+    body = {"bucket": "media", "key": "library/cat.jpg", "params": {"sizes": [96]}}
+    response = api.client.post("/api/functions/thumbnail/invoke", params={"wait": 30}, json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] == "succeeded" and result["outputs"][0]["key"].endswith("/96.jpg")
+    # Same object version, function and params: the dedup claim answers with the same invocation.
+    again = api.client.post("/api/functions/thumbnail/invoke", json=body).json()
+    assert again["id"] == result["id"]
+    assert len(api.runtime.ledger.for_object("media", "library/cat.jpg")) == 1
+
+
+def test_an_idempotency_key_returns_the_first_requests_invocation(api: Api) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = api.client.post(
+        "/api/functions/thumbnail/invoke",
+        headers=headers,
+        json={"bucket": "media", "key": "library/cat.jpg", "params": {"sizes": [50]}},
+    ).json()
+    retried = api.client.post(
+        "/api/functions/thumbnail/invoke",
+        headers=headers,
+        json={"bucket": "media", "key": "library/cat.jpg", "params": {"sizes": [70]}},
+    ).json()
+    assert retried["id"] == first["id"] and retried["params"]["sizes"] == [50]
+
+
+def test_a_file_upload_is_stored_and_processed(api: Api) -> None:
+    with api.image.open("rb") as fh:
+        response = api.client.post(
+            "/api/functions/thumbnail/invoke",
+            params={"wait": 30},
+            files={"file": ("holiday.jpg", fh, "image/jpeg")},
+            data={"params": '{"sizes": [32]}'},
+        )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["key"].startswith("invoke/") and result["key"].endswith("/holiday.jpg")
+    assert result["status"] == Status.SUCCEEDED and result["outputs"][0]["key"].endswith("/32.jpg")
+
+
+def test_errors_name_what_is_wrong(api: Api) -> None:
+    post = api.client.post
+    ref = {"bucket": "media", "key": "library/cat.jpg"}
+    assert post("/api/functions/nope/invoke", json=ref).status_code == 404
+    bad = post("/api/functions/thumbnail/invoke", json={**ref, "params": {"sizes": [1]}})
+    assert bad.status_code == 422 and "sizes" in bad.json()["detail"]
+    missing = post("/api/functions/thumbnail/invoke", json={"bucket": "media", "key": "library/none.jpg"})
+    assert missing.status_code == 404 and "library/none.jpg" in missing.json()["detail"]
+    assert post("/api/functions/thumbnail/invoke", json={"key": 3}).status_code == 400
+    with httpx.Client(base_url=str(api.client.base_url)) as anonymous:
+        assert anonymous.post("/api/functions/thumbnail/invoke", json=ref).status_code == 401
+    api.runtime.ledger.set_function_flag("disabled", "thumbnail", True)
+    off = post("/api/functions/thumbnail/invoke", json={**ref, "params": {"sizes": [33]}})
+    assert off.status_code == 409 and "disabled" in off.json()["detail"]
