@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from pipeline.config import DEFAULT_TEMPLATE
 from pipeline.errors import ParamsError
-from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation, params_hash
 from pipeline.routing import API_RULE, Planned
 from pipeline.runtime import Runtime
@@ -58,17 +57,7 @@ def invoke(
         output_bucket=config.outputs.bucket or bucket,
         output_template=DEFAULT_TEMPLATE.replace("{prefix}", config.outputs.prefix),
     )
-    event = ObjectEvent(
-        source="api",
-        event_name="s3:ObjectCreated:Put",
-        bucket=bucket,
-        key=key,
-        size=info.size,
-        etag=info.etag,
-        version_id=info.version_id,
-        content_type=info.content_type,
-    )
-    record = runtime.intake.accept(event, plans=[plan])
+    record = runtime.intake.accept(info.event("api"), plans=[plan])
     if not record.invocations:
         raise PermissionError(f"{function} was not invoked: {record.reason}")
     inv_id = record.invocations[0]  # new, or the earlier claim of the same version and params

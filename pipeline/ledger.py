@@ -108,9 +108,14 @@ class WorkerInfo(BaseModel):
     seen_at: float
 
 
-def _obj_index(bucket: str, key: str) -> str:
-    digest = hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:32]
-    return f"{P}idx:obj:{digest}"
+def object_digest(bucket: str, key: str) -> str:
+    """A fixed-length name for one object, for per-object index keys (keys can be 1 KB)."""
+    return hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:32]
+
+
+def _obj_index(bucket: str, key: str, kind: str = "obj") -> str:
+    """Per-object index of invocations (`obj`) or of notifications (`obj-events`)."""
+    return f"{P}idx:{kind}:{object_digest(bucket, key)}"
 
 
 def _ids(values: Any) -> list[str]:
@@ -435,7 +440,7 @@ class Ledger:
         pipe.set(f"{P}event:{record.id}", record.model_dump_json(), ex=self.retention)
         pipe.zadd(f"{P}idx:events", {record.id: record.received_at})
         pipe.zremrangebyscore(f"{P}idx:events", "-inf", time.time() - self.retention)
-        by_object = _obj_index(record.bucket, record.key).replace("idx:obj:", "idx:obj-events:")
+        by_object = _obj_index(record.bucket, record.key, "obj-events")
         pipe.zadd(by_object, {record.id: record.received_at})
         pipe.expire(by_object, self.retention)
         pipe.incr(f"{P}stat:events:{record.status}")
@@ -449,7 +454,7 @@ class Ledger:
         return [EventRecord.model_validate_json(raw) for raw in raws if raw]
 
     def events_for_object(self, bucket: str, key: str) -> list[EventRecord]:
-        index = _obj_index(bucket, key).replace("idx:obj:", "idx:obj-events:")
+        index = _obj_index(bucket, key, "obj-events")
         ids = _ids(self.r.zrange(index, 0, 199))
         raws = self.r.mget([f"{P}event:{i}" for i in ids]) if ids else []
         records = [EventRecord.model_validate_json(raw) for raw in raws if raw]

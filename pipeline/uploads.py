@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions._media import sniff
-from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation
 from pipeline.runtime import Runtime
 from pipeline.storage import LocalStore
@@ -35,18 +34,7 @@ def upload_file(runtime: Runtime, path: Path, bucket: str, key: str) -> Upload:
     declared, _ = mimetypes.guess_type(key, strict=False)
     info = runtime.store.put_file(bucket, key, path, content_type=declared or sniff(path))
     if not isinstance(runtime.store, LocalStore):
-        runtime.intake.accept(
-            ObjectEvent(
-                source="api",
-                event_name="s3:ObjectCreated:Put",
-                bucket=bucket,
-                key=key,
-                size=info.size,
-                etag=info.etag,
-                version_id=info.version_id,
-                content_type=info.content_type,
-            )
-        )
+        runtime.intake.accept(info.event("api"))
     ids = [inv.id for inv in runtime.ledger.for_object(bucket, key) if inv.version == info.version_tag]
     return Upload(path=path, info=info, started=started, invocation_ids=ids)
 

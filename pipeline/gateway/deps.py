@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.datastructures import UploadFile
 
 from pipeline.gateway.state import GatewayState
 
@@ -50,3 +52,11 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
     return bytes(body)
+
+
+async def save_upload(file: UploadFile, dest: Path) -> Path:
+    """Copy an uploaded file (a multipart part, spooled by Starlette) to `dest` in 1 MB chunks."""
+    with dest.open("wb") as out:
+        while chunk := await file.read(1 << 20):
+            out.write(chunk)
+    return dest

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, Field
 
+from pipeline.ledger import object_digest
 from pipeline.notify.payloads import EventType
 
 P = "pl:wh:"
@@ -71,7 +72,7 @@ class Message(BaseModel):
 
 
 def _obj_index(bucket: str, key: str) -> str:
-    return f"{P}idx:obj:" + hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:32]
+    return f"{P}idx:obj:{object_digest(bucket, key)}"
 
 
 def message_id(subscription_id: str, event: EventType, subject: str) -> str:

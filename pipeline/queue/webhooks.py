@@ -13,15 +13,14 @@ import logging
 import os
 import socket
 import threading
-import time
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from pipeline.ledger import WorkerInfo
 from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.queue.app import create_celery
+from pipeline.queue.heartbeat import start_heartbeat
 from pipeline.registry import Pipeline
 from pipeline.runtime import build_runtime
 from pipeline.settings import Settings
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 WEBHOOK_TASK = "pipeline.deliver_webhook"
 WEBHOOK_QUEUE = "webhooks"
 SCHEDULER_PAUSE_S = 0.1
-HEARTBEAT_S = 10
 
 
 def send_delivery(app: Celery, msg_id: str) -> None:
@@ -87,38 +85,15 @@ def run_webhook_worker(
         threading.Thread(
             target=_scheduler, args=(notifier, app, stop), name="webhook-scheduler", daemon=True
         ).start()
-        info = WorkerInfo(
-            hostname=hostname,
-            queues=[WEBHOOK_QUEUE],
-            concurrency=concurrency,
-            pid=os.getpid(),
-            started_at=time.time(),
-            seen_at=time.time(),
-        )
-
-        def beat() -> None:
-            while not stop.is_set():
-                try:
-                    runtime.ledger.heartbeat(
-                        info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3
-                    )
-                except Exception as exc:
-                    log.warning("heartbeat failed: %s", exc)
-                stop.wait(HEARTBEAT_S)
-
-        threading.Thread(target=beat, name="pipeline-heartbeat", daemon=True).start()
+        start_heartbeat(runtime.ledger, hostname, [WEBHOOK_QUEUE], concurrency)
         if not quiet:
             print(
                 f"webhook worker {hostname} ready: queue {WEBHOOK_QUEUE}, {concurrency} threads", flush=True
             )
 
     @worker_shutdown.connect(weak=False)
-    def _gone(**_: Any) -> None:
+    def _stop_scheduler(**_: Any) -> None:
         stop.set()
-        try:
-            runtime.ledger.worker_gone(hostname)
-        except Exception as exc:
-            log.warning("could not deregister worker: %s", exc)
 
     argv = [
         *(["--quiet"] if quiet else []),

@@ -6,24 +6,22 @@ import collections
 import logging
 import os
 import socket
-import threading
-import time
 import warnings
 from typing import Any
 
 import redis
 from celery import Celery, Task
 from celery.exceptions import Reject, SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import task_failure, worker_ready, worker_shutdown
+from celery.signals import task_failure, worker_ready
 from celery.utils.time import get_exponential_backoff_interval
 
 from functions.errors import Rejected
 from pipeline.errors import LeaseHeld, Skip
 from pipeline.execution import Executor, is_permanent
 from pipeline.invocation import Invocation, Status
-from pipeline.ledger import WorkerInfo
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
+from pipeline.queue.heartbeat import start_heartbeat
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
@@ -32,7 +30,6 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FACTOR_S = 2
 BACKOFF_MAX_S = 300
-HEARTBEAT_S = 10
 
 
 class WorkerContext:
@@ -135,36 +132,9 @@ def _start_heartbeat(
     ctx: WorkerContext, hostname: str, queues: list[str], concurrency: int, consumer: Any
 ) -> None:
     runtime, _ = ctx.get()
-    info = WorkerInfo(
-        hostname=hostname,
-        queues=queues,
-        concurrency=concurrency,
-        pid=os.getpid(),
-        started_at=time.time(),
-        seen_at=time.time(),
-    )
     pauses = PauseFollower(ctx.app, runtime.ledger, ctx.pipeline.config, hostname, queues)
     pauses.start(consumer)
-
-    def beat() -> None:
-        while True:
-            try:
-                runtime.ledger.heartbeat(
-                    info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3
-                )
-                pauses.follow()
-            except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
-            time.sleep(HEARTBEAT_S)
-
-    threading.Thread(target=beat, name="pipeline-heartbeat", daemon=True).start()
-
-    @worker_shutdown.connect(weak=False)
-    def _gone(**_: Any) -> None:
-        try:
-            runtime.ledger.worker_gone(hostname)
-        except Exception as exc:
-            log.warning("could not deregister worker: %s", exc)
+    start_heartbeat(runtime.ledger, hostname, queues, concurrency, also=pauses.follow)
 
 
 def run_worker(

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from pipeline.errors import InvalidKey
+from pipeline.events.model import EventSource, ObjectEvent
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
@@ -28,6 +29,21 @@ class ObjectInfo(BaseModel):
     @property
     def version_tag(self) -> str:
         return self.version_id or self.etag
+
+    def event(self, source: EventSource, event_name: str = "s3:ObjectCreated:Put") -> ObjectEvent:
+        """The notification a bucket would send about this object version."""
+        return ObjectEvent(
+            source=source,
+            event_name=event_name,
+            bucket=self.bucket,
+            key=self.key,
+            size=self.size,
+            etag=self.etag,
+            version_id=self.version_id,
+            content_type=self.content_type,
+            sequencer=self.version_id,
+            metadata=self.metadata,
+        )
 
 
 def check_bucket(bucket: str) -> None:

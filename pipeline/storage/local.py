@@ -167,17 +167,4 @@ class LocalStore(ObjectStore):
     def _emit(self, event_name: str, info: ObjectInfo) -> None:
         if self.on_write is None:
             return
-        self.on_write(
-            ObjectEvent(
-                source="local",
-                event_name=event_name,
-                bucket=info.bucket,
-                key=info.key,
-                size=info.size,
-                etag=info.etag,
-                version_id=info.version_id,
-                content_type=info.content_type,
-                sequencer=info.version_id,
-                metadata=info.metadata,
-            )
-        )
+        self.on_write(info.event("local", event_name))

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from pipeline.errors import BrokerUnavailable, PipelineError
-from pipeline.gateway.deps import StateDep
+from pipeline.gateway.deps import StateDep, save_upload
 from pipeline.gateway.routes.admin_common import (
     CheckedDep,
     back,
@@ -106,10 +106,7 @@ async def _store_uploads(state: StateDep, form: FormData) -> Response:
     for file in files:
         name = Path(file.filename or "upload").name
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload"
-            with path.open("wb") as out:
-                while chunk := await file.read(1 << 20):
-                    out.write(chunk)
+            path = await save_upload(file, Path(tmp) / "upload")
             try:
                 await run_in_threadpool(upload_file, state.runtime, path, bucket, prefix + name)
             except PipelineError as exc:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from pipeline.errors import BrokerUnavailable, ObjectNotFound, ParamsError, PipelineError
-from pipeline.gateway.deps import StateDep, read_body, require_api_token
+from pipeline.gateway.deps import StateDep, read_body, require_api_token, save_upload
 from pipeline.invocation import Invocation
 from pipeline.invoke import invoke
 
@@ -91,10 +91,7 @@ async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, d
         bucket = str(form.get("bucket") or buckets[0])
         key = f"invoke/{uuid.uuid4().hex}/{Path(file.filename or 'upload').name}"
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload"
-            with path.open("wb") as out:
-                while chunk := await file.read(1 << 20):
-                    out.write(chunk)
+            path = await save_upload(file, Path(tmp) / "upload")
             try:
                 await run_in_threadpool(state.runtime.store.ensure_bucket, bucket)
                 await run_in_threadpool(state.runtime.store.put_file, bucket, key, path)
