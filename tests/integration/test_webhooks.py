@@ -336,7 +336,9 @@ def test_delivery_time_guard_refuses_without_connecting(hooks: Hooks) -> None:
 
 
 def test_an_endpoint_failing_for_long_is_disabled(hooks: Hooks) -> None:
-    hooks.start_worker(webhook_disable_after="2.5", webhook_max_age="4")
+    # A long max age keeps retries going past 2.5 s whatever the jitter; with a short one the
+    # message could be given up before any attempt lands after the disable threshold.
+    hooks.start_worker(webhook_disable_after="2.5", webhook_max_age="60")
     sub = hooks.subscribe("/down")
     hooks.receiver.script("/down", *[Reply(500)] * 20)
     hooks.finish(hooks.upload_event()[0])
