@@ -98,6 +98,28 @@ class FunctionSettings(_Strict):
     concurrency: int = Field(default=2, ge=1, le=64)
     time_limit: float | None = Field(default=None, gt=0, description="Seconds; default limits.time_limit.")
     max_attempts: int | None = Field(default=None, ge=1, le=50)
+    memory_mb: int | None = Field(
+        default=None,
+        ge=64,
+        description="Memory one invocation may use. A worker process that grows past it is replaced "
+        "after its task (the largest value among the functions a worker serves); size containers "
+        "at concurrency x memory_mb.",
+    )
+    reserved_concurrency: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="At most this many invocations of the function run at once across all workers; "
+        "0 switches the function off (its work waits in the queue). Unset: no cap.",
+    )
+    paused: bool = Field(
+        default=False,
+        description="Workers take no work from the function's queue; uploads still queue up. "
+        "The dashboard's Pause adds to this, it cannot resume what the file pauses.",
+    )
+
+    def takes_work(self) -> bool:
+        return not self.paused and self.reserved_concurrency != 0
 
 
 class Outputs(_Strict):
@@ -191,6 +213,10 @@ class PipelineConfig(_Strict):
 
     def max_attempts_for(self, name: str) -> int:
         return self.function_settings(name).max_attempts or self.limits.max_attempts
+
+    def held_by_config(self) -> set[str]:
+        """Functions the file holds back (`paused: true` or `reserved_concurrency: 0`)."""
+        return {name for name, fn in self.functions.items() if not fn.takes_work()}
 
     def watched_buckets(self) -> list[str]:
         return sorted({*self.buckets, *(rule.bucket for rule in self.rules)})

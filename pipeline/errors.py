@@ -62,5 +62,9 @@ class LeaseHeld(PipelineError):
     while the first run is still going); the message is re-scheduled, not run."""
 
 
+class Throttled(PipelineError):
+    """The function's reserved concurrency is used up: the invocation runs later, not as an attempt."""
+
+
 class BrokerUnavailable(PipelineError):
     """Raised when Redis (ledger or queue) cannot be reached, so work cannot be accepted."""

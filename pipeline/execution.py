@@ -6,11 +6,13 @@ package calls `Executor.run` and decides about retries from the exception class 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import resource
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 from functions import FunctionError, FunctionSpec, UnsupportedMedia, _assets, _progress
 from functions._screening import MediaInfo, screen
 from functions.errors import Rejected
-from pipeline.errors import InvalidKey, LeaseHeld, ObjectNotFound, Skip
+from pipeline.errors import InvalidKey, LeaseHeld, ObjectNotFound, Skip, Throttled
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.registry import Pipeline
@@ -28,6 +30,9 @@ from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
 
 log = logging.getLogger(__name__)
+
+# How long a worker process waits for a reserved-concurrency slot before putting the work back.
+SLOT_WAIT_S = 2.0
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -45,36 +50,87 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey | Skip)
 
 
-class Lease:
-    """At most one execution of an invocation at a time, even if the broker redelivers its message
-    while the first run is still going (a run longer than the visibility timeout). Renewed by a
-    background thread; a killed worker stops renewing, so the lease lapses within `seconds`."""
+class _Renewed:
+    """A claim in Redis that lapses unless renewed: a background thread renews it while the run
+    goes on, so a killed worker's claim lapses within `seconds`."""
 
-    def __init__(self, ledger: Ledger, inv_id: str, seconds: float = 30.0) -> None:
-        self.ledger, self.inv_id = ledger, inv_id
+    what = "claim"
+
+    def __init__(self, ledger: Ledger, name: str, seconds: float = 30.0) -> None:
+        self.ledger, self.name = ledger, name
         self.ttl_ms = int(seconds * 1000)
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
 
-    def __enter__(self) -> Lease:
-        if not self.ledger.acquire_lease(self.inv_id, self.token, self.ttl_ms):
-            raise LeaseHeld(f"invocation {self.inv_id} is running elsewhere")
-        threading.Thread(target=self._renew, name=f"lease-{self.inv_id}", daemon=True).start()
-        return self
+    def _start_renewing(self) -> None:
+        threading.Thread(target=self._renew_loop, name=f"{self.what}-{self.name}", daemon=True).start()
 
-    def _renew(self) -> None:
+    def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
-                self.ledger.renew_lease(self.inv_id, self.token, self.ttl_ms)
+                self.renew()
             except Exception as exc:  # a missed renewal must not kill the run; the next one may work
-                log.warning("lease renewal for %s failed: %s", self.inv_id, exc)
+                log.warning("%s renewal for %s failed: %s", self.what, self.name, exc)
+
+    def renew(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         try:
-            self.ledger.release_lease(self.inv_id, self.token)
+            self.release()
         except Exception as err:  # it expires on its own
-            log.warning("lease release for %s failed: %s", self.inv_id, err)
+            log.warning("%s release for %s failed: %s", self.what, self.name, err)
+
+
+class Lease(_Renewed):
+    """At most one execution of an invocation at a time, even if the broker redelivers its message
+    while the first run is still going (a run longer than the visibility timeout)."""
+
+    what = "lease"
+
+    def __enter__(self) -> Lease:
+        if not self.ledger.acquire_lease(self.name, self.token, self.ttl_ms):
+            raise LeaseHeld(f"invocation {self.name} is running elsewhere")
+        self._start_renewing()
+        return self
+
+    def renew(self) -> None:
+        self.ledger.renew_lease(self.name, self.token, self.ttl_ms)
+
+    def release(self) -> None:
+        self.ledger.release_lease(self.name, self.token)
+
+
+class Slot(_Renewed):
+    """One of a function's reserved-concurrency slots, shared by all workers. Waits up to `wait`
+    seconds for a free one, then gives up with Throttled: the invocation is put back for later, and
+    the worker process is free for other work meanwhile."""
+
+    what = "slot"
+    POLL_S = 0.02
+
+    def __init__(self, ledger: Ledger, function: str, limit: int, seconds: float, wait: float) -> None:
+        super().__init__(ledger, function, seconds)
+        self.limit, self.wait = limit, wait
+
+    def __enter__(self) -> Slot:
+        deadline = time.monotonic() + self.wait
+        while not self.ledger.take_slot(self.name, self.token, self.limit, self.ttl_ms):
+            if time.monotonic() >= deadline:
+                raise Throttled(f"{self.name} is at its reserved concurrency of {self.limit}")
+            time.sleep(self.POLL_S)
+        self._start_renewing()
+        return self
+
+    def renew(self) -> None:
+        self.ledger.take_slot(self.name, self.token, self.limit, self.ttl_ms)
+
+    def release(self) -> None:
+        self.ledger.release_slot(self.name, self.token)
 
 
 def check_output_name(name: str) -> str:
@@ -113,7 +169,12 @@ class Executor:
         if existing is None or existing.status.finished:
             log.info("invocation %s already finished; nothing to do", inv.id)
             return None
-        with Lease(self.ledger, inv.id, self.pipeline.config.limits.lease_seconds):
+        lease_s = self.pipeline.config.limits.lease_seconds
+        reserved = self.pipeline.config.function_settings(inv.function).reserved_concurrency
+        with contextlib.ExitStack() as claims:
+            if reserved:
+                claims.enter_context(Slot(self.ledger, inv.function, reserved, lease_s, SLOT_WAIT_S))
+            claims.enter_context(Lease(self.ledger, inv.id, lease_s))
             return self._run_leased(inv, worker)
 
     def _run_leased(self, inv: Invocation, worker: str) -> Invocation | None:

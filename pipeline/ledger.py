@@ -64,6 +64,20 @@ return 0
 """
 OUTBOX_CAP = 100_000
 
+# Reserved concurrency: a counting semaphore whose holders expire unless renewed, so a killed worker
+# frees its slot. KEYS: slots (sorted set token -> expiry ms). ARGV: token, limit, ttl ms.
+_TAKE_SLOT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -141,6 +155,7 @@ class Ledger:
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._close_join = client.register_script(_CLOSE_JOIN)
+        self._take_slot = client.register_script(_TAKE_SLOT)
 
     def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
         """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
@@ -159,6 +174,17 @@ class Ledger:
 
     def release_lease(self, inv_id: str, token: str) -> None:
         self._release(keys=[f"{P}lease:{inv_id}"], args=[token])
+
+    # --- reserved concurrency: at most N running invocations of a function, all workers together --
+    def take_slot(self, function: str, token: str, limit: int, ttl_ms: int) -> bool:
+        """Take (or renew) one of the function's `limit` slots; False when all are taken."""
+        return bool(self._take_slot(keys=[f"{P}slots:{function}"], args=[token, limit, ttl_ms]))
+
+    def release_slot(self, function: str, token: str) -> None:
+        self.r.zrem(f"{P}slots:{function}", token)
+
+    def slots_taken(self, function: str) -> int:
+        return int(self.r.zcount(f"{P}slots:{function}", f"({int(time.time() * 1000)}", "+inf"))
 
     def claimed(self, dedup_key: str) -> bool:
         return bool(self.r.exists(f"{P}dedup:{dedup_key}"))

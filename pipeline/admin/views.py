@@ -98,6 +98,10 @@ class FunctionView:
     presets: dict[str, dict[str, Any]]
     paused: bool
     disabled: bool
+    held_by_config: str = ""  # why the pipeline file holds it back, if it does
+    memory_mb: int | None = None
+    reserved_concurrency: int | None = None
+    running: int = 0  # reserved-concurrency slots in use now
     workers: list[str] = field(default_factory=list)
 
 
@@ -108,6 +112,14 @@ def functions(runtime: Runtime) -> list[FunctionView]:
     out = []
     for name, spec in sorted(runtime.pipeline.functions.items()):
         queue = config.queue_for(name)
+        fn = config.function_settings(name)
+        held = (
+            "paused: true in the pipeline file"
+            if fn.paused
+            else "reserved_concurrency: 0 in the pipeline file"
+            if fn.reserved_concurrency == 0
+            else ""
+        )
         out.append(
             FunctionView(
                 name=name,
@@ -115,12 +127,16 @@ def functions(runtime: Runtime) -> list[FunctionView]:
                 accepts=list(spec.accepts),
                 queue=queue,
                 depth=int(ledger.r.llen(queue)),
-                concurrency=config.function_settings(name).concurrency,
+                concurrency=fn.concurrency,
                 time_limit=config.time_limit_for(name),
                 max_attempts=config.max_attempts_for(name),
                 presets=presets_for(config, name, spec),
-                paused=name in paused,
+                paused=name in paused or bool(held),
                 disabled=name in disabled,
+                held_by_config=held,
+                memory_mb=fn.memory_mb,
+                reserved_concurrency=fn.reserved_concurrency,
+                running=ledger.slots_taken(name) if fn.reserved_concurrency else 0,
                 workers=[f"{w.hostname} (x{w.concurrency})" for w in workers if queue in w.queues],
             )
         )

@@ -1,6 +1,8 @@
 """Pausing and resuming a function: its queue keeps filling while no worker takes from it.
 
-The switch lives in the ledger (`pl:fn:paused`), so workers started later respect it too. Live
+A function is held when the pipeline file says `paused: true` or `reserved_concurrency: 0`, or when
+an operator paused it. The operator's switch lives in the ledger (`pl:fn:paused`), so workers
+started later respect it too. Live
 workers serving the queue are told at once through Celery's remote control (`cancel_consumer`,
 `add_consumer`); each worker also re-reads the switch with its heartbeat, so a missed broadcast is
 corrected within seconds.
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 def set_paused(app: Celery, ledger: Ledger, config: PipelineConfig, name: str, paused: bool) -> None:
     ledger.set_function_flag("paused", name, paused)
+    if not paused and name in config.held_by_config():
+        return  # the pipeline file still holds it: resuming here would be undone by the followers
     queue = config.queue_for(name)
     targets = [w.hostname for w in ledger.workers() if queue in w.queues]
     if targets:
@@ -48,7 +52,8 @@ class PauseFollower:
             self.consuming.discard(queue)
 
     def _paused(self) -> set[str]:
-        return {self.config.queue_for(n) for n in self.ledger.function_flags("paused")}
+        held = self.ledger.function_flags("paused") | self.config.held_by_config()
+        return {self.config.queue_for(n) for n in held}
 
     def follow(self) -> None:
         paused = self._paused()

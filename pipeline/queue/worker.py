@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import io
 import logging
 import os
+import random
 import socket
+import subprocess
 import warnings
 from typing import Any
 
 import redis
 from celery import Celery, Task
 from celery.exceptions import Reject, SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import task_failure, worker_ready
+from celery.signals import task_failure, worker_process_init, worker_ready
 from celery.utils.time import get_exponential_backoff_interval
+from PIL import Image
 
 from functions.errors import Rejected
-from pipeline.errors import LeaseHeld, Skip
+from pipeline.config import PipelineConfig
+from pipeline.errors import LeaseHeld, Skip, Throttled
 from pipeline.execution import Executor, is_permanent
 from pipeline.invocation import Invocation, Status
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
@@ -68,6 +74,10 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         inv = Invocation.model_validate(payload)
         try:
             executor.run(inv, worker=str(self.request.hostname))
+        except Throttled:
+            # The function's reserved concurrency is used up. Put the message back for a moment
+            # (not an attempt: nothing ran), jittered so waiting copies do not return in step.
+            raise self.retry(countdown=random.uniform(0.2, 1.0), max_retries=None) from None  # noqa: S311 - jitter
         except LeaseHeld:
             # A duplicate delivery while the first run is alive: look again later rather than run
             # twice. If the first run dies, its lease lapses and this retry does the work.
@@ -137,6 +147,29 @@ def _start_heartbeat(
     start_heartbeat(runtime.ledger, hostname, queues, concurrency, also=pauses.follow)
 
 
+def preload(functions: list[str]) -> None:
+    """Done once in the worker's parent process, before it forks its pool: every child starts with
+    Pillow's plugins registered and its codecs exercised, and ffmpeg's binaries in the page cache,
+    so the first invocation on a new worker costs what later ones do."""
+    Image.init()
+    sample = Image.new("RGB", (16, 16), "gray")
+    for fmt in ("JPEG", "PNG", "WEBP"):
+        buf = io.BytesIO()
+        sample.save(buf, fmt)
+        buf.seek(0)
+        Image.open(buf).load()
+    if "transcode" in functions:
+        for tool in ("ffmpeg", "ffprobe"):
+            with contextlib.suppress(OSError):
+                subprocess.run([tool, "-version"], capture_output=True, timeout=10, check=False)
+
+
+def max_memory_per_child_kib(config: PipelineConfig, functions: list[str]) -> int | None:
+    """The largest memory hint among the functions served, for Celery's max_memory_per_child."""
+    hints = [config.function_settings(f).memory_mb or 0 for f in functions]
+    return max(hints) * 1024 if any(hints) else None
+
+
 def run_worker(
     *,
     settings: Settings,
@@ -151,6 +184,14 @@ def run_worker(
     app = create_celery(redis_url, pipeline)
     ctx = WorkerContext(settings, pipeline, redis_url, app)
     register_task(app, ctx)
+    preload(functions)
+
+    @worker_process_init.connect(weak=False)
+    def _connect(**_: Any) -> None:
+        # Each pool process builds its runtime (Redis pool, object store client) as it starts,
+        # not inside its first invocation.
+        ctx.get()
+
     queues = pipeline.queues(functions)
     hostname = f"{'+'.join(functions)}.{os.getpid()}@{socket.gethostname()}"
 
@@ -180,4 +221,7 @@ def run_worker(
         "fair",
     ]
     argv.append(f"--autoscale={autoscale}" if autoscale else f"--concurrency={concurrency}")
+    memory = max_memory_per_child_kib(pipeline.config, functions)
+    if memory:
+        argv.append(f"--max-memory-per-child={memory}")
     app.worker_main(argv)

@@ -95,3 +95,21 @@ def test_unknown_preset_and_bad_template(tmp_path: Path) -> None:
     assert "unknown template field" in errors_for(text, tmp_path)
     text = "presets:\n  nosuch: {a: {}}\n"
     assert "presets.nosuch: no function of that name" in errors_for(text, tmp_path)
+
+
+def test_per_function_memory_reserved_concurrency_and_pause(tmp_path: Path) -> None:
+    from pipeline.queue.worker import max_memory_per_child_kib
+
+    text = (
+        "functions:\n  thumbnail: {memory_mb: 256, paused: true}\n"
+        "  filter: {memory_mb: 768, reserved_concurrency: 0}\n  transcode: {reserved_concurrency: 3}\n"
+    )
+    config = parse_config(text, "p.yaml")
+    assert config.held_by_config() == {"thumbnail", "filter"}
+    assert config.function_settings("transcode").takes_work()
+    # A worker serving several functions recycles a process at the largest hint among them.
+    assert max_memory_per_child_kib(config, ["thumbnail", "filter"]) == 768 * 1024
+    assert max_memory_per_child_kib(config, ["transcode", "copy"]) is None
+    message = errors_for("functions:\n  thumbnail: {memory_mb: 8, reserved_concurrency: -1}\n", tmp_path)
+    assert "functions.thumbnail.memory_mb: Input should be greater than or equal to 64" in message
+    assert "functions.thumbnail.reserved_concurrency: Input should be greater than or equal to 0" in message

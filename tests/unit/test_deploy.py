@@ -148,6 +148,28 @@ def test_manifests_render_and_run_the_project_image_commands_and_probes(
     assert service["spec"]["selector"] == deployments["gateway"]["spec"]["selector"]["matchLabels"]
 
 
+def mebibytes(quantity: str) -> int:
+    units = {"Mi": 1, "Gi": 1024}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_worker_memory_limits_fit_the_functions_memory_hints(rendered: list[dict[str, Any]]) -> None:
+    """A worker container must hold `concurrency` pool processes at their memory hint, plus the
+    parent process; otherwise the kernel kills it before Celery recycles a growing process."""
+    config = load_pipeline(Settings()).config
+    parent_mib = 256
+    for name, deployment in kinds(rendered, "Deployment").items():
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        if "--functions" not in args:
+            continue
+        served = args[args.index("--functions") + 1].split(",")
+        hint = max(config.function_settings(f).memory_mb or 0 for f in served)
+        assert hint, f"{name}: the functions it serves have no memory_mb in the pipeline file"
+        concurrency = int(args[args.index("--concurrency") + 1])
+        limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        assert mebibytes(limit) >= concurrency * hint + parent_mib, f"{name}: {limit} is too small"
+
+
 def test_secrets_are_referenced_never_inlined(rendered: list[dict[str, Any]]) -> None:
     assert not kinds(rendered, "Secret"), "no Secret may be rendered from the repository"
     auth = kinds(rendered, "TriggerAuthentication")["pipeline-redis"]

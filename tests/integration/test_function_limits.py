@@ -1,0 +1,85 @@
+"""Per-function limits from the pipeline file, with real Celery workers: reserved concurrency caps
+how many invocations of a function run at once across all workers, and `paused: true` or
+`reserved_concurrency: 0` hold its work in the queue until the file changes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.invocation import Status
+from pipeline.queue.control import FunctionControls
+from pipeline.samples import generate
+from pipeline.uploads import upload_file
+from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_runtime, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def with_thumbnail_settings(settings: str) -> str:
+    return THUMBNAILS_ONLY.replace("rules:", f"functions:\n  thumbnail:\n{settings}\nrules:", 1)
+
+
+def test_reserved_concurrency_caps_runs_across_all_workers(redis_url: str, tmp_path: Path) -> None:
+    config = with_thumbnail_settings("    reserved_concurrency: 1")
+    runtime, env = pipeline_runtime(config, redis_url, tmp_path)
+    images = generate(tmp_path / "samples")[:1] * 6
+    # Two workers with two processes each: four could run at once without the cap.
+    workers = [
+        Proc(["worker", "--functions", "thumbnail", "--concurrency", "2"], env, tmp_path / f"w{i}.log")
+        for i in range(2)
+    ]
+    try:
+        wait_until(lambda: len(runtime.ledger.workers()) == 2, 30, "two workers")
+        ids = [
+            i
+            for n, image in enumerate(images)
+            for i in upload_file(runtime, image, "media", f"uploads/{n}.jpg").invocation_ids
+        ]
+
+        def done() -> bool:
+            return all(inv.status.finished for inv in runtime.ledger.get_many(ids))
+
+        wait_until(done, 90, "all six thumbnails")
+        invocations = runtime.ledger.get_many(ids)
+        assert [inv.status for inv in invocations] == [Status.SUCCEEDED] * 6
+        # Waiting for a slot is not an attempt: each ran exactly once.
+        assert [inv.attempts for inv in invocations] == [1] * 6
+        spans = sorted(
+            (a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.attempts(i)
+        )
+        assert len(spans) == 6
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            assert start >= end - 0.01, f"two runs overlapped: {spans}"
+        assert runtime.ledger.slots_taken("thumbnail") == 0, "every slot was given back"
+    finally:
+        for worker in workers:
+            assert worker.stop() == 0, worker.output()[-3000:]
+
+
+@pytest.mark.parametrize("held", ["paused: true", "reserved_concurrency: 0"])
+def test_the_file_holds_a_function_until_it_changes(held: str, redis_url: str, tmp_path: Path) -> None:
+    runtime, env = pipeline_runtime(with_thumbnail_settings(f"    {held}"), redis_url, tmp_path)
+    image = generate(tmp_path / "samples")[0]
+    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w1.log")
+    again: Proc | None = None
+    try:
+        wait_until(runtime.ledger.workers, 30, "the worker")
+        ids = upload_file(runtime, image, "media", "uploads/held.jpg").invocation_ids
+        # The operator's Resume cannot release what the file holds.
+        FunctionControls(redis_url, runtime.pipeline, runtime.ledger).set_paused("thumbnail", False)
+        time.sleep(3)
+        assert runtime.ledger.get_many(ids)[0].status == Status.QUEUED, worker.output()[-2000:]
+        assert runtime.ledger.r.llen("fn.thumbnail") == 1, "the work waits in the function's queue"
+        assert worker.stop() == 0, worker.output()[-3000:]
+
+        # Released in the file: a worker started with it drains the queue.
+        Path(env["PIPELINE_CONFIG"]).write_text(THUMBNAILS_ONLY)
+        again = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w2.log")
+        wait_until(lambda: runtime.ledger.get_many(ids)[0].status == Status.SUCCEEDED, 30, "the held work")
+    finally:
+        worker.stop()
+        if again is not None:
+            assert again.stop() == 0, again.output()[-3000:]
