@@ -7,8 +7,6 @@ so machine noise hits both alike; the figure that matters is the ratio of the me
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -168,8 +166,7 @@ def run_function_benchmarks(repeat: int = 5) -> list[Row]:
 def render(rows: list[Row], command: str) -> str:
     lines = [
         MARK_START,
-        f"Command: `{command}`. Machine: {platform.machine()}, {_cpu()}, Python {platform.python_version()}; "
-        "medians of interleaved runs.",
+        f"Command: `{command}`. Machine: {report.machine()}; medians of interleaved runs.",
         "",
         "| task | contender | baseline | contender | baseline | ratio | goal |",
         "|---|---|---|---|---|---|---|",
@@ -181,18 +178,6 @@ def render(rows: list[Row], command: str) -> str:
         )
     lines.append(MARK_END)
     return "\n".join(lines)
-
-
-def _cpu() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def write_section(doc: Path, section: str) -> None:

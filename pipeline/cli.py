@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,10 @@ def _refuse_public_bind(settings: Settings, host: str) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind (default PIPELINE_GATEWAY_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default PIPELINE_GATEWAY_PORT).")
-def gateway(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers", type=int, default=None, help="Processes sharing the port (default PIPELINE_GATEWAY_WORKERS)."
+)
+def gateway(host: str | None, port: int | None, workers: int | None) -> None:
     """Run only the HTTP gateway (notifications in, API out)."""
     import uvicorn  # noqa: PLC0415
 
@@ -144,11 +148,27 @@ def gateway(host: str | None, port: int | None) -> None:
     settings = get_settings()
     host = host or settings.gateway_host
     port = port or settings.gateway_port
+    workers = workers or settings.gateway_workers
     _refuse_public_bind(settings, host)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        # The bind address decides whether the dashboard may run without a password.
+        click.echo(
+            f"gateway listening on http://{host}:{port}" + (f" ({workers} processes)" if workers > 1 else "")
+        )
+        if workers > 1:
+            # Each process builds its app from the environment; the bind address decides whether
+            # the dashboard may run without a password, so it travels along.
+            os.environ.update(PIPELINE_REDIS_URL=lease.url, PIPELINE_GATEWAY_HOST=host)
+            uvicorn.run(
+                "pipeline.gateway.app:app_from_environment",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+            )
+            return
         app = create_app(settings.model_copy(update={"redis_url": lease.url, "gateway_host": host}))
-        click.echo(f"gateway listening on http://{host}:{port}")
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -465,6 +485,28 @@ def bench_functions(repeat: int, doc: Path | None) -> None:
 
     command = f"pipeline bench functions --repeat {repeat}"
     section = render(run_function_benchmarks(repeat), command)
+    click.echo(section)
+    if doc:
+        write_section(doc, section)
+        click.echo(f"written to {doc}")
+
+
+@bench.command("system")
+@click.option("--quick", is_flag=True, help="A quarter of the samples: a smoke run, not figures to keep.")
+@click.option(
+    "--write",
+    "doc",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the table into this Markdown file (e.g. docs/benchmarks.md).",
+)
+def bench_system(quick: bool, doc: Path | None) -> None:
+    """Upload -> thumbnail latency (local store and S3 peer), overhead beside bare Celery, 1 vs 2
+    workers, cold start, gateway ingest."""
+    from pipeline.bench_system import render, run_system_benchmarks, write_section  # noqa: PLC0415
+
+    command = "pipeline bench system" + (" --quick" if quick else "")
+    section = render(run_system_benchmarks(quick=quick), command)
     click.echo(section)
     if doc:
         write_section(doc, section)

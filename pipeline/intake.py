@@ -108,24 +108,25 @@ class Intake:
                 continue
             claimed.append((inv, claim))
             record.invocations.append(inv.id)
-        # The upload's join set is complete before any of its invocations can finish, so
-        # `object.processed` cannot fire while some are still to come.
-        self.ledger.open_join(record.id, [inv.id for inv, _ in claimed])
         if too_big:
             # Checked from the event, before anything is downloaded.
             reason = (
                 f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
                 f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
             )
-            for inv, _ in claimed:
-                update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
-                self.ledger.create(inv.model_copy(update=update))
+            update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
+            self.ledger.create_many([inv.model_copy(update=update) for inv, _ in claimed], join=record.id)
             claimed = []
+        else:
+            # Recorded (with the upload's join set) in one round trip before any is enqueued.
+            # `enqueued_at` is stamped now, a moment before the send: the reconciler only asks
+            # whether a queued invocation's message has been gone for long.
+            sending = time.time()
+            claimed = [(inv.model_copy(update={"enqueued_at": sending}), claim) for inv, claim in claimed]
+            self.ledger.create_many([inv for inv, _ in claimed], join=record.id)
         for i, (inv, _claim) in enumerate(claimed):
-            self.ledger.create(inv)
             try:
                 self.enqueue(inv)
-                self.ledger.mark_enqueued(inv.id)
             except Exception as exc:
                 # Undo this one and those not yet enqueued, so a retried notification is not
                 # mistaken for a duplicate.

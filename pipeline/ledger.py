@@ -209,9 +209,23 @@ class Ledger:
 
     # --- invocations -------------------------------------------------------------------------
     def create(self, inv: Invocation) -> None:
+        self.create_many([inv])
+
+    def create_many(self, invs: list[Invocation], join: str | None = None) -> None:
+        """Record invocations in one transaction; with `join` (the event id), also the upload's
+        join set: it is complete before any of them can finish, so `object.processed` cannot
+        fire while some are still to come."""
+        pipe = self.r.pipeline(transaction=True)
+        if join and invs:
+            pipe.sadd(f"{P}join:{join}", *[inv.id for inv in invs])
+            pipe.expire(f"{P}join:{join}", self.retention)
+        for inv in invs:
+            self._create(pipe, inv)
+        pipe.execute()
+
+    def _create(self, pipe: Any, inv: Invocation) -> None:
         name = f"{P}inv:{inv.id}"
         data = inv.model_dump(mode="json")
-        pipe = self.r.pipeline(transaction=True)
         pipe.hset(name, mapping=_encode(data))
         pipe.expire(name, self.retention)
         for index in (
@@ -226,7 +240,6 @@ class Ledger:
         pipe.zremrangebyscore(f"{P}idx:all", "-inf", time.time() - self.retention)
         if inv.status.finished:
             self._announce(pipe, inv.id, inv.status)
-        pipe.execute()
 
     def _announce(self, pipe: Any, inv_id: str, status: Status) -> None:
         pipe.rpush(f"{P}outbox", json.dumps({"id": inv_id, "status": status.value}))
@@ -389,14 +402,6 @@ class Ledger:
 
     def outbox_length(self) -> int:
         return int(self.r.llen(f"{P}outbox"))
-
-    def open_join(self, event_id: str, inv_ids: list[str]) -> None:
-        """Before any of an upload's invocations can finish: remember which ones it waits for."""
-        if inv_ids:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.sadd(f"{P}join:{event_id}", *inv_ids)
-            pipe.expire(f"{P}join:{event_id}", self.retention)
-            pipe.execute()
 
     def leave_join(self, event_id: str, inv_id: str) -> None:
         """An invocation that was never enqueued (intake undid it) is not waited for."""

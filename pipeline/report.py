@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 
@@ -15,3 +17,16 @@ def write_section(doc: Path, section: str, *, start: str, end: str, heading: str
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + section + "\n"
     doc.write_text(text)
+
+
+def machine() -> str:
+    """What the figures were measured on, for the line above each table."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}, {model}, {os.cpu_count()} cores, Python {platform.python_version()}"

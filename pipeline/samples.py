@@ -39,6 +39,12 @@ def _scene(width: int, height: int, label: str) -> Image.Image:
     return img
 
 
+def make_photo(path: Path, width: int = 1224, height: int = 816) -> Path:
+    """A photo-like JPEG (1224x816 is 1.0 MP), as the benchmarks upload."""
+    _scene(width, height, f"{width}x{height}").save(path, "JPEG", quality=88)
+    return path
+
+
 def generate(out_dir: Path) -> list[Path]:
     """Write the sample set into `out_dir` and return the files."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(None, description="Password of the admin dashboard.")
     gateway_host: str = Field("127.0.0.1", description="Address the gateway binds to.")
     gateway_port: int = Field(8000, description="Port the gateway listens on.")
+    gateway_workers: int = Field(
+        1, ge=1, le=64, description="Gateway processes sharing the port (each about one core's worth)."
+    )
     sns_verify_signature: bool = Field(
         True, description="Verify SNS message signatures. False only for local test peers such as moto."
     )

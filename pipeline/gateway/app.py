@@ -121,3 +121,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """For `pipeline gateway --workers N`: each process builds its own app from PIPELINE_*."""
+    return create_app(Settings())

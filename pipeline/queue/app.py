@@ -71,6 +71,10 @@ class CeleryDispatcher:
             time_limit=soft + hard_limit_margin(soft),
             retry=True,
             retry_policy=self.retry_policy,
+            # What monitors (Flower, `celery inspect`) show for the task. Given here, Celery skips
+            # rendering the whole payload with saferepr, a third of the cost of an enqueue.
+            argsrepr=f"{inv.function} {inv.bucket}/{inv.key}",
+            kwargsrepr="",
         )
 
 

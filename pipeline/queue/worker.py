@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import collections
-import contextlib
-import io
 import logging
 import os
 import random
 import socket
-import subprocess
 import warnings
 from typing import Any
 
@@ -18,7 +15,6 @@ from celery import Celery, Task
 from celery.exceptions import Reject, SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_ready
 from celery.utils.time import get_exponential_backoff_interval
-from PIL import Image
 
 from functions.errors import Rejected
 from pipeline.config import PipelineConfig
@@ -28,6 +24,7 @@ from pipeline.invocation import Invocation, Status
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
 from pipeline.queue.heartbeat import start_heartbeat
+from pipeline.queue.warmup import preload, warm_functions
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
@@ -147,23 +144,6 @@ def _start_heartbeat(
     start_heartbeat(runtime.ledger, hostname, queues, concurrency, also=pauses.follow)
 
 
-def preload(functions: list[str]) -> None:
-    """Done once in the worker's parent process, before it forks its pool: every child starts with
-    Pillow's plugins registered and its codecs exercised, and ffmpeg's binaries in the page cache,
-    so the first invocation on a new worker costs what later ones do."""
-    Image.init()
-    sample = Image.new("RGB", (16, 16), "gray")
-    for fmt in ("JPEG", "PNG", "WEBP"):
-        buf = io.BytesIO()
-        sample.save(buf, fmt)
-        buf.seek(0)
-        Image.open(buf).load()
-    if "transcode" in functions:
-        for tool in ("ffmpeg", "ffprobe"):
-            with contextlib.suppress(OSError):
-                subprocess.run([tool, "-version"], capture_output=True, timeout=10, check=False)
-
-
 def max_memory_per_child_kib(config: PipelineConfig, functions: list[str]) -> int | None:
     """The largest memory hint among the functions served, for Celery's max_memory_per_child."""
     hints = [config.function_settings(f).memory_mb or 0 for f in functions]
@@ -188,9 +168,10 @@ def run_worker(
 
     @worker_process_init.connect(weak=False)
     def _connect(**_: Any) -> None:
-        # Each pool process builds its runtime (Redis pool, object store client) as it starts,
-        # not inside its first invocation.
+        # Each pool process builds its runtime (Redis pool, object store client) and runs its
+        # functions once as it starts, not inside its first invocation.
         ctx.get()
+        warm_functions(pipeline, functions, settings.data_dir / "tmp")
 
     queues = pipeline.queues(functions)
     hostname = f"{'+'.join(functions)}.{os.getpid()}@{socket.gethostname()}"

@@ -1,0 +1,70 @@
+"""Fast start: a new worker's first invocation costs what later ones do.
+
+The parent process registers Pillow's plugins and puts ffmpeg in the page cache before it forks its
+pool; each pool process then runs its image functions once on a generated 1 MP photo, with the
+parameters the pipeline's rules give them, so imports, codec set-up and large buffers are paid for
+at start instead of by the first upload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import subprocess
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from pipeline.registry import Pipeline, merged_params
+
+log = logging.getLogger(__name__)
+
+
+def preload(functions: list[str]) -> None:
+    """In the worker's parent process, before it forks: inherited by every pool process."""
+    Image.init()
+    sample = Image.new("RGB", (16, 16), "gray")
+    for fmt in ("JPEG", "PNG", "WEBP"):
+        buf = io.BytesIO()
+        sample.save(buf, fmt)
+        buf.seek(0)
+        Image.open(buf).load()
+    if "transcode" in functions:
+        for tool in ("ffmpeg", "ffprobe"):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run([tool, "-version"], capture_output=True, timeout=10, check=False)
+
+
+def _photo(path: Path) -> Path:
+    img = Image.linear_gradient("L").resize((1224, 816)).convert("RGB")
+    ImageDraw.Draw(img).ellipse([300, 150, 900, 650], fill=(200, 120, 40))
+    img.save(path, "JPEG", quality=88)
+    return path
+
+
+def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> None:
+    """In each pool process as it starts. Best effort: a function that cannot run on the sample
+    (it needs an asset from the bucket, say) is simply not warmed."""
+    calls = {
+        call.function: call
+        for rule in pipeline.config.rules
+        for call in rule.functions
+        if call.function in functions
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="warm-") as tmp:
+        src = _photo(Path(tmp) / "photo.jpg")
+        for name, call in calls.items():
+            spec = pipeline.function(name)
+            if not spec.accepts_type("image/jpeg"):
+                continue  # video functions: ffmpeg is a separate process, warmed by preload()
+            out = Path(tmp) / name
+            out.mkdir()
+            try:
+                params = spec.parse_params(merged_params(pipeline.config, spec, call))
+                if not spec.asset_refs(params):  # assets come from the bucket: not at start
+                    spec(src, out, params)
+            except Exception as exc:  # warming must never stop a worker from starting
+                log.debug("could not warm %s: %s", name, exc)
