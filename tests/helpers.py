@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,12 +64,14 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 class Proc:
     """A `python -m pipeline ...` child process with its output captured to a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, prefix: Sequence[str] = ()) -> None:
+        """`prefix`: a command that runs the rest (e.g. `ip netns exec NAME`); it must exec it, so
+        signals reach the pipeline process itself."""
         self.args = args
         self.log = log
         self._log_file = log.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", *args],
+            [*prefix, sys.executable, "-m", "pipeline", *args],
             env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -135,9 +137,12 @@ class ServedApp:
         self.thread.join(timeout=10)
 
 
-def pipeline_runtime(config: str, redis_url: str, tmp_path: Path) -> tuple[Runtime, dict[str, str]]:
+def pipeline_runtime(
+    config: str, redis_url: str, tmp_path: Path, **settings: object
+) -> tuple[Runtime, dict[str, str]]:
     """A runtime for `config` (written to tmp_path/pipeline.yaml), and the environment that makes
-    `python -m pipeline ...` child processes use the same pipeline file, data dir and Redis."""
+    `python -m pipeline ...` child processes use the same pipeline file, data dir and Redis.
+    `settings`: more Settings fields for the runtime (not passed to the environment)."""
     from pipeline.config import parse_config
     from pipeline.queue.app import queued_runtime
     from pipeline.registry import build_pipeline
@@ -146,8 +151,13 @@ def pipeline_runtime(config: str, redis_url: str, tmp_path: Path) -> tuple[Runti
     config_path = tmp_path / "pipeline.yaml"
     config_path.write_text(config)
     pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", config=config_path)
-    runtime = queued_runtime(settings, pipeline, redis_url)
+    runtime_settings = Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        config=config_path,
+        **settings,  # type: ignore[arg-type]
+    )
+    runtime = queued_runtime(runtime_settings, pipeline, redis_url)
     env = pipeline_env(
         PIPELINE_REDIS_URL=redis_url,
         PIPELINE_DATA_DIR=str(tmp_path / "data"),

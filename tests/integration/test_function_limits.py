@@ -4,6 +4,7 @@ how many invocations of a function run at once across all workers, and `paused: 
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -47,11 +48,9 @@ def test_reserved_concurrency_caps_runs_across_all_workers(redis_url: str, tmp_p
         assert [inv.status for inv in invocations] == [Status.SUCCEEDED] * 6
         # Waiting for a slot is not an attempt: each ran exactly once.
         assert [inv.attempts for inv in invocations] == [1] * 6
-        spans = sorted(
-            (a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.attempts(i)
-        )
+        spans = sorted((a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.attempts(i))
         assert len(spans) == 6
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end - 0.01, f"two runs overlapped: {spans}"
         assert runtime.ledger.slots_taken("thumbnail") == 0, "every slot was given back"
     finally:
