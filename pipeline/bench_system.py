@@ -603,7 +603,8 @@ def bench_ingest(world: World, seconds: int, connections: int) -> list[Figure]:
 
 # --- the run -----------------------------------------------------------------------------------------
 def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    for noisy in ("httpx", "werkzeug"):  # one line per request otherwise (client; the S3 peer)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     scale = 0.25 if quick else 1.0
 
     def k(n: int) -> int:

@@ -41,14 +41,6 @@ class Intake:
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
             ) from exc
 
-    def _without_disabled(self, planned: list[Planned], record: EventRecord) -> list[Planned]:
-        """Functions switched off in the dashboard get no new work; the record says so."""
-        disabled = self.ledger.function_flags("disabled") if planned else set()
-        off = sorted({plan.function for plan in planned if plan.function in disabled})
-        if off:
-            record.reason = f"function(s) disabled: {', '.join(off)}"
-        return [plan for plan in planned if plan.function not in disabled]
-
     def _why_unrouted(self, event: ObjectEvent) -> str:
         config = self.pipeline.config
         generation = generation_of(event)
@@ -60,6 +52,9 @@ class Intake:
         return "no rule matches"
 
     def _accept(self, event: ObjectEvent, raw: str, plans: list[Planned] | None) -> EventRecord:
+        """Three round trips to Redis whatever the fan-out: claim every unit of work (skipping
+        functions switched off), record the invocations with the event and the upload's join set,
+        then enqueue. Notifications are many and small; each round trip counts."""
         config = self.pipeline.config
         record = EventRecord(
             id=Invocation.new_id(),
@@ -74,73 +69,85 @@ class Intake:
             status="ignored",
             raw=raw,
         )
-        planned = self._without_disabled(route(self.pipeline, event) if plans is None else plans, record)
-        if not planned:
+        planned = route(self.pipeline, event) if plans is None else plans
+        # Stamped a moment before the send: the reconciler only asks whether a queued
+        # invocation's message has been gone for long.
+        now = time.time()
+        units = [
+            (
+                dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash),
+                Invocation(
+                    id=Invocation.new_id(),
+                    function=plan.function,
+                    params=plan.params,
+                    params_hash=plan.params_hash,
+                    rule=plan.rule,
+                    queue=config.queue_for(plan.function),
+                    bucket=event.bucket,
+                    key=event.key,
+                    version=event.version_tag,
+                    version_id=event.version_id,
+                    etag=event.etag,
+                    event_id=record.id,
+                    output_bucket=plan.output_bucket,
+                    output_template=plan.output_template,
+                    max_attempts=config.max_attempts_for(plan.function),
+                    time_limit=config.time_limit_for(plan.function),
+                    enqueued_at=now,
+                ),
+            )
+            for plan in planned
+        ]
+        outcomes = self.ledger.claim_all([(claim, inv.function, inv.id) for claim, inv in units])
+        claimed: list[tuple[Invocation, str]] = []
+        disabled: list[str] = []
+        for (claim, inv), outcome in zip(units, outcomes, strict=True):
+            if outcome is False:
+                disabled.append(inv.function)
+            elif outcome is True:
+                claimed.append((inv, claim))
+                record.invocations.append(inv.id)
+            else:
+                record.duplicates += 1
+                record.invocations.append(str(outcome))
+        if disabled:
+            # Functions switched off in the dashboard get no new work; the record says so.
+            record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
+        if not record.invocations:
             record.reason = record.reason or self._why_unrouted(event)
             self.ledger.record_event(record)
             return record
-        too_big = event.size is not None and event.size > config.screening.max_bytes
-        claimed: list[tuple[Invocation, str]] = []
-        for plan in planned:
-            inv = Invocation(
-                id=Invocation.new_id(),
-                function=plan.function,
-                params=plan.params,
-                params_hash=plan.params_hash,
-                rule=plan.rule,
-                queue=config.queue_for(plan.function),
-                bucket=event.bucket,
-                key=event.key,
-                version=event.version_tag,
-                version_id=event.version_id,
-                etag=event.etag,
-                event_id=record.id,
-                output_bucket=plan.output_bucket,
-                output_template=plan.output_template,
-                max_attempts=config.max_attempts_for(plan.function),
-                time_limit=config.time_limit_for(plan.function),
-            )
-            claim = dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash)
-            earlier = self.ledger.claim(claim, inv.id)
-            if earlier is not None:
-                record.duplicates += 1
-                record.invocations.append(earlier)
-                continue
-            claimed.append((inv, claim))
-            record.invocations.append(inv.id)
-        if too_big:
+        if claimed:
+            record.status = "accepted"
+        else:
+            record.status, record.reason = "duplicate", "every invocation was already claimed"
+        if claimed and event.size is not None and event.size > config.screening.max_bytes:
             # Checked from the event, before anything is downloaded.
             reason = (
                 f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
                 f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
             )
             update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
-            self.ledger.create_many([inv.model_copy(update=update) for inv, _ in claimed], join=record.id)
-            claimed = []
-        else:
-            # Recorded (with the upload's join set) in one round trip before any is enqueued.
-            # `enqueued_at` is stamped now, a moment before the send: the reconciler only asks
-            # whether a queued invocation's message has been gone for long.
-            sending = time.time()
-            claimed = [(inv.model_copy(update={"enqueued_at": sending}), claim) for inv, claim in claimed]
-            self.ledger.create_many([inv for inv, _ in claimed], join=record.id)
+            self.ledger.create_many([inv.model_copy(update=update) for inv, _ in claimed], event=record)
+            return record
+        self.ledger.create_many([inv for inv, _ in claimed], event=record)
         for i, (inv, _claim) in enumerate(claimed):
             try:
                 self.enqueue(inv)
             except Exception as exc:
                 # Undo this one and those not yet enqueued, so a retried notification is not
-                # mistaken for a duplicate.
+                # mistaken for a duplicate; the event record says what happened.
                 for undo, undo_claim in claimed[i:]:
                     self.ledger.delete(undo)
                     self.ledger.release(undo_claim)
                     self.ledger.leave_join(record.id, undo.id)
+                record.status = "unavailable"
+                record.reason = f"the queue refused the work, the sender will retry: {exc}"
+                undone = {undo.id for undo, _ in claimed[i:]}
+                record.invocations = [x for x in record.invocations if x not in undone]
+                self.ledger.amend_event(record)
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
-        if len(record.invocations) == record.duplicates:
-            record.status, record.reason = "duplicate", "every invocation was already claimed"
-        else:
-            record.status = "accepted"
-        self.ledger.record_event(record)
         log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
         return record

@@ -64,6 +64,26 @@ return 0
 """
 OUTBOX_CAP = 100_000
 
+# The intake's claims for one notification, in one round trip. KEYS: the disabled-functions set,
+# the duplicates counter, then one dedup key per unit of work. ARGV: ttl, then a function name and
+# an invocation id per unit. Returns per unit: 0 (its function is disabled), 1 (claimed now), or
+# the id of the invocation that claimed it earlier.
+_CLAIM_ALL = """
+local out = {}
+for i = 3, #KEYS do
+  local fn, id = ARGV[(i - 3) * 2 + 2], ARGV[(i - 3) * 2 + 3]
+  if redis.call('SISMEMBER', KEYS[1], fn) == 1 then
+    out[#out + 1] = 0
+  elseif redis.call('SET', KEYS[i], id, 'NX', 'EX', tonumber(ARGV[1])) then
+    out[#out + 1] = 1
+  else
+    redis.call('INCR', KEYS[2])
+    out[#out + 1] = redis.call('GET', KEYS[i]) or ''
+  end
+end
+return out
+"""
+
 # Reserved concurrency: a counting semaphore whose holders expire unless renewed, so a killed worker
 # frees its slot. KEYS: slots (sorted set token -> expiry ms). ARGV: token, limit, ttl ms.
 _TAKE_SLOT = """
@@ -156,6 +176,7 @@ class Ledger:
         self._release = client.register_script(_RELEASE)
         self._close_join = client.register_script(_CLOSE_JOIN)
         self._take_slot = client.register_script(_TAKE_SLOT)
+        self._claim_all = client.register_script(_CLAIM_ALL)
 
     def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
         """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
@@ -204,6 +225,19 @@ class Ledger:
         self.r.incr(f"{P}stat:duplicates")
         return str(self.r.get(name) or "")
 
+    def claim_all(self, units: list[tuple[str, str, str]]) -> list[str | bool]:
+        """Claim units of work (dedup key, function, invocation id) at once, skipping functions
+        switched off. Per unit: True if claimed now, False if its function is disabled, else the
+        id of the invocation that claimed it earlier."""
+        if not units:
+            return []
+        keys = [f"{P}fn:disabled", f"{P}stat:duplicates", *[f"{P}dedup:{key}" for key, _, _ in units]]
+        args: list[str | int] = [self.retention]
+        for _, function, inv_id in units:
+            args += [function, inv_id]
+        raw = self._claim_all(keys=keys, args=args)
+        return [bool(r) if isinstance(r, int) else str(r) for r in raw]
+
     def release(self, dedup_key: str) -> None:
         self.r.delete(f"{P}dedup:{dedup_key}")
 
@@ -211,14 +245,16 @@ class Ledger:
     def create(self, inv: Invocation) -> None:
         self.create_many([inv])
 
-    def create_many(self, invs: list[Invocation], join: str | None = None) -> None:
-        """Record invocations in one transaction; with `join` (the event id), also the upload's
-        join set: it is complete before any of them can finish, so `object.processed` cannot
-        fire while some are still to come."""
+    def create_many(self, invs: list[Invocation], event: EventRecord | None = None) -> None:
+        """Record invocations in one transaction; with `event`, also the event record and the
+        upload's join set: it is complete before any of them can finish, so `object.processed`
+        cannot fire while some are still to come."""
         pipe = self.r.pipeline(transaction=True)
-        if join and invs:
-            pipe.sadd(f"{P}join:{join}", *[inv.id for inv in invs])
-            pipe.expire(f"{P}join:{join}", self.retention)
+        if event is not None:
+            if invs:
+                pipe.sadd(f"{P}join:{event.id}", *[inv.id for inv in invs])
+                pipe.expire(f"{P}join:{event.id}", self.retention)
+            self._record_event(pipe, event)
         for inv in invs:
             self._create(pipe, inv)
         pipe.execute()
@@ -468,6 +504,14 @@ class Ledger:
     # --- events ------------------------------------------------------------------------------
     def record_event(self, record: EventRecord) -> None:
         pipe = self.r.pipeline(transaction=True)
+        self._record_event(pipe, record)
+        pipe.execute()
+
+    def amend_event(self, record: EventRecord) -> None:
+        """Rewrite an event record already counted and indexed (e.g. its work could not be queued)."""
+        self.r.set(f"{P}event:{record.id}", record.model_dump_json(), ex=self.retention)
+
+    def _record_event(self, pipe: Any, record: EventRecord) -> None:
         pipe.set(f"{P}event:{record.id}", record.model_dump_json(), ex=self.retention)
         pipe.zadd(f"{P}idx:events", {record.id: record.received_at})
         pipe.zremrangebyscore(f"{P}idx:events", "-inf", time.time() - self.retention)
@@ -475,7 +519,6 @@ class Ledger:
         pipe.zadd(by_object, {record.id: record.received_at})
         pipe.expire(by_object, self.retention)
         pipe.incr(f"{P}stat:events:{record.status}")
-        pipe.execute()
 
     def events(self, limit: int = 50, offset: int = 0) -> list[EventRecord]:
         ids = _ids(self.r.zrevrange(f"{P}idx:events", offset, offset + limit - 1))
