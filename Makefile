@@ -46,10 +46,13 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache
 
-## Media functions against Pillow, pyvips and bare ffmpeg; writes docs/benchmarks.md.
+## Media functions against Pillow, pyvips and bare ffmpeg, then the pipeline itself (latency,
+## overhead, cold start, scaling, ingest with wrk when it can be installed); writes docs/benchmarks.md.
 bench: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[bench]'
+	command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null || echo "no wrk: ingest is loaded from an in-process client"
 	$(VENV)/bin/pipeline bench functions --write docs/benchmarks.md
+	$(VENV)/bin/pipeline bench system --write docs/benchmarks.md
 
 ## RELIABILITY.md row 20 in full: 1,000 uploads under faults; writes docs/reliability.md.
 soak: $(STAMP)

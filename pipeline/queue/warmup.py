@@ -1,8 +1,8 @@
 """Fast start: a new worker's first invocation costs what later ones do.
 
 The parent process registers Pillow's plugins and puts ffmpeg in the page cache before it forks its
-pool; each pool process then runs its image functions once on a generated 1 MP photo, with the
-parameters the pipeline's rules give them, so imports, codec set-up and large buffers are paid for
+pool; each pool process then runs its built-in image functions once on a generated 1 MP photo, with
+the parameters the pipeline's rules give them, so imports, codec set-up and large buffers are paid for
 at start instead of by the first upload.
 """
 
@@ -51,7 +51,9 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
         call.function: call
         for rule in pipeline.config.rules
         for call in rule.functions
-        if call.function in functions
+        # Built-in functions only: they write nothing but their outputs. A user function may have
+        # side effects (or sleep, or crash) and runs only for real work.
+        if call.function in functions and not pipeline.config.function_settings(call.function).module
     }
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="warm-") as tmp:
