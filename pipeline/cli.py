@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -206,6 +207,8 @@ def worker(
                 quiet=loglevel.upper() not in ("INFO", "DEBUG"),
             )
         return
+    if autoscale and not re.fullmatch(r"\d+,\d+", autoscale):
+        raise click.UsageError(f"--autoscale takes MAX,MIN (e.g. 8,1), not {autoscale!r}")
     functions = [n.strip() for n in names.split(",")] if names else sorted(pipeline.functions)
     unknown = [n for n in functions if n not in pipeline.functions]
     if unknown:

@@ -161,6 +161,8 @@ def run_worker(
     loglevel: str = "INFO",
     quiet: bool = False,
 ) -> None:
+    if autoscale:
+        concurrency = int(autoscale.split(",")[0])  # the heartbeat tells the most it may run
     app = create_celery(redis_url, pipeline)
     ctx = WorkerContext(settings, pipeline, redis_url, app)
     register_task(app, ctx)

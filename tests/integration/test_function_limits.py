@@ -82,3 +82,37 @@ def test_the_file_holds_a_function_until_it_changes(held: str, redis_url: str, t
         worker.stop()
         if again is not None:
             assert again.stop() == 0, again.output()[-3000:]
+
+
+SLOW = """
+version: 1
+buckets: [media]
+functions:
+  misbehaving: {module: tests.fixtures.misbehaving, time_limit: 60}
+rules:
+  - {name: slow, bucket: media, prefix: slow/, functions: [{function: misbehaving, params: {seconds: 3}}]}
+"""
+
+
+def test_autoscale_grows_the_pool_with_the_queue(redis_url: str, tmp_path: Path) -> None:
+    """`--autoscale 3,1`: one process when idle, three when three slow invocations wait."""
+    runtime, env = pipeline_runtime(SLOW, redis_url, tmp_path)
+    image = generate(tmp_path / "samples")[0]
+    args = ["worker", "--functions", "misbehaving", "--autoscale", "3,1"]
+    worker = Proc(args, env, tmp_path / "w.log")
+    try:
+        wait_until(runtime.ledger.workers, 30, "the worker")
+        [info] = runtime.ledger.workers()
+        assert info.concurrency == 3, "the heartbeat reports the most it may run"
+        runtime.store.ensure_bucket("media")
+        for n in range(3):
+            runtime.store.put_file("media", f"slow/{n}.jpg", image, content_type="image/jpeg")
+        ids = [inv.id for inv in runtime.ledger.query(bucket="media")]
+        assert len(ids) == 3
+        wait_until(lambda: all(inv.status.finished for inv in runtime.ledger.get_many(ids)), 60, "three runs")
+        spans = [(a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.attempts(i)]
+        overlapping = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+        assert overlapping >= 2, f"the pool did not grow: {spans}"
+        assert {inv.status for inv in runtime.ledger.get_many(ids)} == {Status.SUCCEEDED}
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
