@@ -6,6 +6,7 @@ package calls `Executor.run` and decides about retries from the exception class 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import re
@@ -50,7 +51,7 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey | Skip)
 
 
-class _Renewed:
+class _Renewed(abc.ABC):
     """A claim in Redis that lapses unless renewed: a background thread renews it while the run
     goes on, so a killed worker's claim lapses within `seconds`."""
 
@@ -72,11 +73,11 @@ class _Renewed:
             except Exception as exc:  # a missed renewal must not kill the run; the next one may work
                 log.warning("%s renewal for %s failed: %s", self.what, self.name, exc)
 
-    def renew(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def renew(self) -> None: ...
 
-    def release(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def release(self) -> None: ...
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

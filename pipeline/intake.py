@@ -51,10 +51,33 @@ class Intake:
             return "a pipeline output (outputs never trigger rules)"
         return "no rule matches"
 
+    def _invocation(self, plan: Planned, event: ObjectEvent, event_id: str, enqueued_at: float) -> Invocation:
+        config = self.pipeline.config
+        return Invocation(
+            id=Invocation.new_id(),
+            function=plan.function,
+            params=plan.params,
+            params_hash=plan.params_hash,
+            rule=plan.rule,
+            queue=config.queue_for(plan.function),
+            bucket=event.bucket,
+            key=event.key,
+            version=event.version_tag,
+            version_id=event.version_id,
+            etag=event.etag,
+            event_id=event_id,
+            output_bucket=plan.output_bucket,
+            output_template=plan.output_template,
+            max_attempts=config.max_attempts_for(plan.function),
+            time_limit=config.time_limit_for(plan.function),
+            enqueued_at=enqueued_at,
+        )
+
     def _accept(self, event: ObjectEvent, raw: str, plans: list[Planned] | None) -> EventRecord:
-        """Three round trips to Redis whatever the fan-out: claim every unit of work (skipping
-        functions switched off), record the invocations with the event and the upload's join set,
-        then enqueue. Notifications are many and small; each round trip counts."""
+        """Two round trips to Redis whatever the fan-out, then one message per invocation: claim
+        every unit of work (skipping functions switched off), record the invocations with the
+        event and the upload's join set, enqueue. Notifications are many and small; each round
+        trip counts."""
         config = self.pipeline.config
         record = EventRecord(
             id=Invocation.new_id(),
@@ -76,25 +99,7 @@ class Intake:
         units = [
             (
                 dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash),
-                Invocation(
-                    id=Invocation.new_id(),
-                    function=plan.function,
-                    params=plan.params,
-                    params_hash=plan.params_hash,
-                    rule=plan.rule,
-                    queue=config.queue_for(plan.function),
-                    bucket=event.bucket,
-                    key=event.key,
-                    version=event.version_tag,
-                    version_id=event.version_id,
-                    etag=event.etag,
-                    event_id=record.id,
-                    output_bucket=plan.output_bucket,
-                    output_template=plan.output_template,
-                    max_attempts=config.max_attempts_for(plan.function),
-                    time_limit=config.time_limit_for(plan.function),
-                    enqueued_at=now,
-                ),
+                self._invocation(plan, event, record.id, enqueued_at=now),
             )
             for plan in planned
         ]
