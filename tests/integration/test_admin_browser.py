@@ -26,6 +26,10 @@ PASSWORD = "browser-test-password"
 CONFIG = """
 version: 1
 buckets: [media]
+functions:
+  thumbnail: {memory_mb: 512}
+  filter: {memory_mb: 512}
+  transcode: {memory_mb: 1024, reserved_concurrency: 0}
 rules:
   - name: images
     bucket: media

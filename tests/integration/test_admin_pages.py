@@ -26,6 +26,9 @@ PASSWORD = "correct horse battery staple"
 CONFIG = """
 version: 1
 buckets: [media]
+functions:
+  thumbnail: {memory_mb: 256, reserved_concurrency: 3}
+  transcode: {paused: true}
 rules:
   - name: images
     bucket: media
@@ -211,6 +214,19 @@ def test_rules_dry_run_shows_functions_and_output_keys(admin: Admin) -> None:
     assert "no rule matches" in none
     loop = admin.client.get("/admin/rules", params={"bucket": "media", "key": "derived/x.png"}).text
     assert "loop guard" in loop
+
+
+def test_the_files_limits_and_holds_are_shown_and_not_overridden(admin: Admin) -> None:
+    page = admin.client.get("/admin/functions").text
+    thumbnail = page.split('id="fn-thumbnail"', 1)[1].split('class="panel"', 1)[0]
+    assert "memory 256 MB" in thumbnail and "reserved concurrency 0/3 in use" in thumbnail
+    transcode = page.split('id="fn-transcode"', 1)[1].split('class="panel"', 1)[0]
+    assert 'Held by <span class="mono">paused: true in the pipeline file</span>' in transcode
+    assert "/admin/functions/transcode/resume" not in transcode, "Resume cannot override the file"
+    # Resuming it anyway (a stale form) changes nothing: the file still holds it.
+    post = admin.client.post
+    assert post("/admin/functions/transcode/resume", data={"csrf": admin.csrf}).status_code == 303
+    assert "Held by" in admin.client.get("/admin/functions").text.split('id="fn-transcode"', 1)[1]
 
 
 def test_disable_stops_new_work_and_pause_is_recorded(admin: Admin) -> None:
