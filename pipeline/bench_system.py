@@ -374,15 +374,15 @@ def bench_e2e_s3(world: World, n: int) -> list[Figure]:
 
 
 def bench_throughput(world: World, images: int, rounds: int) -> list[Figure]:
-    """A queue of `images` 1 MP JPEGs drained by 1, then 2 worker processes (alternating, `rounds`
-    times): images per minute from the first start to the last finish. Workers are up and paused
-    before the queue fills, so all start together."""
+    """A queue of `images` 1 MP JPEGs drained by a worker with 1, then 2 pool processes (alternating,
+    `rounds` times): images per minute from the first start to the last finish. The worker is up and
+    paused before the queue fills, so its processes start together."""
     controls = FunctionControls(world.url, world.pipeline, world.ledger)
     rates: dict[int, list[float]] = {1: [], 2: []}
     for r in range(rounds):
         for count in (1, 2):
             controls.set_paused("thumbnail", True)
-            workers = [world.worker(1) for _ in range(count)]
+            workers = [world.worker(count)]  # one worker, `count` pool processes
             try:
                 for w in workers:
                     world.wait_worker(w)
@@ -403,8 +403,8 @@ def bench_throughput(world: World, images: int, rounds: int) -> list[Figure]:
     return [
         Figure(
             f"Throughput, 1 MP JPEG -> 2 thumbnails, {images} queued, median of {rounds} runs each",
-            f"2 worker processes: {two:.0f} images/min; ratio {two / one:.2f}x",
-            f"1 worker process: {one:.0f} images/min",
+            f"2 pool processes: {two:.0f} images/min; ratio {two / one:.2f}x",
+            f"1 pool process: {one:.0f} images/min",
             "2 workers >= 1.8x one",
             two / one >= 1.8,
         )
@@ -627,8 +627,8 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
             figures += bench_overhead(world, k(200))
             figures += bench_e2e_embedded(world, k(60))
             figures += bench_e2e_s3(world, k(30))
-            figures += bench_cold_start(world, 3, 11)
-            figures += bench_throughput(world, k(40), 2)
+            figures += bench_cold_start(world, 5, 11)
+            figures += bench_throughput(world, k(40), 3)
             figures += bench_ingest(world, max(2, int(8 * scale)), 32)
         finally:
             world.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from functions._screening import screen
 from pipeline.registry import Pipeline, merged_params
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="warm-") as tmp:
         src = _photo(Path(tmp) / "photo.jpg")
+        with contextlib.suppress(Exception):
+            screen(src, pipeline.config.screening)  # every invocation is screened first
         for name, call in calls.items():
             spec = pipeline.function(name)
             if not spec.accepts_type("image/jpeg"):
