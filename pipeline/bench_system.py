@@ -382,31 +382,32 @@ def bench_throughput(world: World, images: int, rounds: int) -> list[Figure]:
     for r in range(rounds):
         for count in (1, 2):
             controls.set_paused("thumbnail", True)
-            workers = [world.worker(count)]  # one worker, `count` pool processes
+            worker = world.worker(count)  # one worker, `count` pool processes
             try:
-                for w in workers:
-                    world.wait_worker(w)
+                world.wait_worker(worker)
                 keys = [f"uploads/tp/{r}-{count}/{n}.jpg" for n in range(images)]
                 ids = [
                     i for key in keys for i in world.accept(world.event_for(key, world.photo, "image/jpeg"))
                 ]
                 controls.set_paused("thumbnail", False)
                 invs = world.wait_done(ids, timeout=600, poll=0.05)
-                span = max(_stamp(i, "finished_at") for i in invs) - min(
-                    _stamp(i, "started_at") for i in invs
-                )
+                first = min(_stamp(i, "started_at") for i in invs)
+                span = max(_stamp(i, "finished_at") for i in invs) - first
                 rates[count].append(images / span * 60)
             finally:
-                for w in workers:
-                    world.stop(w)
-    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+                world.stop(worker)
+    # Each round's two runs are minutes apart at most: their ratio is what noise leaves alone best.
+    ratios = sorted(two / one for one, two in zip(rates[1], rates[2], strict=True))
+    ratio = statistics.median(ratios)
     return [
         Figure(
-            f"Throughput, 1 MP JPEG -> 2 thumbnails, {images} queued, median of {rounds} runs each",
-            f"2 pool processes: {two:.0f} images/min; ratio {two / one:.2f}x",
-            f"1 pool process: {one:.0f} images/min",
+            f"Throughput, 1 MP JPEG -> 2 thumbnails, {images} queued; one worker with 1 or 2 pool "
+            f"processes, {rounds} rounds",
+            f"2 processes: {statistics.median(rates[2]):.0f} images/min; ratio per round: median "
+            f"{ratio:.2f}x (range {ratios[0]:.2f}-{ratios[-1]:.2f}x)",
+            f"1 process: {statistics.median(rates[1]):.0f} images/min",
             "2 workers >= 1.8x one",
-            two / one >= 1.8,
+            ratio >= 1.8,
         )
     ]
 
@@ -628,7 +629,7 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
             figures += bench_e2e_embedded(world, k(60))
             figures += bench_e2e_s3(world, k(30))
             figures += bench_cold_start(world, 5, 11)
-            figures += bench_throughput(world, k(40), 3)
+            figures += bench_throughput(world, k(40), 5)
             figures += bench_ingest(world, max(2, int(8 * scale)), 32)
         finally:
             world.close()
