@@ -8,8 +8,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -17,6 +18,8 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.invocation import Invocation, Status
 from pipeline.registry import Pipeline, load_pipeline
 from pipeline.settings import Settings, get_settings, is_loopback
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _load(settings: Settings) -> Pipeline:
@@ -468,6 +471,17 @@ def run_function(
     click.echo(f"{function}: {len(outputs)} outputs in {took:.0f} ms")
 
 
+def write_option(example: str) -> Callable[[F], F]:
+    """`--write FILE`: also put the measured figures into a Markdown file (between markers)."""
+    return click.option(
+        "--write",
+        "doc",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Also write the figures into this Markdown file (e.g. {example}).",
+    )
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: ratios against a baseline measured side by side in the same run."""
@@ -475,13 +489,7 @@ def bench() -> None:
 
 @bench.command("functions")
 @click.option("--repeat", default=5, show_default=True, help="Interleaved runs per contender.")
-@click.option(
-    "--write",
-    "doc",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the table into this Markdown file (e.g. docs/benchmarks.md).",
-)
+@write_option("docs/benchmarks.md")
 def bench_functions(repeat: int, doc: Path | None) -> None:
     """thumbnail vs Pillow and pyvips; one-pass HLS vs separate encodes; transcode vs bare ffmpeg."""
     from pipeline.bench import render, run_function_benchmarks, write_section  # noqa: PLC0415
@@ -496,13 +504,7 @@ def bench_functions(repeat: int, doc: Path | None) -> None:
 
 @bench.command("system")
 @click.option("--quick", is_flag=True, help="A quarter of the samples: a smoke run, not figures to keep.")
-@click.option(
-    "--write",
-    "doc",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the table into this Markdown file (e.g. docs/benchmarks.md).",
-)
+@write_option("docs/benchmarks.md")
 def bench_system(quick: bool, doc: Path | None) -> None:
     """Upload -> thumbnail latency (local store and S3 peer), overhead beside bare Celery, 1 vs 2
     workers, cold start, gateway ingest."""
@@ -519,13 +521,7 @@ def bench_system(quick: bool, doc: Path | None) -> None:
 @cli.command()
 @click.option("--uploads", default=1000, show_default=True)
 @click.option("--kills", default=10, show_default=True, help="Random SIGKILLs of worker processes.")
-@click.option(
-    "--write",
-    "doc",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures into this Markdown file (e.g. docs/reliability.md).",
-)
+@write_option("docs/reliability.md")
 def soak(uploads: int, kills: int, doc: Path | None) -> None:
     """Many uploads with worker kills, a Redis restart, dropped and duplicated notifications."""
     from pipeline.soak import render, run_soak, write_section  # noqa: PLC0415
