@@ -118,8 +118,14 @@ class FunctionSettings(_Strict):
         "The dashboard's Pause adds to this, it cannot resume what the file pauses.",
     )
 
+    def held_reason(self) -> str:
+        """Why the file holds the function back, or "" if it does not."""
+        if self.paused:
+            return "paused: true"
+        return "reserved_concurrency: 0" if self.reserved_concurrency == 0 else ""
+
     def takes_work(self) -> bool:
-        return not self.paused and self.reserved_concurrency != 0
+        return not self.held_reason()
 
 
 class Outputs(_Strict):

@@ -113,13 +113,7 @@ def functions(runtime: Runtime) -> list[FunctionView]:
     for name, spec in sorted(runtime.pipeline.functions.items()):
         queue = config.queue_for(name)
         fn = config.function_settings(name)
-        held = (
-            "paused: true in the pipeline file"
-            if fn.paused
-            else "reserved_concurrency: 0 in the pipeline file"
-            if fn.reserved_concurrency == 0
-            else ""
-        )
+        held = fn.held_reason() and f"{fn.held_reason()} in the pipeline file"
         out.append(
             FunctionView(
                 name=name,

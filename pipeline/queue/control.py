@@ -2,10 +2,9 @@
 
 A function is held when the pipeline file says `paused: true` or `reserved_concurrency: 0`, or when
 an operator paused it. The operator's switch lives in the ledger (`pl:fn:paused`), so workers
-started later respect it too. Live
-workers serving the queue are told at once through Celery's remote control (`cancel_consumer`,
-`add_consumer`); each worker also re-reads the switch with its heartbeat, so a missed broadcast is
-corrected within seconds.
+started later respect it too. Live workers serving the queue are told at once through Celery's
+remote control (`cancel_consumer`, `add_consumer`); each worker also re-reads the switch with its
+heartbeat, so a missed broadcast is corrected within seconds.
 """
 
 from __future__ import annotations
