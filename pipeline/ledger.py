@@ -63,22 +63,34 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then return 1 
 return 0
 """
 OUTBOX_CAP = 100_000
+# A claim with no invocation record after this long was left by an intake that died mid-call.
+ORPHAN_CLAIM_S = 60
 
 # The intake's claims for one notification, in one round trip. KEYS: the disabled-functions set,
-# the duplicates counter, then one dedup key per unit of work. ARGV: ttl, then a function name and
-# an invocation id per unit. Returns per unit: 0 (its function is disabled), 1 (claimed now), or
-# the id of the invocation that claimed it earlier.
+# the duplicates counter, then one dedup key per unit of work. ARGV: ttl, orphan age, key prefix,
+# then a function name and an invocation id per unit. Returns per unit: 0 (its function is
+# disabled), 1 (claimed now), or the id of the invocation that claimed it earlier.
+# A claim whose invocation was never recorded (the claimant died between its two round trips) is
+# an orphan: once it is older than any intake call can take, the next claimant takes it over.
 _CLAIM_ALL = """
+local ttl, orphan_age, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local out = {}
 for i = 3, #KEYS do
-  local fn, id = ARGV[(i - 3) * 2 + 2], ARGV[(i - 3) * 2 + 3]
+  local fn, id = ARGV[(i - 3) * 2 + 4], ARGV[(i - 3) * 2 + 5]
   if redis.call('SISMEMBER', KEYS[1], fn) == 1 then
     out[#out + 1] = 0
-  elseif redis.call('SET', KEYS[i], id, 'NX', 'EX', tonumber(ARGV[1])) then
+  elseif redis.call('SET', KEYS[i], id, 'NX', 'EX', ttl) then
     out[#out + 1] = 1
   else
-    redis.call('INCR', KEYS[2])
-    out[#out + 1] = redis.call('GET', KEYS[i]) or ''
+    local earlier = redis.call('GET', KEYS[i]) or ''
+    local age = ttl - redis.call('TTL', KEYS[i])
+    if age > orphan_age and redis.call('EXISTS', prefix .. 'inv:' .. earlier) == 0 then
+      redis.call('SET', KEYS[i], id, 'EX', ttl)
+      out[#out + 1] = 1
+    else
+      redis.call('INCR', KEYS[2])
+      out[#out + 1] = earlier
+    end
   end
 end
 return out
@@ -232,7 +244,7 @@ class Ledger:
         if not units:
             return []
         keys = [f"{P}fn:disabled", f"{P}stat:duplicates", *[f"{P}dedup:{key}" for key, _, _ in units]]
-        args: list[str | int] = [self.retention]
+        args: list[str | int] = [self.retention, ORPHAN_CLAIM_S, P]
         for _, function, inv_id in units:
             args += [function, inv_id]
         raw = self._claim_all(keys=keys, args=args)

@@ -93,8 +93,31 @@ def test_broker_failure_undoes_the_claim(redis_url: str) -> None:
     else:
         raise AssertionError("expected BrokerUnavailable")
     assert ledger.query() == []  # nothing recorded as queued
+    [refused] = ledger.events()
+    assert refused.status == "unavailable" and "broker down" in (refused.reason or "")
+    assert refused.invocations == []
     intake.enqueue = Recorder()
     assert intake.accept(event()).status == "accepted"  # the retry is not taken for a duplicate
+
+
+def test_an_orphaned_claim_is_taken_over_once_it_is_old(redis_url: str) -> None:
+    """An intake that died between claiming and recording left a claim with no invocation: the
+    resent notification takes it over once no live intake call could still be recording it."""
+    from pipeline.invocation import dedup_key
+    from pipeline.ledger import ORPHAN_CLAIM_S
+
+    intake, ledger, sent = make(redis_url)
+    intake.accept(event(key="uploads/probe.jpg"))  # the rule's params hash, as the intake computes it
+    plan_hash = sent.sent[0].params_hash
+    claim = f"pl:dedup:{dedup_key('media', 'uploads/cat.jpg', 'e1', 'thumbnail', plan_hash)}"
+    ledger.r.set(claim, "inv-that-was-never-recorded", ex=ledger.retention)
+    young = intake.accept(event())
+    assert young.status == "duplicate", "a fresh claim may belong to an intake call still running"
+    ledger.r.expire(claim, ledger.retention - ORPHAN_CLAIM_S - 5)  # the claim is now old
+    taken = intake.accept(event())
+    assert taken.status == "accepted" and len(sent.sent) == 2
+    assert ledger.r.get(claim) == sent.sent[1].id
+    assert intake.accept(event()).status == "duplicate", "and it is an ordinary claim again"
 
 
 def test_attempts_lifecycle_and_query_filters(redis_url: str) -> None:
