@@ -73,7 +73,9 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
             executor.run(inv, worker=str(self.request.hostname))
         except Throttled:
             # The function's reserved concurrency is used up. Put the message back for a moment
-            # (not an attempt: nothing ran), jittered so waiting copies do not return in step.
+            # (not an attempt: nothing ran), jittered so waiting copies do not return in step. Its
+            # new send time tells the reconciler the message is alive, not lost.
+            runtime.ledger.mark_enqueued(inv.id)
             raise self.retry(countdown=random.uniform(0.2, 1.0), max_retries=None) from None  # noqa: S311 - jitter
         except LeaseHeld:
             # A duplicate delivery while the first run is alive: look again later rather than run
