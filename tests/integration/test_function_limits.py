@@ -116,3 +116,30 @@ def test_autoscale_grows_the_pool_with_the_queue(redis_url: str, tmp_path: Path)
         assert {inv.status for inv in runtime.ledger.get_many(ids)} == {Status.SUCCEEDED}
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
+
+
+def test_a_run_longer_than_the_slot_wait_puts_the_next_back_without_an_attempt(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Reserved concurrency 1 and runs of 3 s: the second invocation gives up waiting for the slot
+    after 2 s, goes back to the queue (not an attempt, a fresh send time) and runs afterwards."""
+    config = SLOW.replace("time_limit: 60}", "time_limit: 60, reserved_concurrency: 1}")
+    runtime, env = pipeline_runtime(config, redis_url, tmp_path)
+    image = generate(tmp_path / "samples")[0]
+    worker = Proc(["worker", "--functions", "misbehaving", "--concurrency", "2"], env, tmp_path / "w.log")
+    try:
+        wait_until(runtime.ledger.workers, 30, "the worker")
+        runtime.store.ensure_bucket("media")
+        for n in range(2):
+            runtime.store.put_file("media", f"slow/{n}.jpg", image, content_type="image/jpeg")
+        ids = [inv.id for inv in runtime.ledger.query(bucket="media")]
+        wait_until(lambda: all(inv.status.finished for inv in runtime.ledger.get_many(ids)), 60, "both runs")
+        invs = sorted(runtime.ledger.get_many(ids), key=lambda inv: inv.started_at or 0)
+        assert [inv.status for inv in invs] == [Status.SUCCEEDED] * 2
+        assert [inv.attempts for inv in invs] == [1, 1], "waiting for a slot is not an attempt"
+        first, second = invs
+        assert (second.started_at or 0) >= (first.finished_at or 0) - 0.01, "they never overlapped"
+        assert (second.enqueued_at or 0) > second.created_at + 1, "put back with a fresh send time"
+        assert "retry: Retry in" in worker.output(), "Celery put the message back"
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
