@@ -229,14 +229,6 @@ class Ledger:
         return int(self.r.get(f"{P}stat:{name}") or 0)
 
     # --- dedup -------------------------------------------------------------------------------
-    def claim(self, dedup_key: str, invocation_id: str) -> str | None:
-        """Claim a unit of work. Returns None if claimed now, else the id of the earlier claimant."""
-        name = f"{P}dedup:{dedup_key}"
-        if self.r.set(name, invocation_id, nx=True, ex=self.retention):
-            return None
-        self.r.incr(f"{P}stat:duplicates")
-        return str(self.r.get(name) or "")
-
     def claim_all(self, units: list[tuple[str, str, str]]) -> list[str | bool]:
         """Claim units of work (dedup key, function, invocation id) at once, skipping functions
         switched off. Per unit: True if claimed now, False if its function is disabled, else the

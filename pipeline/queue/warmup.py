@@ -15,10 +15,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from functions._screening import screen
 from pipeline.registry import Pipeline, merged_params
+from pipeline.samples import make_photo
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,6 @@ def preload(functions: list[str]) -> None:
                 subprocess.run([tool, "-version"], capture_output=True, timeout=10, check=False)
 
 
-def _photo(path: Path) -> Path:
-    img = Image.linear_gradient("L").resize((1224, 816)).convert("RGB")
-    ImageDraw.Draw(img).ellipse([300, 150, 900, 650], fill=(200, 120, 40))
-    img.save(path, "JPEG", quality=88)
-    return path
-
-
 def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> None:
     """In each pool process as it starts. Best effort: a function that cannot run on the sample
     (it needs an asset from the bucket, say) is simply not warmed."""
@@ -58,7 +52,7 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
     }
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="warm-") as tmp:
-        src = _photo(Path(tmp) / "photo.jpg")
+        src = make_photo(Path(tmp) / "photo.jpg")
         with contextlib.suppress(Exception):
             screen(src, pipeline.config.screening)  # every invocation is screened first
         for name, call in calls.items():
