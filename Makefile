@@ -18,23 +18,30 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pipeline demo
 
-## Everything CI checks: system packages and services the tests need, lint, types, the whole suite.
+# Test processes side by side: most tests wait on real subprocesses, so more than the cores pay off.
+TEST_WORKERS ?= 4
+
+## Everything CI checks: system packages the tests need, lint, types, the whole suite in parallel.
+## Each test process starts its own Redis and stops it at the end.
 test: $(STAMP)
-	scripts/test-services $(PY)
+	scripts/test-services
 	$(MAKE) lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 ## Dashboard screenshots for docs/ (the browser tests, keeping what they see).
 screenshots: $(STAMP)
-	scripts/test-services $(PY)
+	scripts/test-services
 	PIPELINE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/integration/test_admin_browser.py
 
+## The unit tests only: no subprocesses, no services.
 unit: $(STAMP)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -m "not integration"
 
+## Style, and the design's import rules ([tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

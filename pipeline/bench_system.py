@@ -145,7 +145,7 @@ class World:
         """Wait for the worker's first heartbeat (sent when it is ready); returns that time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for info in self.ledger.workers():
+            for info in self.ledger.workers.live():
                 if info.pid == proc.pid:
                     return info.started_at
             if proc.poll() is not None:
@@ -161,9 +161,9 @@ class World:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        for info in self.ledger.workers():
+        for info in self.ledger.workers.live():
             if info.pid == proc.pid:
-                self.ledger.worker_gone(info.hostname)
+                self.ledger.workers.gone(info.hostname)
 
     def close(self) -> None:
         for proc in self.procs:
@@ -180,7 +180,7 @@ class World:
     def wait_done(self, ids: list[str], timeout: float = 120, poll: float = 0.001) -> list[Invocation]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            invs = self.ledger.get_many(ids)
+            invs = self.ledger.invocations.get_many(ids)
             if all(inv.status.finished for inv in invs):
                 bad = [inv for inv in invs if inv.status != Status.SUCCEEDED]
                 if bad:
@@ -352,7 +352,7 @@ def bench_e2e_s3(world: World, n: int) -> list[Figure]:
                 s3.put_object(Bucket="media", Key=key, Body=data, ContentType="image/jpeg")
                 put_done = time.time()
                 deadline = time.monotonic() + 60
-                while not (found := world.ledger.for_object("media", key)):
+                while not (found := world.ledger.invocations.for_object("media", key)):
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"no notification for {key} reached the gateway")
                     time.sleep(0.001)
@@ -573,7 +573,7 @@ def bench_ingest(world: World, seconds: int, connections: int) -> list[Figure]:
             [sys.executable, "-m", "pipeline", "gateway", "--host", "127.0.0.1", "--port", str(port),
              "--workers", str(processes)]
         )  # fmt: skip
-        before = int(world.ledger.r.llen(queue))
+        before = world.runtime.dispatcher.depth(queue)
         try:
             _wait_http(f"{base}/healthz", gateway)
 
@@ -588,7 +588,7 @@ def bench_ingest(world: World, seconds: int, connections: int) -> list[Figure]:
             # At saturation the latency is mostly waiting behind the other connections' requests
             # (Little's law); with a few connections it is the time one notification takes.
             light = load(f"l{processes}", seconds, clients=processes * 2)
-            queued = int(world.ledger.r.llen(queue)) - before
+            queued = world.runtime.dispatcher.depth(queue) - before
         finally:
             world.stop(gateway)
         if queued < ours.requests + light.requests:
@@ -608,7 +608,7 @@ def bench_ingest(world: World, seconds: int, connections: int) -> list[Figure]:
                 ours.rate >= 1500 and light.p99 <= 0.025,
             )
         )
-    world.ledger.r.delete(queue)
+    world.runtime.redis.delete(queue)
     return figures
 
 

@@ -263,8 +263,11 @@ def upload(
             click.echo(f"uploaded {path} -> {bucket}/{up_.info.key} ({up_.info.size} bytes): {what}")
         if not wait:
             return
-        served = {q for w in runtime.ledger.workers() for q in w.queues}
-        needed = {inv.queue for inv in runtime.ledger.get_many(i for u in uploads for i in u.invocation_ids)}
+        served = {q for w in runtime.ledger.workers.live() for q in w.queues}
+        needed = {
+            inv.queue
+            for inv in runtime.ledger.invocations.get_many(i for u in uploads for i in u.invocation_ids)
+        }
         for queue in sorted(needed - served):
             click.echo(f"note: no worker serves {queue} yet; its work waits in the queue (run `pipeline up`)")
 
@@ -355,7 +358,9 @@ def invocations(
     pipeline = _load(settings)
     with RedisLease(settings.redis_url, settings.data_dir) as lease:
         runtime = queued_runtime(settings, pipeline, lease.url)
-        items = runtime.ledger.query(status=status, function=function, bucket=bucket, key=key, limit=limit)
+        items = runtime.ledger.invocations.query(
+            status=status, function=function, bucket=bucket, key=key, limit=limit
+        )
     if as_json:
         click.echo(json.dumps([inv.public() for inv in items], indent=2))
         return
@@ -561,7 +566,7 @@ def health(as_worker: bool, max_age: float) -> None:
     try:
         ledger = Ledger(connect(settings.redis_url))
         ledger.ping()
-        workers = ledger.workers() if as_worker else []
+        workers = ledger.workers.live() if as_worker else []
     except Exception as exc:
         raise click.ClickException(f"Redis at {settings.redis_url} does not answer: {exc}") from exc
     if as_worker:

@@ -44,8 +44,11 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path) -> None:
+    """`persist=False` keeps nothing on disk (for throwaway servers such as a test session's)."""
+
+    def __init__(self, data_dir: Path, *, persist: bool = True) -> None:
         self.dir = (data_dir / "redis").resolve()
+        self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,10 +87,7 @@ class EmbeddedRedis:
                     str(port),
                     "--dir",
                     str(self.dir),
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "everysec",
+                    *(["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else []),
                     "--save",
                     "",
                     "--protected-mode",

@@ -6,15 +6,11 @@ package calls `Executor.run` and decides about retries from the exception class 
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import logging
 import re
 import resource
 import tempfile
-import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +19,10 @@ from pydantic import ValidationError
 from functions import FunctionError, FunctionSpec, UnsupportedMedia, _assets, _progress
 from functions._screening import MediaInfo, screen
 from functions.errors import Rejected
-from pipeline.errors import InvalidKey, LeaseHeld, ObjectNotFound, Skip, Throttled
+from pipeline.errors import InvalidKey, ObjectNotFound, Skip
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
+from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
 from pipeline.registry import Pipeline
 from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
@@ -49,89 +46,6 @@ def is_permanent(exc: BaseException) -> bool:
     """Errors that retrying the same input cannot fix. Everything else (storage, broker, time-outs,
     crashes) is transient and retried with backoff."""
     return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey | Skip)
-
-
-class _Renewed(abc.ABC):
-    """A claim in Redis that lapses unless renewed: a background thread renews it while the run
-    goes on, so a killed worker's claim lapses within `seconds`."""
-
-    what = "claim"
-
-    def __init__(self, ledger: Ledger, name: str, seconds: float = 30.0) -> None:
-        self.ledger, self.name = ledger, name
-        self.ttl_ms = int(seconds * 1000)
-        self.token = uuid.uuid4().hex
-        self._stop = threading.Event()
-
-    def _start_renewing(self) -> None:
-        threading.Thread(target=self._renew_loop, name=f"{self.what}-{self.name}", daemon=True).start()
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self.ttl_ms / 3000):
-            try:
-                self.renew()
-            except Exception as exc:  # a missed renewal must not kill the run; the next one may work
-                log.warning("%s renewal for %s failed: %s", self.what, self.name, exc)
-
-    @abc.abstractmethod
-    def renew(self) -> None: ...
-
-    @abc.abstractmethod
-    def release(self) -> None: ...
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        try:
-            self.release()
-        except Exception as err:  # it expires on its own
-            log.warning("%s release for %s failed: %s", self.what, self.name, err)
-
-
-class Lease(_Renewed):
-    """At most one execution of an invocation at a time, even if the broker redelivers its message
-    while the first run is still going (a run longer than the visibility timeout)."""
-
-    what = "lease"
-
-    def __enter__(self) -> Lease:
-        if not self.ledger.acquire_lease(self.name, self.token, self.ttl_ms):
-            raise LeaseHeld(f"invocation {self.name} is running elsewhere")
-        self._start_renewing()
-        return self
-
-    def renew(self) -> None:
-        self.ledger.renew_lease(self.name, self.token, self.ttl_ms)
-
-    def release(self) -> None:
-        self.ledger.release_lease(self.name, self.token)
-
-
-class Slot(_Renewed):
-    """One of a function's reserved-concurrency slots, shared by all workers. Waits up to `wait`
-    seconds for a free one, then gives up with Throttled: the invocation is put back for later, and
-    the worker process is free for other work meanwhile."""
-
-    what = "slot"
-    POLL_S = 0.02
-
-    def __init__(self, ledger: Ledger, function: str, limit: int, seconds: float, wait: float) -> None:
-        super().__init__(ledger, function, seconds)
-        self.limit, self.wait = limit, wait
-
-    def __enter__(self) -> Slot:
-        deadline = time.monotonic() + self.wait
-        while not self.ledger.take_slot(self.name, self.token, self.limit, self.ttl_ms):
-            if time.monotonic() >= deadline:
-                raise Throttled(f"{self.name} is at its reserved concurrency of {self.limit}")
-            time.sleep(self.POLL_S)
-        self._start_renewing()
-        return self
-
-    def renew(self) -> None:
-        self.ledger.take_slot(self.name, self.token, self.limit, self.ttl_ms)
-
-    def release(self) -> None:
-        self.ledger.release_slot(self.name, self.token)
 
 
 def check_output_name(name: str) -> str:
@@ -166,7 +80,7 @@ class Executor:
     def run(self, inv: Invocation, worker: str) -> Invocation | None:
         """Run one attempt. Returns the running invocation, or None if it had already finished.
         Raises on failure; the caller records the failure and decides about a retry."""
-        existing = self.ledger.get(inv.id)
+        existing = self.ledger.invocations.get(inv.id)
         if existing is None or existing.status.finished:
             log.info("invocation %s already finished; nothing to do", inv.id)
             return None
@@ -174,19 +88,21 @@ class Executor:
         reserved = self.pipeline.config.function_settings(inv.function).reserved_concurrency
         with contextlib.ExitStack() as claims:
             if reserved:
-                claims.enter_context(Slot(self.ledger, inv.function, reserved, lease_s, SLOT_WAIT_S))
-            claims.enter_context(Lease(self.ledger, inv.id, lease_s))
+                claims.enter_context(
+                    ConcurrencySlot(self.ledger.claims, inv.function, reserved, lease_s, SLOT_WAIT_S)
+                )
+            claims.enter_context(ExecutionLease(self.ledger.claims, inv.id, lease_s))
             return self._run_leased(inv, worker)
 
     def _run_leased(self, inv: Invocation, worker: str) -> Invocation | None:
-        current = self.ledger.start_attempt(inv.id, worker)
+        current = self.ledger.invocations.start_attempt(inv.id, worker)
         if current is None:
             log.info("invocation %s already finished; nothing to do", inv.id)
             return None
         if current.attempts > current.max_attempts:
             # Only a redelivery gets here: the process running an earlier attempt died without
             # recording anything (e.g. killed by the OOM killer). Stop, or a poison input loops.
-            self.ledger.finish(
+            self.ledger.invocations.finish(
                 inv.id,
                 Status.DEAD,
                 error=f"gave up after {current.max_attempts} attempts: the worker process was lost "
@@ -209,7 +125,7 @@ class Executor:
             generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
             self._check_generation(inv, generation)
             media = self._screen(inv, src, spec)
-            self.ledger.set_media(inv.id, media.as_json())
+            self.ledger.invocations.set_media(inv.id, media.as_json())
             params = spec.parse_params(inv.params)
             assets = self._download_assets(spec.asset_refs(params), Path(tmp))
             cpu_before = _cpu_seconds()
@@ -250,7 +166,7 @@ class Executor:
                         meta=result.meta,
                     )
                 )
-        self.ledger.finish(inv.id, Status.SUCCEEDED, outputs=outputs, cpu_ms=cpu_ms)
+        self.ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=outputs, cpu_ms=cpu_ms)
         return current
 
     @staticmethod
@@ -271,7 +187,7 @@ class Executor:
         rule = next((r for r in config.rules if r.name == inv.rule), None)
         url = info.metadata.get(config.callbacks.metadata_key.lower(), "").strip()
         if rule is not None and rule.callback and url.startswith(("http://", "https://")):
-            self.ledger.set_callback(inv.id, url[:2048])
+            self.ledger.invocations.set_callback(inv.id, url[:2048])
 
     def _check_generation(self, inv: Invocation, generation: int) -> None:
         """The loop guard for events that carried no metadata (AWS S3 sends none): the object's own
@@ -282,7 +198,7 @@ class Executor:
         config = self.pipeline.config
         rule = next((r for r in config.rules if r.name == inv.rule), None)
         if source_generation and (rule is None or loop_guarded(config, rule, source_generation)):
-            self.ledger.count("loops_stopped")
+            self.ledger.stats.incr("loops_stopped")
             raise Skip(
                 f"loop guard: {inv.bucket}/{inv.key} was written by the pipeline (generation "
                 f"{source_generation}); rule {inv.rule} needs allow_derived, "
@@ -324,7 +240,7 @@ class Executor:
     def _progress_sink(self, inv_id: str) -> _progress.ProgressSink:
         def sink(percent: float, speed: float | None) -> None:
             try:
-                self.ledger.set_progress(inv_id, percent, speed)
+                self.ledger.invocations.set_progress(inv_id, percent, speed)
             except Exception as exc:  # progress is best effort, the work is not
                 log.debug("progress not recorded: %s", exc)
 

@@ -17,6 +17,7 @@ from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger
+from pipeline.ledger.records import RAW_EVENT_CHARS
 from pipeline.registry import Pipeline
 from pipeline.routing import Planned, content_type_of, generation_of, is_output_key, route, rule_matches
 
@@ -35,7 +36,7 @@ class Intake:
         """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline.
         `plans`: run these instead of what the rules say (a function invoked over HTTP)."""
         try:
-            return self._accept(event, raw[:16384], plans)
+            return self._accept(event, raw[:RAW_EVENT_CHARS], plans)
         except redis.RedisError as exc:
             raise BrokerUnavailable(
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
@@ -45,7 +46,7 @@ class Intake:
         config = self.pipeline.config
         generation = generation_of(event)
         if generation and any(rule_matches(r, event) for r in config.rules):
-            self.ledger.count("loops_stopped")
+            self.ledger.stats.incr("loops_stopped")
             return f"loop guard: written by the pipeline (generation {generation})"
         if is_output_key(config, event.bucket, event.key):
             return "a pipeline output (outputs never trigger rules)"
@@ -103,7 +104,7 @@ class Intake:
             )
             for plan in planned
         ]
-        outcomes = self.ledger.claim_all([(claim, inv.function, inv.id) for claim, inv in units])
+        outcomes = self.ledger.claims.claim_all([(claim, inv.function, inv.id) for claim, inv in units])
         claimed: list[tuple[Invocation, str]] = []
         disabled: list[str] = []
         for (claim, inv), outcome in zip(units, outcomes, strict=True):
@@ -120,7 +121,7 @@ class Intake:
             record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
         if not record.invocations:
             record.reason = record.reason or self._why_unrouted(event)
-            self.ledger.record_event(record)
+            self.ledger.events.record(record)
             return record
         if claimed:
             record.status = "accepted"
@@ -133,9 +134,9 @@ class Intake:
                 f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
             )
             update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
-            self.ledger.create_many([inv.model_copy(update=update) for inv, _ in claimed], event=record)
+            self.ledger.record_intake([inv.model_copy(update=update) for inv, _ in claimed], event=record)
             return record
-        self.ledger.create_many([inv for inv, _ in claimed], event=record)
+        self.ledger.record_intake([inv for inv, _ in claimed], event=record)
         for i, (inv, _claim) in enumerate(claimed):
             try:
                 self.enqueue(inv)
@@ -143,14 +144,14 @@ class Intake:
                 # Undo this one and those not yet enqueued, so a retried notification is not
                 # mistaken for a duplicate; the event record says what happened.
                 for undo, undo_claim in claimed[i:]:
-                    self.ledger.delete(undo)
-                    self.ledger.release(undo_claim)
-                    self.ledger.leave_join(record.id, undo.id)
+                    self.ledger.invocations.delete(undo)
+                    self.ledger.claims.release(undo_claim)
+                    self.ledger.outbox.leave_join(record.id, undo.id)
                 record.status = "unavailable"
                 record.reason = f"the queue refused the work, the sender will retry: {exc}"
                 undone = {undo.id for undo, _ in claimed[i:]}
                 record.invocations = [x for x in record.invocations if x not in undone]
-                self.ledger.amend_event(record)
+                self.ledger.events.amend(record)
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc

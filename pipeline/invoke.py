@@ -7,7 +7,6 @@ rules. An idempotency key makes a retried request return the first request's inv
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,10 +16,6 @@ from pipeline.errors import ParamsError
 from pipeline.invocation import Invocation, params_hash
 from pipeline.routing import API_RULE, Planned
 from pipeline.runtime import Runtime
-
-
-def _idem_key(function: str, key: str) -> str:
-    return "pl:idem:" + hashlib.sha256(f"{function}\x00{key}".encode()).hexdigest()[:40]
 
 
 def invoke(
@@ -37,8 +32,8 @@ def invoke(
     if function not in pipeline.functions:
         raise LookupError(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
     if idempotency_key:
-        earlier = ledger.r.get(_idem_key(function, idempotency_key))
-        found = ledger.get(str(earlier)) if earlier else None
+        earlier = ledger.claims.idempotent(function, idempotency_key)
+        found = ledger.invocations.get(earlier) if earlier else None
         if found is not None:
             return found
     spec = pipeline.function(function)
@@ -62,9 +57,7 @@ def invoke(
         raise PermissionError(f"{function} was not invoked: {record.reason}")
     inv_id = record.invocations[0]  # new, or the earlier claim of the same version and params
     if idempotency_key:
-        name = _idem_key(function, idempotency_key)
-        ledger.r.set(name, inv_id, nx=True, ex=ledger.retention)
-        inv_id = str(ledger.r.get(name) or inv_id)  # a concurrent first request won
-    inv = ledger.get(inv_id)
+        inv_id = ledger.claims.remember_idempotent(function, idempotency_key, inv_id)
+    inv = ledger.invocations.get(inv_id)
     assert inv is not None
     return inv

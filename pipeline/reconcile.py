@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Status, dedup_key
+from pipeline.ledger import keys
 from pipeline.routing import route
 from pipeline.runtime import Runtime
 from pipeline.storage.base import ObjectInfo
 
 log = logging.getLogger(__name__)
-CURSOR = "pl:reconcile:cursor:"
+CURSOR_KEPT_S = 3600
 
 
 @dataclass
@@ -69,9 +70,9 @@ def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float |
     limit = time.time() - (older_than if older_than is not None else stuck_after(runtime))
     resent = 0
     backlog: dict[str, int] = {}
-    for inv in runtime.ledger.get_many(runtime.ledger.ids_with_status(Status.QUEUED)):
+    for inv in runtime.ledger.invocations.get_many(runtime.ledger.invocations.ids_with_status(Status.QUEUED)):
         if inv.queue not in backlog:
-            backlog[inv.queue] = int(runtime.ledger.r.llen(inv.queue))
+            backlog[inv.queue] = runtime.dispatcher.depth(inv.queue)
         # Messages still waiting in its queue mean a backlog, not a loss: leave them to it.
         if (
             backlog[inv.queue] == 0
@@ -80,10 +81,10 @@ def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float |
         ):
             if not dry_run:
                 runtime.intake.enqueue(inv)
-                runtime.ledger.mark_enqueued(inv.id)
+                runtime.ledger.invocations.mark_enqueued(inv.id)
             resent += 1
     if resent and not dry_run:
-        runtime.ledger.count("resent", resent)
+        runtime.ledger.stats.incr("resent", resent)
         log.warning("re-sent %d invocations whose messages were presumed lost", resent)
     return resent
 
@@ -94,8 +95,8 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, r
     report = Report(resent=resend_stuck(runtime, dry_run=dry_run))
     oldest = time.time() - runtime.ledger.retention
     for bucket, prefix in watched(runtime):
-        cursor_key = f"{CURSOR}{bucket}\x00{prefix}"
-        stored = runtime.ledger.r.get(cursor_key) if resume and not dry_run else None
+        cursor_key = keys.reconcile_cursor(bucket, prefix)
+        stored = runtime.redis.get(cursor_key) if resume and not dry_run else None
         after = stored.decode() if isinstance(stored, bytes) else (stored or "")
         for info in runtime.store.list(bucket, prefix):
             if after and info.key <= after:
@@ -108,7 +109,7 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, r
             missing = [
                 p
                 for p in planned
-                if not runtime.ledger.claimed(
+                if not runtime.ledger.claims.claimed(
                     dedup_key(bucket, info.key, event.version_tag, p.function, p.params_hash)
                 )
             ]
@@ -120,11 +121,11 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, r
                 continue
             record = runtime.intake.accept(event)
             report.enqueued += len(record.invocations) - record.duplicates
-            runtime.ledger.r.set(cursor_key, info.key, ex=3600)
+            runtime.redis.set(cursor_key, info.key, ex=CURSOR_KEPT_S)
             time.sleep(1.0 / rate if rate > 0 else 0)
         if not dry_run:
-            runtime.ledger.r.delete(cursor_key)  # a complete pass starts from the top next time
+            runtime.redis.delete(cursor_key)  # a complete pass starts from the top next time
     if report.enqueued:
-        runtime.ledger.count("reconciled", report.enqueued)
+        runtime.ledger.stats.incr("reconciled", report.enqueued)
         log.warning("reconciler enqueued %d invocations that had no notification", report.enqueued)
     return report

@@ -22,22 +22,24 @@ class RetryRefused(Exception):
 
 
 def _requeue(runtime: Runtime, invocation_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
-    reset = runtime.ledger.reset_for_retry(invocation_id, allowed)
+    reset = runtime.ledger.invocations.reset_for_retry(invocation_id, allowed)
     if reset is None:
         return None
     try:
         runtime.intake.enqueue(reset)
-        runtime.ledger.mark_enqueued(invocation_id)
+        runtime.ledger.invocations.mark_enqueued(invocation_id)
     except Exception as exc:
         # Put it back as it was, so the dead letter is not lost between ledger and broker.
-        runtime.ledger.transition(invocation_id, (Status.QUEUED,), Status.DEAD, error=f"retry failed: {exc}")
+        runtime.ledger.invocations.transition(
+            invocation_id, (Status.QUEUED,), Status.DEAD, error=f"retry failed: {exc}"
+        )
         raise BrokerUnavailable(f"cannot enqueue {invocation_id}: {exc}") from exc
     return reset
 
 
 def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
     try:
-        inv = runtime.ledger.get(invocation_id)
+        inv = runtime.ledger.invocations.get(invocation_id)
         if inv is None:
             raise LookupError(f"no invocation {invocation_id}")
         if inv.status not in RETRYABLE:
@@ -58,7 +60,7 @@ def retry_all_dead(runtime: Runtime) -> list[Invocation]:
     """Re-queue every dead invocation once; returns those this call re-queued."""
     try:
         requeued = []
-        for invocation_id in runtime.ledger.ids_with_status(Status.DEAD):
+        for invocation_id in runtime.ledger.invocations.ids_with_status(Status.DEAD):
             done = _requeue(runtime, invocation_id, (Status.DEAD,))
             if done is not None:
                 requeued.append(done)

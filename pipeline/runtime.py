@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from pipeline.intake import Enqueue, Intake
+import redis
+
+from pipeline.intake import Intake
+from pipeline.invocation import Invocation
 from pipeline.ledger import Ledger, connect
 from pipeline.registry import Pipeline
 from pipeline.settings import Settings
 from pipeline.storage import ObjectStore, open_store
+
+
+class Dispatcher(Protocol):
+    """Where invocations go to be run: the queue package's Celery dispatcher, or a stand-in."""
+
+    def enqueue(self, inv: Invocation) -> None: ...
+
+    def depth(self, queue: str) -> int:
+        """Messages waiting in a function's queue."""
+        ...
 
 
 @dataclass
@@ -16,14 +30,17 @@ class Runtime:
     settings: Settings
     pipeline: Pipeline
     redis_url: str
+    redis: redis.Redis
     ledger: Ledger
     store: ObjectStore
     intake: Intake
+    dispatcher: Dispatcher
 
 
-def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, enqueue: Enqueue) -> Runtime:
-    ledger = Ledger(connect(redis_url), retention_seconds=settings.retention_days * 86400)
-    intake = Intake(pipeline, ledger, enqueue)
+def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispatcher: Dispatcher) -> Runtime:
+    client = connect(redis_url)
+    ledger = Ledger(client, retention_seconds=settings.retention_days * 86400)
+    intake = Intake(pipeline, ledger, dispatcher.enqueue)
     # The local store reports its own writes, as a bucket with notifications configured would.
     store = open_store(settings, on_write=intake.accept)
-    return Runtime(settings, pipeline, redis_url, ledger, store, intake)
+    return Runtime(settings, pipeline, redis_url, client, ledger, store, intake, dispatcher)

@@ -207,7 +207,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     result = reconcile(runtime, rate=0, resume=False)
                     report.reconciled += result.enqueued
                     report.resent += result.resent
-                    done = runtime.ledger.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
+                    done = runtime.ledger.invocations.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
                     if len({inv.key for inv in done}) >= uploads:
                         break
                 except BrokerUnavailable:
@@ -230,7 +230,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
 
 
 def _verify(runtime: Runtime, store: LocalStore, uploads: int, report: SoakReport) -> None:
-    succeeded = runtime.ledger.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
+    succeeded = runtime.ledger.invocations.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
     by_key: dict[str, int] = {}
     for inv in succeeded:
         by_key[inv.key] = by_key.get(inv.key, 0) + 1

@@ -81,7 +81,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
-            if pids <= {w.pid for w in ledger.workers()}:
+            if pids <= {w.pid for w in ledger.workers.live()}:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"workers did not come up within {timeout:g}s")

@@ -35,7 +35,11 @@ def upload_file(runtime: Runtime, path: Path, bucket: str, key: str) -> Upload:
     info = runtime.store.put_file(bucket, key, path, content_type=declared or sniff(path))
     if not isinstance(runtime.store, LocalStore):
         runtime.intake.accept(info.event("api"))
-    ids = [inv.id for inv in runtime.ledger.for_object(bucket, key) if inv.version == info.version_tag]
+    ids = [
+        inv.id
+        for inv in runtime.ledger.invocations.for_object(bucket, key)
+        if inv.version == info.version_tag
+    ]
     return Upload(path=path, info=info, started=started, invocation_ids=ids)
 
 
@@ -51,7 +55,7 @@ def wait_for(
     seen: dict[str, tuple[str, int]] = {}
     ids = [i for upload in uploads for i in upload.invocation_ids]
     while True:
-        current = runtime.ledger.get_many(ids)
+        current = runtime.ledger.invocations.get_many(ids)
         for inv in current:
             # A change of status, or ffmpeg progress moving on by another tenth.
             state = (inv.status.value, int((inv.progress or {}).get("percent") or 0) // 10)

@@ -1,29 +1,47 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from pipeline.embedded import EmbeddedRedis
 from pipeline.settings import Settings
 from tests.helpers import need
 
-TEST_REDIS_URL = os.environ.get("PIPELINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make unit` deselects the integration marker: a module under tests/integration that forgot
+    it would slip real processes into the unit run, so its absence is an error."""
+    for item in items:
+        if "integration" in item.path.parts and item.get_closest_marker("integration") is None:
+            raise pytest.UsageError(
+                f"{item.path} runs real processes: add pytestmark = pytest.mark.integration"
+            )
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of this test session's own (the embedded server the project ships, nothing kept on
+    disk), stopped when the session ends: parallel sessions never share a database."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False)
+    try:
+        url = server.start()
+    except Exception as exc:
+        need(False, f"cannot start a Redis for the tests: {exc}")
+        raise
+    yield url
+    server.stop()
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """The machine's Redis (a database of its own), emptied before each test."""
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        need(False, f"Redis at {TEST_REDIS_URL} is not reachable: {exc}")
-    client.flushdb()
-    yield TEST_REDIS_URL
-    client.flushdb()
+def redis_url(redis_server: str) -> Iterator[str]:
+    """The session's Redis, emptied before and after each test."""
+    client = redis.Redis.from_url(redis_server, socket_connect_timeout=1)
+    client.flushall()
+    yield redis_server
+    client.flushall()
     client.close()
 
 

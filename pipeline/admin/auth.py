@@ -15,9 +15,12 @@ from dataclasses import dataclass
 import redis
 from itsdangerous import BadSignature, TimestampSigner
 
-P = "pl:admin:"
+from pipeline.ledger import keys
+
 COOKIE = "pipeline_admin"
 SESSION_SECONDS = 12 * 3600
+LOGIN_ATTEMPTS = 10  # failed logins per client address within LOGIN_PAUSE_S
+LOGIN_PAUSE_S = 300
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,14 @@ class Sessions:
     def signer(self) -> TimestampSigner:
         # Read on first use, so a gateway can start while Redis is away.
         if self._signer is None:
-            self.r.set(f"{P}key", secrets.token_urlsafe(32), nx=True)
-            self._signer = TimestampSigner(str(self.r.get(f"{P}key")), salt="admin-session")
+            self.r.set(keys.ADMIN_SIGNING_KEY, secrets.token_urlsafe(32), nx=True)
+            self._signer = TimestampSigner(str(self.r.get(keys.ADMIN_SIGNING_KEY)), salt="admin-session")
         return self._signer
 
     def create(self) -> tuple[Session, str]:
         """A new session and the cookie value that carries it."""
         session = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-        self.r.set(f"{P}session:{session.id}", session.csrf, ex=SESSION_SECONDS)
+        self.r.set(keys.admin_session(session.id), session.csrf, ex=SESSION_SECONDS)
         return session, self.signer.sign(session.id).decode()
 
     def get(self, cookie: str | None) -> Session | None:
@@ -52,11 +55,21 @@ class Sessions:
             session_id = self.signer.unsign(cookie, max_age=SESSION_SECONDS).decode()
         except BadSignature:
             return None
-        csrf = self.r.get(f"{P}session:{session_id}")
+        csrf = self.r.get(keys.admin_session(session_id))
         return Session(session_id, str(csrf)) if csrf else None
 
     def end(self, session: Session) -> None:
-        self.r.delete(f"{P}session:{session.id}")
+        self.r.delete(keys.admin_session(session.id))
+
+    def login_paused(self, client: str) -> bool:
+        """Too many failed logins from this address lately."""
+        return int(self.r.get(keys.admin_login_tries(client)) or 0) >= LOGIN_ATTEMPTS
+
+    def login_failed(self, client: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.incr(keys.admin_login_tries(client))
+        pipe.expire(keys.admin_login_tries(client), LOGIN_PAUSE_S)
+        pipe.execute()
 
 
 def password_matches(given: str, expected: str) -> bool:

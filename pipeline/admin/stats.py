@@ -26,7 +26,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
     ledger, config = runtime.ledger, runtime.pipeline.config
     functions = []
     for name in sorted(runtime.pipeline.functions):
-        recent = ledger.query(function=name, limit=RECENT)
+        recent = ledger.invocations.query(function=name, limit=RECENT)
         done = [i for i in recent if i.status == Status.SUCCEEDED and i.duration_ms is not None]
         durations = [float(i.duration_ms) for i in done if i.duration_ms is not None]
         queue = config.queue_for(name)
@@ -34,7 +34,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
             {
                 "name": name,
                 "queue": queue,
-                "depth": int(ledger.r.llen(queue)),
+                "depth": runtime.dispatcher.depth(queue),
                 "concurrency": config.function_settings(name).concurrency,
                 "p50_ms": _percentile(durations, 50),
                 "p95_ms": _percentile(durations, 95),
@@ -50,13 +50,13 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
             "concurrency": w.concurrency,
             "seen": round(time.time() - w.seen_at),
         }
-        for w in sorted(ledger.workers(), key=lambda w: w.hostname)
+        for w in sorted(ledger.workers.live(), key=lambda w: w.hostname)
     ]
     throughput = [
         {"minute": minute, "finished": sum(by.values()), "failed": by.get("failed", 0) + by.get("dead", 0)}
-        for minute, by in ledger.throughput(60)
+        for minute, by in ledger.invocations.throughput(60)
     ]
-    counts = ledger.counts()
+    counts = ledger.invocations.counts()
     return {
         "at": time.time(),
         "counts": {s.value: counts.get(s.value, 0) for s in Status},

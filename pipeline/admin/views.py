@@ -38,12 +38,12 @@ class Timeline:
 
 def timeline(runtime: Runtime, notifier: Notifier, bucket: str, key: str) -> Timeline:
     ledger = runtime.ledger
-    invs = sorted(ledger.for_object(bucket, key), key=lambda i: i.created_at)
+    invs = sorted(ledger.invocations.for_object(bucket, key), key=lambda i: i.created_at)
     return Timeline(
         bucket=bucket,
         key=key,
-        events=ledger.events_for_object(bucket, key),
-        invocations=[InvocationView(inv, ledger.attempts(inv.id)) for inv in invs],
+        events=ledger.events.for_object(bucket, key),
+        invocations=[InvocationView(inv, ledger.invocations.attempts(inv.id)) for inv in invs],
         messages=notifier.messages.for_object(bucket, key),
     )
 
@@ -54,7 +54,7 @@ def search_uploads(runtime: Runtime, query: str, limit: int = 50, outputs: bool 
     config = runtime.pipeline.config
     seen: set[tuple[str, str]] = set()
     found: list[EventRecord] = []
-    for record in runtime.ledger.events(limit=1000):
+    for record in runtime.ledger.events.recent(limit=1000):
         ident = (record.bucket, record.key)
         if ident in seen or (query and query.lower() not in record.key.lower()):
             continue
@@ -77,7 +77,7 @@ class InvocationFilter:
 
     def apply(self, runtime: Runtime, limit: int = 100) -> list[Invocation]:
         status = Status(self.status) if self.status else None
-        candidates = runtime.ledger.query(
+        candidates = runtime.ledger.invocations.query(
             status=status, function=self.function or None, bucket=self.bucket or None, limit=1000
         )
         cutoff = time.time() - self.since_minutes * 60 if self.since_minutes else 0.0
@@ -107,8 +107,8 @@ class FunctionView:
 
 def functions(runtime: Runtime) -> list[FunctionView]:
     config, ledger = runtime.pipeline.config, runtime.ledger
-    paused, disabled = ledger.function_flags("paused"), ledger.function_flags("disabled")
-    workers = ledger.workers()
+    paused, disabled = ledger.flags.members("paused"), ledger.flags.members("disabled")
+    workers = ledger.workers.live()
     out = []
     for name, spec in sorted(runtime.pipeline.functions.items()):
         queue = config.queue_for(name)
@@ -120,7 +120,7 @@ def functions(runtime: Runtime) -> list[FunctionView]:
                 summary=spec.summary,
                 accepts=list(spec.accepts),
                 queue=queue,
-                depth=int(ledger.r.llen(queue)),
+                depth=runtime.dispatcher.depth(queue),
                 concurrency=fn.concurrency,
                 time_limit=config.time_limit_for(name),
                 max_attempts=config.max_attempts_for(name),
@@ -130,7 +130,7 @@ def functions(runtime: Runtime) -> list[FunctionView]:
                 held_by_config=held,
                 memory_mb=fn.memory_mb,
                 reserved_concurrency=fn.reserved_concurrency,
-                running=ledger.slots_taken(name) if fn.reserved_concurrency else 0,
+                running=ledger.claims.slots_taken(name) if fn.reserved_concurrency else 0,
                 workers=[f"{w.hostname} (x{w.concurrency})" for w in workers if queue in w.queues],
             )
         )

@@ -45,11 +45,11 @@ class LedgerCollector(Collector):
             "pipeline_guard", "Times a delivery guarantee stepped in (cumulative)", labels=["kind"]
         )
         try:
-            for name, value in self.runtime.ledger.counts().items():
+            for name, value in self.runtime.ledger.invocations.counts().items():
                 by_status.add_metric([name], value)
             for queue in self.runtime.pipeline.queues():
-                depth.add_metric([queue], int(self.runtime.ledger.r.llen(queue)))
-            for kind, value in self.runtime.ledger.guard_counts().items():
+                depth.add_metric([queue], self.runtime.dispatcher.depth(queue))
+            for kind, value in self.runtime.ledger.stats.guards().items():
                 guards.add_metric([kind], value)
         except redis.RedisError:
             return
@@ -68,12 +68,12 @@ class LedgerCollector(Collector):
         )
         try:
             for outcome in ("delivered", "retried", "failed"):
-                attempts.add_metric([outcome], self.runtime.ledger.stat(f"webhooks:{outcome}"))
+                attempts.add_metric([outcome], self.runtime.ledger.stats.get(f"webhooks:{outcome}"))
             all_subs = self.notifier.subs.all()
             subs.add_metric(["enabled"], sum(1 for s in all_subs if s.enabled))
             subs.add_metric(["disabled"], sum(1 for s in all_subs if not s.enabled))
             backlog.add_metric(["scheduled"], self.notifier.messages.due_count())
-            backlog.add_metric(["unannounced"], self.runtime.ledger.outbox_length())
+            backlog.add_metric(["unannounced"], self.runtime.ledger.outbox.length())
         except redis.RedisError:
             return
         yield attempts
@@ -108,7 +108,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         sns_verifier=SignatureVerifier(),
         metrics=metrics,
         notifier=notifier,
-        sessions=Sessions(runtime.ledger.r),
+        sessions=Sessions(runtime.redis),
         controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
     )
     app.mount("/admin/static", StaticFiles(directory=str(ADMIN_DIR / "static")), name="admin-static")

@@ -5,10 +5,10 @@ attempt and on manual redelivery, so receivers can deduplicate. It is derived fr
 is about, so announcing the same outcome twice (a crash between announcing and recording) cannot
 create a second message.
 
-Keys (under `pl:wh:`): `msg:<id>` hash of JSON fields; `att:<id>` list of attempts;
-`idx:all` and `idx:sub:<sub>` sorted sets by creation; `due` sorted set of pending message ids by
-the time of their next attempt (an attempt in flight holds its message's score a lease ahead, so a
-worker lost mid-send means a retry, never a lost message).
+Keys (named in `pipeline.ledger.keys`): a hash of JSON fields per message; a list of its attempts;
+sorted sets by creation (all, per subscription, per object); the `due` sorted set of pending
+message ids by the time of their next attempt (an attempt in flight holds its message's score a
+lease ahead, so a worker lost mid-send means a retry, never a lost message).
 """
 
 from __future__ import annotations
@@ -21,20 +21,14 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, Field
 
-from pipeline.ledger import object_digest
+from pipeline.ledger import keys
+from pipeline.ledger.json_hash import JsonHash, encode
+from pipeline.ledger.lua import script
 from pipeline.notify.payloads import EventType
 
-P = "pl:wh:"
 MessageState = Literal["pending", "delivered", "failed"]
 SNIPPET_CHARS = 500
-
-# Claim due messages: move each one's score a lease ahead and return them, in one step, so two
-# schedulers never take the same message. KEYS: due. ARGV: now, lease seconds, batch size.
-_CLAIM_DUE = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id) end
-return ids
-"""
+ATTEMPTS_KEPT = 100
 
 
 class Attempt(BaseModel):
@@ -71,8 +65,7 @@ class Message(BaseModel):
         return data
 
 
-def _obj_index(bucket: str, key: str) -> str:
-    return f"{P}idx:obj:{object_digest(bucket, key)}"
+_HASH = JsonHash(Message)
 
 
 def message_id(subscription_id: str, event: EventType, subject: str) -> str:
@@ -84,71 +77,80 @@ class MessageStore:
     def __init__(self, client: redis.Redis, retention_seconds: float = 7 * 86400) -> None:
         self.r = client
         self.retention = int(retention_seconds)
-        self._claim_due = client.register_script(_CLAIM_DUE)
+        self._claim_due = script(client, "claim_due_messages")
 
     def add(self, msg: Message) -> bool:
         """Store and schedule a new message; False (and nothing changes) if it exists already."""
-        name = f"{P}msg:{msg.id}"
+        name = keys.webhook_message(msg.id)
         if not self.r.hsetnx(name, "id", json.dumps(msg.id)):
             return False
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(name, mapping={k: json.dumps(v) for k, v in msg.model_dump(mode="json").items()})
+        pipe.hset(name, mapping=_HASH.dump(msg))
         pipe.expire(name, self.retention)
-        for index in (f"{P}idx:all", f"{P}idx:sub:{msg.subscription_id}", _obj_index(msg.bucket, msg.key)):
+        indexes = (
+            keys.WEBHOOK_MESSAGES_INDEX,
+            keys.webhook_subscription_index(msg.subscription_id),
+            keys.webhook_object_index(msg.bucket, msg.key),
+        )
+        for index in indexes:
             pipe.zadd(index, {msg.id: msg.created_at})
             pipe.expire(index, self.retention)
-        pipe.zremrangebyscore(f"{P}idx:all", "-inf", time.time() - self.retention)
-        pipe.zadd(f"{P}due", {msg.id: msg.created_at})
+        pipe.zremrangebyscore(keys.WEBHOOK_MESSAGES_INDEX, "-inf", time.time() - self.retention)
+        pipe.zadd(keys.WEBHOOK_DUE, {msg.id: msg.created_at})
         pipe.execute()
         return True
 
     def get(self, msg_id: str) -> Message | None:
-        raw = self.r.hgetall(f"{P}msg:{msg_id}")
-        if not raw or "body" not in raw:
+        raw = self.r.hgetall(keys.webhook_message(msg_id))
+        if "body" not in raw:  # missing, or only the HSETNX of a concurrent add so far
             return None
-        return Message.model_validate({k: json.loads(v) for k, v in raw.items() if k in Message.model_fields})
+        return _HASH.load(raw)
 
     def update(self, msg_id: str, **fields: Any) -> None:
-        self.r.hset(f"{P}msg:{msg_id}", mapping={k: json.dumps(v) for k, v in fields.items()})
+        self.r.hset(keys.webhook_message(msg_id), mapping=encode(fields))
 
     def add_attempt(self, msg_id: str, attempt: Attempt) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.rpush(f"{P}att:{msg_id}", attempt.model_dump_json())
-        pipe.ltrim(f"{P}att:{msg_id}", -100, -1)
-        pipe.expire(f"{P}att:{msg_id}", self.retention)
-        pipe.hincrby(f"{P}msg:{msg_id}", "attempts", 1)
+        pipe.rpush(keys.webhook_attempts(msg_id), attempt.model_dump_json())
+        pipe.ltrim(keys.webhook_attempts(msg_id), -ATTEMPTS_KEPT, -1)
+        pipe.expire(keys.webhook_attempts(msg_id), self.retention)
+        pipe.hincrby(keys.webhook_message(msg_id), "attempts", 1)
         pipe.execute()
 
     def attempts(self, msg_id: str) -> list[Attempt]:
-        return [Attempt.model_validate_json(raw) for raw in self.r.lrange(f"{P}att:{msg_id}", 0, -1)]
+        raws = self.r.lrange(keys.webhook_attempts(msg_id), 0, -1)
+        return [Attempt.model_validate_json(raw) for raw in raws]
 
     def schedule(self, msg_id: str, at: float) -> None:
-        self.r.zadd(f"{P}due", {msg_id: at})
+        self.r.zadd(keys.WEBHOOK_DUE, {msg_id: at})
 
     def unschedule(self, msg_id: str) -> None:
-        self.r.zrem(f"{P}due", msg_id)
+        self.r.zrem(keys.WEBHOOK_DUE, msg_id)
 
     def claim_due(self, lease_seconds: float, batch: int = 100) -> list[str]:
-        ids = self._claim_due(keys=[f"{P}due"], args=[time.time(), lease_seconds, batch])
+        ids = self._claim_due(keys=[keys.WEBHOOK_DUE], args=[time.time(), lease_seconds, batch])
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     def due_count(self) -> int:
-        return int(self.r.zcard(f"{P}due"))
+        return int(self.r.zcard(keys.WEBHOOK_DUE))
 
     def lock_send(self, msg_id: str, seconds: float) -> bool:
         """At most one attempt of a message in flight at a time."""
-        return bool(self.r.set(f"{P}sending:{msg_id}", "1", nx=True, px=int(seconds * 1000)))
+        return bool(self.r.set(keys.webhook_sending(msg_id), "1", nx=True, px=int(seconds * 1000)))
 
     def unlock_send(self, msg_id: str) -> None:
-        self.r.delete(f"{P}sending:{msg_id}")
+        self.r.delete(keys.webhook_sending(msg_id))
 
     def for_object(self, bucket: str, key: str, limit: int = 100) -> list[Message]:
-        ids = self.r.zrange(_obj_index(bucket, key), 0, limit - 1)
+        ids = self.r.zrange(keys.webhook_object_index(bucket, key), 0, limit - 1)
         msgs = [self.get(str(i)) for i in ids]
         return [m for m in msgs if m is not None and m.bucket == bucket and m.key == key]
 
     def list(self, subscription_id: str | None = None, limit: int = 50, offset: int = 0) -> list[Message]:
-        index = f"{P}idx:sub:{subscription_id}" if subscription_id else f"{P}idx:all"
+        if subscription_id:
+            index = keys.webhook_subscription_index(subscription_id)
+        else:
+            index = keys.WEBHOOK_MESSAGES_INDEX
         ids = self.r.zrevrange(index, offset, offset + limit - 1)
         msgs = [self.get(str(i)) for i in ids]
         return [m for m in msgs if m is not None]

@@ -23,7 +23,7 @@ from redis.backoff import FullJitterBackoff
 
 from pipeline.config import PipelineConfig
 from pipeline.invocation import Status
-from pipeline.ledger import Ledger
+from pipeline.ledger import Ledger, keys
 from pipeline.notify.guard import DestinationRefused, Guard
 from pipeline.notify.messages import Attempt, Message, MessageStore, message_id
 from pipeline.notify.payloads import (
@@ -48,7 +48,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 Presign = Callable[[str, str], str | None]
-NOTICES = "pl:wh:notices"
+NOTICES_KEPT = 200
 
 
 @dataclass(frozen=True)
@@ -89,26 +89,32 @@ class Notifier:
     def __init__(
         self,
         ledger: Ledger,
+        client: redis.Redis,
         config: PipelineConfig,
         guard: Guard,
         policy: DeliveryPolicy,
         presign: Presign | None = None,
     ) -> None:
         self.ledger = ledger
-        self.r: redis.Redis = ledger.r
+        self.r = client
         self.config = config
         self.guard = guard
         self.policy = policy
         self.presign = presign
-        self.subs = SubscriptionStore(ledger.r, ledger.retention)
-        self.messages = MessageStore(ledger.r, ledger.retention)
+        self.subs = SubscriptionStore(client, ledger.retention)
+        self.messages = MessageStore(client, ledger.retention)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, config: PipelineConfig, ledger: Ledger, presign: Presign | None
+        cls,
+        settings: Settings,
+        config: PipelineConfig,
+        ledger: Ledger,
+        client: redis.Redis,
+        presign: Presign | None,
     ) -> Notifier:
         guard = Guard.from_settings(settings.webhook_allow_private, settings.webhook_allow_networks)
-        return cls(ledger, config, guard, DeliveryPolicy.from_settings(settings), presign)
+        return cls(ledger, client, config, guard, DeliveryPolicy.from_settings(settings), presign)
 
     def sync(self) -> None:
         sync_config(self.subs, self.config.webhooks, dict(os.environ))
@@ -118,23 +124,23 @@ class Notifier:
         """Announce up to `batch` finished invocations. One drainer at a time; a drainer that dies
         midway leaves its entries for the next, and announcing twice creates no second message."""
         token = uuid.uuid4().hex
-        lock = "pl:wh:drain-lock"
+        lock = keys.WEBHOOK_DRAIN_LOCK
         if not self.r.set(lock, token, nx=True, px=30_000):
             return 0
         try:
-            items = self.ledger.outbox(batch)
+            items = self.ledger.outbox.read(batch)
             if items:
                 subs = [s for s in self.subs.all() if s.enabled and s.source != "callback"]
                 for inv_id, status in items:
                     self._announce(inv_id, status, subs)
-                self.ledger.outbox_done(len(items))
+                self.ledger.outbox.done(len(items))
             return len(items)
         finally:
             if self.r.get(lock) == token:
                 self.r.delete(lock)
 
     def _announce(self, inv_id: str, status: Status, subs: list[Subscription]) -> None:
-        inv = self.ledger.get(inv_id)
+        inv = self.ledger.invocations.get(inv_id)
         if inv is None:
             return
         inv = inv.model_copy(update={"status": status})
@@ -145,10 +151,14 @@ class Notifier:
             self._fan_out(
                 event, payload, inv.bucket, inv.key, [inv.function], subject, subs, inv.callback_url
             )
-        if inv.event_id and self.ledger.close_join(inv.event_id, inv.id):
+        if inv.event_id and self.ledger.outbox.close_join(inv.event_id, inv.id):
             # The event record may not be written yet (intake records it last): the object's own
             # index finds the upload's invocations either way.
-            upload = [i for i in self.ledger.for_object(inv.bucket, inv.key) if i.event_id == inv.event_id]
+            upload = [
+                i
+                for i in self.ledger.invocations.for_object(inv.bucket, inv.key)
+                if i.event_id == inv.event_id
+            ]
             upload = [inv if i.id == inv.id else i for i in upload] or [inv]
             callback = next((i.callback_url for i in upload if i.callback_url), None)
             self._fan_out(
@@ -214,8 +224,8 @@ class Notifier:
         name = self.config.callbacks.secret_env
         if name and os.environ.get(name):
             return os.environ[name]
-        self.r.set("pl:wh:callback-secret", new_secret(), nx=True)
-        return str(self.r.get("pl:wh:callback-secret"))
+        self.r.set(keys.WEBHOOK_CALLBACK_SECRET, new_secret(), nx=True)
+        return str(self.r.get(keys.WEBHOOK_CALLBACK_SECRET))
 
     # --- scheduling ---------------------------------------------------------------------------
     def schedule_due(self, send: Callable[[str], None]) -> int:
@@ -293,7 +303,7 @@ class Notifier:
             )
             self.messages.unschedule(msg.id)
             self.subs.note_result(sub.id, ok=True)
-            self.ledger.count("webhooks:delivered")
+            self.ledger.stats.incr("webhooks:delivered")
             return attempt
         error = self._describe(outcome)
         if outcome.status_code == 410:
@@ -321,7 +331,7 @@ class Notifier:
                 msg.id, last_status=outcome.status_code, error=error, next_attempt_at=attempt.next_attempt_at
             )
             self.messages.schedule(msg.id, attempt.next_attempt_at)
-            self.ledger.count("webhooks:retried")
+            self.ledger.stats.incr("webhooks:retried")
         self._note_failure(sub, now)
         return attempt
 
@@ -330,7 +340,7 @@ class Notifier:
             msg.id, state="failed", error=error, last_status=status_code, next_attempt_at=None
         )
         self.messages.unschedule(msg.id)
-        self.ledger.count("webhooks:failed")
+        self.ledger.stats.incr("webhooks:failed")
         log.warning("webhook %s to %s failed: %s", msg.id, msg.url, error)
 
     def _note_failure(self, sub: Subscription, now: float) -> None:
@@ -353,12 +363,15 @@ class Notifier:
         """Tell the operator: the log, and the notices list the API and dashboard show."""
         log.warning("%s", text)
         pipe = self.r.pipeline(transaction=True)
-        pipe.lpush(NOTICES, json.dumps({"at": time.time(), "text": text}))
-        pipe.ltrim(NOTICES, 0, 199)
+        pipe.lpush(keys.WEBHOOK_NOTICES, json.dumps({"at": time.time(), "text": text}))
+        pipe.ltrim(keys.WEBHOOK_NOTICES, 0, NOTICES_KEPT - 1)
         pipe.execute()
 
     def notices(self, limit: int = 50) -> list[dict[str, object]]:
-        return [json.loads(raw) for raw in self.r.lrange(NOTICES, 0, limit - 1)]
+        return [json.loads(raw) for raw in self.r.lrange(keys.WEBHOOK_NOTICES, 0, limit - 1)]
+
+    def notice_count(self) -> int:
+        return int(self.r.llen(keys.WEBHOOK_NOTICES))
 
 
 def notifier_for(runtime: Runtime) -> Notifier:
@@ -368,4 +381,4 @@ def notifier_for(runtime: Runtime) -> Notifier:
     def presign(bucket: str, key: str) -> str | None:
         return runtime.store.presigned_get(bucket, key, seconds) if seconds > 0 else None
 
-    return Notifier.from_settings(settings, runtime.pipeline.config, runtime.ledger, presign)
+    return Notifier.from_settings(settings, runtime.pipeline.config, runtime.ledger, runtime.redis, presign)

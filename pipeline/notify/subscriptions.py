@@ -1,6 +1,6 @@
 """Webhook subscriptions: who hears about what, with which secrets.
 
-Three sources share one store in Redis (`pl:wh:sub:<id>`, one JSON value per field so concurrent
+Three sources share one store in Redis (a hash per subscription, one JSON value per field so concurrent
 partial updates, such as a 410 disabling an endpoint while an operator edits it, never clobber
 each other):
 - `api`: created through `/api/webhooks` or `pipeline webhooks add`;
@@ -26,9 +26,10 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import WebhookConfig
 from pipeline.errors import ConfigError
+from pipeline.ledger import keys
+from pipeline.ledger.json_hash import JsonHash, encode
 from pipeline.notify.payloads import EventType
 
-P = "pl:wh:"
 SubscriptionSource = Literal["api", "config", "callback"]
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -84,6 +85,9 @@ class Subscription(BaseModel):
         return data
 
 
+_HASH = JsonHash(Subscription)
+
+
 def callback_id(url: str) -> str:
     return "callback-" + hashlib.sha256(url.encode()).hexdigest()[:16]
 
@@ -93,54 +97,48 @@ class SubscriptionStore:
         self.r = client
         self.retention = int(retention_seconds)
 
-    def _name(self, sub_id: str) -> str:
-        return f"{P}sub:{sub_id}"
-
     def put(self, sub: Subscription) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            self._name(sub.id), mapping={k: json.dumps(v) for k, v in sub.model_dump(mode="json").items()}
-        )
-        pipe.sadd(f"{P}subs", sub.id)
+        pipe.hset(keys.webhook_subscription(sub.id), mapping=_HASH.dump(sub))
+        pipe.sadd(keys.WEBHOOK_SUBSCRIPTIONS, sub.id)
         if sub.source == "callback":  # one per callback URL: let unused ones age out
-            pipe.expire(self._name(sub.id), self.retention)
+            pipe.expire(keys.webhook_subscription(sub.id), self.retention)
         pipe.execute()
 
     def create(self, sub: Subscription) -> bool:
         """Store a new subscription; False if the id is taken."""
-        if not self.r.sadd(f"{P}subs", sub.id):
+        if not self.r.sadd(keys.WEBHOOK_SUBSCRIPTIONS, sub.id):
             return False
         self.put(sub)
         return True
 
     def update(self, sub_id: str, **fields: Any) -> Subscription | None:
-        if not self.r.exists(self._name(sub_id)):
+        if not self.r.exists(keys.webhook_subscription(sub_id)):
             return None
         values = Subscription.model_validate({**self._raw(sub_id), **fields}).model_dump(mode="json")
-        self.r.hset(self._name(sub_id), mapping={k: json.dumps(values[k]) for k in fields})
+        self.r.hset(keys.webhook_subscription(sub_id), mapping=encode({k: values[k] for k in fields}))
         return self.get(sub_id)
 
     def _raw(self, sub_id: str) -> dict[str, Any]:
-        raw = self.r.hgetall(self._name(sub_id))
-        return {k: json.loads(v) for k, v in raw.items() if k in Subscription.model_fields}
+        return _HASH.decode(self.r.hgetall(keys.webhook_subscription(sub_id)))
 
     def get(self, sub_id: str) -> Subscription | None:
         raw = self._raw(sub_id)
         return Subscription.model_validate(raw) if raw else None
 
     def all(self) -> list[Subscription]:
-        ids = sorted(str(i) for i in self.r.smembers(f"{P}subs"))
+        ids = sorted(str(i) for i in self.r.smembers(keys.WEBHOOK_SUBSCRIPTIONS))
         subs = [self.get(i) for i in ids]
         live = [s for s in subs if s is not None]
         gone = [i for i, s in zip(ids, subs, strict=True) if s is None]
         if gone:
-            self.r.srem(f"{P}subs", *gone)
+            self.r.srem(keys.WEBHOOK_SUBSCRIPTIONS, *gone)
         return live
 
     def delete(self, sub_id: str) -> bool:
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._name(sub_id))
-        pipe.srem(f"{P}subs", sub_id)
+        pipe.delete(keys.webhook_subscription(sub_id))
+        pipe.srem(keys.WEBHOOK_SUBSCRIPTIONS, sub_id)
         return bool(pipe.execute()[0])
 
     def rotate(self, sub_id: str, grace_seconds: float) -> tuple[Subscription, str] | None:
@@ -167,7 +165,7 @@ class SubscriptionStore:
 
     def note_result(self, sub_id: str, ok: bool) -> float | None:
         """Track how long an endpoint has been failing; returns since when (None if healthy)."""
-        name = self._name(sub_id)
+        name = keys.webhook_subscription(sub_id)
         if ok:
             self.r.hset(name, "failing_since", "null")
             return None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import redis
 from celery import Celery
 
 from pipeline.invocation import Invocation
+from pipeline.ledger import connect
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
@@ -49,14 +51,25 @@ def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
     return app
 
 
+def queue_depth(client: redis.Redis, queue: str) -> int:
+    """Messages waiting in a queue. kombu's Redis transport keeps each queue as a list named after
+    it (no priority sub-lists: the pipeline sets no priority steps); taken but unacknowledged
+    messages sit elsewhere and are not counted."""
+    return int(client.llen(queue))
+
+
 class CeleryDispatcher:
     """Enqueues invocations on their function's queue. Fails fast when the broker is down, so the
     gateway can answer 503 instead of hanging."""
 
     retry_policy: dict[str, Any] = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, client: redis.Redis | None = None) -> None:
         self.app = app
+        self._client = client or connect(str(app.conf.broker_url))
+
+    def depth(self, queue: str) -> int:
+        return queue_depth(self._client, queue)
 
     def enqueue(self, inv: Invocation, countdown: float | None = None) -> None:
         soft = math.ceil(inv.time_limit)
@@ -84,6 +97,4 @@ def hard_limit_margin(soft_limit: int) -> int:
 
 def queued_runtime(settings: Settings, pipeline: Pipeline, redis_url: str) -> Runtime:
     """The runtime for processes that enqueue work (CLI, demo, gateway, soak): intake -> Celery."""
-    return build_runtime(
-        settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)).enqueue
-    )
+    return build_runtime(settings, pipeline, redis_url, CeleryDispatcher(create_celery(redis_url, pipeline)))

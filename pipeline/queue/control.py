@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def set_paused(app: Celery, ledger: Ledger, config: PipelineConfig, name: str, paused: bool) -> None:
-    ledger.set_function_flag("paused", name, paused)
+    ledger.flags.switch("paused", name, paused)
     if not paused and name in config.held_by_config():
         return  # the pipeline file still holds it: resuming here would be undone by the followers
     queue = config.queue_for(name)
-    targets = [w.hostname for w in ledger.workers() if queue in w.queues]
+    targets = [w.hostname for w in ledger.workers.live() if queue in w.queues]
     if targets:
         command = app.control.cancel_consumer if paused else app.control.add_consumer
         command(queue, destination=targets)
@@ -51,7 +51,7 @@ class PauseFollower:
             self.consuming.discard(queue)
 
     def _paused(self) -> set[str]:
-        held = self.ledger.function_flags("paused") | self.config.held_by_config()
+        held = self.ledger.flags.members("paused") | self.config.held_by_config()
         return {self.config.queue_for(n) for n in held}
 
     def follow(self) -> None:

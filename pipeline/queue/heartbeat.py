@@ -37,7 +37,7 @@ def start_heartbeat(
     def beat() -> None:
         while not stop.is_set():
             try:
-                ledger.heartbeat(info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3)
+                ledger.workers.beat(info.model_copy(update={"seen_at": time.time()}), ttl=HEARTBEAT_S * 3)
                 if also is not None:
                     also()
             except Exception as exc:  # Redis restarting: the next beat may work
@@ -50,6 +50,6 @@ def start_heartbeat(
     def _gone(**_: Any) -> None:
         stop.set()
         try:
-            ledger.worker_gone(hostname)
+            ledger.workers.gone(hostname)
         except Exception as exc:
             log.warning("could not deregister worker: %s", exc)

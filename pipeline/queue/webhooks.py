@@ -19,7 +19,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from pipeline.notify.notifier import Notifier, notifier_for
-from pipeline.queue.app import create_celery
+from pipeline.queue.app import CeleryDispatcher, create_celery
 from pipeline.queue.heartbeat import start_heartbeat
 from pipeline.registry import Pipeline
 from pipeline.runtime import build_runtime
@@ -67,7 +67,7 @@ def run_webhook_worker(
     # One line per delivery is the attempt log's job (in the ledger), not httpx's.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_celery(redis_url, pipeline)
-    runtime = build_runtime(settings, pipeline, redis_url, lambda inv: None)
+    runtime = build_runtime(settings, pipeline, redis_url, CeleryDispatcher(app))
     notifier = notifier_for(runtime)
     notifier.sync()
 

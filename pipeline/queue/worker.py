@@ -47,7 +47,7 @@ class WorkerContext:
     def get(self) -> tuple[Runtime, Executor]:
         if self._runtime is None or self._executor is None or self._pid != os.getpid():
             dispatcher = CeleryDispatcher(self.app)
-            self._runtime = build_runtime(self.settings, self.pipeline, self.redis_url, dispatcher.enqueue)
+            self._runtime = build_runtime(self.settings, self.pipeline, self.redis_url, dispatcher)
             self._executor = Executor(
                 self.pipeline, self._runtime.store, self._runtime.ledger, self.settings.data_dir / "tmp"
             )
@@ -75,7 +75,7 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
             # The function's reserved concurrency is used up. Put the message back for a moment
             # (not an attempt: nothing ran), jittered so waiting copies do not return in step. Its
             # new send time tells the reconciler the message is alive, not lost.
-            runtime.ledger.mark_enqueued(inv.id)
+            runtime.ledger.invocations.mark_enqueued(inv.id)
             raise self.retry(countdown=random.uniform(0.2, 1.0), max_retries=None) from None  # noqa: S311 - jitter
         except LeaseHeld:
             # A duplicate delivery while the first run is alive: look again later rather than run
@@ -109,23 +109,23 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
 def _record_failure(runtime: Runtime, inv: Invocation, exc: BaseException) -> float | None:
     """Record a failed attempt. Returns the backoff delay if it should run again, else None."""
     ledger = runtime.ledger
-    current = ledger.get(inv.id)
+    current = ledger.invocations.get(inv.id)
     attempts = current.attempts if current else inv.attempts
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, Skip):
-        ledger.finish(inv.id, Status.SKIPPED, error=str(exc))
+        ledger.invocations.finish(inv.id, Status.SKIPPED, error=str(exc))
     elif isinstance(exc, Rejected):
-        ledger.finish(inv.id, Status.REJECTED, error=str(exc))
+        ledger.invocations.finish(inv.id, Status.REJECTED, error=str(exc))
     elif is_permanent(exc):
-        ledger.finish(inv.id, Status.FAILED, error=error)
+        ledger.invocations.finish(inv.id, Status.FAILED, error=error)
     elif attempts >= inv.max_attempts:
-        ledger.finish(inv.id, Status.DEAD, error=f"{error} (after {attempts} attempts)")
+        ledger.invocations.finish(inv.id, Status.DEAD, error=f"{error} (after {attempts} attempts)")
     else:
         delay = get_exponential_backoff_interval(
             BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True
         )
         log.warning("invocation %s attempt %d failed (%s); retrying in %ss", inv.id, attempts, error, delay)
-        ledger.requeue(inv.id, error)
+        ledger.invocations.requeue(inv.id, error)
         return float(delay)
     log.warning("invocation %s gave up: %s", inv.id, error)
     return None

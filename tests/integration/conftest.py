@@ -105,7 +105,7 @@ def stack(moto_endpoint: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]
     try:
         wait_until(lambda: _healthy(url) or not gateway.alive(), 30, "the gateway")
         assert gateway.alive(), gateway.output()
-        wait_until(lambda: ledger.workers() or not worker.alive(), 30, "the worker")
+        wait_until(lambda: ledger.workers.live() or not worker.alive(), 30, "the worker")
         assert worker.alive(), worker.output()
         yield Stack(bucket, url, redis_url, moto_endpoint, minio, ledger, gateway, worker, env)
     finally:

@@ -83,7 +83,7 @@ def dashboard(redis_url: str, tmp_path: Path) -> Iterator[Dashboard]:
     ]
     try:
         wait_until(lambda: _up(url) or not procs[0].alive(), 30, "the gateway")
-        wait_until(lambda: len(runtime.ledger.workers()) >= 2 or not procs[1].alive(), 30, "the workers")
+        wait_until(lambda: len(runtime.ledger.workers.live()) >= 2 or not procs[1].alive(), 30, "the workers")
         with Receiver() as receiver, sync_playwright() as pw:
             hook = httpx.post(
                 f"{url}/api/webhooks", json={"url": f"{receiver.url}/app", "events": ["object.processed"]}

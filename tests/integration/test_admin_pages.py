@@ -89,11 +89,11 @@ def _upload_event(runtime: Runtime, key: str = "uploads/cat.jpg") -> list[Invoca
     record = runtime.intake.accept(
         event, raw='{"EventName": "s3:ObjectCreated:Put", "Key": "media/' + key + '"}'
     )
-    return runtime.ledger.get_many(record.invocations)
+    return runtime.ledger.invocations.get_many(record.invocations)
 
 
 def _finish(runtime: Runtime, inv: Invocation, status: Status, error: str | None = None) -> None:
-    runtime.ledger.start_attempt(inv.id, "worker-a@host")
+    runtime.ledger.invocations.start_attempt(inv.id, "worker-a@host")
     outputs: list[OutputRef] = []
     if status == Status.SUCCEEDED:
         src = runtime.settings.data_dir / "thumb.jpg"
@@ -103,7 +103,7 @@ def _finish(runtime: Runtime, inv: Invocation, status: Status, error: str | None
         runtime.store.ensure_bucket("media")
         info = runtime.store.put_file("media", key, src, content_type="image/jpeg")
         outputs = [OutputRef(bucket="media", key=key, content_type="image/jpeg", size=info.size)]
-    runtime.ledger.finish(inv.id, status, outputs=outputs, error=error, cpu_ms=12.5)
+    runtime.ledger.invocations.finish(inv.id, status, outputs=outputs, error=error, cpu_ms=12.5)
 
 
 def test_unauthenticated_access_goes_to_the_login(admin: Admin) -> None:
@@ -160,10 +160,10 @@ def test_state_changes_need_the_csrf_token_and_the_same_origin(admin: Admin) -> 
     assert cross.status_code == 403
     site = admin.client.post(url, data={"csrf": admin.csrf}, headers={"Sec-Fetch-Site": "cross-site"})
     assert site.status_code == 403
-    assert admin.runtime.ledger.get(inv.id).status == Status.FAILED  # type: ignore[union-attr]
+    assert admin.runtime.ledger.invocations.get(inv.id).status == Status.FAILED  # type: ignore[union-attr]
     done = admin.client.post(url, data={"csrf": admin.csrf, "back": "/admin/invocations"})
     assert done.status_code == 303 and done.headers["location"].startswith("/admin/invocations?flash=")
-    assert admin.runtime.ledger.get(inv.id).status == Status.QUEUED  # type: ignore[union-attr]
+    assert admin.runtime.ledger.invocations.get(inv.id).status == Status.QUEUED  # type: ignore[union-attr]
 
 
 def test_pages_answer_what_happened_to_an_upload(admin: Admin) -> None:
@@ -237,12 +237,13 @@ def test_disable_stops_new_work_and_pause_is_recorded(admin: Admin) -> None:
     assert "Paused: new work waits" in page and "Disabled: uploads no longer start" in page
     invs = _upload_event(admin.runtime, "uploads/new.jpg")
     assert [i.function for i in invs] == ["thumbnail"]
-    record = admin.runtime.ledger.events_for_object("media", "uploads/new.jpg")[0]
+    record = admin.runtime.ledger.events.for_object("media", "uploads/new.jpg")[0]
     assert "disabled: filter" in record.reason
-    assert admin.runtime.ledger.function_flags("paused") == {"thumbnail"}
+    assert admin.runtime.ledger.flags.members("paused") == {"thumbnail"}
     post("/admin/functions/thumbnail/resume", data={"csrf": admin.csrf})
     post("/admin/functions/filter/enable", data={"csrf": admin.csrf})
-    assert not admin.runtime.ledger.function_flags("paused") | admin.runtime.ledger.function_flags("disabled")
+    flags = admin.runtime.ledger.flags
+    assert not flags.members("paused") | flags.members("disabled")
     assert post("/admin/functions/nope/pause", data={"csrf": admin.csrf}).status_code == 404
 
 
@@ -251,7 +252,7 @@ def test_webhook_page_never_shows_secrets(admin: Admin) -> None:
     sub = Subscription(id="shop", url="https://shop.example.com/hooks", secrets=[SecretEntry(secret=secret)])
     from pipeline.notify.subscriptions import SubscriptionStore
 
-    SubscriptionStore(admin.runtime.ledger.r).create(sub)
+    SubscriptionStore(admin.runtime.redis).create(sub)
     page = admin.client.get("/admin/webhooks").text
     assert "https://shop.example.com/hooks" in page and secret not in page and secret[6:20] not in page
     assert admin.client.post("/admin/webhooks/shop/disable", data={"csrf": admin.csrf}).status_code == 303
@@ -271,7 +272,9 @@ def test_upload_form_stores_the_file_and_shows_its_timeline(admin: Admin, tmp_pa
         response.status_code == 303 and response.headers["location"] == "/admin/uploads/media/uploads/pic.jpg"
     )
     assert admin.runtime.store.stat("media", "uploads/pic.jpg").size == image.stat().st_size
-    assert sorted(i.function for i in admin.runtime.ledger.for_object("media", "uploads/pic.jpg")) == [
+    assert sorted(
+        i.function for i in admin.runtime.ledger.invocations.for_object("media", "uploads/pic.jpg")
+    ) == [
         "filter",
         "thumbnail",
     ]

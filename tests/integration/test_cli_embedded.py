@@ -18,6 +18,8 @@ from pipeline.samples import generate
 from pipeline.storage import LocalStore
 from tests.helpers import Proc, free_port, need, pipeline_env, wait_until
 
+pytestmark = pytest.mark.integration
+
 
 def run_cli(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120

@@ -11,22 +11,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from PIL import Image
 
 from functions.errors import FunctionError, Rejected
 from pipeline.config import parse_config
 from pipeline.errors import LeaseHeld, Skip
 from pipeline.events import ObjectEvent
-from pipeline.execution import Executor, Lease
+from pipeline.execution import Executor
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation, Status
-from pipeline.ledger import Ledger, connect
+from pipeline.ledger import Ledger, connect, keys
+from pipeline.ledger.claims import ExecutionLease
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
 from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore
+
+pytestmark = pytest.mark.integration
 
 THUMBS = """
 version: 1
@@ -56,22 +60,34 @@ class Queue:
         self.items: list[Invocation] = []
         self.lock = threading.Lock()
 
-    def __call__(self, inv: Invocation) -> None:
+    def enqueue(self, inv: Invocation) -> None:
         with self.lock:
             self.items.append(inv)
+
+    def depth(self, queue: str) -> int:
+        with self.lock:
+            return sum(1 for inv in self.items if inv.queue == queue)
 
 
 class World:
     def __init__(self, redis_url: str, tmp: Path, config: str = THUMBS) -> None:
         self.pipeline = build_pipeline(parse_config(config, "t.yaml"), "t.yaml")
-        self.ledger = Ledger(connect(redis_url))
+        client = connect(redis_url)
+        self.ledger = Ledger(client)
         self.queue = Queue()
-        self.intake = Intake(self.pipeline, self.ledger, self.queue)
+        self.intake = Intake(self.pipeline, self.ledger, self.queue.enqueue)
         self.store = LocalStore(tmp / "store", on_write=self.intake.accept)
         self.store.ensure_bucket("media")
         self.executor = Executor(self.pipeline, self.store, self.ledger, tmp / "work")
         self.runtime = Runtime(
-            Settings(data_dir=tmp), self.pipeline, redis_url, self.ledger, self.store, self.intake
+            Settings(data_dir=tmp),
+            self.pipeline,
+            redis_url,
+            client,
+            self.ledger,
+            self.store,
+            self.intake,
+            self.queue,
         )
         self.tmp = tmp
 
@@ -90,9 +106,9 @@ class World:
             try:
                 self.executor.run(inv, "test")
             except Skip as exc:
-                self.ledger.finish(inv.id, Status.SKIPPED, error=str(exc))
+                self.ledger.invocations.finish(inv.id, Status.SKIPPED, error=str(exc))
             except FunctionError as exc:
-                self.ledger.finish(
+                self.ledger.invocations.finish(
                     inv.id, Status.REJECTED if isinstance(exc, Rejected) else Status.FAILED, error=str(exc)
                 )
 
@@ -130,9 +146,9 @@ def test_duplicate_storm_runs_each_unit_once(world: World) -> None:
     for t in threads:
         t.join()
     assert len(world.queue.items) == 1  # the store's own notification won; 12 duplicates claimed nothing
-    assert world.ledger.counts()["duplicates"] == 12
+    assert world.ledger.invocations.counts()["duplicates"] == 12
     world.drain()
-    [inv] = world.ledger.query(bucket="media", key="uploads/a.png")
+    [inv] = world.ledger.invocations.query(bucket="media", key="uploads/a.png")
     assert inv.status == Status.SUCCEEDED and inv.attempts == 1
     assert [i.key for i in world.store.list("media", "derived/")] == [
         "derived/uploads/a.png/thumbnail/16.jpg"
@@ -149,7 +165,7 @@ def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world
     v1, v2 = world.queue.items
     world.queue.items[:] = [v2, v1]  # v2's event is delivered first
     world.drain()
-    states = {i.id: i for i in world.ledger.query(key="uploads/v.png", bucket="media")}
+    states = {i.id: i for i in world.ledger.invocations.query(key="uploads/v.png", bucket="media")}
     assert states[v2.id].status == Status.SUCCEEDED
     assert states[v1.id].status == Status.SKIPPED and "stale event" in (states[v1.id].error or "")
     with Image.open(world.store.path_of("media", "derived/uploads/v.png/thumbnail/16.jpg")) as thumb:
@@ -163,7 +179,7 @@ def test_deleted_object_is_skipped(world: World) -> None:
     )
     world.store.delete("media", "uploads/gone.png")
     world.drain()
-    [inv] = world.ledger.query(key="uploads/gone.png", bucket="media")
+    [inv] = world.ledger.invocations.query(key="uploads/gone.png", bucket="media")
     assert inv.status == Status.SKIPPED and "no longer exists" in (inv.error or "")
 
 
@@ -185,7 +201,7 @@ def test_reconciler_finds_what_notifications_lost(world: World, tmp_path: Path) 
     assert reconcile(world.runtime, rate=0).enqueued == 0  # idempotent
     world.drain()
     assert len(list(world.store.list("media", "derived/"))) == 6
-    assert world.ledger.stat("reconciled") == 5
+    assert world.ledger.stats.get("reconciled") == 5
 
 
 def test_trigger_loop_stops_within_one_generation(redis_url: str, tmp_path: Path) -> None:
@@ -204,8 +220,8 @@ rules:
     world.drain()
     keys = sorted(i.key for i in world.store.list("media"))
     assert keys == ["uploads/a.copy.png", "uploads/a.png"]  # one generation, then the guard
-    assert world.ledger.stat("loops_stopped") == 1
-    event_reasons = [e.reason for e in world.ledger.events() if e.key == "uploads/a.copy.png"]
+    assert world.ledger.stats.get("loops_stopped") == 1
+    event_reasons = [e.reason for e in world.ledger.events.recent() if e.key == "uploads/a.copy.png"]
     assert event_reasons and event_reasons[0].startswith("loop guard")
 
 
@@ -241,8 +257,8 @@ def make_dead(world: World, n: int) -> list[str]:
             "media", f"uploads/d{i}.png", world.image(f"d{i}.png", (i, 0, 0)), content_type="image/png"
         )
     for inv in world.queue.items:
-        world.ledger.start_attempt(inv.id, "w")
-        world.ledger.finish(inv.id, Status.DEAD, error="boom")
+        world.ledger.invocations.start_attempt(inv.id, "w")
+        world.ledger.invocations.finish(inv.id, Status.DEAD, error="boom")
         ids.append(inv.id)
     world.queue.items.clear()
     return ids
@@ -261,9 +277,11 @@ def test_retry_all_dead_is_atomic_under_concurrency(world: World) -> None:
     enqueued = [inv.id for inv in world.queue.items]
     assert sorted(enqueued) == sorted(ids)  # every dead letter once, none twice
     assert sum(len(r) for r in results) == 20
-    assert world.ledger.counts()["dead"] == 0 and world.ledger.counts()["queued"] == 20
+    assert (
+        world.ledger.invocations.counts()["dead"] == 0 and world.ledger.invocations.counts()["queued"] == 20
+    )
     world.drain()
-    assert world.ledger.counts()["succeeded"] == 20
+    assert world.ledger.invocations.counts()["succeeded"] == 20
 
 
 def test_retry_one_races_cleanly(world: World) -> None:
@@ -300,15 +318,16 @@ def test_one_invocation_never_runs_twice_at_once(world: World) -> None:
 
     first = threading.Thread(target=run)
     first.start()
-    while not world.ledger.r.exists(f"pl:lease:{inv.id}"):
+    client = redis.Redis.from_url(world.runtime.redis_url)
+    while not client.exists(keys.lease(inv.id)):
         pass
     run()  # a redelivery while the first run holds the lease
     first.join()
     assert len(errors) == 1
-    done = world.ledger.get(inv.id)
+    done = world.ledger.invocations.get(inv.id)
     assert done is not None and done.status == Status.SUCCEEDED and done.attempts == 1
-    assert not world.ledger.r.exists(f"pl:lease:{inv.id}")  # released
-    assert Lease(world.ledger, "x").ttl_ms == 30_000
+    assert not client.exists(keys.lease(inv.id))  # released
+    assert ExecutionLease(world.ledger.claims, "x").ttl_ms == 30_000
 
 
 def test_messages_lost_in_the_broker_are_sent_again(world: World) -> None:
@@ -323,5 +342,5 @@ def test_messages_lost_in_the_broker_are_sent_again(world: World) -> None:
     assert resend_stuck(world.runtime, older_than=0) == 1
     assert [inv.id for inv in world.queue.items] == [a.id]
     world.drain()
-    done = world.ledger.get(a.id)
-    assert done is not None and done.status == Status.SUCCEEDED and world.ledger.stat("resent") == 1
+    done = world.ledger.invocations.get(a.id)
+    assert done is not None and done.status == Status.SUCCEEDED and world.ledger.stats.get("resent") == 1

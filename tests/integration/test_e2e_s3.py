@@ -25,6 +25,8 @@ from pipeline.storage.s3 import S3Store
 from tests.helpers import EVENTS, need, wait_until
 from tests.integration.conftest import TOKEN, Stack
 
+pytestmark = pytest.mark.integration
+
 
 def subscribe_gateway(stack: Stack) -> None:
     """Configure the bucket like AWS: ObjectCreated under uploads/ -> SNS topic -> HTTP subscription."""
@@ -108,7 +110,7 @@ def test_s3_put_via_sns_makes_thumbnails(stack: Stack, sample_images: dict[str, 
     events = httpx.get(f"{stack.gateway_url}/api/events").json()["items"]
     assert any(e["source"] == "sns" and e["key"] == key and e["status"] == "accepted" for e in events)
     # Outputs under derived/ are not watched: no second generation of work.
-    assert {i.key for i in stack.ledger.query(bucket=stack.bucket)} == {key}
+    assert {i.key for i in stack.ledger.invocations.query(bucket=stack.bucket)} == {key}
 
 
 def minio_body(stack: Stack, key: str) -> dict[str, Any]:
@@ -133,7 +135,7 @@ def test_minio_webhook_makes_thumbnails_and_refuses_bad_tokens(
     for headers in ({}, {"Authorization": "Bearer not-the-token"}):
         refused = httpx.post(f"{stack.gateway_url}/events/minio", json=body, headers=headers)
         assert refused.status_code == 401
-    assert stack.ledger.query(bucket=stack.bucket) == []
+    assert stack.ledger.invocations.query(bucket=stack.bucket) == []
 
     accepted = httpx.post(
         f"{stack.gateway_url}/events/minio", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
@@ -188,18 +190,19 @@ def test_image_and_video_through_the_whole_pipeline(
     )
 
     def all_finished() -> bool:
-        items = stack.ledger.query(bucket=stack.bucket, limit=100)
+        items = stack.ledger.invocations.query(bucket=stack.bucket, limit=100)
         return len(items) == 8 and all(i.status.finished for i in items)
 
     try:
         wait_until(all_finished, 90, "every invocation to finish", interval=0.25)
     except AssertionError:
         states = [
-            (i.key, i.function, i.status, i.error) for i in stack.ledger.query(bucket=stack.bucket, limit=100)
+            (i.key, i.function, i.status, i.error)
+            for i in stack.ledger.invocations.query(bucket=stack.bucket, limit=100)
         ]
         raise AssertionError(f"{states}\n{stack.worker.output()[-4000:]}") from None
     by_key: dict[str, list[Any]] = {}
-    for inv in stack.ledger.query(bucket=stack.bucket, limit=100):
+    for inv in stack.ledger.invocations.query(bucket=stack.bucket, limit=100):
         assert inv.status == "succeeded", (inv.function, inv.error)
         by_key.setdefault(inv.key, []).append(inv)
     assert sorted(i.function for i in by_key["uploads/pic.jpg"]) == ["copy", "filter", "thumbnail"]

@@ -16,6 +16,8 @@ from pipeline.ledger import Ledger, connect
 from pipeline.registry import build_pipeline
 from pipeline.storage import LocalStore
 
+pytestmark = pytest.mark.integration
+
 CONFIG = """
 version: 1
 buckets: [media]
@@ -51,10 +53,10 @@ def run_all(executor: Executor, ledger: Ledger, queued: list[Invocation]) -> dic
         try:
             executor.run(inv, "test-worker")
         except FunctionError as exc:
-            ledger.finish(
+            ledger.invocations.finish(
                 inv.id, Status.REJECTED if isinstance(exc, Rejected) else Status.FAILED, error=str(exc)
             )
-    return {inv.function: got for inv in queued if (got := ledger.get(inv.id)) is not None}
+    return {inv.function: got for inv in queued if (got := ledger.invocations.get(inv.id)) is not None}
 
 
 def test_rejected_input_is_quarantined_with_its_reason(

@@ -33,7 +33,7 @@ def test_reserved_concurrency_caps_runs_across_all_workers(redis_url: str, tmp_p
         for i in range(2)
     ]
     try:
-        wait_until(lambda: len(runtime.ledger.workers()) == 2, 30, "two workers")
+        wait_until(lambda: len(runtime.ledger.workers.live()) == 2, 30, "two workers")
         ids = [
             i
             for n, image in enumerate(images)
@@ -41,18 +41,20 @@ def test_reserved_concurrency_caps_runs_across_all_workers(redis_url: str, tmp_p
         ]
 
         def done() -> bool:
-            return all(inv.status.finished for inv in runtime.ledger.get_many(ids))
+            return all(inv.status.finished for inv in runtime.ledger.invocations.get_many(ids))
 
         wait_until(done, 90, "all six thumbnails")
-        invocations = runtime.ledger.get_many(ids)
+        invocations = runtime.ledger.invocations.get_many(ids)
         assert [inv.status for inv in invocations] == [Status.SUCCEEDED] * 6
         # Waiting for a slot is not an attempt: each ran exactly once.
         assert [inv.attempts for inv in invocations] == [1] * 6
-        spans = sorted((a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.attempts(i))
+        spans = sorted(
+            (a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.invocations.attempts(i)
+        )
         assert len(spans) == 6
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end - 0.01, f"two runs overlapped: {spans}"
-        assert runtime.ledger.slots_taken("thumbnail") == 0, "every slot was given back"
+        assert runtime.ledger.claims.slots_taken("thumbnail") == 0, "every slot was given back"
     finally:
         for worker in workers:
             assert worker.stop() == 0, worker.output()[-3000:]
@@ -65,19 +67,23 @@ def test_the_file_holds_a_function_until_it_changes(held: str, redis_url: str, t
     worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w1.log")
     again: Proc | None = None
     try:
-        wait_until(runtime.ledger.workers, 30, "the worker")
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
         ids = upload_file(runtime, image, "media", "uploads/held.jpg").invocation_ids
         # The operator's Resume cannot release what the file holds.
         FunctionControls(redis_url, runtime.pipeline, runtime.ledger).set_paused("thumbnail", False)
         time.sleep(3)
-        assert runtime.ledger.get_many(ids)[0].status == Status.QUEUED, worker.output()[-2000:]
-        assert runtime.ledger.r.llen("fn.thumbnail") == 1, "the work waits in the function's queue"
+        assert runtime.ledger.invocations.get_many(ids)[0].status == Status.QUEUED, worker.output()[-2000:]
+        assert runtime.dispatcher.depth("fn.thumbnail") == 1, "the work waits in the function's queue"
         assert worker.stop() == 0, worker.output()[-3000:]
 
         # Released in the file: a worker started with it drains the queue.
         Path(env["PIPELINE_CONFIG"]).write_text(THUMBNAILS_ONLY)
         again = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w2.log")
-        wait_until(lambda: runtime.ledger.get_many(ids)[0].status == Status.SUCCEEDED, 30, "the held work")
+        wait_until(
+            lambda: runtime.ledger.invocations.get_many(ids)[0].status == Status.SUCCEEDED,
+            30,
+            "the held work",
+        )
     finally:
         worker.stop()
         if again is not None:
@@ -101,19 +107,25 @@ def test_autoscale_grows_the_pool_with_the_queue(redis_url: str, tmp_path: Path)
     args = ["worker", "--functions", "misbehaving", "--autoscale", "3,1"]
     worker = Proc(args, env, tmp_path / "w.log")
     try:
-        wait_until(runtime.ledger.workers, 30, "the worker")
-        [info] = runtime.ledger.workers()
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
+        [info] = runtime.ledger.workers.live()
         assert info.concurrency == 3, "the heartbeat reports the most it may run"
         runtime.store.ensure_bucket("media")
         for n in range(3):
             runtime.store.put_file("media", f"slow/{n}.jpg", image, content_type="image/jpeg")
-        ids = [inv.id for inv in runtime.ledger.query(bucket="media")]
+        ids = [inv.id for inv in runtime.ledger.invocations.query(bucket="media")]
         assert len(ids) == 3
-        wait_until(lambda: all(inv.status.finished for inv in runtime.ledger.get_many(ids)), 60, "three runs")
-        spans = [(a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.attempts(i)]
+        wait_until(
+            lambda: all(inv.status.finished for inv in runtime.ledger.invocations.get_many(ids)),
+            60,
+            "three runs",
+        )
+        spans = [
+            (a.started_at, a.finished_at or 0.0) for i in ids for a in runtime.ledger.invocations.attempts(i)
+        ]
         overlapping = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
         assert overlapping >= 2, f"the pool did not grow: {spans}"
-        assert {inv.status for inv in runtime.ledger.get_many(ids)} == {Status.SUCCEEDED}
+        assert {inv.status for inv in runtime.ledger.invocations.get_many(ids)} == {Status.SUCCEEDED}
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
 
@@ -128,13 +140,17 @@ def test_a_run_longer_than_the_slot_wait_puts_the_next_back_without_an_attempt(
     image = generate(tmp_path / "samples")[0]
     worker = Proc(["worker", "--functions", "misbehaving", "--concurrency", "2"], env, tmp_path / "w.log")
     try:
-        wait_until(runtime.ledger.workers, 30, "the worker")
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
         runtime.store.ensure_bucket("media")
         for n in range(2):
             runtime.store.put_file("media", f"slow/{n}.jpg", image, content_type="image/jpeg")
-        ids = [inv.id for inv in runtime.ledger.query(bucket="media")]
-        wait_until(lambda: all(inv.status.finished for inv in runtime.ledger.get_many(ids)), 60, "both runs")
-        invs = sorted(runtime.ledger.get_many(ids), key=lambda inv: inv.started_at or 0)
+        ids = [inv.id for inv in runtime.ledger.invocations.query(bucket="media")]
+        wait_until(
+            lambda: all(inv.status.finished for inv in runtime.ledger.invocations.get_many(ids)),
+            60,
+            "both runs",
+        )
+        invs = sorted(runtime.ledger.invocations.get_many(ids), key=lambda inv: inv.started_at or 0)
         assert [inv.status for inv in invs] == [Status.SUCCEEDED] * 2
         assert [inv.attempts for inv in invs] == [1, 1], "waiting for a slot is not an attempt"
         first, second = invs

@@ -23,29 +23,33 @@ def test_paused_work_waits_in_its_queue_and_runs_on_resume(redis_url: str, tmp_p
     worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w1.log")
     late: Proc | None = None
     try:
-        wait_until(runtime.ledger.workers, 30, "the worker")
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
         controls.set_paused("thumbnail", True)  # a live worker is told at once
         time.sleep(1.0)
         first = upload_file(runtime, image, "media", "uploads/one.jpg").invocation_ids
         time.sleep(3)
-        assert runtime.ledger.get_many(first)[0].status == Status.QUEUED
-        assert runtime.ledger.r.llen("fn.thumbnail") == 1, "the work waits in the function's queue"
+        assert runtime.ledger.invocations.get_many(first)[0].status == Status.QUEUED
+        assert runtime.dispatcher.depth("fn.thumbnail") == 1, "the work waits in the function's queue"
 
         # A worker that starts while the function is paused does not take it either.
         worker.stop()
         late = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w2.log")
         wait_until(
-            lambda: any(w.pid == late.popen.pid for w in runtime.ledger.workers()), 30, "the new worker"
+            lambda: any(w.pid == late.popen.pid for w in runtime.ledger.workers.live()), 30, "the new worker"
         )
         time.sleep(3)
-        assert runtime.ledger.get_many(first)[0].status == Status.QUEUED, late.output()[-2000:]
+        assert runtime.ledger.invocations.get_many(first)[0].status == Status.QUEUED, late.output()[-2000:]
 
         controls.set_paused("thumbnail", False)
         wait_until(
-            lambda: runtime.ledger.get_many(first)[0].status == Status.SUCCEEDED, 30, "the resumed work"
+            lambda: runtime.ledger.invocations.get_many(first)[0].status == Status.SUCCEEDED,
+            30,
+            "the resumed work",
         )
         second = upload_file(runtime, image, "media", "uploads/two.jpg").invocation_ids
-        wait_until(lambda: runtime.ledger.get_many(second)[0].status == Status.SUCCEEDED, 30, "new work")
+        wait_until(
+            lambda: runtime.ledger.invocations.get_many(second)[0].status == Status.SUCCEEDED, 30, "new work"
+        )
     finally:
         worker.stop()
         if late is not None:
@@ -71,7 +75,7 @@ def test_health_probe_sees_this_hosts_worker(redis_url: str, tmp_path: Path) -> 
     assert before.returncode == 1 and "no worker on" in before.stderr
     worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w.log")
     try:
-        wait_until(runtime.ledger.workers, 30, "the worker")
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
         after = probe()
         assert after.returncode == 0 and "thumbnail" in after.stdout
     finally:

@@ -17,6 +17,8 @@ from pipeline.gateway.app import create_app
 from pipeline.settings import Settings
 from tests.helpers import EVENTS, THUMBNAILS_ONLY, ServedApp, free_port
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "s3cret-token"
 
 
@@ -210,8 +212,8 @@ def test_retry_one_and_all_dead_through_the_api(client: httpx.Client, redis_url:
     ledger = Ledger(connect(redis_url))
     ids = [i["id"] for i in client.get("/api/invocations").json()["items"]]
     for inv_id in ids:
-        ledger.start_attempt(inv_id, "w")
-        ledger.finish(inv_id, Status.DEAD, error="boom")
+        ledger.invocations.start_attempt(inv_id, "w")
+        ledger.invocations.finish(inv_id, Status.DEAD, error="boom")
     before = queued(redis_url)
     one = client.post(f"/api/invocations/{ids[0]}/retry")
     assert one.status_code == 202 and one.json()["status"] == "queued" and one.json()["attempts"] == 0

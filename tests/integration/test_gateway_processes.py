@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,25 @@ def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) ->
                 ids += answer.json()["invocations"]
             refused = client.post("/events/minio", content=minio_body("uploads/x.jpg", 1), headers={})
             assert refused.status_code == 401
-        assert len(set(ids)) == 20 and runtime.ledger.r.llen("fn.thumbnail") == 20
-        assert all(json.loads(e.raw)["Records"] for e in runtime.ledger.events(limit=20))
+        assert len(set(ids)) == 20 and runtime.dispatcher.depth("fn.thumbnail") == 20
+        assert all(json.loads(e.raw)["Records"] for e in runtime.ledger.events.recent(limit=20))
+        # Each process counts the notifications it accepted itself: two different counts that add
+        # up to 20 can only come from two processes that both answered.
+        counts = accepted_counts(base, headers)
+        assert len(counts) == 2 and sum(counts) == 20 and min(counts) > 0, counts
     finally:
         assert gateway.stop() == 0, gateway.output()[-3000:]
+
+
+def accepted_counts(base: str, headers: dict[str, str], tries: int = 200) -> set[int]:
+    """The accepted-notifications counter as each process reports it, read over new connections
+    until two different values have been seen (or `tries` reads)."""
+    pattern = re.compile(r'^pipeline_gateway_events_total\{source="minio",status="accepted"\} (\S+)$', re.M)
+    seen: set[int] = set()
+    for _ in range(tries):
+        text = httpx.get(f"{base}/metrics", headers={**headers, "Connection": "close"}, timeout=5).text
+        found = pattern.search(text)
+        seen.add(int(float(found.group(1))) if found else 0)
+        if len(seen) == 2:
+            break
+    return seen

@@ -24,6 +24,8 @@ from functions.transcode import TranscodeParams
 from pipeline.samples import make_video
 from tests.helpers import need
 
+pytestmark = pytest.mark.integration
+
 POLICY = ScreeningPolicy()
 
 

@@ -39,7 +39,7 @@ def api(redis_url: str, tmp_path: Path) -> Iterator[Api]:
     runtime.store.put_file("media", "library/cat.jpg", image, content_type="image/jpeg")
     worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "worker.log")
     try:
-        wait_until(runtime.ledger.workers, 30, "the worker")
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
         with ServedApp(create_app(settings, runtime)) as client:
             client.headers["Authorization"] = f"Bearer {TOKEN}"
             yield Api(runtime, client, image)
@@ -71,7 +71,7 @@ def test_wait_returns_the_result_and_duplicates_return_the_same_invocation(api: 
     # Same object version, function and params: the dedup claim answers with the same invocation.
     again = api.client.post("/api/functions/thumbnail/invoke", json=body).json()
     assert again["id"] == result["id"]
-    assert len(api.runtime.ledger.for_object("media", "library/cat.jpg")) == 1
+    assert len(api.runtime.ledger.invocations.for_object("media", "library/cat.jpg")) == 1
 
 
 def test_an_idempotency_key_returns_the_first_requests_invocation(api: Api) -> None:
@@ -114,6 +114,6 @@ def test_errors_name_what_is_wrong(api: Api) -> None:
     assert post("/api/functions/thumbnail/invoke", json={"key": 3}).status_code == 400
     with httpx.Client(base_url=str(api.client.base_url)) as anonymous:
         assert anonymous.post("/api/functions/thumbnail/invoke", json=ref).status_code == 401
-    api.runtime.ledger.set_function_flag("disabled", "thumbnail", True)
+    api.runtime.ledger.flags.switch("disabled", "thumbnail", True)
     off = post("/api/functions/thumbnail/invoke", json={**ref, "params": {"sizes": [33]}})
     assert off.status_code == 409 and "disabled" in off.json()["detail"]

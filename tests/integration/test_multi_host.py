@@ -165,7 +165,7 @@ def test_two_hosts_serve_their_own_functions_and_a_stopped_one_only_delays_its_o
         return {n: upload_file(runtime, photo, "media", f"uploads/{n}.jpg").invocation_ids for n in names}
 
     def on(hostname: str) -> bool:
-        return any(w.hostname.endswith(f"@{hostname}") for w in runtime.ledger.workers())
+        return any(w.hostname.endswith(f"@{hostname}") for w in runtime.ledger.workers.live())
 
     a = start("host-a", "thumbnail", "a.log")
     b = start("host-b", "copy", "b1.log")
@@ -182,7 +182,7 @@ def test_two_hosts_serve_their_own_functions_and_a_stopped_one_only_delays_its_o
         first = upload(["one", "two", "three"])
         ids = [i for group in first.values() for i in group]
         wait_until(lambda: _all(runtime, ids, Status.SUCCEEDED), 60, "the first uploads on both hosts")
-        for inv in runtime.ledger.get_many(ids):
+        for inv in runtime.ledger.invocations.get_many(ids):
             expected = "host-a" if inv.function == "thumbnail" else "host-b"
             assert str(inv.worker).endswith(f"@{expected}"), f"{inv.function} ran on {inv.worker}"
 
@@ -190,19 +190,21 @@ def test_two_hosts_serve_their_own_functions_and_a_stopped_one_only_delays_its_o
         assert b.stop() == 0, b.output()[-3000:]
         assert not on("host-b"), "a stopped worker leaves the worker list"
         second = upload(["four", "five", "six"])
-        invs = {inv.id: inv for inv in runtime.ledger.get_many(i for g in second.values() for i in g)}
+        invs = {
+            inv.id: inv for inv in runtime.ledger.invocations.get_many(i for g in second.values() for i in g)
+        }
         thumbs = [i for i, inv in invs.items() if inv.function == "thumbnail"]
         copies = [i for i, inv in invs.items() if inv.function == "copy"]
         wait_until(lambda: _all(runtime, thumbs, Status.SUCCEEDED), 60, "thumbnails while host-b is down")
         time.sleep(2)
         assert _all(runtime, copies, Status.QUEUED)
-        assert runtime.ledger.r.llen("fn.copy") == 3 and runtime.ledger.r.llen("fn.thumbnail") == 0
+        assert runtime.dispatcher.depth("fn.copy") == 3 and runtime.dispatcher.depth("fn.thumbnail") == 0
 
         # host-b comes back and drains its backlog.
         b_again = start("host-b", "copy", "b2.log")
         wait_until(lambda: _all(runtime, copies, Status.SUCCEEDED), 60, "host-b to drain its queue")
 
-        every = runtime.ledger.get_many([*ids, *invs])
+        every = runtime.ledger.invocations.get_many([*ids, *invs])
         assert len(every) == 12 and {inv.status for inv in every} == {Status.SUCCEEDED}
         assert {inv.attempts for inv in every} == {1}, "nothing ran twice"
         keys = {o.key for inv in every for o in inv.outputs}
@@ -234,4 +236,4 @@ def _loopback_port() -> int:
 
 
 def _all(runtime: Runtime, ids: list[str], status: Status) -> bool:
-    return all(inv.status == status for inv in runtime.ledger.get_many(ids))
+    return all(inv.status == status for inv in runtime.ledger.invocations.get_many(ids))

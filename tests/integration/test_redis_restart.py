@@ -29,6 +29,8 @@ from pipeline.soak import send_until_accepted
 from pipeline.supervisor import Supervisor
 from tests.helpers import THUMBNAILS_ONLY, wait_until
 
+pytestmark = pytest.mark.integration
+
 CONFIG = THUMBNAILS_ONLY + "limits:\n  visibility_timeout: 5\n  lease_seconds: 3\n"
 
 
@@ -130,7 +132,7 @@ def test_redis_restart_mid_run_loses_nothing(
 
         def finished() -> bool:
             reconcile(runtime, rate=0)  # what `pipeline up` runs periodically
-            items = runtime.ledger.query(bucket="media", limit=100)
+            items = runtime.ledger.invocations.query(bucket="media", limit=100)
             return len(items) == 30 and all(inv.status == Status.SUCCEEDED for inv in items)
 
         try:
@@ -138,7 +140,7 @@ def test_redis_restart_mid_run_loses_nothing(
         except AssertionError:
             states = sorted(
                 (i.key, i.status.value, i.attempts, (i.error or "")[:80])
-                for i in runtime.ledger.query(bucket="media", limit=100)
+                for i in runtime.ledger.invocations.query(bucket="media", limit=100)
             )
             raise AssertionError(
                 f"{len(states)} invocations: {[s for s in states if s[1] != 'succeeded']}"

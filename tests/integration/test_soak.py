@@ -3,7 +3,11 @@ duplicated notifications. The full run is `pipeline soak` (make soak)."""
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.soak import run_soak
+
+pytestmark = pytest.mark.integration
 
 
 def test_soak_100_uploads_nothing_lost_nothing_twice() -> None:

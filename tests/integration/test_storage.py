@@ -14,6 +14,8 @@ from pipeline.events import ObjectEvent
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore, ObjectStore, open_store
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:

@@ -16,6 +16,8 @@ from functions.transcode import TranscodeParams
 from pipeline.samples import make_video
 from tests.helpers import need
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.ledger import keys
 from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.notify.payloads import EventType, InvocationPayload, ProcessedPayload
 from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
@@ -59,7 +60,8 @@ class Hooks:
         worker = self.worker = Proc(["worker", "--webhooks"], env, self.tmp_path / "webhooks.log")
         wait_until(
             lambda: (
-                any(w.queues == ["webhooks"] for w in self.runtime.ledger.workers()) or not worker.alive()
+                any(w.queues == ["webhooks"] for w in self.runtime.ledger.workers.live())
+                or not worker.alive()
             ),
             30,
             "the webhook worker",
@@ -90,11 +92,13 @@ class Hooks:
             content_type="image/jpeg",
         )
         record = self.runtime.intake.accept(event)
-        return [i for i in self.runtime.ledger.get_many(record.invocations) if i.event_id == record.id]
+        return [
+            i for i in self.runtime.ledger.invocations.get_many(record.invocations) if i.event_id == record.id
+        ]
 
     def finish(self, inv: Invocation, status: Status = Status.SUCCEEDED, error: str | None = None) -> None:
         ledger = self.runtime.ledger
-        ledger.start_attempt(inv.id, "test-worker")
+        ledger.invocations.start_attempt(inv.id, "test-worker")
         outputs = (
             [
                 OutputRef(
@@ -107,7 +111,7 @@ class Hooks:
             if status == Status.SUCCEEDED
             else []
         )
-        ledger.finish(inv.id, status, outputs=outputs, error=error)
+        ledger.invocations.finish(inv.id, status, outputs=outputs, error=error)
 
 
 @pytest.fixture
@@ -247,7 +251,7 @@ def test_object_processed_fires_once_after_all_invocations(hooks: Hooks) -> None
     eventually(lambda: hooks.receiver.at("/done"))
     hooks.upload_event()  # and another duplicate after the fact
     # Announcing the same outcome again (as after a crash between verdict and announcement).
-    hooks.runtime.ledger.r.rpush("pl:outbox", json.dumps({"id": second.id, "status": "dead"}))
+    hooks.runtime.redis.rpush(keys.OUTBOX, json.dumps({"id": second.id, "status": "dead"}))
     time.sleep(2)
     got = hooks.receiver.at("/done")
     assert len(got) == 1

@@ -45,8 +45,8 @@ def _run(stack: Stack, receiver: Receiver, sample_images: dict[str, Path], tmp_p
     assert created.status_code == 201, created.text
     receiver.secrets["/app"].append(created.json()["secret"])
     settings = Settings(redis_url=stack.redis_url, config=Path(stack.env["PIPELINE_CONFIG"]))
-    ledger = Ledger(connect(stack.redis_url))
-    notifier = Notifier.from_settings(settings, load_pipeline(settings).config, ledger, None)
+    client = connect(stack.redis_url)
+    notifier = Notifier.from_settings(settings, load_pipeline(settings).config, Ledger(client), client, None)
     receiver.secrets["/cb"].append(notifier.callback_secret())  # generated once, shared by all workers
     subscribe_gateway(stack)
     logo = tmp_path / "logo.png"
@@ -100,7 +100,7 @@ def _run(stack: Stack, receiver: Receiver, sample_images: dict[str, Path], tmp_p
     succeeded = [
         InvocationPayload.model_validate_json(r.body) for r in receiver.at("/app", "invocation.succeeded")
     ]
-    finished = stack.ledger.query(bucket=stack.bucket, limit=100)
+    finished = stack.ledger.invocations.query(bucket=stack.bucket, limit=100)
     assert sorted(p.data.id for p in succeeded) == sorted(i.id for i in finished if i.status == "succeeded")
     assert len({r.webhook_id for r in got}) == len(got), "one message per event"
 

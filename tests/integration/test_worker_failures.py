@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pipeline.invocation import Status
 from pipeline.samples import generate
 from tests.helpers import Proc, pipeline_runtime, wait_until
+
+pytestmark = pytest.mark.integration
 
 CONFIG = """
 version: 1
@@ -29,7 +33,7 @@ def test_time_limits_and_lost_processes_end_dead(redis_url: str, tmp_path: Path)
         ["worker", "--functions", "misbehaving", "--concurrency", "2"], env, tmp_path / "worker.log"
     )
     try:
-        wait_until(lambda: runtime.ledger.workers() or not worker.alive(), 30, "the worker")
+        wait_until(lambda: runtime.ledger.workers.live() or not worker.alive(), 30, "the worker")
         image = generate(tmp_path / "samples")[0]
         runtime.store.ensure_bucket("media")
         for prefix in ("slow", "stubborn", "crash"):
@@ -38,7 +42,7 @@ def test_time_limits_and_lost_processes_end_dead(redis_url: str, tmp_path: Path)
         def verdicts() -> dict[str, tuple[str, int, str]]:
             return {
                 inv.key.split("/")[0]: (inv.status.value, inv.attempts, inv.error or "")
-                for inv in runtime.ledger.query(bucket="media")
+                for inv in runtime.ledger.invocations.query(bucket="media")
             }
 
         wait_until(
@@ -55,7 +59,7 @@ def test_time_limits_and_lost_processes_end_dead(redis_url: str, tmp_path: Path)
         crash = result["crash"][2]
         assert "worker process was lost" in crash or "killed at the hard time limit" in crash, crash
         assert "media/crash/a.jpg" in crash or "(after 2 attempts)" in crash
-        assert runtime.ledger.counts()[Status.RUNNING.value] == 0
+        assert runtime.ledger.invocations.counts()[Status.RUNNING.value] == 0
         assert worker.alive()  # the pool replaced its lost and killed children
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]

@@ -18,6 +18,8 @@ from pipeline.samples import generate, make_video
 from pipeline.storage import LocalStore
 from tests.helpers import Proc, need, pipeline_runtime, wait_until
 
+pytestmark = pytest.mark.integration
+
 CONFIG = """
 version: 1
 buckets: [media]
@@ -36,10 +38,10 @@ def setup(redis_url: str, tmp_path: Path, config: str = CONFIG) -> tuple[Runtime
 
 
 def start_worker(runtime: Runtime, env: dict[str, str], log: Path) -> Proc:
-    before = {w.pid for w in runtime.ledger.workers()}
+    before = {w.pid for w in runtime.ledger.workers.live()}
     worker = Proc(["worker", "--concurrency", "1"], env, log)
     wait_until(
-        lambda: {w.pid for w in runtime.ledger.workers()} - before or not worker.alive(), 30, "a worker"
+        lambda: {w.pid for w in runtime.ledger.workers.live()} - before or not worker.alive(), 30, "a worker"
     )
     return worker
 
@@ -48,12 +50,12 @@ def upload(runtime: Runtime, tmp_path: Path) -> str:
     image = generate(tmp_path / "samples")[0]
     runtime.store.ensure_bucket("media")
     runtime.store.put_file("media", "slow/a.jpg", image, content_type="image/jpeg")
-    [inv] = runtime.ledger.query(bucket="media")
+    [inv] = runtime.ledger.invocations.query(bucket="media")
     return inv.id
 
 
 def status(runtime: Runtime, inv_id: str) -> Status:
-    inv = runtime.ledger.get(inv_id)
+    inv = runtime.ledger.invocations.get(inv_id)
     assert inv is not None
     return inv.status
 
@@ -64,12 +66,12 @@ def test_sigterm_finishes_the_running_task_and_nothing_is_redelivered(redis_url:
     inv_id = upload(runtime, tmp_path)
     wait_until(lambda: status(runtime, inv_id) == Status.RUNNING, 20, "the task to start")
     assert worker.interrupt(signal.SIGTERM, timeout=30) == 0, worker.output()[-2000:]
-    inv = runtime.ledger.get(inv_id)
+    inv = runtime.ledger.invocations.get(inv_id)
     assert inv is not None and inv.status == Status.SUCCEEDED and inv.attempts == 1  # warm shutdown
     second = start_worker(runtime, env, tmp_path / "w2.log")
     try:
         time.sleep(5)  # longer than the visibility timeout: an unacknowledged message would be back
-        again = runtime.ledger.get(inv_id)
+        again = runtime.ledger.invocations.get(inv_id)
         assert again is not None and again.attempts == 1
     finally:
         second.stop()
@@ -90,7 +92,7 @@ def test_sigkill_of_a_whole_worker_mid_task_is_recovered_by_another(redis_url: s
             "the task to be redelivered",
             interval=0.2,
         )
-        inv = runtime.ledger.get(inv_id)
+        inv = runtime.ledger.invocations.get(inv_id)
         assert inv is not None and inv.attempts == 2 and inv.worker != "" and inv.error is None
     finally:
         assert rescuer.stop() == 0
@@ -113,7 +115,7 @@ def test_task_longer_than_the_visibility_timeout_never_runs_twice_at_once(
         time.sleep(4)  # let any redelivered copy arrive and be turned away
         lines = journal.read_text().splitlines()
         assert [line.split()[0] for line in lines] == ["start", "end"], lines  # one run, never overlapping
-        inv = runtime.ledger.get(inv_id)
+        inv = runtime.ledger.invocations.get(inv_id)
         assert inv is not None and inv.attempts == 1 and inv.status == Status.SUCCEEDED
         logs = "".join(w.output() for w in workers)
         assert "retry: Retry in" in logs  # the broker did redeliver it, and the lease turned it away
@@ -162,7 +164,7 @@ def test_sigkill_during_a_transcode_leaves_no_orphan_and_no_partial_output(
     doomed = start_worker(runtime, env, tmp_path / "doomed.log")
     runtime.store.ensure_bucket("media")
     runtime.store.put_file("media", "uploads/long.mp4", video, content_type="video/mp4")
-    [inv] = runtime.ledger.query(bucket="media")
+    [inv] = runtime.ledger.invocations.query(bucket="media")
     work = tmp_path / "data" / "tmp"
     wait_until(lambda: ffmpeg_under(work), 30, "ffmpeg to start")
     os.killpg(doomed.popen.pid, signal.SIGKILL)
@@ -179,7 +181,7 @@ def test_sigkill_during_a_transcode_leaves_no_orphan_and_no_partial_output(
             "the transcode to be redone",
             interval=0.5,
         )
-        done = runtime.ledger.get(inv.id)
+        done = runtime.ledger.invocations.get(inv.id)
         assert done is not None and done.attempts == 2 and len(done.outputs) == 2
         assert isinstance(runtime.store, LocalStore)
         for out in done.outputs:

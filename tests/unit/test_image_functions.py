@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +187,18 @@ def test_flip_grayscale_sepia_blur_sharpen_adjust(tmp_path: Path) -> None:
         .getpixel((10, 10))
     )
     assert isinstance(dark, tuple) and dark[0] < 130
-    sharp = run_filter(src, tmp_path, [{"op": "sharpen", "percent": 300}], format="png")
+    soft_steps: list[dict[str, Any]] = [{"op": "blur", "radius": 3}]
+    soft = run_filter(src, tmp_path, soft_steps, format="png")
+    sharp = run_filter(src, tmp_path, [*soft_steps, {"op": "sharpen", "percent": 300}], format="png")
     assert sharp.size == (400, 200)
+    assert edge_contrast(sharp) > 1.3 * edge_contrast(soft)  # the softened edge is steeper again
+
+
+def edge_contrast(img: Image.Image, row: int = 100) -> int:
+    """The steepest step of the red channel between neighbouring pixels along one row."""
+    red = [img.getpixel((x, row)) for x in range(img.width)]
+    values = [p[0] for p in red if isinstance(p, tuple)]
+    return max(abs(a - b) for a, b in itertools.pairwise(values))
 
 
 def test_text_and_image_watermarks_land_where_asked(tmp_path: Path) -> None:

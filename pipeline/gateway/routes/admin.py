@@ -22,7 +22,6 @@ from pipeline.admin.auth import COOKIE, SESSION_SECONDS, password_matches
 from pipeline.errors import ObjectNotFound, PipelineError
 from pipeline.gateway.deps import StateDep
 from pipeline.gateway.routes.admin_common import (
-    LOGIN_ATTEMPTS,
     CheckedDep,
     SessionDep,
     dashboard_refusal,
@@ -50,15 +49,12 @@ async def login(request: Request, state: StateDep) -> Response:
     form = await request.form()
     target = safe_next(str(form.get("next") or ""))
     client = request.client.host if request.client else "?"
-    tries = f"pl:admin:tries:{client}"
-    r = state.runtime.ledger.r
-    if int(r.get(tries) or 0) >= LOGIN_ATTEMPTS:
+    if state.sessions.login_paused(client):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; wait 5 minutes")
     expected = state.settings.admin_password
     given = str(form.get("password") or "")
     if expected is not None and not password_matches(given, expected.get_secret_value()):
-        r.incr(tries)
-        r.expire(tries, 300)
+        state.sessions.login_failed(client)
         query = urlencode({"next": target, "error": "wrong password"})
         return RedirectResponse(f"/admin/login?{query}", status.HTTP_303_SEE_OTHER)
     _session, cookie = state.sessions.create()
@@ -129,7 +125,7 @@ def invocations(
         filters=filters,
         statuses=[s.value for s in Status],
         functions=sorted(state.runtime.pipeline.functions),
-        dead=len(state.runtime.ledger.ids_with_status(Status.DEAD)),
+        dead=len(state.runtime.ledger.invocations.ids_with_status(Status.DEAD)),
     )
 
 
@@ -215,17 +211,17 @@ async def stream(request: Request, state: StateDep, _session: SessionDep) -> Str
 
 def _fingerprint(state: StateDep) -> str:
     ledger = state.runtime.ledger
-    running = ledger.get_many(ledger.ids_with_status(Status.RUNNING))
+    running = ledger.invocations.get_many(ledger.invocations.ids_with_status(Status.RUNNING))
     return json.dumps(
         [
-            ledger.counts(),
-            ledger.r.zcard("pl:idx:events"),
+            ledger.invocations.counts(),
+            ledger.events.count(),
             [(i.id, (i.progress or {}).get("percent")) for i in running],
-            sorted(ledger.function_flags("paused")),
-            sorted(ledger.function_flags("disabled")),
-            sorted(w.hostname for w in ledger.workers()),
-            [ledger.stat(f"webhooks:{k}") for k in ("delivered", "retried", "failed")],
-            int(ledger.r.llen("pl:wh:notices")),
+            sorted(ledger.flags.members("paused")),
+            sorted(ledger.flags.members("disabled")),
+            sorted(w.hostname for w in ledger.workers.live()),
+            [ledger.stats.get(f"webhooks:{k}") for k in ("delivered", "retried", "failed")],
+            state.notifier.notice_count(),
         ]
     )
 

@@ -53,7 +53,7 @@ async def function_action(
     if action in ("pause", "resume"):
         await run_in_threadpool(state.controls.set_paused, name, action == "pause")
     elif action in ("disable", "enable"):
-        state.runtime.ledger.set_function_flag("disabled", name, action == "disable")
+        state.runtime.ledger.flags.switch("disabled", name, action == "disable")
     else:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action}")
     return await back(request, f"{name}: {action}d")

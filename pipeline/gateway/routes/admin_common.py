@@ -36,7 +36,6 @@ templates.env.filters.update(
     ),
     pretty=_pretty_json,
 )
-LOGIN_ATTEMPTS = 10  # per client address per 5 minutes
 
 
 class LoginRequired(Exception):

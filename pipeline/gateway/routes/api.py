@@ -28,7 +28,7 @@ def list_invocations(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    items = state.runtime.ledger.query(
+    items = state.runtime.ledger.invocations.query(
         status=status_, function=function, bucket=bucket, key=key, limit=limit, offset=offset
     )
     return {"items": [inv.public() for inv in items], "limit": limit, "offset": offset}
@@ -36,7 +36,7 @@ def list_invocations(
 
 @router.get("/invocations/{invocation_id}")
 def get_invocation(invocation_id: str, state: StateDep) -> dict[str, Any]:
-    inv = state.runtime.ledger.get(invocation_id)
+    inv = state.runtime.ledger.invocations.get(invocation_id)
     if inv is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no invocation {invocation_id}")
     return inv.public()
@@ -67,7 +67,7 @@ async def retry(invocation_id: str, state: StateDep) -> dict[str, Any]:
 
 @router.get("/events")
 def list_events(state: StateDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
-    items = state.runtime.ledger.events(limit=limit, offset=offset)
+    items = state.runtime.ledger.events.recent(limit=limit, offset=offset)
     return {"items": [e.model_dump(mode="json") for e in items], "limit": limit, "offset": offset}
 
 

@@ -57,7 +57,7 @@ async def invoke_function(
     deadline = time.monotonic() + wait
     while wait and not inv.status.finished and time.monotonic() < deadline:
         await asyncio.sleep(WAIT_POLL_S)
-        current = await run_in_threadpool(state.runtime.ledger.get, inv.id)
+        current = await run_in_threadpool(state.runtime.ledger.invocations.get, inv.id)
         inv = current or inv
     code = status.HTTP_200_OK if inv.status.finished else status.HTTP_202_ACCEPTED
     return JSONResponse(_result(state, inv), status_code=code)

@@ -1,0 +1,263 @@
+"""Invocation records: their status (with one index per status), attempts, progress and verdicts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.ledger import keys
+from pipeline.ledger.json_hash import JsonHash, encode
+from pipeline.ledger.lua import script
+from pipeline.ledger.outbox import Outbox
+from pipeline.ledger.records import AttemptRecord
+
+ATTEMPTS_KEPT = 50
+THROUGHPUT_KEPT_S = 3 * 3600
+_HASH = JsonHash(Invocation)
+
+
+def ids(values: Iterable[Any]) -> list[str]:
+    """Redis replies as str (decode_responses=True); the client's types also allow bytes."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _indexes(inv: Invocation) -> tuple[str, ...]:
+    return (
+        keys.INDEX_ALL,
+        keys.status_index(inv.status),
+        keys.function_index(inv.function),
+        keys.bucket_index(inv.bucket),
+        keys.object_index(inv.bucket, inv.key),
+    )
+
+
+class InvocationStore:
+    def __init__(self, client: redis.Redis, retention: int, outbox: Outbox) -> None:
+        self.r = client
+        self.retention = retention
+        self.outbox = outbox
+        self._transition = script(client, "transition")
+
+    # --- writing -----------------------------------------------------------------------------
+    def add(self, pipe: Any, inv: Invocation) -> None:
+        """Queue the commands that record a new invocation on `pipe` (a transaction)."""
+        name = keys.invocation(inv.id)
+        pipe.hset(name, mapping=_HASH.dump(inv))
+        pipe.expire(name, self.retention)
+        for index in _indexes(inv):
+            pipe.zadd(index, {inv.id: inv.created_at})
+            pipe.expire(index, self.retention)
+        pipe.zremrangebyscore(keys.INDEX_ALL, "-inf", time.time() - self.retention)
+        if inv.status.finished:
+            self.outbox.announce(pipe, inv.id, inv.status)
+
+    def delete(self, inv: Invocation) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(keys.invocation(inv.id))
+        for index in _indexes(inv):
+            pipe.zrem(index, inv.id)
+        pipe.execute()
+
+    def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
+        """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
+        done = self._transition(
+            keys=[keys.invocation(inv_id), keys.INDEX_ALL],
+            args=[keys.STATUS_INDEX_PREFIX, inv_id, to.value, json.dumps(encode(fields))]
+            + [s.value for s in allowed],
+        )
+        return bool(done)
+
+    def _update(self, inv_id: str, status: Status | None, *, announce: bool = False, **fields: Any) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        if status is not None:
+            fields["status"] = status.value
+            created = self.r.zscore(keys.INDEX_ALL, inv_id) or time.time()
+            for other in Status:
+                pipe.zrem(keys.status_index(other), inv_id)
+            pipe.zadd(keys.status_index(status), {inv_id: created})
+            pipe.expire(keys.status_index(status), self.retention)
+        pipe.hset(keys.invocation(inv_id), mapping=encode(fields))
+        if announce and status is not None:
+            self.outbox.announce(pipe, inv_id, status)
+        pipe.execute()
+
+    def _set(self, inv_id: str, field: str, value: Any) -> None:
+        self.r.hset(keys.invocation(inv_id), field, json.dumps(value))
+
+    def start_attempt(self, inv_id: str, worker: str) -> Invocation | None:
+        """Mark an attempt as running. Returns None if the invocation is unknown or already finished,
+        so a redelivered message for finished work does nothing."""
+        inv = self.get(inv_id)
+        if inv is None or inv.status.finished:
+            return None
+        attempts = int(self.r.hincrby(keys.invocation(inv_id), "attempts", 1))
+        now = time.time()
+        self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None)
+        record = AttemptRecord(n=attempts, worker=worker, started_at=now)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(keys.attempts(inv_id), record.model_dump_json())
+        pipe.ltrim(keys.attempts(inv_id), -ATTEMPTS_KEPT, -1)
+        pipe.expire(keys.attempts(inv_id), self.retention)
+        pipe.execute()
+        return inv.model_copy(update={"attempts": attempts, "status": Status.RUNNING, "started_at": now})
+
+    def set_progress(self, inv_id: str, percent: float, speed: float | None) -> None:
+        self._set(
+            inv_id, "progress", {"percent": round(percent, 1), "speed": speed, "at": round(time.time(), 3)}
+        )
+
+    def mark_enqueued(self, inv_id: str) -> None:
+        self._set(inv_id, "enqueued_at", time.time())
+
+    def set_media(self, inv_id: str, media: dict[str, Any]) -> None:
+        self._set(inv_id, "media", media)
+
+    def set_callback(self, inv_id: str, url: str) -> None:
+        self._set(inv_id, "callback_url", url)
+
+    def requeue(self, inv_id: str, error: str) -> None:
+        self._update(inv_id, Status.QUEUED, error=error)
+        self._end_attempt(inv_id, "retrying", error)
+
+    def _end_attempt(self, inv_id: str, outcome: str, error: str | None) -> None:
+        """Close the latest attempt's record (only the attempt holding the lease writes here)."""
+        raw = self.r.lindex(keys.attempts(inv_id), -1)
+        if not raw:
+            return
+        record = AttemptRecord.model_validate_json(raw)
+        if record.finished_at is not None:
+            return
+        now = time.time()
+        record.finished_at, record.outcome, record.error = now, outcome, error
+        record.duration_ms = round((now - record.started_at) * 1000, 1)
+        self.r.lset(keys.attempts(inv_id), -1, record.model_dump_json())
+
+    def finish(
+        self,
+        inv_id: str,
+        status: Status,
+        *,
+        outputs: list[OutputRef] | None = None,
+        error: str | None = None,
+        cpu_ms: float | None = None,
+    ) -> None:
+        now = time.time()
+        started = json.loads(self.r.hget(keys.invocation(inv_id), "started_at") or "null")
+        duration = round((now - started) * 1000, 1) if started else None
+        self._update(
+            inv_id,
+            status,
+            announce=True,
+            finished_at=now,
+            duration_ms=duration,
+            outputs=[o.model_dump(mode="json") for o in outputs or []],
+            error=error,
+            cpu_ms=cpu_ms,
+        )
+        self._end_attempt(inv_id, status.value, error)
+        # Per-minute counts of finished invocations, for the dashboard's throughput chart.
+        minute = int(now // 60)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.incr(keys.stat(status.value))
+        pipe.hincrby(keys.throughput(minute), status.value, 1)
+        pipe.expire(keys.throughput(minute), THROUGHPUT_KEPT_S)
+        pipe.execute()
+
+    def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
+        """Atomically put a finished invocation back to queued with a fresh attempt budget.
+        None if it is unknown or no longer in an `allowed` state (someone else retried it)."""
+        fields: dict[str, Any] = {"attempts": 0, "error": None, "finished_at": None, "duration_ms": None}
+        if not self.transition(inv_id, allowed, Status.QUEUED, **fields):
+            return None
+        return self.get(inv_id)
+
+    # --- reading -----------------------------------------------------------------------------
+    def get(self, inv_id: str) -> Invocation | None:
+        return _HASH.load(self.r.hgetall(keys.invocation(inv_id)))
+
+    def get_many(self, inv_ids: Iterable[str]) -> list[Invocation]:
+        pipe = self.r.pipeline(transaction=False)
+        for inv_id in inv_ids:
+            pipe.hgetall(keys.invocation(inv_id))
+        return [inv for raw in pipe.execute() if (inv := _HASH.load(raw)) is not None]
+
+    def attempts(self, inv_id: str) -> list[AttemptRecord]:
+        return [AttemptRecord.model_validate_json(raw) for raw in self.r.lrange(keys.attempts(inv_id), 0, -1)]
+
+    def ids_with_status(self, status: Status) -> list[str]:
+        return ids(self.r.zrange(keys.status_index(status), 0, -1))
+
+    def counts(self) -> dict[str, int]:
+        """Invocations by status, and notifications that were duplicates."""
+        pipe = self.r.pipeline(transaction=False)
+        for status in Status:
+            pipe.zcard(keys.status_index(status))
+        pipe.get(keys.stat("duplicates"))
+        *by_status, duplicates = pipe.execute()
+        out = {status.value: int(n) for status, n in zip(Status, by_status, strict=True)}
+        out["duplicates"] = int(duplicates or 0)
+        return out
+
+    def throughput(self, minutes: int = 60) -> list[tuple[int, dict[str, int]]]:
+        """Finished invocations per minute by status, oldest first (minute = Unix time // 60)."""
+        last = int(time.time() // 60)
+        span = list(range(last - minutes + 1, last + 1))
+        pipe = self.r.pipeline(transaction=False)
+        for minute in span:
+            pipe.hgetall(keys.throughput(minute))
+        return [(m, {k: int(v) for k, v in raw.items()}) for m, raw in zip(span, pipe.execute(), strict=True)]
+
+    def query(
+        self,
+        *,
+        status: str | None = None,
+        function: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Invocation]:
+        """Newest first. Uses the most selective index, then filters the rest in Python."""
+        if bucket is not None and key is not None:
+            index = keys.object_index(bucket, key)
+        elif status:
+            index = keys.status_index(status)
+        elif function:
+            index = keys.function_index(function)
+        elif bucket:
+            index = keys.bucket_index(bucket)
+        else:
+            index = keys.INDEX_ALL
+        out: list[Invocation] = []
+        skipped = 0
+        start = 0
+        page = max(limit * 2, 100)
+        while len(out) < limit:
+            found = ids(self.r.zrevrange(index, start, start + page - 1))
+            if not found:
+                break
+            start += page
+            for inv in self.get_many(found):
+                if (
+                    (status and inv.status != status)
+                    or (function and inv.function != function)
+                    or (bucket and inv.bucket != bucket)
+                    or (key is not None and inv.key != key)
+                ):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                out.append(inv)
+                if len(out) == limit:
+                    break
+        return out
+
+    def for_object(self, bucket: str, key: str) -> list[Invocation]:
+        found = ids(self.r.zrange(keys.object_index(bucket, key), 0, -1))
+        return [inv for inv in self.get_many(found) if inv.key == key and inv.bucket == bucket]

@@ -1,0 +1,34 @@
+"""A pydantic model stored as a Redis hash with one JSON value per field, so concurrent partial
+updates of different fields (a status change while progress is written) never clobber each other."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def encode(fields: Mapping[str, Any]) -> dict[Any, Any]:
+    """Field values as the hash stores them: each one JSON-encoded."""
+    return {name: json.dumps(value) for name, value in fields.items()}
+
+
+class JsonHash(Generic[M]):
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+        self.fields = frozenset(model.model_fields)
+
+    def dump(self, record: M) -> dict[Any, Any]:
+        return encode(record.model_dump(mode="json"))
+
+    def decode(self, raw: Mapping[Any, Any]) -> dict[str, Any]:
+        """The stored fields the model knows (others, from newer or older versions, are ignored)."""
+        return {name: json.loads(value) for name, value in raw.items() if name in self.fields}
+
+    def load(self, raw: Mapping[Any, Any]) -> M | None:
+        """The record, or None for an empty (missing) hash."""
+        return self.model.model_validate(self.decode(raw)) if raw else None

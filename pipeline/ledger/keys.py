@@ -1,0 +1,176 @@
+"""Every Redis key the pipeline writes, in one place (no `pl:` literal anywhere else).
+
+Records expire after the retention period unless noted.
+- `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic)
+- `att:<id>`            list of an invocation's attempts (JSON)
+- `event:<id>`          JSON of an EventRecord
+- `idx:all|status:<s>|fn:<name>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation
+- `idx:events`, `idx:obj-events:<digest>`  sorted sets of event ids by arrival
+- `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
+- `lease:<id>`          the execution holding an invocation; `slots:<fn>` reserved-concurrency holders
+- `outbox`              finished invocations not yet announced to webhooks (same transaction as
+                        the verdict, so no outcome goes unannounced)
+- `join:<event>`        the invocations of one upload still running; `joined:<event>` once all have
+- `worker:<hostname>`   a worker's heartbeat (expires unless renewed)
+- `fn:paused|disabled`  the operator's function switches (kept until changed)
+- `stat:<name>`, `tp:<minute>`  counters, and finished invocations per minute (kept 3 hours)
+- `idem:<hash>`         the invocation an API idempotency key named
+- `reconcile:cursor:<bucket>\\0<prefix>`  where an interrupted reconciler pass continues
+- `admin:*`             dashboard signing key, sessions and failed-login counters
+- `wh:*`                outgoing webhooks: subscriptions, messages, attempts, schedule, notices
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "pl:"
+
+
+def object_digest(bucket: str, key: str) -> str:
+    """A fixed-length name for one object, for per-object index keys (keys can be 1 KB)."""
+    return hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:32]
+
+
+# --- invocations ---------------------------------------------------------------------------------
+def invocation(inv_id: str) -> str:
+    return f"{PREFIX}inv:{inv_id}"
+
+
+def attempts(inv_id: str) -> str:
+    return f"{PREFIX}att:{inv_id}"
+
+
+INDEX_ALL = f"{PREFIX}idx:all"
+# The Lua status transition builds status index names itself from this prefix.
+STATUS_INDEX_PREFIX = f"{PREFIX}idx:status:"
+
+
+def status_index(status: str) -> str:
+    return f"{STATUS_INDEX_PREFIX}{status}"
+
+
+def function_index(function: str) -> str:
+    return f"{PREFIX}idx:fn:{function}"
+
+
+def bucket_index(bucket: str) -> str:
+    return f"{PREFIX}idx:bucket:{bucket}"
+
+
+def object_index(bucket: str, key: str) -> str:
+    """Invocations of one object."""
+    return f"{PREFIX}idx:obj:{object_digest(bucket, key)}"
+
+
+def throughput(minute: int) -> str:
+    return f"{PREFIX}tp:{minute}"
+
+
+# --- events --------------------------------------------------------------------------------------
+def event(event_id: str) -> str:
+    return f"{PREFIX}event:{event_id}"
+
+
+EVENTS_INDEX = f"{PREFIX}idx:events"
+
+
+def object_events_index(bucket: str, key: str) -> str:
+    """Notifications about one object."""
+    return f"{PREFIX}idx:obj-events:{object_digest(bucket, key)}"
+
+
+# --- claims --------------------------------------------------------------------------------------
+def dedup(unit: str) -> str:
+    return f"{PREFIX}dedup:{unit}"
+
+
+def lease(inv_id: str) -> str:
+    return f"{PREFIX}lease:{inv_id}"
+
+
+def slots(function: str) -> str:
+    return f"{PREFIX}slots:{function}"
+
+
+def idempotency(function: str, key: str) -> str:
+    return f"{PREFIX}idem:" + hashlib.sha256(f"{function}\x00{key}".encode()).hexdigest()[:40]
+
+
+def reconcile_cursor(bucket: str, prefix: str) -> str:
+    return f"{PREFIX}reconcile:cursor:{bucket}\x00{prefix}"
+
+
+# --- outbox and joins ----------------------------------------------------------------------------
+OUTBOX = f"{PREFIX}outbox"
+
+
+def join(event_id: str) -> str:
+    return f"{PREFIX}join:{event_id}"
+
+
+def joined(event_id: str) -> str:
+    return f"{PREFIX}joined:{event_id}"
+
+
+# --- workers, switches, counters -----------------------------------------------------------------
+def worker(hostname: str) -> str:
+    return f"{PREFIX}worker:{hostname}"
+
+
+WORKERS_PATTERN = f"{PREFIX}worker:*"
+
+
+def function_flag(flag: str) -> str:
+    """`paused` or `disabled`: a set of function names."""
+    return f"{PREFIX}fn:{flag}"
+
+
+def stat(name: str) -> str:
+    return f"{PREFIX}stat:{name}"
+
+
+# --- the dashboard -------------------------------------------------------------------------------
+ADMIN_SIGNING_KEY = f"{PREFIX}admin:key"
+
+
+def admin_session(session_id: str) -> str:
+    return f"{PREFIX}admin:session:{session_id}"
+
+
+def admin_login_tries(client: str) -> str:
+    return f"{PREFIX}admin:tries:{client}"
+
+
+# --- outgoing webhooks ---------------------------------------------------------------------------
+WEBHOOK_PREFIX = f"{PREFIX}wh:"
+WEBHOOK_SUBSCRIPTIONS = f"{WEBHOOK_PREFIX}subs"
+WEBHOOK_MESSAGES_INDEX = f"{WEBHOOK_PREFIX}idx:all"
+WEBHOOK_DUE = f"{WEBHOOK_PREFIX}due"
+WEBHOOK_NOTICES = f"{WEBHOOK_PREFIX}notices"
+WEBHOOK_DRAIN_LOCK = f"{WEBHOOK_PREFIX}drain-lock"
+WEBHOOK_CALLBACK_SECRET = f"{WEBHOOK_PREFIX}callback-secret"
+
+
+def webhook_subscription(sub_id: str) -> str:
+    return f"{WEBHOOK_PREFIX}sub:{sub_id}"
+
+
+def webhook_message(msg_id: str) -> str:
+    return f"{WEBHOOK_PREFIX}msg:{msg_id}"
+
+
+def webhook_attempts(msg_id: str) -> str:
+    return f"{WEBHOOK_PREFIX}att:{msg_id}"
+
+
+def webhook_sending(msg_id: str) -> str:
+    return f"{WEBHOOK_PREFIX}sending:{msg_id}"
+
+
+def webhook_subscription_index(sub_id: str) -> str:
+    return f"{WEBHOOK_PREFIX}idx:sub:{sub_id}"
+
+
+def webhook_object_index(bucket: str, key: str) -> str:
+    return f"{WEBHOOK_PREFIX}idx:obj:{object_digest(bucket, key)}"

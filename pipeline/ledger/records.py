@@ -1,0 +1,46 @@
+"""What the ledger keeps besides invocations: notifications, attempts and worker heartbeats."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+# The start of a notification's body kept for the dashboard's timeline.
+RAW_EVENT_CHARS = 16384
+
+
+class EventRecord(BaseModel):
+    id: str
+    received_at: float
+    source: str
+    event_name: str
+    bucket: str
+    key: str
+    version: str = ""
+    size: int | None = None
+    content_type: str | None = None
+    status: str = Field(description="accepted | ignored | duplicate | unavailable")
+    reason: str = ""
+    invocations: list[str] = Field(default_factory=list)
+    duplicates: int = 0
+    raw: str = Field(default="", description="The notification as received (first 16 KB), for the dashboard.")
+
+
+class AttemptRecord(BaseModel):
+    """One try of an invocation: who ran it, how long, and how it ended."""
+
+    n: int
+    worker: str
+    started_at: float
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    outcome: str = "running"
+    error: str | None = None
+
+
+class WorkerInfo(BaseModel):
+    hostname: str
+    queues: list[str]
+    concurrency: int
+    pid: int
+    started_at: float
+    seen_at: float
