@@ -29,7 +29,7 @@ from typing import Any
 
 import ffmpeg
 
-from functions import _progress
+from functions import progress
 from functions.errors import MediaError, UnsupportedMedia
 
 # Media type (from magic bytes) -> the only demuxer ffmpeg may use for it.
@@ -310,7 +310,7 @@ def run(
     global_args = ["-nostdin", "-hide_banner", "-loglevel", "error", "-threads", str(limits.threads)]
     global_args += ["-progress", "pipe:1", "-nostats", *extra_args]
     state: dict[str, float] = {"last": 0.0}
-    report = _progress.reporter()  # bound here: `on_line` runs in a reader thread
+    report = progress.reporter()  # bound here: `on_line` runs in a reader thread
 
     def on_line(line: str) -> None:
         key, _, value = line.partition("=")

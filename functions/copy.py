@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from functions import _imaging
+from functions import imaging
 from functions._media import sniff
 from functions.spec import Output, Params, media_function
 
@@ -29,7 +29,7 @@ EXTENSIONS = {
 }  # fmt: skip
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
-NORMALIZABLE: dict[str, _imaging.OutputFormat] = {
+NORMALIZABLE: dict[str, imaging.OutputFormat] = {
     "image/jpeg": "jpeg",
     "image/png": "png",
     "image/webp": "webp",
@@ -50,14 +50,14 @@ def run(src: Path, out_dir: Path, params: CopyParams) -> list[Output]:
     if not (params.normalize and fmt):
         shutil.copyfile(src, path)
         return [Output(name=path.name, path=path, content_type=media_type, meta={"normalized": False})]
-    with _imaging.open_image(src, max_pixels=100_000_000) as opened:
+    with imaging.open_image(src, max_pixels=100_000_000) as opened:
         exif = opened.getexif()
         icc = opened.info.get("icc_profile")
-        img = _imaging.upright(opened)
+        img = imaging.upright(opened)
         img.load()
     exif.pop(GPS_IFD, None)
     exif[ORIENTATION] = 1
-    encoded = _imaging.for_format(img, fmt, (255, 255, 255))
+    encoded = imaging.for_format(img, fmt, (255, 255, 255))
     # A copy keeps its colour space (ICC profile); only derived web images are converted to sRGB.
-    _imaging.save(encoded, path, fmt, quality=params.quality, exif=exif, icc_profile=icc)
+    imaging.save(encoded, path, fmt, quality=params.quality, exif=exif, icc_profile=icc)
     return [Output(name=path.name, path=path, content_type=media_type, meta={"normalized": True})]

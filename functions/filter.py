@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from functions import _assets, _imaging
+from functions import assets, imaging
 from functions.spec import Output, Params, media_function
 
 Position = Literal[
@@ -142,7 +142,7 @@ AnyStep = Annotated[
 
 class FilterParams(Params):
     steps: list[AnyStep] = Field(min_length=1, max_length=32)
-    format: _imaging.OutputFormat = "jpeg"
+    format: imaging.OutputFormat = "jpeg"
     quality: int = Field(default=85, ge=1, le=100)
     metadata: Literal["strip", "keep"] = "strip"
     keep_gps: bool = False
@@ -152,24 +152,24 @@ class FilterParams(Params):
 
 
 def _assets_of(params: FilterParams) -> list[str]:
-    return [s.image for s in params.steps if isinstance(s, Watermark) and s.image.startswith(_assets.PREFIX)]
+    return [s.image for s in params.steps if isinstance(s, Watermark) and s.image.startswith(assets.PREFIX)]
 
 
 @media_function(name="filter", accepts=("image/*",), params=FilterParams, assets=_assets_of)
 def run(src: Path, out_dir: Path, params: FilterParams) -> list[Output]:
     """Apply a chain of image operations (resize, crop, adjust, watermark...) and encode the result."""
-    with _imaging.open_image(src, max_pixels=params.max_pixels) as opened:
+    with imaging.open_image(src, max_pixels=params.max_pixels) as opened:
         exif = opened.getexif()
-        img = _imaging.upright(opened)
+        img = imaging.upright(opened)
         img.load()
     for step in params.steps:
         img = apply(img, step)
-    encoded = _imaging.for_format(img, params.format, params.background)
-    path = out_dir / f"{params.name}.{_imaging.EXTENSIONS[params.format]}"
+    encoded = imaging.for_format(img, params.format, params.background)
+    path = out_dir / f"{params.name}.{imaging.EXTENSIONS[params.format]}"
     kept = _kept_exif(exif, params) if params.metadata == "keep" else None
-    _imaging.save(encoded, path, params.format, quality=params.quality, exif=kept)
+    imaging.save(encoded, path, params.format, quality=params.quality, exif=kept)
     meta = {"width": encoded.width, "height": encoded.height, "steps": [s.op for s in params.steps]}
-    return [Output(name=path.name, path=path, content_type=_imaging.CONTENT_TYPES[params.format], meta=meta)]
+    return [Output(name=path.name, path=path, content_type=imaging.CONTENT_TYPES[params.format], meta=meta)]
 
 
 def _kept_exif(exif: Image.Exif, params: FilterParams) -> Image.Exif:
@@ -305,7 +305,7 @@ def _text(img: Image.Image, step: Text) -> Image.Image:
 
 
 def _watermark(img: Image.Image, step: Watermark) -> Image.Image:
-    with _imaging.open_image(_assets.path_of(step.image), max_pixels=50_000_000) as opened:
+    with imaging.open_image(assets.path_of(step.image), max_pixels=50_000_000) as opened:
         mark = opened.convert("RGBA")
     width = max(1, round(img.width * step.width))
     mark = mark.resize((width, max(1, round(mark.height * width / mark.width))), Image.Resampling.LANCZOS)

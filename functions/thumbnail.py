@@ -22,7 +22,7 @@ from typing import Literal
 from PIL import Image, ImageOps, ImageSequence
 from pydantic import Field, field_validator, model_validator
 
-from functions import _imaging
+from functions import imaging
 from functions.errors import ParamsError
 from functions.spec import Output, Params, media_function
 
@@ -34,7 +34,7 @@ class ThumbnailParams(Params):
     focus: tuple[float, float] = Field(
         default=(0.5, 0.5), description="Focal point (x, y) in 0..1 for cover."
     )
-    format: _imaging.OutputFormat = "jpeg"
+    format: imaging.OutputFormat = "jpeg"
     quality: int = Field(default=82, ge=1, le=100)
     progressive: bool = False
     background: tuple[int, int, int] = (255, 255, 255)
@@ -61,7 +61,7 @@ class ThumbnailParams(Params):
     def _animation_needs_webp(self) -> ThumbnailParams:
         if self.animated and self.format != "webp":
             raise ValueError("animated thumbnails need format webp")
-        if self.format == "avif" and not _imaging.avif_supported():
+        if self.format == "avif" and not imaging.avif_supported():
             raise ValueError("this Pillow build cannot write AVIF")
         return self
 
@@ -75,26 +75,26 @@ class ThumbnailParams(Params):
 @media_function(name="thumbnail", accepts=("image/*",), params=ThumbnailParams)
 def run(src: Path, out_dir: Path, params: ThumbnailParams) -> list[Output]:
     """Scale an image to several sizes (longest edge), EXIF orientation applied, metadata stripped."""
-    with _imaging.open_image(src, max_pixels=params.max_pixels) as img:
+    with imaging.open_image(src, max_pixels=params.max_pixels) as img:
         if params.animated and getattr(img, "n_frames", 1) > 1:
             return _animated(img, out_dir, params)
         largest = params.box(params.sizes[0])
         # JPEG can decode at 1/2, 1/4 or 1/8 scale directly: ask for the smallest scale that still
         # covers the largest box, which makes a 12 MP decode several times cheaper.
         img.draft("RGB", (largest[0], largest[0]))
-        current = _imaging.normalise_mode(_imaging.to_srgb(_imaging.upright(img)))
+        current = imaging.normalise_mode(imaging.to_srgb(imaging.upright(img)))
         current.load()
     outputs: list[Output] = []
-    ext = _imaging.EXTENSIONS[params.format]
+    ext = imaging.EXTENSIONS[params.format]
     # Sizes are sorted largest first so each smaller one is derived from the previous result.
     for size in params.sizes:
         current = _scaled(current, params, size)
         path = out_dir / f"{size}.{ext}"
-        encoded = _imaging.for_format(current, params.format, params.background)
-        _imaging.save(encoded, path, params.format, quality=params.quality, progressive=params.progressive)
+        encoded = imaging.for_format(current, params.format, params.background)
+        imaging.save(encoded, path, params.format, quality=params.quality, progressive=params.progressive)
         meta = {"width": encoded.width, "height": encoded.height}
         outputs.append(
-            Output(name=path.name, path=path, content_type=_imaging.CONTENT_TYPES[params.format], meta=meta)
+            Output(name=path.name, path=path, content_type=imaging.CONTENT_TYPES[params.format], meta=meta)
         )
     return outputs
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from functions._screening import ScreeningPolicy
+from functions.screening import ScreeningPolicy
 from pipeline.errors import ConfigError
-from pipeline.notify.payloads import EventType
+from pipeline.event_types import EventType
 
 BUILTIN_NAME = "<built-in pipeline.yaml>"
 

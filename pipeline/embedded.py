@@ -123,9 +123,9 @@ class EmbeddedRedis:
         self.process = None
 
 
-class RedisLease:
+class RedisEndpoint:
     """The Redis a command should use: the configured URL, a running embedded one, or a new
-    embedded one owned (and stopped) by this lease."""
+    embedded one started (and stopped at exit) for this command."""
 
     def __init__(self, redis_url: str | None, data_dir: Path) -> None:
         self.embedded: EmbeddedRedis | None = None
@@ -148,7 +148,7 @@ class RedisLease:
         if self.embedded is not None:
             self.embedded.stop()
 
-    def __enter__(self) -> RedisLease:
+    def __enter__(self) -> RedisEndpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from functions import FunctionError, FunctionSpec, UnsupportedMedia, _assets, _progress
-from functions._screening import MediaInfo, screen
+from functions import FunctionError, FunctionSpec, UnsupportedMedia, assets, progress
 from functions.errors import Rejected
+from functions.screening import MediaInfo, screen
 from pipeline.errors import InvalidKey, ObjectNotFound, Skip
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
@@ -127,9 +127,9 @@ class Executor:
             media = self._screen(inv, src, spec)
             self.ledger.invocations.set_media(inv.id, media.as_json())
             params = spec.parse_params(inv.params)
-            assets = self._download_assets(spec.asset_refs(params), Path(tmp))
+            local_assets = self._download_assets(spec.asset_refs(params), Path(tmp))
             cpu_before = _cpu_seconds()
-            with _progress.progress_to(self._progress_sink(inv.id)), _assets.provided(assets):
+            with progress.progress_to(self._progress_sink(inv.id)), assets.provided(local_assets):
                 results = spec(src, out_dir, params)
             cpu_ms = round((_cpu_seconds() - cpu_before) * 1000, 1)
             # The object may have been overwritten while the function ran: then these outputs are
@@ -208,7 +208,7 @@ class Executor:
     def _download_assets(self, refs: list[str], tmp: Path) -> dict[str, Path]:
         paths: dict[str, Path] = {}
         for i, ref in enumerate(refs):
-            bucket, key = _assets.split_ref(ref)
+            bucket, key = assets.split_ref(ref)
             path = tmp / f"asset-{i}"
             self.store.get_file(bucket, key, path)
             screen(path, self.pipeline.config.screening)  # assets are untrusted input too
@@ -237,7 +237,7 @@ class Executor:
         self.store.put_file(inv.bucket, key, src, metadata=metadata)
         log.warning("quarantined %s/%s as %s: %s", inv.bucket, inv.key, key, reason)
 
-    def _progress_sink(self, inv_id: str) -> _progress.ProgressSink:
+    def _progress_sink(self, inv_id: str) -> progress.ProgressSink:
         def sink(percent: float, speed: float | None) -> None:
             try:
                 self.ledger.invocations.set_progress(inv_id, percent, speed)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.config import DEFAULT_TEMPLATE
-from pipeline.errors import ParamsError
+from pipeline.errors import Conflict, InvalidParams, NotFound, ObjectNotFound
 from pipeline.invocation import Invocation, params_hash
 from pipeline.routing import API_RULE, Planned
 from pipeline.runtime import Runtime
@@ -26,11 +26,11 @@ def invoke(
     params: dict[str, Any],
     idempotency_key: str | None = None,
 ) -> Invocation:
-    """Queue `function` on bucket/key. Raises LookupError (unknown function), ParamsError,
-    ObjectNotFound, PermissionError (the function is disabled), BrokerUnavailable."""
+    """Queue `function` on bucket/key. Raises NotFound (unknown function), InvalidParams,
+    ObjectNotFound, Conflict (the function is disabled), BrokerUnavailable."""
     pipeline, ledger = runtime.pipeline, runtime.ledger
     if function not in pipeline.functions:
-        raise LookupError(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
+        raise NotFound(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
     if idempotency_key:
         earlier = ledger.claims.idempotent(function, idempotency_key)
         found = ledger.invocations.get(earlier) if earlier else None
@@ -41,8 +41,11 @@ def invoke(
         parsed = spec.parse_params(params).model_dump(mode="json")
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ParamsError(f"{function} params: {problems}") from exc
-    info = runtime.store.stat(bucket, key)
+        raise InvalidParams(f"{function} params: {problems}") from exc
+    try:
+        info = runtime.store.stat(bucket, key)
+    except ObjectNotFound as exc:
+        raise ObjectNotFound(f"{bucket}/{key}: {exc}") from exc
     config = pipeline.config
     plan = Planned(
         rule=API_RULE,
@@ -54,7 +57,7 @@ def invoke(
     )
     record = runtime.intake.accept(info.event("api"), plans=[plan])
     if not record.invocations:
-        raise PermissionError(f"{function} was not invoked: {record.reason}")
+        raise Conflict(f"{function} was not invoked: {record.reason}")
     inv_id = record.invocations[0]  # new, or the earlier claim of the same version and params
     if idempotency_key:
         inv_id = ledger.claims.remember_idempotent(function, idempotency_key, inv_id)

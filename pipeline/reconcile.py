@@ -10,7 +10,9 @@ claims have expired, so the ledger can no longer say whether they were processed
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.events.model import ObjectEvent
@@ -25,7 +27,7 @@ CURSOR_KEPT_S = 3600
 
 
 @dataclass
-class Report:
+class ReconcileSummary:
     scanned: int = 0
     missing: int = 0
     enqueued: int = 0
@@ -89,10 +91,12 @@ def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float |
     return resent
 
 
-def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, resume: bool = True) -> Report:
+def reconcile(
+    runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, resume: bool = True
+) -> ReconcileSummary:
     """One pass. `rate` caps objects handed to the intake per second; with `resume`, a pass that
     was interrupted continues after the last key it handled. Also re-sends stuck messages."""
-    report = Report(resent=resend_stuck(runtime, dry_run=dry_run))
+    summary = ReconcileSummary(resent=resend_stuck(runtime, dry_run=dry_run))
     oldest = time.time() - runtime.ledger.retention
     for bucket, prefix in watched(runtime):
         cursor_key = keys.reconcile_cursor(bucket, prefix)
@@ -101,7 +105,7 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, r
         for info in runtime.store.list(bucket, prefix):
             if after and info.key <= after:
                 continue
-            report.scanned += 1
+            summary.scanned += 1
             if info.last_modified and info.last_modified < oldest:
                 continue
             event = _event(info)
@@ -115,17 +119,40 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, r
             ]
             if not missing:
                 continue
-            report.missing += len(missing)
+            summary.missing += len(missing)
             if dry_run:
-                report.would_run += [(bucket, info.key, p.function) for p in missing]
+                summary.would_run += [(bucket, info.key, p.function) for p in missing]
                 continue
             record = runtime.intake.accept(event)
-            report.enqueued += len(record.invocations) - record.duplicates
+            summary.enqueued += len(record.invocations) - record.duplicates
             runtime.redis.set(cursor_key, info.key, ex=CURSOR_KEPT_S)
             time.sleep(1.0 / rate if rate > 0 else 0)
         if not dry_run:
             runtime.redis.delete(cursor_key)  # a complete pass starts from the top next time
-    if report.enqueued:
-        runtime.ledger.stats.incr("reconciled", report.enqueued)
-        log.warning("reconciler enqueued %d invocations that had no notification", report.enqueued)
-    return report
+    if summary.enqueued:
+        runtime.ledger.stats.incr("reconciled", summary.enqueued)
+        log.warning("reconciler enqueued %d invocations that had no notification", summary.enqueued)
+    return summary
+
+
+def reconcile_periodically(
+    runtime: Runtime, interval: float, stop: list[bool], say: Callable[[str], None] = log.info
+) -> threading.Thread:
+    """A reconciler pass every `interval` seconds in a background thread (inside `pipeline up`),
+    until `stop[0]` is set: lost notifications get processed anyway."""
+
+    def loop() -> None:
+        while not stop[0]:
+            try:
+                summary = reconcile(runtime)
+                if summary.enqueued:
+                    say(f"reconciler: {summary.enqueued} invocations had no notification; enqueued them")
+            except Exception as exc:  # Redis or the store away: the next pass tries again
+                say(f"reconciler pass failed: {exc}")
+            deadline = time.monotonic() + interval
+            while not stop[0] and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    thread = threading.Thread(target=loop, name="reconciler", daemon=True)
+    thread.start()
+    return thread

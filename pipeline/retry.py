@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import redis
 
-from pipeline.errors import BrokerUnavailable
+from pipeline.errors import BrokerUnavailable, NotFound, RetryRefused
 from pipeline.invocation import Invocation, Status
 from pipeline.runtime import Runtime
 
 RETRYABLE = (Status.FAILED, Status.DEAD, Status.REJECTED, Status.SKIPPED)
-
-
-class RetryRefused(Exception):
-    """Raised when an invocation is not in a state that can be retried."""
 
 
 def _requeue(runtime: Runtime, invocation_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
@@ -41,7 +37,7 @@ def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
     try:
         inv = runtime.ledger.invocations.get(invocation_id)
         if inv is None:
-            raise LookupError(f"no invocation {invocation_id}")
+            raise NotFound(f"no invocation {invocation_id}")
         if inv.status not in RETRYABLE:
             raise RetryRefused(
                 f"invocation {invocation_id} is {inv.status}; only failed, dead, rejected or skipped retry"

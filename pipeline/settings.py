@@ -130,9 +130,19 @@ class Settings(BaseSettings):
             region=self.s3_region,
         )
 
-    @property
-    def uses_embedded_redis(self) -> bool:
-        return not self.redis_url
+    def bind_refusal(self, host: str) -> str | None:
+        """Why the gateway must not listen on `host` with these settings, if it must not: beyond
+        loopback, notifications and the API would be open to the network without their tokens."""
+        if is_loopback(host):
+            return None
+        if self.webhook_token is None:
+            return (
+                f"refusing to bind {host}: PIPELINE_WEBHOOK_TOKEN is unset "
+                "(development mode is loopback only)"
+            )
+        if self.api_token is None:
+            return f"refusing to bind {host}: PIPELINE_API_TOKEN is unset, /api would be open to the network"
+        return None
 
 
 def is_loopback(host: str) -> bool:

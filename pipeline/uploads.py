@@ -11,7 +11,6 @@ from pathlib import Path
 from functions._media import sniff
 from pipeline.invocation import Invocation
 from pipeline.runtime import Runtime
-from pipeline.storage import LocalStore
 from pipeline.storage.base import ObjectInfo
 
 
@@ -33,7 +32,7 @@ def upload_file(runtime: Runtime, path: Path, bucket: str, key: str) -> Upload:
     # type by magic bytes, so a lying file is rejected with its reason instead of silently ignored.
     declared, _ = mimetypes.guess_type(key, strict=False)
     info = runtime.store.put_file(bucket, key, path, content_type=declared or sniff(path))
-    if not isinstance(runtime.store, LocalStore):
+    if not runtime.store.notifies_writes:
         runtime.intake.accept(info.event("api"))
     ids = [
         inv.id

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import ImageOps
 
 from functions import Output, Params, media_function
-from functions._imaging import CONTENT_TYPES, EXTENSIONS, OutputFormat, for_format, open_image, save, upright
+from functions.imaging import CONTENT_TYPES, EXTENSIONS, OutputFormat, for_format, open_image, save, upright
 
 
 class InvertParams(Params):

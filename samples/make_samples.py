@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pipeline.samples import generate
+from pipeline.measure.samples import generate
 
 if __name__ == "__main__":
     for path in generate(Path(__file__).resolve().parent / "media"):

@@ -7,7 +7,8 @@ import contextlib
 from collections.abc import Iterable
 
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -15,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from pipeline import __version__
 from pipeline.admin.auth import Sessions
+from pipeline.errors import PipelineError
 from pipeline.events.sns import SignatureVerifier
 from pipeline.gateway.routes import admin, admin_actions, api, events, health, invoke, webhooks
 from pipeline.gateway.routes.admin_common import ADMIN_DIR, LoginRequired, login_redirect
@@ -81,6 +83,12 @@ class LedgerCollector(Collector):
         yield backlog
 
 
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Every error the API returns: the status its class knows, and its message as the detail."""
+    status = exc.http_status if isinstance(exc, PipelineError) else 500
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     if runtime is None:
         if not settings.redis_url:
@@ -113,6 +121,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.mount("/admin/static", StaticFiles(directory=str(ADMIN_DIR / "static")), name="admin-static")
     app.add_exception_handler(LoginRequired, login_redirect)
+    app.add_exception_handler(PipelineError, error_response)
     app.include_router(admin.router)
     app.include_router(admin_actions.router)
     app.include_router(events.router)

@@ -6,9 +6,10 @@ import hmac
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
+from pipeline.errors import BodyTooLarge, Unauthorized
 from pipeline.gateway.state import GatewayState
 
 
@@ -38,19 +39,19 @@ def require_api_token(request: Request, state: StateDep) -> None:
     if expected is None:
         return  # development mode: the gateway only binds to loopback
     if not tokens_match(bearer(request.headers.get("authorization")), expected.get_secret_value()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API token")
+        raise Unauthorized("missing or wrong API token")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """Read at most `limit` bytes; anything larger is refused with 413 before it is buffered."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
+        raise BodyTooLarge(f"body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body over {limit} bytes")
+            raise BodyTooLarge(f"body over {limit} bytes")
     return bytes(body)
 
 

@@ -13,16 +13,12 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from pipeline.errors import PipelineError
+from pipeline.errors import DestinationRefused
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
-
-class DestinationRefused(PipelineError):
-    """Raised when a webhook URL is malformed or resolves to an address the guard does not allow."""
 
 
 def category(addr: Address) -> str | None:

@@ -21,10 +21,10 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, Field
 
+from pipeline.event_types import EventType
 from pipeline.ledger import keys
 from pipeline.ledger.json_hash import JsonHash, encode
 from pipeline.ledger.lua import script
-from pipeline.notify.payloads import EventType
 
 MessageState = Literal["pending", "delivered", "failed"]
 SNIPPET_CHARS = 500

@@ -22,13 +22,14 @@ import redis
 from redis.backoff import FullJitterBackoff
 
 from pipeline.config import PipelineConfig
+from pipeline.errors import Conflict, DestinationRefused, NotFound
+from pipeline.event_types import EventType
 from pipeline.invocation import Status
 from pipeline.ledger import Ledger, keys
-from pipeline.notify.guard import DestinationRefused, Guard
+from pipeline.notify.guard import Guard
 from pipeline.notify.messages import Attempt, Message, MessageStore, message_id
 from pipeline.notify.payloads import (
     STATUS_EVENTS,
-    EventType,
     Payload,
     invocation_payload,
     processed_payload,
@@ -245,14 +246,12 @@ class Notifier:
         """Send a message again (same webhook-id), whatever became of it."""
         msg = self.messages.get(msg_id)
         if msg is None:
-            raise LookupError(f"no webhook message {msg_id}")
+            raise NotFound(f"no webhook message {msg_id}")
         sub = self.subs.get(msg.subscription_id)
         if sub is None:
-            raise LookupError(f"subscription {msg.subscription_id} of {msg_id} no longer exists")
+            raise NotFound(f"subscription {msg.subscription_id} of {msg_id} no longer exists")
         if not sub.enabled:
-            raise PermissionError(
-                f"subscription {sub.id} is disabled ({sub.disabled_reason}); enable it first"
-            )
+            raise Conflict(f"subscription {sub.id} is disabled ({sub.disabled_reason}); enable it first")
         now = time.time()
         self.messages.update(msg_id, state="pending", error=None, next_attempt_at=now, redelivered_at=now)
         self.messages.schedule(msg_id, time.time())

@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.event_types import EventType
 from pipeline.invocation import Invocation, Status
 
 PAYLOAD_VERSION: Literal[1] = 1
-
-
-class EventType(StrEnum):
-    INVOCATION_SUCCEEDED = "invocation.succeeded"
-    INVOCATION_FAILED = "invocation.failed"
-    INVOCATION_DEAD = "invocation.dead"
-    OBJECT_REJECTED = "object.rejected"
-    OBJECT_PROCESSED = "object.processed"
 
 
 # Which finished status announces which event (skipped invocations announce nothing: they are

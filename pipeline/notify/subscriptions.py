@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import WebhookConfig
 from pipeline.errors import ConfigError
+from pipeline.event_types import EventType
 from pipeline.ledger import keys
 from pipeline.ledger.json_hash import JsonHash, encode
-from pipeline.notify.payloads import EventType
 
 SubscriptionSource = Literal["api", "config", "callback"]
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -1,7 +1,7 @@
 """Fast start: a new worker's first invocation costs what later ones do.
 
 The parent process registers Pillow's plugins and puts ffmpeg in the page cache before it forks its
-pool; each pool process then runs its built-in image functions once on a generated 1 MP photo, with
+pool; each pool process then runs its built-in image functions once on a generated 1 MP JPEG, with
 the parameters the pipeline's rules give them, so imports, codec set-up and large buffers are paid for
 at start instead of by the first upload.
 """
@@ -17,9 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from functions._screening import screen
+from functions.screening import screen
 from pipeline.registry import Pipeline, merged_params
-from pipeline.samples import make_photo
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +38,17 @@ def preload(functions: list[str]) -> None:
                 subprocess.run([tool, "-version"], capture_output=True, timeout=10, check=False)
 
 
+def warm_photo(path: Path, width: int = 1224, height: int = 816) -> Path:
+    """A 1 MP JPEG with detail in every block, so the decoder and resampler do full work: gradients
+    under a layer of noise, as a photo has."""
+    noise = Image.effect_noise((width, height), 40)
+    ramp = Image.linear_gradient("L").resize((width, height))
+    Image.merge("RGB", (ramp, noise, ramp.transpose(Image.Transpose.ROTATE_180))).save(
+        path, "JPEG", quality=88
+    )
+    return path
+
+
 def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> None:
     """In each pool process as it starts. Best effort: a function that cannot run on the sample
     (it needs an asset from the bucket, say) is simply not warmed."""
@@ -52,7 +62,7 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
     }
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="warm-") as tmp:
-        src = make_photo(Path(tmp) / "photo.jpg")
+        src = warm_photo(Path(tmp) / "photo.jpg")
         with contextlib.suppress(Exception):
             screen(src, pipeline.config.screening)  # every invocation is screened first
         for name, call in calls.items():

@@ -61,6 +61,12 @@ class ObjectStore(ABC):
 
     name: str
 
+    @property
+    def notifies_writes(self) -> bool:
+        """Whether the store itself hands an event to the intake for each write (the local store
+        does); an S3 server notifies only as its bucket is configured to."""
+        return False
+
     def put_file(
         self,
         bucket: str,

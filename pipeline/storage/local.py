@@ -43,6 +43,10 @@ class LocalStore(ObjectStore):
         self.root = root
         self.on_write = on_write
 
+    @property
+    def notifies_writes(self) -> bool:
+        return self.on_write is not None
+
     def describe(self) -> str:
         return f"local directory {self.root.resolve()}"
 

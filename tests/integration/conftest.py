@@ -13,7 +13,7 @@ import pytest
 from minio import Minio
 
 from pipeline.ledger import Ledger, connect
-from pipeline.samples import generate
+from pipeline.measure.samples import generate
 from tests.helpers import Proc, free_port, pipeline_env, wait_until
 
 TOKEN = "e2e-webhook-token"

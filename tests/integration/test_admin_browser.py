@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from pipeline.samples import generate
+from pipeline.measure.samples import generate
 from tests.helpers import Proc, free_port, pipeline_runtime, wait_until
 from tests.receiver import Receiver
 

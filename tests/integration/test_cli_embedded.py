@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pipeline.embedded import EmbeddedRedis
-from pipeline.samples import generate
+from pipeline.measure.samples import generate
 from pipeline.storage import LocalStore
 from tests.helpers import Proc, free_port, need, pipeline_env, wait_until
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from functions.errors import FunctionError, Rejected
 from pipeline.config import parse_config
-from pipeline.errors import LeaseHeld, Skip
+from pipeline.errors import LeaseHeld, RetryRefused, Skip
 from pipeline.events import ObjectEvent
 from pipeline.execution import Executor
 from pipeline.intake import Intake
@@ -25,7 +25,7 @@ from pipeline.ledger import Ledger, connect, keys
 from pipeline.ledger.claims import ExecutionLease
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
-from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
+from pipeline.retry import retry_all_dead, retry_invocation
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore

@@ -19,7 +19,7 @@ from minio.error import S3Error
 from PIL import Image
 from pydantic import SecretStr
 
-from pipeline.samples import make_video
+from pipeline.measure.samples import make_video
 from pipeline.settings import Settings
 from pipeline.storage.s3 import S3Store
 from tests.helpers import EVENTS, need, wait_until

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.invocation import Status
+from pipeline.measure.samples import generate
 from pipeline.queue.control import FunctionControls
-from pipeline.samples import generate
 from pipeline.uploads import upload_file
 from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_runtime, wait_until
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.bench_system import minio_body
+from pipeline.measure.ingest import minio_body
 from tests.helpers import THUMBNAILS_ONLY, Proc, free_port, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration

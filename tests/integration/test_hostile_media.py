@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 from functions import transcode
-from functions._screening import ScreeningPolicy, screen
 from functions.errors import MediaError, Rejected, UnsupportedMedia
+from functions.screening import ScreeningPolicy, screen
 from functions.transcode import TranscodeParams
-from pipeline.samples import make_video
+from pipeline.measure.samples import make_video
 from tests.helpers import need
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ def test_bomb_screening_keeps_memory_bounded(tmp_path: Path) -> None:
     bomb = png_bomb(tmp_path / "bomb.png")
     code = (
         "import resource, sys; from pathlib import Path\n"
-        "from functions._screening import ScreeningPolicy, screen\n"
+        "from functions.screening import ScreeningPolicy, screen\n"
         "try:\n    screen(Path(sys.argv[1]), ScreeningPolicy())\nexcept Exception as e:\n    print(type(e).__name__)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )

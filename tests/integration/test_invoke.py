@@ -13,8 +13,8 @@ from pydantic import SecretStr
 
 from pipeline.gateway.app import create_app
 from pipeline.invocation import Status
+from pipeline.measure.samples import generate
 from pipeline.runtime import Runtime
-from pipeline.samples import generate
 from tests.helpers import THUMBNAILS_ONLY, Proc, ServedApp, load_image, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration

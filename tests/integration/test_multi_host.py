@@ -24,8 +24,8 @@ from pydantic import SecretStr
 
 from pipeline.embedded import redis_server_binary
 from pipeline.invocation import Status
+from pipeline.measure.samples import make_photo
 from pipeline.runtime import Runtime
-from pipeline.samples import make_photo
 from pipeline.uploads import upload_file
 from tests.helpers import Proc, free_port, need, pipeline_env, pipeline_runtime, wait_until
 

@@ -20,12 +20,12 @@ from pipeline.embedded import free_port, redis_server_binary
 from pipeline.errors import BrokerUnavailable
 from pipeline.events import ObjectEvent
 from pipeline.invocation import Status
+from pipeline.measure.soak import send_until_accepted
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
-from pipeline.soak import send_until_accepted
 from pipeline.supervisor import Supervisor
 from tests.helpers import THUMBNAILS_ONLY, wait_until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.soak import run_soak
+from pipeline.measure.soak import run_soak
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from functions import _progress, transcode
+from functions import progress, transcode
 from functions.transcode import TranscodeParams
-from pipeline.samples import make_video
+from pipeline.measure.samples import make_video
 from tests.helpers import need
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,7 @@ def test_probe_json(videos: dict[str, Path], tmp_path: Path) -> None:
 
 def test_progress_is_reported(videos: dict[str, Path], tmp_path: Path) -> None:
     seen: list[tuple[float, float | None]] = []
-    with _progress.progress_to(lambda p, s: seen.append((p, s))):
+    with progress.progress_to(lambda p, s: seen.append((p, s))):
         transcode.run(videos["720p"], out(tmp_path, "x"), TranscodeParams(kind="mp4", heights=[360]))
     assert seen and seen[-1][0] == 100.0
     assert all(0 <= p <= 100 for p, _ in seen)

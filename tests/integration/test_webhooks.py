@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.event_types import EventType
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import keys
 from pipeline.notify.notifier import Notifier, notifier_for
-from pipeline.notify.payloads import EventType, InvocationPayload, ProcessedPayload
+from pipeline.notify.payloads import InvocationPayload, ProcessedPayload
 from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
 from pipeline.runtime import Runtime
 from tests.helpers import Proc, ServedApp, pipeline_runtime, wait_until

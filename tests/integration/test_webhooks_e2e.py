@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from pipeline.ledger import Ledger, connect
+from pipeline.measure.samples import make_video
 from pipeline.notify.notifier import Notifier
 from pipeline.notify.payloads import InvocationPayload, ProcessedPayload, RejectedPayload
 from pipeline.registry import load_pipeline
-from pipeline.samples import make_video
 from pipeline.settings import Settings
 from tests.helpers import Proc, need, wait_until
 from tests.integration.conftest import Stack

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.invocation import Status
-from pipeline.samples import generate
+from pipeline.measure.samples import generate
 from tests.helpers import Proc, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration

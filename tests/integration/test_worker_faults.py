@@ -13,8 +13,8 @@ import pytest
 
 from pipeline.errors import ObjectNotFound
 from pipeline.invocation import Status
+from pipeline.measure.samples import generate, make_video
 from pipeline.runtime import Runtime
-from pipeline.samples import generate, make_video
 from pipeline.storage import LocalStore
 from tests.helpers import Proc, need, pipeline_runtime, wait_until
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from pipeline.bench_system import MARK_END, MARK_START, Figure, dist, minio_body, pct, render
 from pipeline.events import parse_records
+from pipeline.measure.ingest import minio_body
+from pipeline.measure.system import SECTION, render
+from pipeline.measure.testbed import Figure, dist, pct
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -28,7 +30,7 @@ def test_table_marks_goals_met_missed_and_without_goal() -> None:
         [Figure("a", "1", "2", "g", True), Figure("b", "1", "2", "g", False), Figure("c", "1", "2", "-")],
         "pipeline bench system",
     )
-    assert table.startswith(MARK_START) and table.endswith(MARK_END)
+    assert table.startswith(SECTION.start) and table.endswith(SECTION.end)
     rows = [line for line in table.splitlines() if line.startswith("| a") or line.startswith("| b")]
     assert rows[0].endswith("| yes |") and rows[1].endswith("| **no** |")
     assert "| c | 1 | 2 | - | — |" in table

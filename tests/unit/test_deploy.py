@@ -8,12 +8,10 @@ import shutil
 import subprocess
 from typing import Any
 
-import click
 import pytest
 import yaml
 
 from pipeline.cli import cli
-from pipeline.cli_webhooks import webhooks
 from pipeline.gateway.app import create_app
 from pipeline.registry import load_pipeline
 from pipeline.settings import Settings
@@ -27,9 +25,7 @@ QUEUES = set(load_pipeline(Settings()).queues())
 
 def check_cli(argv: list[str]) -> None:
     """`argv` (after `pipeline`) names a real command and only options that command has."""
-    group: click.Group = cli
-    group.add_command(webhooks)
-    command = group.commands.get(argv[0])
+    command = cli.commands.get(argv[0])
     assert command is not None, f"no `pipeline {argv[0]}` command"
     options = {opt for param in command.params for opt in param.opts}
     for arg in argv[1:]:

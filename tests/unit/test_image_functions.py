@@ -12,7 +12,7 @@ from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat
 from functions import copy as copy_fn
 from functions import filter as filter_fn
 from functions import thumbnail
-from functions._imaging import avif_supported
+from functions.imaging import avif_supported
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from pipeline.registry import build_pipeline

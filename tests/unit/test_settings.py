@@ -28,7 +28,7 @@ def test_defaults_are_the_embedded_development_setup(monkeypatch: pytest.MonkeyP
             monkeypatch.delenv(name)
     settings = Settings()
     assert settings.s3() is None
-    assert settings.uses_embedded_redis
+    assert settings.redis_url is None  # the CLI starts an embedded Redis
     assert settings.dev_mode
     assert settings.gateway_port == 8000
 
@@ -48,3 +48,12 @@ def test_loopback_detection() -> None:
 def test_readme_configuration_table_is_generated_from_settings() -> None:
     readme = (REPO / "README.md").read_text()
     assert markdown_table() in readme, "README is stale: paste the output of `pipeline settings --markdown`"
+
+
+def test_binding_beyond_loopback_needs_both_tokens() -> None:
+    dev = Settings(redis_url=None)
+    assert dev.bind_refusal("127.0.0.1") is None and dev.bind_refusal("::1") is None
+    assert "PIPELINE_WEBHOOK_TOKEN is unset" in (dev.bind_refusal("0.0.0.0") or "")
+    half = Settings(webhook_token="w")
+    assert "PIPELINE_API_TOKEN is unset" in (half.bind_refusal("0.0.0.0") or "")
+    assert Settings(webhook_token="w", api_token="a").bind_refusal("0.0.0.0") is None

@@ -8,7 +8,7 @@ from PIL import Image, ImageChops, ImageStat
 from functions import MediaError, UnsupportedMedia
 from functions._media import sniff, sniff_bytes
 from functions.thumbnail import ThumbnailParams, run
-from pipeline.samples import ORIENTATION_TAG, generate
+from pipeline.measure.samples import ORIENTATION_TAG, generate
 from tests.helpers import load_image as load
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
-from pipeline.notify.payloads import EventType, ProcessedPayload, docs_section, example_payloads
+from pipeline.event_types import EventType
+from pipeline.notify.payloads import ProcessedPayload, docs_section, example_payloads
 from tests.helpers import REPO
 
 BASE = """

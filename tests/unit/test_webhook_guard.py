@@ -9,7 +9,8 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from pipeline.notify.guard import DestinationRefused, Guard
+from pipeline.errors import DestinationRefused
+from pipeline.notify.guard import Guard
 from pipeline.notify.notifier import DeliveryPolicy
 from pipeline.notify.sender import parse_retry_after, signature_headers
 from pipeline.notify.subscriptions import new_secret

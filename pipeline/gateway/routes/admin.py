@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.admin import stats, views
 from pipeline.admin.auth import COOKIE, SESSION_SECONDS, password_matches
-from pipeline.errors import ObjectNotFound, PipelineError
+from pipeline.errors import BadRequest, Forbidden, NotFound, PipelineError, TooManyRequests
 from pipeline.gateway.deps import StateDep
 from pipeline.gateway.routes.admin_common import (
     CheckedDep,
@@ -45,12 +45,12 @@ def login_form(request: Request, state: StateDep, next: str = "/admin", error: s
 async def login(request: Request, state: StateDep) -> Response:
     refusal = dashboard_refusal(state)
     if refusal:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, refusal)
+        raise Forbidden(refusal)
     form = await request.form()
     target = safe_next(str(form.get("next") or ""))
     client = request.client.host if request.client else "?"
     if state.sessions.login_paused(client):
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed logins; wait 5 minutes")
+        raise TooManyRequests("too many failed logins; wait 5 minutes")
     expected = state.settings.admin_password
     given = str(form.get("password") or "")
     if expected is not None and not password_matches(given, expected.get_secret_value()):
@@ -114,7 +114,7 @@ def invocations(
     since: int | None = None,
 ) -> HTMLResponse:
     if status_ and status_ not in {s.value for s in Status}:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown status {status_}")
+        raise BadRequest(f"unknown status {status_}")
     filters = views.InvocationFilter(status_ or None, function or None, bucket or None, prefix, since)
     return page(
         request,
@@ -233,9 +233,9 @@ def object_preview(state: StateDep, _session: SessionDep, bucket: str, key: str)
     path = Path(tmp.name) / "object"
     try:
         info = state.runtime.store.get_file(bucket, key, path)
-    except (ObjectNotFound, PipelineError) as exc:
+    except PipelineError as exc:  # whatever keeps it from being shown, there is nothing to preview
         tmp.cleanup()
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+        raise NotFound(str(exc)) from exc
     content_type = info.content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
     inline = content_type in ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif")
     return FileResponse(

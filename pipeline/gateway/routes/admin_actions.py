@@ -6,18 +6,18 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from pipeline.errors import BrokerUnavailable, PipelineError
+from pipeline.errors import BadRequest, NotFound, PipelineError
 from pipeline.gateway.deps import StateDep, save_upload
 from pipeline.gateway.routes.admin_common import (
     CheckedDep,
     back,
 )
-from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
+from pipeline.retry import retry_all_dead, retry_invocation
 from pipeline.uploads import upload_file
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 async def retry_dead_action(request: Request, state: StateDep, _session: CheckedDep) -> Response:
     try:
         done = await run_in_threadpool(retry_all_dead, state.runtime)
-    except BrokerUnavailable as exc:
+    except PipelineError as exc:  # the dashboard tells the operator on the page it came from
         return await back(request, f"not retried: {exc}")
     return await back(request, f"{len(done)} dead invocations queued again")
 
@@ -39,7 +39,7 @@ async def retry_action(
 ) -> Response:
     try:
         inv = await run_in_threadpool(retry_invocation, state.runtime, invocation_id)
-    except (LookupError, RetryRefused, BrokerUnavailable) as exc:
+    except PipelineError as exc:
         return await back(request, f"not retried: {exc}")
     return await back(request, f"{inv.function} on {inv.key} queued again")
 
@@ -49,13 +49,13 @@ async def function_action(
     request: Request, state: StateDep, _session: CheckedDep, name: str, action: str
 ) -> Response:
     if name not in state.runtime.pipeline.functions:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no function {name}")
+        raise NotFound(f"no function {name}")
     if action in ("pause", "resume"):
         await run_in_threadpool(state.controls.set_paused, name, action == "pause")
     elif action in ("disable", "enable"):
         state.runtime.ledger.flags.switch("disabled", name, action == "disable")
     else:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action}")
+        raise NotFound(f"no action {action}")
     return await back(request, f"{name}: {action}d")
 
 
@@ -65,13 +65,13 @@ async def webhook_action(
 ) -> Response:
     subs = state.notifier.subs
     if subs.get(sub_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook subscription {sub_id}")
+        raise NotFound(f"no webhook subscription {sub_id}")
     if action == "enable":
         subs.enable(sub_id)
     elif action == "disable":
         subs.disable(sub_id, "disabled by an operator")
     else:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action}")
+        raise NotFound(f"no action {action}")
     return await back(request, f"{sub_id}: {action}d")
 
 
@@ -79,7 +79,7 @@ async def webhook_action(
 async def redeliver_action(request: Request, state: StateDep, _session: CheckedDep, msg_id: str) -> Response:
     try:
         state.notifier.redeliver(msg_id)
-    except (LookupError, PermissionError) as exc:
+    except PipelineError as exc:
         return await back(request, f"not redelivered: {exc}")
     return await back(request, f"{msg_id} will be sent again")
 
@@ -97,7 +97,7 @@ async def _store_uploads(state: StateDep, form: FormData) -> Response:
     bucket = str(form.get("bucket") or "")
     prefix = str(form.get("prefix") or "uploads/")
     if bucket not in (state.runtime.pipeline.config.watched_buckets() or ["media"]):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"bucket {bucket!r} is not one the pipeline watches")
+        raise BadRequest(f"bucket {bucket!r} is not one the pipeline watches")
     files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
     if not files:
         query = urlencode({"flash": "choose a file first"})
@@ -110,7 +110,7 @@ async def _store_uploads(state: StateDep, form: FormData) -> Response:
             try:
                 await run_in_threadpool(upload_file, state.runtime, path, bucket, prefix + name)
             except PipelineError as exc:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{name}: {exc}") from exc
+                raise BadRequest(f"{name}: {exc}") from exc
         keys.append(prefix + name)
     if len(keys) == 1:
         return RedirectResponse(f"/admin/uploads/{bucket}/{quote(keys[0])}", status.HTTP_303_SEE_OTHER)

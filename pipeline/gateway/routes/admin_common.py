@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from pipeline.admin.auth import COOKIE, Session, csrf_matches
+from pipeline.errors import Forbidden
 from pipeline.gateway.deps import StateDep
 from pipeline.settings import is_loopback
 
@@ -59,13 +60,13 @@ def dashboard_refusal(state: StateDep) -> str | None:
 def admin_session(request: Request, state: StateDep) -> Session:
     refusal = dashboard_refusal(state)
     if refusal:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, refusal)
+        raise Forbidden(refusal)
     session = state.sessions.get(request.cookies.get(COOKIE))
     if session is None:
         if request.method == "GET":
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise LoginRequired(target)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "not logged in")
+        raise Forbidden("not logged in")
     return session
 
 
@@ -75,15 +76,15 @@ SessionDep = Annotated[Session, Depends(admin_session)]
 async def checked_session(request: Request, session: SessionDep) -> Session:
     """Every state-changing request: same-site, and carrying the session's CSRF token."""
     if request.headers.get("sec-fetch-site") == "cross-site":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
+        raise Forbidden("cross-site request refused")
     origin = request.headers.get("origin")
     if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "request from another origin refused")
+        raise Forbidden("request from another origin refused")
     form = await request.form()
     token = request.headers.get("x-csrf-token") or form.get("csrf")
     if not csrf_matches(session, token if isinstance(token, str) else None):
         await form.close()
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token")
+        raise Forbidden("missing or wrong CSRF token")
     return session
 
 

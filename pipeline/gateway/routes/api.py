@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import BrokerUnavailable
+from pipeline.errors import NotFound
 from pipeline.gateway.deps import StateDep, require_api_token
 from pipeline.invocation import Status
-from pipeline.retry import RetryRefused, retry_all_dead, retry_invocation
+from pipeline.retry import retry_all_dead, retry_invocation
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
@@ -38,30 +38,20 @@ def list_invocations(
 def get_invocation(invocation_id: str, state: StateDep) -> dict[str, Any]:
     inv = state.runtime.ledger.invocations.get(invocation_id)
     if inv is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no invocation {invocation_id}")
+        raise NotFound(f"no invocation {invocation_id}")
     return inv.public()
 
 
 @router.post("/invocations/retry-dead", status_code=status.HTTP_202_ACCEPTED)
 async def retry_dead(state: StateDep) -> dict[str, Any]:
     """Re-queue every dead invocation (atomically per invocation)."""
-    try:
-        done = await run_in_threadpool(retry_all_dead, state.runtime)
-    except BrokerUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    done = await run_in_threadpool(retry_all_dead, state.runtime)
     return {"requeued": [inv.id for inv in done]}
 
 
 @router.post("/invocations/{invocation_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 async def retry(invocation_id: str, state: StateDep) -> dict[str, Any]:
-    try:
-        inv = await run_in_threadpool(retry_invocation, state.runtime, invocation_id)
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except RetryRefused as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except BrokerUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    inv = await run_in_threadpool(retry_invocation, state.runtime, invocation_id)
     return inv.public()
 
 

@@ -13,14 +13,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import BrokerUnavailable, EventError, UnauthorizedEvent
+from pipeline.errors import BadGateway, BrokerUnavailable, EventError, Unauthorized, UnauthorizedEvent
 from pipeline.events import ObjectEvent, is_test_event, parse_envelope, parse_records
-from pipeline.events.model import EventSource
 from pipeline.events.sns import is_aws_sns_url
 from pipeline.gateway.deps import StateDep, bearer, read_body, tokens_match
+from pipeline.ledger.records import RAW_EVENT_CHARS
 
 router = APIRouter(prefix="/events", tags=["events"])
 log = logging.getLogger(__name__)
@@ -43,28 +43,21 @@ def _check_token(state: StateDep, given: str | None) -> None:
     expected = state.settings.webhook_token
     if expected is not None and not tokens_match(given, expected.get_secret_value()):
         state.metrics.events.labels(source="auth", status="unauthorized").inc()
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong webhook token")
+        raise Unauthorized("missing or wrong webhook token")
 
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from exc
+        raise EventError(f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
+        raise EventError("body must be a JSON object")
     return data
 
 
-def _records(data: dict[str, Any], source: EventSource) -> list[ObjectEvent]:
-    try:
-        return parse_records(data, source)
-    except EventError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-
-
 async def _accept(state: StateDep, events: list[ObjectEvent], source: str, body: bytes) -> dict[str, Any]:
-    raw = body[:16384].decode("utf-8", "replace")
+    raw = body[:RAW_EVENT_CHARS].decode("utf-8", "replace")
     invocations: list[str] = []
     duplicates = 0
     try:
@@ -76,10 +69,10 @@ async def _accept(state: StateDep, events: list[ObjectEvent], source: str, body:
             duplicates += record.duplicates
             state.metrics.events.labels(source=source, status=record.status).inc()
             state.metrics.invocations.inc(len(record.invocations) - record.duplicates)
-    except BrokerUnavailable as exc:
+    except BrokerUnavailable as exc:  # 503: the sender retries later
         state.metrics.events.labels(source=source, status="unavailable").inc()
         log.error("refusing notification: %s", exc)
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+        raise
     return {"status": "accepted", "events": len(events), "invocations": invocations, "duplicates": duplicates}
 
 
@@ -92,7 +85,7 @@ async def minio_webhook(request: Request, state: StateDep) -> dict[str, Any]:
     data = _json(body)
     if is_test_event(data):
         return {"status": "ignored", "reason": "s3:TestEvent"}
-    return await _accept(state, _records(data, "minio"), "minio", body)
+    return await _accept(state, parse_records(data, "minio"), "minio", body)
 
 
 @router.post("/sns")
@@ -105,39 +98,28 @@ async def sns_push(request: Request, state: StateDep, token: str | None = None) 
         envelope = parse_envelope(data)
         if state.settings.sns_verify_signature:
             await run_in_threadpool(state.sns_verifier.verify, envelope)
-    except UnauthorizedEvent as exc:
+    except UnauthorizedEvent:
         state.metrics.events.labels(source="sns", status="unauthorized").inc()
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
-    except EventError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+        raise
     if envelope.type == "SubscriptionConfirmation":
         return await _confirm(state, envelope.topic_arn, str(data.get("SubscribeURL") or ""))
     if envelope.type == "UnsubscribeConfirmation":
         return {"status": "ignored", "reason": "unsubscribe confirmation"}
-    try:
-        inner = envelope.inner_json()
-    except EventError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    inner = envelope.inner_json()
     if is_test_event(inner):
         return {"status": "ignored", "reason": "s3:TestEvent"}
-    return await _accept(state, _records(inner, "sns"), "sns", body)
+    return await _accept(state, parse_records(inner, "sns"), "sns", body)
 
 
 async def _confirm(state: StateDep, topic_arn: str, subscribe_url: str) -> dict[str, Any]:
     if topic_arn not in state.settings.sns_topics:
         log.warning("not confirming SNS subscription for topic %s (not in PIPELINE_SNS_TOPICS)", topic_arn)
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"topic {topic_arn} is not allowed (PIPELINE_SNS_TOPICS)"
-        )
+        raise UnauthorizedEvent(f"topic {topic_arn} is not allowed (PIPELINE_SNS_TOPICS)")
     if not is_aws_sns_url(subscribe_url):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, "SubscribeURL is not an https sns.*.amazonaws.com URL"
-        )
+        raise EventError("SubscribeURL is not an https sns.*.amazonaws.com URL")
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
         response = await client.get(subscribe_url)
     if response.status_code != 200:
-        raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY, f"SNS answered {response.status_code} to the confirmation"
-        )
+        raise BadGateway(f"SNS answered {response.status_code} to the confirmation")
     log.info("confirmed SNS subscription for %s", topic_arn)
     return {"status": "confirmed", "topic": topic_arn}

@@ -14,12 +14,12 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from pipeline.errors import BrokerUnavailable, ObjectNotFound, ParamsError, PipelineError
+from pipeline.errors import BadRequest, PipelineError
 from pipeline.gateway.deps import StateDep, read_body, require_api_token, save_upload
 from pipeline.invocation import Invocation
 from pipeline.invoke import invoke
@@ -42,18 +42,7 @@ async def invoke_function(
         bucket, key, params = await _stored_upload(request, state)
     else:
         bucket, key, params = _reference(await read_body(request, state.settings.max_event_bytes))
-    try:
-        inv = await run_in_threadpool(invoke, state.runtime, name, bucket, key, params, idempotency_key)
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except ParamsError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    except ObjectNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{bucket}/{key}: {exc}") from exc
-    except PermissionError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except BrokerUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    inv = await run_in_threadpool(invoke, state.runtime, name, bucket, key, params, idempotency_key)
     deadline = time.monotonic() + wait
     while wait and not inv.status.finished and time.monotonic() < deadline:
         await asyncio.sleep(WAIT_POLL_S)
@@ -67,13 +56,10 @@ def _reference(body: bytes) -> tuple[str, str, dict[str, Any]]:
     try:
         data = json.loads(body or b"{}")
     except ValueError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from exc
+        raise BadRequest(f"body is not JSON: {exc}") from exc
     bucket, key, params = data.get("bucket"), data.get("key"), data.get("params", {})
     if not isinstance(bucket, str) or not isinstance(key, str) or not isinstance(params, dict):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            'expected {"bucket": str, "key": str, "params": {...}} or a file upload',
-        )
+        raise BadRequest('expected {"bucket": str, "key": str, "params": {...}} or a file upload')
     return bucket, key, params
 
 
@@ -82,11 +68,11 @@ async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, d
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "multipart body needs a `file` part")
+            raise BadRequest("multipart body needs a `file` part")
         try:
             params = json.loads(str(form.get("params") or "{}"))
         except ValueError as exc:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"params is not JSON: {exc}") from exc
+            raise BadRequest(f"params is not JSON: {exc}") from exc
         buckets = state.runtime.pipeline.config.watched_buckets() or ["media"]
         bucket = str(form.get("bucket") or buckets[0])
         key = f"invoke/{uuid.uuid4().hex}/{Path(file.filename or 'upload').name}"
@@ -96,7 +82,7 @@ async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, d
                 await run_in_threadpool(state.runtime.store.ensure_bucket, bucket)
                 await run_in_threadpool(state.runtime.store.put_file, bucket, key, path)
             except PipelineError as exc:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, f"cannot store the upload: {exc}") from exc
+                raise BadRequest(f"cannot store the upload: {exc}") from exc
         return bucket, key, params if isinstance(params, dict) else {}
     finally:
         await form.close()

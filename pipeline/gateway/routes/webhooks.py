@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, Field
 
+from pipeline.errors import Conflict, NotFound
+from pipeline.event_types import EventType
 from pipeline.gateway.deps import StateDep, require_api_token
-from pipeline.notify.guard import DestinationRefused
-from pipeline.notify.payloads import EventType
 from pipeline.notify.subscriptions import ID_PATTERN, SecretEntry, Subscription, new_secret
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"], dependencies=[Depends(require_api_token)])
@@ -42,17 +42,15 @@ class WebhookUpdate(BaseModel):
 
 
 def _check_destination(state: StateDep, url: str) -> None:
-    """Refuse what the guard would refuse at delivery, so a typo shows up now, not in a log."""
-    try:
-        state.notifier.guard.resolve(url)
-    except DestinationRefused as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    """Refuse what the guard would refuse at delivery (DestinationRefused, 422), so a typo shows up
+    now, not in a log."""
+    state.notifier.guard.resolve(url)
 
 
 def _get(state: StateDep, sub_id: str) -> Subscription:
     sub = state.notifier.subs.get(sub_id)
     if sub is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook subscription {sub_id}")
+        raise NotFound(f"no webhook subscription {sub_id}")
     return sub
 
 
@@ -72,7 +70,7 @@ def create_webhook(body: WebhookCreate, state: StateDep) -> dict[str, Any]:
         secrets=[SecretEntry(secret=secret)],
     )
     if not state.notifier.subs.create(sub):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"webhook subscription {sub.id} exists")
+        raise Conflict(f"webhook subscription {sub.id} exists")
     return {**sub.public(), "secret": secret}
 
 
@@ -92,18 +90,13 @@ def list_notices(state: StateDep, limit: Limit = 50) -> dict[str, Any]:
 def get_message(msg_id: str, state: StateDep) -> dict[str, Any]:
     msg = state.notifier.messages.get(msg_id)
     if msg is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook message {msg_id}")
+        raise NotFound(f"no webhook message {msg_id}")
     return msg.public(state.notifier.messages.attempts(msg_id))
 
 
 @router.post("/messages/{msg_id}/redeliver", status_code=status.HTTP_202_ACCEPTED)
 def redeliver(msg_id: str, state: StateDep) -> dict[str, Any]:
-    try:
-        return state.notifier.redeliver(msg_id).public()
-    except LookupError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except PermissionError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    return state.notifier.redeliver(msg_id).public()
 
 
 @router.get("/{sub_id}")
@@ -116,9 +109,7 @@ def update_webhook(sub_id: str, body: WebhookUpdate, state: StateDep) -> dict[st
     sub = _get(state, sub_id)
     changes = body.model_dump(exclude_unset=True)
     if sub.source == "config" and set(changes) - {"enabled"}:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"{sub_id} is defined in the pipeline file; edit it there"
-        )
+        raise Conflict(f"{sub_id} is defined in the pipeline file; edit it there")
     if "url" in changes:
         _check_destination(state, changes["url"])
     subs = state.notifier.subs
@@ -135,9 +126,7 @@ def update_webhook(sub_id: str, body: WebhookUpdate, state: StateDep) -> dict[st
 def delete_webhook(sub_id: str, state: StateDep) -> None:
     sub = _get(state, sub_id)
     if sub.source == "config":
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"{sub_id} is defined in the pipeline file; remove it there"
-        )
+        raise Conflict(f"{sub_id} is defined in the pipeline file; remove it there")
     state.notifier.subs.delete(sub_id)
 
 
@@ -146,9 +135,8 @@ def rotate_secret(sub_id: str, state: StateDep) -> dict[str, Any]:
     """A new secret; the previous one keeps signing for PIPELINE_WEBHOOK_ROTATION_GRACE seconds."""
     sub = _get(state, sub_id)
     if sub.source == "config":
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"{sub_id} is defined in the pipeline file; rotate with secret_env and previous_secret_env",
+        raise Conflict(
+            f"{sub_id} is defined in the pipeline file; rotate with secret_env and previous_secret_env"
         )
     rotated = state.notifier.subs.rotate(sub_id, state.settings.webhook_rotation_grace)
     assert rotated is not None

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions import _ffmpeg, _imaging
+from functions import _ffmpeg, imaging
 from functions._media import sniff
 from functions.errors import MediaError, Rejected, UnsupportedMedia
 
@@ -114,7 +114,7 @@ def _screen_image(path: Path, media_type: str, size: int, policy: ScreeningPolic
 
 def _measure_image(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
     # Opening reads the header only: dimensions are checked before a single pixel is decoded.
-    with _imaging.open_image(path, max_pixels=policy.max_pixels) as img:
+    with imaging.open_image(path, max_pixels=policy.max_pixels) as img:
         width, height = img.size
         _check_dimensions(width, height, policy)
         frames = int(getattr(img, "n_frames", 1))

@@ -21,11 +21,11 @@ from PIL import Image, ImageDraw, ImageFilter
 from functions import _ffmpeg, thumbnail, transcode
 from functions.thumbnail import ThumbnailParams
 from functions.transcode import TranscodeParams
-from pipeline import report
-from pipeline.samples import make_video
+from pipeline.measure.docs import DocSection, machine
+from pipeline.measure.samples import make_video
 
 SIZES = [1024, 512, 256]
-MARK_START, MARK_END = "<!-- bench:functions -->", "<!-- /bench:functions -->"
+SECTION = DocSection("bench:functions", "Media functions against their baselines")
 
 
 @dataclass
@@ -164,23 +164,19 @@ def run_function_benchmarks(repeat: int = 5) -> list[Row]:
 
 
 def render(rows: list[Row], command: str) -> str:
-    lines = [
-        MARK_START,
-        f"Command: `{command}`. Machine: {report.machine()}; medians of interleaved runs.",
-        "",
-        "| task | contender | baseline | contender | baseline | ratio | goal |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.what} | {r.contender} | {r.baseline} | {r.contender_s * 1000:.0f} ms | "
-            f"{r.baseline_s * 1000:.0f} ms | {r.ratio:.2f}x | {r.goal} |"
-        )
-    lines.append(MARK_END)
-    return "\n".join(lines)
-
-
-def write_section(doc: Path, section: str) -> None:
-    report.write_section(
-        doc, section, start=MARK_START, end=MARK_END, heading="Media functions against their baselines"
+    return SECTION.render(
+        f"Command: `{command}`. Machine: {machine()}; medians of interleaved runs.",
+        ["task", "contender", "baseline", "contender", "baseline", "ratio", "goal"],
+        [
+            (
+                r.what,
+                r.contender,
+                r.baseline,
+                f"{r.contender_s * 1000:.0f} ms",
+                f"{r.baseline_s * 1000:.0f} ms",
+                f"{r.ratio:.2f}x",
+                r.goal,
+            )
+            for r in rows
+        ],
     )

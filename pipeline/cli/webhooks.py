@@ -10,23 +10,19 @@ from contextlib import contextmanager
 
 import click
 
-from pipeline.notify.guard import DestinationRefused
+from pipeline.cli.runtime import open_runtime
+from pipeline.errors import DestinationRefused, PipelineError
+from pipeline.event_types import EventType
 from pipeline.notify.notifier import Notifier, notifier_for
-from pipeline.notify.payloads import EventType, docs_section, payload_schemas
+from pipeline.notify.payloads import docs_section, payload_schemas
 from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
-from pipeline.registry import load_pipeline
 from pipeline.settings import get_settings
 
 
 @contextmanager
 def _notifier() -> Iterator[Notifier]:
-    from pipeline.embedded import RedisLease  # noqa: PLC0415
-    from pipeline.queue.app import queued_runtime  # noqa: PLC0415
-
-    settings = get_settings()
-    pipeline = load_pipeline(settings)
-    with RedisLease(settings.redis_url, settings.data_dir) as lease:
-        notifier = notifier_for(queued_runtime(settings, pipeline, lease.url))
+    with open_runtime() as runtime:
+        notifier = notifier_for(runtime)
         notifier.sync()
         yield notifier
 
@@ -174,7 +170,7 @@ def redeliver_cmd(msg_id: str) -> None:
     with _notifier() as notifier:
         try:
             msg = notifier.redeliver(msg_id)
-        except (LookupError, PermissionError) as exc:
+        except PipelineError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"{msg.id} scheduled for redelivery to {msg.url}")
 
@@ -184,3 +180,6 @@ def redeliver_cmd(msg_id: str) -> None:
 def schema_cmd(markdown: bool) -> None:
     """Print the JSON schema of every event type's payload."""
     click.echo(docs_section() if markdown else json.dumps(payload_schemas(), indent=2))
+
+
+COMMANDS = [webhooks]

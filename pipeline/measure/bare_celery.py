@@ -2,8 +2,8 @@
 pipeline's overhead against. Same broker, serializer, acks and prefetch as the pipeline's own app,
 none of the pipeline: no intake, no ledger, no lease.
 
-Run by the benchmark as `celery -A pipeline.queue.bare worker -Q bench.bare`; the task records when
-it started in a Redis list the benchmark waits on.
+Run by the benchmark as `celery -A pipeline.measure.bare_celery worker -Q bench.bare`; the task records
+when it started in a Redis list the benchmark waits on. (`celery -A` needs the app at import.)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def make_app(broker_url: str) -> Celery:
     return bare
 
 
-# The worker's app (`celery -A pipeline.queue.bare worker`), on the broker in PIPELINE_REDIS_URL.
+# The worker's app (`celery -A pipeline.measure.bare_celery worker`), on the broker in PIPELINE_REDIS_URL.
 app = make_app(os.environ.get("PIPELINE_REDIS_URL", "redis://127.0.0.1:6379/0"))
 _client: redis.Redis | None = None
 

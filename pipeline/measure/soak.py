@@ -19,12 +19,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline import report
 from pipeline.config import parse_config
 from pipeline.embedded import EmbeddedRedis
 from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Status
+from pipeline.measure.docs import DocSection
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
@@ -47,7 +47,7 @@ rules:
       - function: thumbnail
         params: {sizes: [64, 128]}
 """
-MARK_START, MARK_END = "<!-- soak -->", "<!-- /soak -->"
+SECTION = DocSection("soak", "Soak")
 
 
 @dataclass
@@ -266,11 +266,4 @@ def render(report: SoakReport, command: str) -> str:
         ("peak RSS of all worker processes", f"{report.peak_worker_rss_mb:.0f} MB"),
         ("time", f"{report.seconds:.0f} s"),
     ]
-    lines = [MARK_START, f"Command: `{command}`", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    lines.append(MARK_END)
-    return "\n".join(lines)
-
-
-def write_section(doc: Path, section: str) -> None:
-    report.write_section(doc, section, start=MARK_START, end=MARK_END, heading="Soak")
+    return SECTION.render(f"Command: `{command}`", ["", ""], rows)

@@ -1,0 +1,29 @@
+"""The `pipeline` command: one module per command group, each opening its runtime the same way
+(`pipeline.cli.runtime`)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from pipeline.cli import demo, function_commands, measure, objects, operate, serve, system, webhooks
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def cli(verbose: bool) -> None:
+    """Event-driven media processing: uploads trigger functions through a queue."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for module in (demo, serve, objects, operate, function_commands, measure, system, webhooks):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    cli()

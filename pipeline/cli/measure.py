@@ -1,0 +1,79 @@
+"""`pipeline bench functions | system` and `pipeline soak`: figures measured beside their baselines."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def write_option(example: str) -> Callable[[F], F]:
+    """`--write FILE`: also put the measured figures into a Markdown file (between markers)."""
+    return click.option(
+        "--write",
+        "doc",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Also write the figures into this Markdown file (e.g. {example}).",
+    )
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: ratios against a baseline measured side by side in the same run."""
+
+
+@bench.command("functions")
+@click.option("--repeat", default=5, show_default=True, help="Interleaved runs per contender.")
+@write_option("docs/benchmarks.md")
+def bench_functions(repeat: int, doc: Path | None) -> None:
+    """thumbnail vs Pillow and pyvips; one-pass HLS vs separate encodes; transcode vs bare ffmpeg."""
+    from pipeline.measure import function_bench  # noqa: PLC0415 - keeps `pipeline --help` fast
+
+    command = f"pipeline bench functions --repeat {repeat}"
+    section = function_bench.render(function_bench.run_function_benchmarks(repeat), command)
+    click.echo(section)
+    if doc:
+        function_bench.SECTION.write(doc, section)
+        click.echo(f"written to {doc}")
+
+
+@bench.command("system")
+@click.option("--quick", is_flag=True, help="A quarter of the samples: a smoke run, not figures to keep.")
+@write_option("docs/benchmarks.md")
+def bench_system(quick: bool, doc: Path | None) -> None:
+    """Upload -> thumbnail latency (local store and S3 peer), overhead beside bare Celery, 1 vs 2
+    workers, cold start, gateway ingest."""
+    from pipeline.measure import system  # noqa: PLC0415
+
+    command = "pipeline bench system" + (" --quick" if quick else "")
+    section = system.render(system.run_system_benchmarks(quick=quick), command)
+    click.echo(section)
+    if doc:
+        system.SECTION.write(doc, section)
+        click.echo(f"written to {doc}")
+
+
+@click.command()
+@click.option("--uploads", default=1000, show_default=True)
+@click.option("--kills", default=10, show_default=True, help="Random SIGKILLs of worker processes.")
+@write_option("docs/reliability.md")
+def soak(uploads: int, kills: int, doc: Path | None) -> None:
+    """Many uploads with worker kills, a Redis restart, dropped and duplicated notifications."""
+    from pipeline.measure import soak as soak_run  # noqa: PLC0415
+
+    result = soak_run.run_soak(uploads=uploads, kills=kills)
+    section = soak_run.render(result, f"pipeline soak --uploads {uploads} --kills {kills}")
+    click.echo(section)
+    if doc:
+        soak_run.SECTION.write(doc, section)
+    ok = result.lost == 0 and result.duplicate_outputs == 0 and result.partial_outputs == 0
+    sys.exit(0 if ok else 1)
+
+
+COMMANDS = [bench, soak]

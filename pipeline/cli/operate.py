@@ -1,0 +1,83 @@
+"""`pipeline invocations | retry | reconcile`: what an operator reads and repairs in the ledger."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from pipeline.cli.runtime import open_runtime
+from pipeline.errors import PipelineError
+from pipeline.invocation import Status
+
+
+@click.command()
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--function", default=None)
+@click.option("--bucket", default=None)
+@click.option("--key", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def invocations(
+    status: str | None, function: str | None, bucket: str | None, key: str | None, limit: int, as_json: bool
+) -> None:
+    """List invocations from the ledger, newest first."""
+    with open_runtime() as runtime:
+        found = runtime.ledger.invocations.query(
+            status=status, function=function, bucket=bucket, key=key, limit=limit
+        )
+    if as_json:
+        click.echo(json.dumps([inv.public() for inv in found], indent=2))
+        return
+    for inv in found:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inv.created_at))
+        took = f"{inv.duration_ms:.0f}ms" if inv.duration_ms is not None else "-"
+        click.echo(
+            f"{inv.id}  {created}  {inv.function:<10} {inv.status:<9} {took:>7}  "
+            f"{inv.bucket}/{inv.key}" + (f"  error: {inv.error}" if inv.error else "")
+        )
+
+
+@click.command()
+@click.argument("invocation_id", required=False)
+@click.option("--all-dead", is_flag=True, help="Re-queue every dead invocation.")
+def retry(invocation_id: str | None, all_dead: bool) -> None:
+    """Run a failed, dead, rejected or skipped invocation again (or every dead one)."""
+    from pipeline.retry import retry_all_dead, retry_invocation  # noqa: PLC0415 - keeps `--help` fast
+
+    if bool(invocation_id) == all_dead:
+        raise click.UsageError("give an invocation id or --all-dead")
+    with open_runtime() as runtime:
+        try:
+            if all_dead:
+                done = retry_all_dead(runtime)
+                click.echo(f"{len(done)} dead invocations queued again")
+                return
+            assert invocation_id is not None
+            inv = retry_invocation(runtime, invocation_id)
+        except PipelineError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"{inv.id} queued again on {inv.queue}")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
+@click.option("--rate", default=200.0, show_default=True, help="Objects handed to the queue per second.")
+@click.option("--no-resume", is_flag=True, help="Start from the first key even if a pass was interrupted.")
+def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
+    """Enqueue every watched object that has no invocation (lost notifications, backlogs, new rules)."""
+    from pipeline.reconcile import reconcile as reconcile_pass  # noqa: PLC0415
+
+    with open_runtime() as runtime:
+        summary = reconcile_pass(runtime, dry_run=dry_run, rate=rate, resume=not no_resume)
+    for bucket, key, function in summary.would_run:
+        click.echo(f"would run {function} on {bucket}/{key}")
+    verb = "would enqueue" if dry_run else "enqueued"
+    click.echo(
+        f"scanned {summary.scanned} objects; {summary.missing} invocations missing; {verb} "
+        f"{summary.missing if dry_run else summary.enqueued}; queued too long, sent again: {summary.resent}"
+    )
+
+
+COMMANDS = [invocations, retry, reconcile]

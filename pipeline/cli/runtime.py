@@ -1,0 +1,50 @@
+"""One way for a command to open what it works with: settings -> pipeline file -> Redis -> runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from pipeline.embedded import RedisEndpoint
+from pipeline.errors import ConfigError
+from pipeline.queue.app import queued_runtime
+from pipeline.registry import Pipeline, load_pipeline
+from pipeline.runtime import Runtime
+from pipeline.settings import Settings, get_settings
+
+
+def load_or_fail(settings: Settings) -> Pipeline:
+    """The pipeline file, or the command fails with what is wrong in it."""
+    try:
+        return load_pipeline(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid pipeline file:\n{exc}") from exc
+
+
+def default_bucket(pipeline: Pipeline) -> str:
+    buckets = pipeline.config.watched_buckets()
+    return buckets[0] if buckets else "media"
+
+
+@contextmanager
+def open_redis(settings: Settings) -> Iterator[RedisEndpoint]:
+    """The configured Redis, or the embedded one (started for this command if none runs)."""
+    with RedisEndpoint(settings.redis_url, settings.data_dir) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
+    """A runtime that enqueues through Celery, for commands that read the ledger or add work."""
+    settings = settings or get_settings()
+    pipeline = load_or_fail(settings)
+    with open_redis(settings) as endpoint:
+        yield queued_runtime(settings, pipeline, endpoint.url)
+
+
+def refuse_public_bind(settings: Settings, host: str) -> None:
+    refusal = settings.bind_refusal(host)
+    if refusal:
+        raise click.ClickException(refusal)

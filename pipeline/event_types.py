@@ -1,0 +1,14 @@
+"""The webhook event types applications subscribe to: a leaf module, so the pipeline file can name
+them without the pipeline file's loader depending on the notifier."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    INVOCATION_SUCCEEDED = "invocation.succeeded"
+    INVOCATION_FAILED = "invocation.failed"
+    INVOCATION_DEAD = "invocation.dead"
+    OBJECT_REJECTED = "object.rejected"
+    OBJECT_PROCESSED = "object.processed"
