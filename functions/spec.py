@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-P = TypeVar("P", bound="Params")
+P = TypeVar("P", bound=BaseModel)
 
 
 class Params(BaseModel):

@@ -108,7 +108,7 @@ def bench_video(tmp: Path, repeat: int) -> list[Row]:
 
     def run(src: Path, kind: str, heights: list[int], name: str) -> Callable[[], None]:
         def go() -> None:
-            _ffmpeg._probe_cache.clear()  # each run pays for its own probe, as a first call would
+            _ffmpeg.clear_probe_cache()  # each run pays for its own probe, as a first call would
             out = tmp / name
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()

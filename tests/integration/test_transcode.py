@@ -190,4 +190,6 @@ def test_presets_and_bad_params() -> None:
     with pytest.raises(ValueError, match="even"):
         TranscodeParams(heights=[721])
     with pytest.raises(ValueError, match="percentage"):
-        TranscodeParams(at="soon")
+        TranscodeParams(kind="poster", at="soon")
+    with pytest.raises(ValueError, match="heights"):
+        TranscodeParams(kind="poster", heights=[720])  # a parameter the kind has not is refused

@@ -196,7 +196,7 @@ def test_410_disables_the_subscription_and_tells_the_operator(hooks: Hooks) -> N
     eventually(lambda: not hooks.notifier.subs.get(sub.id).enabled)  # type: ignore[union-attr]
     disabled = hooks.notifier.subs.get(sub.id)
     assert disabled is not None and "410" in (disabled.disabled_reason or "")
-    assert any(sub.id in str(n["text"]) and "410" in str(n["text"]) for n in hooks.notifier.notices())
+    assert any(sub.id in str(n["text"]) and "410" in str(n["text"]) for n in hooks.notifier.notices.recent())
     hooks.finish(invs[1])
     time.sleep(2)
     assert len(hooks.receiver.at("/gone")) == 1, "a disabled subscription receives nothing more"
@@ -350,7 +350,7 @@ def test_an_endpoint_failing_for_long_is_disabled(hooks: Hooks) -> None:
     eventually(lambda: not hooks.notifier.subs.get(sub.id).enabled, 30, "the endpoint to be disabled")  # type: ignore[union-attr]
     reason = hooks.notifier.subs.get(sub.id).disabled_reason  # type: ignore[union-attr]
     assert reason and "failed for" in reason
-    assert any("disabled" in str(n["text"]) for n in hooks.notifier.notices())
+    assert any("disabled" in str(n["text"]) for n in hooks.notifier.notices.recent())
     msg = hooks.notifier.messages.list(sub.id)[0]
     eventually(lambda: hooks.notifier.messages.get(msg.id).state == "failed", 30)  # type: ignore[union-attr]
 

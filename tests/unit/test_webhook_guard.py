@@ -11,7 +11,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from pipeline.errors import DestinationRefused
 from pipeline.notify.guard import Guard
-from pipeline.notify.notifier import DeliveryPolicy
+from pipeline.notify.policy import DeliveryPolicy
 from pipeline.notify.sender import parse_retry_after, signature_headers
 from pipeline.notify.subscriptions import new_secret
 

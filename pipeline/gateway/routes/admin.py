@@ -83,7 +83,7 @@ def logout(state: StateDep, session: CheckedDep) -> Response:
 @router.get("")
 def overview(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
     snap = stats.snapshot(state.runtime)
-    return page(request, state, session, "overview", snap=snap, notices=state.notifier.notices(5))
+    return page(request, state, session, "overview", snap=snap, notices=state.notifier.notices.recent(5))
 
 
 @router.get("/uploads")
@@ -146,7 +146,7 @@ def webhookspage(request: Request, state: StateDep, session: SessionDep) -> HTML
         "webhooks",
         subs=subs,
         messages=[(m, notifier.messages.attempts(m.id)) for m in messages],
-        notices=notifier.notices(20),
+        notices=notifier.notices.recent(20),
     )
 
 
@@ -221,7 +221,7 @@ def _fingerprint(state: StateDep) -> str:
             sorted(ledger.flags.members("disabled")),
             sorted(w.hostname for w in ledger.workers.live()),
             [ledger.stats.get(f"webhooks:{k}") for k in ("delivered", "retried", "failed")],
-            state.notifier.notice_count(),
+            state.notifier.notices.count(),
         ]
     )
 

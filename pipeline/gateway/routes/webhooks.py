@@ -83,7 +83,7 @@ def list_webhooks(state: StateDep) -> dict[str, Any]:
 @router.get("/notices")
 def list_notices(state: StateDep, limit: Limit = 50) -> dict[str, Any]:
     """What the operator was told (endpoints disabled, and why)."""
-    return {"items": state.notifier.notices(limit)}
+    return {"items": state.notifier.notices.recent(limit)}
 
 
 @router.get("/messages/{msg_id}")

@@ -1,0 +1,151 @@
+"""Announcing: the ledger's outbox (finished invocations, written with their verdict) turned into
+messages for the subscriptions that want them; when the last invocation of an upload finishes,
+`object.processed` too, exactly once per upload."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+import redis
+
+from pipeline.config import PipelineConfig
+from pipeline.event_types import EventType
+from pipeline.invocation import Status
+from pipeline.ledger import Ledger, keys
+from pipeline.notify.messages import Message, MessageStore, message_id
+from pipeline.notify.payloads import STATUS_EVENTS, Payload, invocation_payload, processed_payload
+from pipeline.notify.subscriptions import (
+    SecretEntry,
+    Subscription,
+    SubscriptionStore,
+    callback_id,
+    new_secret,
+)
+
+log = logging.getLogger(__name__)
+
+Presign = Callable[[str, str], str | None]
+
+
+class Announcer:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: redis.Redis,
+        config: PipelineConfig,
+        subs: SubscriptionStore,
+        messages: MessageStore,
+        presign: Presign | None = None,
+    ) -> None:
+        self.ledger, self.r, self.config = ledger, client, config
+        self.subs, self.messages, self.presign = subs, messages, presign
+
+    def drain(self, batch: int = 200) -> int:
+        """Announce up to `batch` finished invocations. One drainer at a time; a drainer that dies
+        midway leaves its entries for the next, and announcing twice creates no second message."""
+        token = uuid.uuid4().hex
+        lock = keys.WEBHOOK_DRAIN_LOCK
+        if not self.r.set(lock, token, nx=True, px=30_000):
+            return 0
+        try:
+            items = self.ledger.outbox.read(batch)
+            if items:
+                subs = [s for s in self.subs.all() if s.enabled and s.source != "callback"]
+                for inv_id, status in items:
+                    self._announce(inv_id, status, subs)
+                self.ledger.outbox.done(len(items))
+            return len(items)
+        finally:
+            if self.r.get(lock) == token:
+                self.r.delete(lock)
+
+    def _announce(self, inv_id: str, status: Status, subs: list[Subscription]) -> None:
+        inv = self.ledger.invocations.get(inv_id)
+        if inv is None:
+            return
+        inv = inv.model_copy(update={"status": status})
+        event = STATUS_EVENTS.get(status)
+        if event is not None:
+            payload = invocation_payload(inv, self._presign)
+            subject = f"{inv.id}:{inv.finished_at}"
+            self._fan_out(
+                event, payload, inv.bucket, inv.key, [inv.function], subject, subs, inv.callback_url
+            )
+        if inv.event_id and self.ledger.outbox.close_join(inv.event_id, inv.id):
+            # The event record may not be written yet (intake records it last): the object's own
+            # index finds the upload's invocations either way.
+            upload = [
+                i
+                for i in self.ledger.invocations.for_object(inv.bucket, inv.key)
+                if i.event_id == inv.event_id
+            ]
+            upload = [inv if i.id == inv.id else i for i in upload] or [inv]
+            callback = next((i.callback_url for i in upload if i.callback_url), None)
+            self._fan_out(
+                EventType.OBJECT_PROCESSED,
+                processed_payload(inv.event_id, upload, self._presign),
+                inv.bucket,
+                inv.key,
+                [i.function for i in upload],
+                inv.event_id,
+                subs,
+                callback,
+            )
+
+    def _presign(self, bucket: str, key: str) -> str | None:
+        return self.presign(bucket, key) if self.presign else None
+
+    def _fan_out(
+        self,
+        event: EventType,
+        payload: Payload,
+        bucket: str,
+        key: str,
+        functions: list[str],
+        subject: str,
+        subs: list[Subscription],
+        callback_url: str | None,
+    ) -> None:
+        targets = [s for s in subs if s.wants(event, bucket, key, functions)]
+        if callback_url and event in self.config.callbacks.events:
+            targets.append(self.callback_subscription(callback_url))
+        body = payload.model_dump_json()
+        for sub in targets:
+            msg = Message(
+                id=message_id(sub.id, event, subject),
+                subscription_id=sub.id,
+                event_type=event,
+                body=body,
+                bucket=bucket,
+                key=key,
+                url=sub.url,
+            )
+            if self.messages.add(msg):
+                log.debug("webhook %s %s -> %s", msg.id, event.value, sub.url)
+
+    def callback_subscription(self, url: str) -> Subscription:
+        sub_id = callback_id(url)
+        existing = self.subs.get(sub_id)
+        if existing is not None:
+            return existing
+        sub = Subscription(
+            id=sub_id,
+            url=url,
+            events=list(self.config.callbacks.events),
+            source="callback",
+            description="per-upload callback from object metadata",
+            secrets=[SecretEntry(secret=self.callback_secret())],
+        )
+        self.subs.put(sub)
+        return sub
+
+    def callback_secret(self) -> str:
+        """The secret that signs per-upload callbacks: from the environment, else generated once."""
+        name = self.config.callbacks.secret_env
+        if name and os.environ.get(name):
+            return os.environ[name]
+        self.r.set(keys.WEBHOOK_CALLBACK_SECRET, new_secret(), nx=True)
+        return str(self.r.get(keys.WEBHOOK_CALLBACK_SECRET))
