@@ -61,6 +61,6 @@ bench: $(STAMP)
 	$(VENV)/bin/pipeline bench functions --write docs/benchmarks.md
 	$(VENV)/bin/pipeline bench system --write docs/benchmarks.md
 
-## RELIABILITY.md row 20 in full: 1,000 uploads under faults; writes docs/reliability.md.
+## docs/reliability.md row 20 in full: 1,000 uploads under faults; writes the figures there.
 soak: $(STAMP)
 	$(VENV)/bin/pipeline soak --uploads 1000 --kills 10 --write docs/reliability.md

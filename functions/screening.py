@@ -69,10 +69,6 @@ class MediaInfo:
     frames: int | None = None
     probe: _ffmpeg.Probe | None = field(default=None, compare=False)
 
-    @property
-    def kind(self) -> str:
-        return self.media_type.split("/", 1)[0]
-
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"media_type": self.media_type, "size": self.size}
         for name in ("width", "height", "duration", "frames"):

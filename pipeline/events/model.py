@@ -31,7 +31,3 @@ class ObjectEvent(BaseModel):
     def version_tag(self) -> str:
         """What identifies this version of the object: version id, else ETag, else the sequencer."""
         return self.version_id or self.etag or self.sequencer or ""
-
-    @property
-    def is_created(self) -> bool:
-        return self.event_name.startswith("s3:ObjectCreated:")

@@ -51,7 +51,7 @@ SECTION = DocSection("soak", "Soak")
 
 
 @dataclass
-class SoakReport:
+class SoakOutcome:
     uploads: int
     dropped: int = 0
     duplicated: int = 0
@@ -116,9 +116,9 @@ def send_until_accepted(runtime: Runtime, event: ObjectEvent, deadline: float) -
 
 def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
     uploads: int = 100, kills: int = 4, drop: float = 0.03, dup: float = 0.03, seed: int = 7
-) -> SoakReport:
+) -> SoakOutcome:
     rng = random.Random(seed)  # noqa: S311 - chooses fault timings, not secrets
-    report = SoakReport(uploads=uploads)
+    outcome = SoakOutcome(uploads=uploads)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pipeline-soak-") as tmp_name:
         tmp = Path(tmp_name)
@@ -155,15 +155,15 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                         children = [p for p in _descendants([victim.process.pid]) if p != victim.process.pid]
                         if children:
                             os.kill(rng.choice(children), signal.SIGKILL)
-                            report.child_kills += 1
+                            outcome.child_kills += 1
                             continue
                     os.killpg(victim.process.pid, signal.SIGKILL)
-                    report.worker_kills += 1
+                    outcome.worker_kills += 1
 
             def sample_memory() -> None:
                 while not stop[0]:
                     roots = [c.process.pid for c in supervisor.children if c.process]
-                    report.peak_worker_rss_mb = max(report.peak_worker_rss_mb, _rss_mb(_descendants(roots)))
+                    outcome.peak_worker_rss_mb = max(outcome.peak_worker_rss_mb, _rss_mb(_descendants(roots)))
                     time.sleep(0.5)
 
             threads += [
@@ -189,31 +189,31 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                 )
                 deadline = time.monotonic() + 60
                 if rng.random() < drop:
-                    report.dropped += 1
+                    outcome.dropped += 1
                 else:
                     copies = 3 if rng.random() < dup else 1
-                    report.duplicated += copies > 1
+                    outcome.duplicated += copies > 1
                     for _ in range(copies):
                         send_until_accepted(runtime, event, deadline)
                 if i == uploads // 2:
                     redis_server.stop()
                     time.sleep(1)
                     redis_server.start(port=int(url.rsplit(":", 1)[1].split("/")[0]))
-                    report.redis_restarts += 1
+                    outcome.redis_restarts += 1
 
             deadline = time.monotonic() + max(120, uploads * 0.5)
             while time.monotonic() < deadline:
                 try:
                     result = reconcile(runtime, rate=0, resume=False)
-                    report.reconciled += result.enqueued
-                    report.resent += result.resent
+                    outcome.reconciled += result.enqueued
+                    outcome.resent += result.resent
                     done = runtime.ledger.invocations.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
                     if len({inv.key for inv in done}) >= uploads:
                         break
                 except BrokerUnavailable:
                     pass
                 time.sleep(1)
-            _verify(runtime, silent, uploads, report)
+            _verify(runtime, silent, uploads, outcome)
         finally:
             stop[0] = True
             for thread in threads:
@@ -225,45 +225,45 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-    report.seconds = round(time.monotonic() - started, 1)
-    return report
+    outcome.seconds = round(time.monotonic() - started, 1)
+    return outcome
 
 
-def _verify(runtime: Runtime, store: LocalStore, uploads: int, report: SoakReport) -> None:
+def _verify(runtime: Runtime, store: LocalStore, uploads: int, outcome: SoakOutcome) -> None:
     succeeded = runtime.ledger.invocations.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
     by_key: dict[str, int] = {}
     for inv in succeeded:
         by_key[inv.key] = by_key.get(inv.key, 0) + 1
-    report.processed = len(by_key)
-    report.lost = uploads - report.processed
-    report.duplicate_outputs = sum(n - 1 for n in by_key.values())  # a second succeeded run of one object
+    outcome.processed = len(by_key)
+    outcome.lost = uploads - outcome.processed
+    outcome.duplicate_outputs = sum(n - 1 for n in by_key.values())  # a second succeeded run of one object
     outputs = list(store.list("media", "derived/"))
     expected = {f"derived/uploads/{i:05d}.png/thumbnail/{s}.jpg" for i in range(uploads) for s in (64, 128)}
     found = {o.key for o in outputs}
-    report.lost = max(report.lost, len({k.split("/thumbnail/")[0] for k in expected - found}))
+    outcome.lost = max(outcome.lost, len({k.split("/thumbnail/")[0] for k in expected - found}))
     for out in outputs:
         try:
             with Image.open(store.path_of("media", out.key)) as img:
                 img.load()
         except Exception:
-            report.partial_outputs += 1
+            outcome.partial_outputs += 1
 
 
-def render(report: SoakReport, command: str) -> str:
+def render(outcome: SoakOutcome, command: str) -> str:
     rows = [
-        ("uploads", report.uploads),
-        ("notifications dropped (left to the reconciler)", report.dropped),
-        ("notifications sent 3 times", report.duplicated),
-        ("worker pool processes SIGKILLed", report.child_kills),
-        ("whole workers SIGKILLed (restarted by the supervisor)", report.worker_kills),
-        ("Redis restarts (append-only file)", report.redis_restarts),
-        ("processed", f"{report.processed} of {report.uploads}"),
-        ("lost", report.lost),
-        ("duplicate runs", report.duplicate_outputs),
-        ("partial or undecodable outputs", report.partial_outputs),
-        ("found by the reconciler", report.reconciled),
-        ("messages re-sent after loss in the broker", report.resent),
-        ("peak RSS of all worker processes", f"{report.peak_worker_rss_mb:.0f} MB"),
-        ("time", f"{report.seconds:.0f} s"),
+        ("uploads", outcome.uploads),
+        ("notifications dropped (left to the reconciler)", outcome.dropped),
+        ("notifications sent 3 times", outcome.duplicated),
+        ("worker pool processes SIGKILLed", outcome.child_kills),
+        ("whole workers SIGKILLed (restarted by the supervisor)", outcome.worker_kills),
+        ("Redis restarts (append-only file)", outcome.redis_restarts),
+        ("processed", f"{outcome.processed} of {outcome.uploads}"),
+        ("lost", outcome.lost),
+        ("duplicate runs", outcome.duplicate_outputs),
+        ("partial or undecodable outputs", outcome.partial_outputs),
+        ("found by the reconciler", outcome.reconciled),
+        ("messages re-sent after loss in the broker", outcome.resent),
+        ("peak RSS of all worker processes", f"{outcome.peak_worker_rss_mb:.0f} MB"),
+        ("time", f"{outcome.seconds:.0f} s"),
     ]
     return SECTION.render(f"Command: `{command}`", ["", ""], rows)

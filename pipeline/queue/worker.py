@@ -189,8 +189,8 @@ def run_worker(
             )
 
     if quiet:
-        # The demo and `pipeline up --quiet` run as whatever user started them; Celery's advice to
-        # drop root is for deployments, where the image runs as a non-root user anyway.
+        # Quiet workers (the demo's) run as whatever user started them; Celery's advice to drop
+        # root is for deployments, where the image runs as a non-root user anyway.
         warnings.filterwarnings("ignore", category=SecurityWarning)
     argv = [
         *(["--quiet"] if quiet else []),

@@ -1,4 +1,4 @@
-"""Delivery guarantees (RELIABILITY.md rows 1, 2, 7, 8, 9): duplicates run once, lost notifications
+"""Delivery guarantees (docs/reliability.md rows 1, 2, 7, 8, 9): duplicates run once, lost notifications
 are found by the reconciler, stale events are skipped, loops stop, retries are atomic, one
 invocation never runs twice at once. The worker adapter runs in-process here; the rows that need
 real worker processes killed or stopped are in test_worker_faults.py."""
@@ -69,7 +69,7 @@ class Queue:
             return sum(1 for inv in self.items if inv.queue == queue)
 
 
-class World:
+class InProcessPipeline:
     def __init__(self, redis_url: str, tmp: Path, config: str = THUMBS) -> None:
         self.pipeline = build_pipeline(parse_config(config, "t.yaml"), "t.yaml")
         client = connect(redis_url)
@@ -114,11 +114,11 @@ class World:
 
 
 @pytest.fixture
-def world(redis_url: str, tmp_path: Path) -> Iterator[World]:
-    yield World(redis_url, tmp_path)
+def world(redis_url: str, tmp_path: Path) -> Iterator[InProcessPipeline]:
+    yield InProcessPipeline(redis_url, tmp_path)
 
 
-def event(world: World, key: str, **kw: Any) -> ObjectEvent:
+def event(world: InProcessPipeline, key: str, **kw: Any) -> ObjectEvent:
     info = world.store.stat("media", key)
     fields: dict[str, Any] = {
         "source": "minio",
@@ -134,7 +134,7 @@ def event(world: World, key: str, **kw: Any) -> ObjectEvent:
     return ObjectEvent(**fields)
 
 
-def test_duplicate_storm_runs_each_unit_once(world: World) -> None:
+def test_duplicate_storm_runs_each_unit_once(world: InProcessPipeline) -> None:
     world.store.put_file(
         "media", "uploads/a.png", world.image("a.png", (10, 200, 10)), content_type="image/png"
     )
@@ -155,7 +155,7 @@ def test_duplicate_storm_runs_each_unit_once(world: World) -> None:
     ]
 
 
-def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world: World) -> None:
+def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world: InProcessPipeline) -> None:
     world.store.put_file(
         "media", "uploads/v.png", world.image("v1.png", (255, 0, 0)), content_type="image/png"
     )
@@ -173,7 +173,7 @@ def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world
     assert isinstance(pixel, tuple) and pixel[2] > 200 and pixel[0] < 60  # blue: from v2
 
 
-def test_deleted_object_is_skipped(world: World) -> None:
+def test_deleted_object_is_skipped(world: InProcessPipeline) -> None:
     world.store.put_file(
         "media", "uploads/gone.png", world.image("g.png", (1, 2, 3)), content_type="image/png"
     )
@@ -183,7 +183,7 @@ def test_deleted_object_is_skipped(world: World) -> None:
     assert inv.status == Status.SKIPPED and "no longer exists" in (inv.error or "")
 
 
-def test_reconciler_finds_what_notifications_lost(world: World, tmp_path: Path) -> None:
+def test_reconciler_finds_what_notifications_lost(world: InProcessPipeline, tmp_path: Path) -> None:
     silent = LocalStore(tmp_path / "store")  # the same directory, but nobody is told about writes
     for i in range(5):
         silent.put_file(
@@ -215,7 +215,7 @@ rules:
       - function: copy
         output: {template: "{stem}.copy.{ext}"}
 """
-    world = World(redis_url, tmp_path, looping)
+    world = InProcessPipeline(redis_url, tmp_path, looping)
     world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
     world.drain()
     keys = sorted(i.key for i in world.store.list("media"))
@@ -238,7 +238,7 @@ rules:
       - function: copy
         output: {template: "{stem}.c.{ext}"}
 """
-    world = World(redis_url, tmp_path, chained)
+    world = InProcessPipeline(redis_url, tmp_path, chained)
     world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
     world.drain()
     assert sorted(i.key for i in world.store.list("media")) == [
@@ -250,7 +250,7 @@ rules:
     assert world.store.stat("media", "uploads/a.c.c.c.png").metadata["pipeline-generation"] == "3"
 
 
-def make_dead(world: World, n: int) -> list[str]:
+def make_dead(world: InProcessPipeline, n: int) -> list[str]:
     ids = []
     for i in range(n):
         world.store.put_file(
@@ -264,7 +264,7 @@ def make_dead(world: World, n: int) -> list[str]:
     return ids
 
 
-def test_retry_all_dead_is_atomic_under_concurrency(world: World) -> None:
+def test_retry_all_dead_is_atomic_under_concurrency(world: InProcessPipeline) -> None:
     ids = make_dead(world, 20)
     results: list[list[Invocation]] = []
     threads = [
@@ -284,7 +284,7 @@ def test_retry_all_dead_is_atomic_under_concurrency(world: World) -> None:
     assert world.ledger.invocations.counts()["succeeded"] == 20
 
 
-def test_retry_one_races_cleanly(world: World) -> None:
+def test_retry_one_races_cleanly(world: InProcessPipeline) -> None:
     [inv_id] = make_dead(world, 1)
     outcomes: list[str] = []
 
@@ -305,7 +305,7 @@ def test_retry_one_races_cleanly(world: World) -> None:
         retry_invocation(world.runtime, inv_id)
 
 
-def test_one_invocation_never_runs_twice_at_once(world: World) -> None:
+def test_one_invocation_never_runs_twice_at_once(world: InProcessPipeline) -> None:
     world.store.put_file("media", "slow/x.png", world.image("x.png", (5, 5, 5)), content_type="image/png")
     [inv] = world.queue.items
     errors: list[BaseException] = []
@@ -330,7 +330,7 @@ def test_one_invocation_never_runs_twice_at_once(world: World) -> None:
     assert ExecutionLease(world.ledger.claims, "x").ttl_ms == 30_000
 
 
-def test_messages_lost_in_the_broker_are_sent_again(world: World) -> None:
+def test_messages_lost_in_the_broker_are_sent_again(world: InProcessPipeline) -> None:
     from pipeline.reconcile import resend_stuck
 
     world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")

@@ -1,4 +1,4 @@
-"""RELIABILITY.md row 6: the broker restarts mid-run. A Redis of its own with an append-only file
+"""docs/reliability.md row 6: the broker restarts mid-run. A Redis of its own with an append-only file
 (never the shared one); a real Celery worker; uploads before, during and after the restart. Every
 accepted event is processed; an event refused while Redis was down is sent again, as MinIO and
 SNS do after a 503."""

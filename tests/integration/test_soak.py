@@ -1,4 +1,4 @@
-"""RELIABILITY.md row 20, CI size: 100 uploads with worker kills, a Redis restart, dropped and
+"""docs/reliability.md row 20, CI size: 100 uploads with worker kills, a Redis restart, dropped and
 duplicated notifications. The full run is `pipeline soak` (make soak)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Worker faults with real Celery worker processes (RELIABILITY.md rows 3 and 4)."""
+"""Worker faults with real Celery worker processes (docs/reliability.md rows 3 and 4)."""
 
 from __future__ import annotations
 

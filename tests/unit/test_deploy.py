@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline import __version__
 from pipeline.cli import cli
 from pipeline.gateway.app import create_app
 from pipeline.registry import load_pipeline
@@ -127,7 +128,7 @@ def test_manifests_render_and_run_the_project_image_commands_and_probes(
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         [container] = pod["containers"]
-        assert container["image"] == "registry.example.com/media-pipeline:0.1.0"
+        assert container["image"] == f"registry.example.com/media-pipeline:{__version__}"  # tag = release
         check_cli(container["args"])
         assert container["resources"]["requests"] and container["resources"]["limits"]
         refs = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
