@@ -9,7 +9,6 @@ import click
 
 from pipeline.embedded import RedisEndpoint
 from pipeline.errors import ConfigError
-from pipeline.queue.app import queued_runtime
 from pipeline.registry import Pipeline, load_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings, get_settings
@@ -38,6 +37,8 @@ def open_redis(settings: Settings) -> Iterator[RedisEndpoint]:
 @contextmanager
 def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
     """A runtime that enqueues through Celery, for commands that read the ledger or add work."""
+    from pipeline.queue.app import queued_runtime  # noqa: PLC0415 - Celery only when a command needs it
+
     settings = settings or get_settings()
     pipeline = load_or_fail(settings)
     with open_redis(settings) as endpoint:

@@ -1,7 +1,7 @@
 """Pausing and resuming a function: its queue keeps filling while no worker takes from it.
 
 A function is held when the pipeline file says `paused: true` or `reserved_concurrency: 0`, or when
-an operator paused it. The operator's switch lives in the ledger (`pl:fn:paused`), so workers
+an operator paused it. The operator's switch lives in the ledger (its `paused` function flag), so workers
 started later respect it too. Live workers serving the queue are told at once through Celery's
 remote control (`cancel_consumer`, `add_consumer`); each worker also re-reads the switch with its
 heartbeat, so a missed broadcast is corrected within seconds.
