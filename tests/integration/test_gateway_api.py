@@ -14,6 +14,7 @@ import redis
 from pydantic import SecretStr
 
 from pipeline.gateway.app import create_app
+from pipeline.queue.app import queue_depth
 from pipeline.settings import Settings
 from tests.helpers import EVENTS, THUMBNAILS_ONLY, ServedApp, free_port
 
@@ -48,7 +49,7 @@ def client(gateway_settings: Settings) -> Iterator[httpx.Client]:
 
 
 def queued(redis_url: str) -> int:
-    return int(redis.Redis.from_url(redis_url).llen("fn.thumbnail"))
+    return queue_depth(redis.Redis.from_url(redis_url), "fn.thumbnail")
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
