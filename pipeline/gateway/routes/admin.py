@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.admin import stats, views
 from pipeline.admin.auth import COOKIE, SESSION_SECONDS, password_matches
@@ -29,6 +30,9 @@ from pipeline.gateway.routes.admin_common import (
     safe_next,
 )
 from pipeline.invocation import Status
+
+LOGIN_FIELDS = 8
+LOGIN_FIELD_BYTES = 4096
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -46,11 +50,15 @@ async def login(request: Request, state: StateDep) -> Response:
     refusal = dashboard_refusal(state)
     if refusal:
         raise Forbidden(refusal)
-    form = await request.form()
-    target = safe_next(str(form.get("next") or ""))
     client = request.client.host if request.client else "?"
-    if state.sessions.login_paused(client):
+    if state.sessions.login_paused(client):  # before the form is even read
         raise TooManyRequests("too many failed logins; wait 5 minutes")
+    # A login form is two short fields: no files, and nothing big enough to hold memory.
+    try:
+        form = await request.form(max_files=0, max_fields=LOGIN_FIELDS, max_part_size=LOGIN_FIELD_BYTES)
+    except StarletteHTTPException as exc:  # multipart past those limits
+        raise BadRequest(f"login form refused: {exc.detail}") from exc
+    target = safe_next(str(form.get("next") or ""))
     expected = state.settings.admin_password
     given = str(form.get("password") or "")
     if expected is not None and not password_matches(given, expected.get_secret_value()):

@@ -39,6 +39,10 @@ templates.env.filters.update(
 )
 
 
+MAX_UPLOAD_FILES = 50
+MAX_FORM_FIELDS = 20
+
+
 class LoginRequired(Exception):
     """Raised when a page is asked for without a session; answered with a redirect to the login."""
 
@@ -80,7 +84,9 @@ async def checked_session(request: Request, session: SessionDep) -> Session:
     origin = request.headers.get("origin")
     if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise Forbidden("request from another origin refused")
-    form = await request.form()
+    # Only the upload form carries files; every other action is a few short fields.
+    files = MAX_UPLOAD_FILES if request.url.path == "/admin/upload" else 0
+    form = await request.form(max_files=files, max_fields=MAX_FORM_FIELDS)
     token = request.headers.get("x-csrf-token") or form.get("csrf")
     if not csrf_matches(session, token if isinstance(token, str) else None):
         await form.close()

@@ -64,7 +64,7 @@ def _reference(body: bytes) -> tuple[str, str, dict[str, Any]]:
 
 
 async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, dict[str, Any]]:
-    form = await request.form()
+    form = await request.form(max_files=1, max_fields=4)
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
