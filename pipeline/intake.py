@@ -42,15 +42,17 @@ class Intake:
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
             ) from exc
 
-    def _why_unrouted(self, event: ObjectEvent) -> str:
+    def _why_unrouted(self, event: ObjectEvent) -> tuple[str, bool]:
+        """Why nothing runs for `event`, and whether a rule matched it (worth a record) or not
+        (worth only a counter: a notification may carry any number of records nobody wants)."""
         config = self.pipeline.config
         generation = generation_of(event)
         if generation and any(rule_matches(r, event) for r in config.rules):
             self.ledger.stats.incr("loops_stopped")
-            return f"loop guard: written by the pipeline (generation {generation})"
+            return f"loop guard: written by the pipeline (generation {generation})", True
         if is_output_key(config, event.bucket, event.key):
-            return "a pipeline output (outputs never trigger rules)"
-        return "no rule matches"
+            return "a pipeline output (outputs never trigger rules)", False
+        return "no rule matches", False
 
     def _invocation(self, plan: Planned, event: ObjectEvent, event_id: str, enqueued_at: float) -> Invocation:
         config = self.pipeline.config
@@ -120,8 +122,12 @@ class Intake:
             # Functions switched off in the dashboard get no new work; the record says so.
             record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
         if not record.invocations:
-            record.reason = record.reason or self._why_unrouted(event)
-            self.ledger.events.record(record)
+            reason, matched = (record.reason, True) if record.reason else self._why_unrouted(event)
+            record.reason = reason
+            if matched:
+                self.ledger.events.record(record)
+            else:
+                self.ledger.stats.incr("events:ignored")
             return record
         if claimed:
             record.status = "accepted"

@@ -100,7 +100,14 @@ class Settings(BaseSettings):
         16, ge=1, description="Parallel deliveries per webhook worker (threads)."
     )
     max_event_bytes: int = Field(
-        1_048_576, description="Largest notification body the gateway accepts; larger answers 413."
+        1_048_576,
+        description="Largest notification or API request body the gateway accepts; larger answers 413 "
+        "(uploads: the pipeline file's screening.max_bytes).",
+    )
+    max_event_records: int = Field(
+        100,
+        ge=1,
+        description="Most records one notification may carry (S3 and MinIO send one); more answers 413.",
     )
     retention_days: float = Field(7.0, description="How long the ledger keeps events and invocations.")
     worker_concurrency: int = Field(2, description="Default processes per worker.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -20,7 +21,12 @@ class EventStore:
         self.retention = retention
 
     def add(self, pipe: Any, record: EventRecord) -> None:
-        """Queue the commands that record a notification on `pipe` (a transaction)."""
+        """Queue the commands that record a notification on `pipe` (a transaction). Its raw body
+        is kept once, under its digest, however many of its records are recorded."""
+        if record.raw:
+            digest = hashlib.sha256(record.raw.encode()).hexdigest()[:32]
+            pipe.set(keys.raw_notification(digest), record.raw, nx=True, ex=self.retention)
+            record = record.model_copy(update={"raw": "", "raw_digest": digest})
         pipe.set(keys.event(record.id), record.model_dump_json(), ex=self.retention)
         pipe.zadd(keys.EVENTS_INDEX, {record.id: record.received_at})
         pipe.zremrangebyscore(keys.EVENTS_INDEX, "-inf", time.time() - self.retention)
@@ -36,15 +42,27 @@ class EventStore:
 
     def amend(self, record: EventRecord) -> None:
         """Rewrite a record already counted and indexed (e.g. its work could not be queued)."""
-        self.r.set(keys.event(record.id), record.model_dump_json(), ex=self.retention)
+        stored = self.get(record.id)
+        digest = stored.raw_digest if stored else ""
+        update = {"raw": "", "raw_digest": digest} if digest else {}
+        self.r.set(
+            keys.event(record.id), record.model_copy(update=update).model_dump_json(), ex=self.retention
+        )
 
     def get(self, event_id: str) -> EventRecord | None:
-        raw = self.r.get(keys.event(event_id))
-        return EventRecord.model_validate_json(raw) if raw else None
+        found = self._load([event_id])
+        return found[0] if found else None
 
     def _load(self, event_ids: list[str]) -> list[EventRecord]:
         raws = self.r.mget([keys.event(i) for i in event_ids]) if event_ids else []
-        return [EventRecord.model_validate_json(raw) for raw in raws if raw]
+        records = [EventRecord.model_validate_json(raw) for raw in raws if raw]
+        digests = sorted({r.raw_digest for r in records if r.raw_digest})
+        found = self.r.mget([keys.raw_notification(d) for d in digests]) if digests else []
+        bodies = dict(zip(digests, found, strict=True))
+        return [
+            r.model_copy(update={"raw": bodies.get(r.raw_digest) or ""}) if r.raw_digest else r
+            for r in records
+        ]
 
     def recent(self, limit: int = 50, offset: int = 0) -> list[EventRecord]:
         """Newest first."""

@@ -3,7 +3,8 @@
 Records expire after the retention period unless noted.
 - `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic)
 - `att:<id>`            list of an invocation's attempts (JSON)
-- `event:<id>`          JSON of an EventRecord
+- `event:<id>`          JSON of an EventRecord (a notification record that matched a rule)
+- `raw:<digest>`        the start of a notification's body, once per notification
 - `idx:all|status:<s>|fn:<name>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation
 - `idx:events`, `idx:obj-events:<digest>`  sorted sets of event ids by arrival
 - `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
@@ -73,6 +74,11 @@ def event(event_id: str) -> str:
 
 
 EVENTS_INDEX = f"{PREFIX}idx:events"
+
+
+def raw_notification(digest: str) -> str:
+    """The start of a notification's body, stored once however many records it carried."""
+    return f"{PREFIX}raw:{digest}"
 
 
 def object_events_index(bucket: str, key: str) -> str:

@@ -23,6 +23,7 @@ class EventRecord(BaseModel):
     invocations: list[str] = Field(default_factory=list)
     duplicates: int = 0
     raw: str = Field(default="", description="The notification as received (first 16 KB), for the dashboard.")
+    raw_digest: str = Field(default="", description="Where `raw` is stored: once per notification.")
 
 
 class AttemptRecord(BaseModel):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
+from pipeline.ledger import keys
 from pipeline.runtime import Runtime
 from tests.helpers import THUMBNAILS_ONLY, Proc, free_port, pipeline_runtime, wait_until
 
@@ -39,10 +44,18 @@ class Gateway:
 
 @pytest.fixture
 def gateway(redis_url: str, tmp_path: Path) -> Iterator[Gateway]:
+    with running_gateway(redis_url, tmp_path) as gateway:
+        yield gateway
+
+
+@contextlib.contextmanager
+def running_gateway(redis_url: str, tmp_path: Path, **settings: str) -> Iterator[Gateway]:
+    """A `pipeline gateway` process with every token set (so nothing is in development mode)."""
     runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
     env.update(
         PIPELINE_API_TOKEN=API_TOKEN, PIPELINE_WEBHOOK_TOKEN=WEBHOOK_TOKEN, PIPELINE_ADMIN_PASSWORD="pw"
     )
+    env.update(settings)
     port = free_port()
     proc = Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log")
     url = f"http://127.0.0.1:{port}"
@@ -130,3 +143,75 @@ def test_login_form_with_files_or_many_fields_is_refused(gateway: Gateway) -> No
         many = {f"f{n}": "v" for n in range(50)} | {"password": "pw"}
         assert client.post("/admin/login", data=many).status_code == 400
         assert client.post("/admin/login", data={"password": "pw"}).status_code == 303  # still works
+
+
+def minio_notification(keys: list[str]) -> bytes:
+    """One MinIO notification carrying a record per key."""
+    records = [
+        {
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "eventName": "s3:ObjectCreated:Put",
+            "s3": {
+                "bucket": {"name": "media"},
+                "object": {"key": key, "size": 1000, "eTag": f"e{n}", "contentType": "image/jpeg"},
+            },
+        }
+        for n, key in enumerate(keys)
+    ]
+    return json.dumps({"EventName": "s3:ObjectCreated:Put", "Records": records}).encode()
+
+
+def post_notification(gateway: Gateway, body: bytes) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    return httpx.post(f"{gateway.url}/events/minio", content=body, headers=headers, timeout=120)
+
+
+def test_records_per_notification_are_capped_and_unwanted_ones_leave_only_a_counter(
+    gateway: Gateway, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    ledger = gateway.runtime.ledger
+    too_many = post_notification(gateway, minio_notification([f"uploads/{n}.jpg" for n in range(101)]))
+    assert too_many.status_code == 413 and "PIPELINE_MAX_EVENT_RECORDS" in too_many.text
+    assert ledger.invocations.query() == [] and ledger.events.count() == 0
+
+    before = int(client.info("memory")["used_memory"])
+    unwanted = post_notification(
+        gateway, minio_notification([f"elsewhere/{n:04d}{'x' * 200}.jpg" for n in range(100)])
+    )
+    assert unwanted.status_code == 200 and unwanted.json()["invocations"] == []
+    grown = int(client.info("memory")["used_memory"]) - before
+    assert grown < 64 * 1024, f"100 records no rule wants took {grown} bytes of Redis"
+    assert ledger.events.count() == 0 and ledger.stats.get("events:ignored") == 100
+
+    wanted = post_notification(gateway, minio_notification([f"uploads/{n}.jpg" for n in range(100)]))
+    assert wanted.status_code == 200 and len(wanted.json()["invocations"]) == 100
+    assert len(client.keys(keys.raw_notification("*"))) == 1, "the body is kept once, not per record"
+    events = httpx.get(
+        f"{gateway.url}/api/events?limit=100", headers={"Authorization": f"Bearer {API_TOKEN}"}
+    ).json()["items"]
+    assert len(events) == 100 and len({e["raw"] for e in events}) == 1  # each record shows the body
+    assert events[0]["raw"].startswith('{"EventName"') and len(events[0]["raw"]) == 16384
+
+
+def test_a_large_notification_does_not_hold_up_the_others(redis_url: str, tmp_path: Path) -> None:
+    with running_gateway(redis_url, tmp_path, PIPELINE_MAX_EVENT_RECORDS="1000") as gateway:
+        big = minio_notification([f"uploads/big/{n}.jpg" for n in range(1000)])
+        done: list[float] = []
+
+        def send_big() -> None:
+            assert post_notification(gateway, big).status_code == 200
+            done.append(time.monotonic())
+
+        sender = threading.Thread(target=send_big)
+        sender.start()
+        wait_until(lambda: gateway.runtime.ledger.events.count() > 0, 30, "the large notification")
+        smalls = []
+        for n in range(5):
+            answer = post_notification(gateway, minio_notification([f"uploads/small/{n}.jpg"]))
+            assert answer.status_code == 200 and len(answer.json()["invocations"]) == 1
+            smalls.append(time.monotonic())
+        sender.join(60)
+        assert done and max(smalls) < done[0], "the small notifications waited for the large one"
+        assert gateway.runtime.ledger.invocations.counts()["queued"] == 1005

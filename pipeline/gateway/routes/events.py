@@ -16,7 +16,14 @@ import httpx
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import BadGateway, BrokerUnavailable, EventError, Unauthorized, UnauthorizedEvent
+from pipeline.errors import (
+    BadGateway,
+    BodyTooLarge,
+    BrokerUnavailable,
+    EventError,
+    Unauthorized,
+    UnauthorizedEvent,
+)
 from pipeline.events import ObjectEvent, is_test_event, parse_envelope, parse_records
 from pipeline.events.sns import is_aws_sns_url
 from pipeline.gateway.deps import StateDep, bearer, read_body, tokens_match
@@ -57,6 +64,13 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 async def _accept(state: StateDep, events: list[ObjectEvent], source: str, body: bytes) -> dict[str, Any]:
+    cap = state.settings.max_event_records
+    if len(events) > cap:
+        state.metrics.events.labels(source=source, status="too_many_records").inc()
+        raise BodyTooLarge(
+            f"the notification carries {len(events)} records; at most {cap} are accepted "
+            "(PIPELINE_MAX_EVENT_RECORDS)"
+        )
     raw = body[:RAW_EVENT_CHARS].decode("utf-8", "replace")
     invocations: list[str] = []
     duplicates = 0
