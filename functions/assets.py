@@ -1,7 +1,10 @@
 """Extra input files a function needs besides its source (e.g. a watermark logo in a bucket).
 
-A function names them as `s3://bucket/key` in its params; the worker adapter downloads them before
-the run and maps each reference to a local file here, so the function itself never fetches."""
+A function names them as `s3://bucket/key` in its params and declares them with `assets=`; the
+worker adapter downloads them (and screens them like any input) before the run and maps each
+reference to a local file here, so the function itself never fetches, and never opens a path a
+caller chose: a reference nobody provided is an error that says nothing about the host's files.
+(`pipeline run` on a workstation provides files of that machine, named by its own user.)"""
 
 from __future__ import annotations
 
@@ -25,16 +28,11 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def path_of(ref: str) -> Path:
-    """The local file for `ref`: a downloaded object for `s3://...`, otherwise a path on this host."""
-    if not ref.startswith(PREFIX):
-        path = Path(ref)
-        if not path.is_file():
-            raise ParamsError(f"asset file {ref} does not exist on this host")
-        return path
+    """The local file provided for `ref` for this run."""
     try:
         return (_local.get() or {})[ref]
     except KeyError:
-        raise ParamsError(f"asset {ref} was not downloaded for this run") from None
+        raise ParamsError(f"asset {ref} was not provided for this run (assets are s3://bucket/key)") from None
 
 
 @contextmanager

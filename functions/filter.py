@@ -127,7 +127,7 @@ class Text(Step):
 
 class Watermark(Step):
     op: Literal["watermark"]
-    image: str = Field(description="s3://bucket/key, or a file path on the worker host.")
+    image: str = Field(description="s3://bucket/key: an object of the store, screened like inputs.")
     width: float = Field(default=0.2, gt=0, le=1, description="Fraction of the image width.")
     position: Position = "bottom-right"
     margin: float = Field(default=0.02, ge=0, le=0.25)
@@ -152,7 +152,7 @@ class FilterParams(Params):
 
 
 def _assets_of(params: FilterParams) -> list[str]:
-    return [s.image for s in params.steps if isinstance(s, Watermark) and s.image.startswith(assets.PREFIX)]
+    return [s.image for s in params.steps if isinstance(s, Watermark)]
 
 
 @media_function(name="filter", accepts=("image/*",), params=FilterParams, assets=_assets_of)

@@ -186,6 +186,15 @@ class CallbackConfig(_Strict):
     )
 
 
+class InvokeConfig(_Strict):
+    """Who may name what through `POST /api/functions/{name}/invoke`."""
+
+    buckets: list[str] = Field(
+        default_factory=list,
+        description="Buckets callers may invoke functions on, besides the watched ones.",
+    )
+
+
 class PipelineConfig(_Strict):
     version: Literal[1] = 1
     buckets: list[str] = Field(default_factory=list, description="Buckets created at start if missing.")
@@ -199,6 +208,7 @@ class PipelineConfig(_Strict):
     )
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     callbacks: CallbackConfig = CallbackConfig()
+    invoke: InvokeConfig = InvokeConfig()
 
     @field_validator("webhooks")
     @classmethod
@@ -226,6 +236,10 @@ class PipelineConfig(_Strict):
 
     def watched_buckets(self) -> list[str]:
         return sorted({*self.buckets, *(rule.bucket for rule in self.rules)})
+
+    def invocable_buckets(self) -> list[str]:
+        """Buckets a caller of the invoke API may name: the watched ones and `invoke.buckets`."""
+        return sorted({*self.watched_buckets(), *self.invoke.buckets})
 
 
 def format_location(loc: tuple[int | str, ...]) -> str:

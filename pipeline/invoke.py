@@ -11,11 +11,45 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.config import DEFAULT_TEMPLATE
-from pipeline.errors import Conflict, InvalidParams, NotFound, ObjectNotFound
+from functions.assets import split_ref
+from pipeline.config import DEFAULT_TEMPLATE, PipelineConfig
+from pipeline.errors import Conflict, Forbidden, InvalidParams, NotFound, ObjectNotFound, ParamsError
 from pipeline.invocation import Invocation, params_hash
+from pipeline.registry import Pipeline
 from pipeline.routing import API_RULE, Planned
 from pipeline.runtime import Runtime
+
+
+def check_bucket_allowed(config: PipelineConfig, bucket: str) -> None:
+    """Callers reach only the buckets the pipeline file names, whatever the store's credentials
+    could read."""
+    allowed = config.invocable_buckets()
+    if bucket not in allowed:
+        open_to = ", ".join(allowed) or "none"
+        raise Forbidden(
+            f"bucket {bucket!r} is not open to invoke (watched buckets and invoke.buckets: {open_to})"
+        )
+
+
+def checked_params(pipeline: Pipeline, function: str, bucket: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What a caller asked for, checked before anything is stored or queued: a known function, a
+    bucket open to callers, valid params, and assets that are objects of such buckets."""
+    if function not in pipeline.functions:
+        raise NotFound(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
+    check_bucket_allowed(pipeline.config, bucket)
+    spec = pipeline.function(function)
+    try:
+        model = spec.parse_params(params)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise InvalidParams(f"{function} params: {problems}") from exc
+    for ref in spec.asset_refs(model):
+        try:
+            asset_bucket, _ = split_ref(ref)  # objects of the store only, never a path on a host
+        except ParamsError as exc:
+            raise InvalidParams(f"{function} params: {exc}") from exc
+        check_bucket_allowed(pipeline.config, asset_bucket)
+    return dict(model.model_dump(mode="json"))
 
 
 def invoke(
@@ -26,8 +60,9 @@ def invoke(
     params: dict[str, Any],
     idempotency_key: str | None = None,
 ) -> Invocation:
-    """Queue `function` on bucket/key. Raises NotFound (unknown function), InvalidParams,
-    ObjectNotFound, Conflict (the function is disabled), BrokerUnavailable."""
+    """Queue `function` on bucket/key. Raises NotFound (unknown function), Forbidden (a bucket the
+    pipeline file does not open to callers), InvalidParams, ObjectNotFound, Conflict (the function
+    is disabled), BrokerUnavailable."""
     pipeline, ledger = runtime.pipeline, runtime.ledger
     if function not in pipeline.functions:
         raise NotFound(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
@@ -36,12 +71,7 @@ def invoke(
         found = ledger.invocations.get(earlier) if earlier else None
         if found is not None:
             return found
-    spec = pipeline.function(function)
-    try:
-        parsed = spec.parse_params(params).model_dump(mode="json")
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidParams(f"{function} params: {problems}") from exc
+    parsed = checked_params(pipeline, function, bucket, params)
     try:
         info = runtime.store.stat(bucket, key)
     except ObjectNotFound as exc:

@@ -77,13 +77,17 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
             if call.preset is not None and call.preset not in available:
                 known = ", ".join(sorted(available)) or "none"
                 raise ConfigError(f"{where}.preset: unknown preset {call.preset!r} (known: {known})")
+            spec = functions[call.function]
             try:
-                functions[call.function].parse_params(merged_params(config, functions[call.function], call))
+                params = spec.parse_params(merged_params(config, spec, call))
             except ValidationError as exc:
                 problems = [
                     f"{where}.params.{format_location(err['loc'])}: {err['msg']}" for err in exc.errors()
                 ]
                 raise ConfigError("\n".join(problems)) from exc
+            for ref in spec.asset_refs(params):
+                if not ref.startswith("s3://"):
+                    raise ConfigError(f"{where}.params: asset {ref!r} must be an object, s3://bucket/key")
     return Pipeline(config=config, functions=functions, source=source)
 
 

@@ -83,12 +83,15 @@ def run_function(
                 f"{file} is {media.media_type}; {function} accepts {', '.join(spec.accepts)}"
             )
         params = spec.parse_params(_params(params_json, param_items))
-        if spec.asset_refs(params):
-            raise click.ClickException(
-                "s3:// assets need the store: use `pipeline upload` or a local file path"
-            )
+        # On a workstation its user names files of that machine as assets; s3:// needs the store.
+        refs = spec.asset_refs(params)
+        if any(ref.startswith("s3://") for ref in refs):
+            raise click.ClickException("s3:// assets need the store: use `pipeline upload` or a local file")
+        missing = [ref for ref in refs if not Path(ref).is_file()]
+        if missing:
+            raise click.ClickException(f"asset file(s) not found: {', '.join(missing)}")
         started = time.perf_counter()
-        with provided({}):
+        with provided({ref: Path(ref) for ref in refs}):
             outputs = spec(file, out_dir, params)
     except (ValidationError, FunctionError) as exc:
         raise click.ClickException(f"{function} refused or failed on {file}: {exc}") from exc

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from pipeline.errors import ObjectNotFound
 from pipeline.gateway.app import create_app
 from pipeline.invocation import Status
 from pipeline.measure.samples import generate
@@ -117,3 +118,39 @@ def test_errors_name_what_is_wrong(api: Api) -> None:
     api.runtime.ledger.flags.switch("disabled", "thumbnail", True)
     off = post("/api/functions/thumbnail/invoke", json={**ref, "params": {"sizes": [33]}})
     assert off.status_code == 409 and "disabled" in off.json()["detail"]
+
+
+def test_a_caller_reaches_only_the_buckets_and_objects_the_pipeline_file_names(api: Api) -> None:
+    post = api.client.post
+    api.runtime.store.ensure_bucket("private")
+    api.runtime.store.put_file("private", "payroll.jpg", api.image, content_type="image/jpeg")
+    other = post("/api/functions/thumbnail/invoke", json={"bucket": "private", "key": "payroll.jpg"})
+    assert other.status_code == 403 and "invoke.buckets" in other.json()["detail"]
+    with api.image.open("rb") as fh:
+        made_up = post(
+            "/api/functions/thumbnail/invoke",
+            files={"file": ("x.jpg", fh, "image/jpeg")},
+            data={"bucket": "attacker-bucket"},
+        )
+    assert made_up.status_code == 403
+    with pytest.raises(ObjectNotFound):  # the request created no bucket
+        list(api.runtime.store.list("attacker-bucket"))
+    with api.image.open("rb") as fh:  # a wrong function is refused before the upload is stored
+        unknown = post("/api/functions/nope/invoke", files={"file": ("y.jpg", fh, "image/jpeg")})
+    assert unknown.status_code == 404 and not list(api.runtime.store.list("media", "invoke/"))
+    assert post("/api/functions/thumbnail/invoke", json=[]).status_code == 400
+    assert api.runtime.ledger.invocations.query() == []
+
+
+def test_assets_are_objects_never_files_of_the_worker_host(api: Api) -> None:
+    def watermark(image: str) -> httpx.Response:
+        params = {"steps": [{"op": "watermark", "image": image}]}
+        ref = {"bucket": "media", "key": "library/cat.jpg", "params": params}
+        return api.client.post("/api/functions/filter/invoke", json=ref)
+
+    for host_file in ("/etc/passwd", "/etc/no-such-file", "../../etc/hostname"):
+        refused = watermark(host_file)
+        assert refused.status_code == 422 and "s3://bucket/key" in refused.json()["detail"]
+        assert "exist" not in refused.json()["detail"], "the answer must not tell which host files exist"
+    assert watermark("s3://private/logo.png").status_code == 403  # a bucket callers may not name
+    assert api.runtime.ledger.invocations.query() == []

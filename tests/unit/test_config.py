@@ -113,3 +113,18 @@ def test_per_function_memory_reserved_concurrency_and_pause(tmp_path: Path) -> N
     message = errors_for("functions:\n  thumbnail: {memory_mb: 8, reserved_concurrency: -1}\n", tmp_path)
     assert "functions.thumbnail.memory_mb: Input should be greater than or equal to 64" in message
     assert "functions.thumbnail.reserved_concurrency: Input should be greater than or equal to 0" in message
+
+
+def test_an_asset_must_be_an_object_of_the_store() -> None:
+    text = """
+rules:
+  - name: marked
+    bucket: media
+    functions:
+      - function: filter
+        params: {steps: [{op: watermark, image: /etc/passwd}]}
+"""
+    with pytest.raises(
+        ConfigError, match=r"rules\[0\] \(marked\)\.functions\[0\]\.params: asset '/etc/passwd' must be"
+    ):
+        build_pipeline(parse_config(text, "p.yaml"), "p.yaml")

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat
 
+from functions import assets, thumbnail
 from functions import copy as copy_fn
 from functions import filter as filter_fn
-from functions import thumbnail
+from functions.errors import ParamsError
 from functions.imaging import avif_supported
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
@@ -206,22 +207,25 @@ def test_text_and_image_watermarks_land_where_asked(tmp_path: Path) -> None:
     Image.new("RGB", (400, 300), (255, 255, 255)).save(base)
     logo = tmp_path / "logo.png"
     Image.new("RGBA", (50, 50), (0, 0, 0, 255)).save(logo)
-    marked = run_filter(
-        base,
-        tmp_path,
-        [
-            {
-                "op": "text",
-                "text": "MARK",
-                "size": 0.1,
-                "position": "bottom-right",
-                "color": [0, 0, 0],
-                "opacity": 1,
-            },
-            {"op": "watermark", "image": str(logo), "width": 0.25, "position": "top-left", "margin": 0.0},
-        ],
-        format="png",
-    ).convert("L")
+    with pytest.raises(ParamsError, match="was not provided"):  # a host path nobody provided
+        run_filter(base, tmp_path, [{"op": "watermark", "image": str(logo)}], format="png")
+    with assets.provided({str(logo): logo}):
+        marked = run_filter(
+            base,
+            tmp_path,
+            [
+                {
+                    "op": "text",
+                    "text": "MARK",
+                    "size": 0.1,
+                    "position": "bottom-right",
+                    "color": [0, 0, 0],
+                    "opacity": 1,
+                },
+                {"op": "watermark", "image": str(logo), "width": 0.25, "position": "top-left", "margin": 0.0},
+            ],
+            format="png",
+        ).convert("L")
     dark = [
         (x, y)
         for x in range(400)
@@ -282,7 +286,10 @@ def test_watermark_from_the_bucket_is_an_asset_to_download() -> None:
             ]
         }
     )
-    assert filter_fn.run.asset_refs(p) == ["s3://media/brand/logo.png"]
+    assert filter_fn.run.asset_refs(p) == [
+        "s3://media/brand/logo.png",
+        "/srv/x.png",
+    ]  # both refused unless provided
 
 
 # --- copy ------------------------------------------------------------------------------------------

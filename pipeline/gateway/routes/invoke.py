@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from pipeline.errors import BadRequest, PipelineError
 from pipeline.gateway.deps import StateDep, read_body, require_api_token, save_upload
 from pipeline.invocation import Invocation
-from pipeline.invoke import invoke
+from pipeline.invoke import checked_params, invoke
 
 router = APIRouter(prefix="/api", tags=["invoke"], dependencies=[Depends(require_api_token)])
 WAIT_POLL_S = 0.05
@@ -39,7 +39,7 @@ async def invoke_function(
     """JSON `{"bucket", "key", "params"}`, or multipart with `file`, optional `params` (JSON) and
     `bucket`: the file is stored under `invoke/<id>/<name>` first."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        bucket, key, params = await _stored_upload(request, state)
+        bucket, key, params = await _stored_upload(request, state, name)
     else:
         bucket, key, params = _reference(await read_body(request, state.settings.max_event_bytes))
     inv = await run_in_threadpool(invoke, state.runtime, name, bucket, key, params, idempotency_key)
@@ -57,13 +57,15 @@ def _reference(body: bytes) -> tuple[str, str, dict[str, Any]]:
         data = json.loads(body or b"{}")
     except ValueError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest('expected {"bucket": str, "key": str, "params": {...}} or a file upload')
     bucket, key, params = data.get("bucket"), data.get("key"), data.get("params", {})
     if not isinstance(bucket, str) or not isinstance(key, str) or not isinstance(params, dict):
         raise BadRequest('expected {"bucket": str, "key": str, "params": {...}} or a file upload')
     return bucket, key, params
 
 
-async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, dict[str, Any]]:
+async def _stored_upload(request: Request, state: StateDep, function: str) -> tuple[str, str, dict[str, Any]]:
     form = await request.form(max_files=1, max_fields=4)
     try:
         file = form.get("file")
@@ -75,6 +77,11 @@ async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, d
             raise BadRequest(f"params is not JSON: {exc}") from exc
         buckets = state.runtime.pipeline.config.watched_buckets() or ["media"]
         bucket = str(form.get("bucket") or buckets[0])
+        if not isinstance(params, dict):
+            raise BadRequest("params must be a JSON object")
+        # Everything is checked before the upload is stored; the bucket is one the pipeline file
+        # names (never one a caller makes up), so making sure it exists is the operator's choice.
+        checked_params(state.runtime.pipeline, function, bucket, params)
         key = f"invoke/{uuid.uuid4().hex}/{Path(file.filename or 'upload').name}"
         with tempfile.TemporaryDirectory() as tmp:
             path = await save_upload(file, Path(tmp) / "upload")
@@ -83,7 +90,7 @@ async def _stored_upload(request: Request, state: StateDep) -> tuple[str, str, d
                 await run_in_threadpool(state.runtime.store.put_file, bucket, key, path)
             except PipelineError as exc:
                 raise BadRequest(f"cannot store the upload: {exc}") from exc
-        return bucket, key, params if isinstance(params, dict) else {}
+        return bucket, key, params
     finally:
         await form.close()
 
