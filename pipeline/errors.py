@@ -37,6 +37,7 @@ __all__ = [
     "Unauthorized",
     "UnauthorizedEvent",
     "UnsupportedMedia",
+    "UnsupportedMediaType",
 ]
 
 
@@ -100,6 +101,12 @@ class BodyTooLarge(PipelineError):
     """Raised when a request body is over the route's limit; refused before it is buffered."""
 
     http_status = 413
+
+
+class UnsupportedMediaType(PipelineError):
+    """Raised when a request body is not of the type its route takes (JSON routes: application/json)."""
+
+    http_status = 415
 
 
 class InvalidParams(PipelineError):

@@ -18,7 +18,7 @@ from pipeline import __version__
 from pipeline.admin.auth import Sessions
 from pipeline.errors import PipelineError
 from pipeline.events.sns import SignatureVerifier
-from pipeline.gateway.limits import RequestLimits
+from pipeline.gateway.gate import RequestGate
 from pipeline.gateway.routes import admin, admin_actions, api, events, health, invoke, webhooks
 from pipeline.gateway.routes.admin_common import ADMIN_DIR, LoginRequired, login_redirect
 from pipeline.gateway.state import GatewayMetrics, GatewayState
@@ -120,9 +120,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         sessions=Sessions(runtime.redis),
         controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
     )
-    # Outermost: the token and the body limit are checked before any route reads a byte.
+    # Outermost: where a request comes from, its type, its token and its size are checked before
+    # any route reads a byte of it.
     app.add_middleware(
-        RequestLimits, settings=settings, upload_limit=lambda: runtime.pipeline.config.screening.max_bytes
+        RequestGate, settings=settings, upload_limit=lambda: runtime.pipeline.config.screening.max_bytes
     )
     app.mount("/admin/static", StaticFiles(directory=str(ADMIN_DIR / "static")), name="admin-static")
     app.add_exception_handler(LoginRequired, login_redirect)

@@ -85,7 +85,8 @@ def test_empty_ping_is_200(client: httpx.Client) -> None:
 
 
 def test_malformed_and_oversize_bodies(client: httpx.Client, redis_url: str) -> None:
-    assert client.post("/events/minio", content=b"{not json", headers=AUTH).status_code == 400
+    as_json = {**AUTH, "Content-Type": "application/json"}
+    assert client.post("/events/minio", content=b"{not json", headers=as_json).status_code == 400
     assert client.post("/events/minio", json=[1, 2], headers=AUTH).status_code == 400
     assert client.post("/events/minio", json={"Records": [{"s3": {}}]}, headers=AUTH).status_code == 400
     big = {"Records": [], "pad": "x" * 100_000}

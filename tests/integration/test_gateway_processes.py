@@ -32,7 +32,7 @@ def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) ->
         wait_until(lambda: healthy() or not gateway.alive(), 60, "the gateway")
         assert gateway.alive(), gateway.output()
         assert "(2 processes)" in gateway.output()
-        headers = {"Authorization": "Bearer t0ken"}
+        headers = {"Authorization": "Bearer t0ken", "Content-Type": "application/json"}
         ids = []
         with httpx.Client(base_url=base, timeout=10) as client:
             for n in range(20):  # new connections: the kernel spreads them over both processes
@@ -42,7 +42,8 @@ def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) ->
                 )
                 assert answer.status_code == 200, answer.text
                 ids += answer.json()["invocations"]
-            refused = client.post("/events/minio", content=minio_body("uploads/x.jpg", 1), headers={})
+            no_token = {"Content-Type": "application/json"}
+            refused = client.post("/events/minio", content=minio_body("uploads/x.jpg", 1), headers=no_token)
             assert refused.status_code == 401
         assert len(set(ids)) == 20 and runtime.dispatcher.depth("fn.thumbnail") == 20
         assert all(json.loads(e.raw)["Records"] for e in runtime.ledger.events.recent(limit=20))

@@ -6,6 +6,8 @@ import contextlib
 import json
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 import redis
 
 from pipeline.ledger import keys
+from pipeline.notify.notifier import notifier_for
 from pipeline.runtime import Runtime
 from tests.helpers import THUMBNAILS_ONLY, Proc, free_port, pipeline_runtime, wait_until
 
@@ -128,9 +131,8 @@ def test_bodies_are_refused_before_they_are_buffered(gateway: Gateway) -> None:
     # Nothing else was affected: the gateway still serves its callers.
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
         assert client.get("/api/invocations", headers=auth).status_code == 200
-        body = json.dumps({"Records": []}).encode()
         answer = client.post(
-            "/events/minio", content=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+            "/events/minio", json={"Records": []}, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         )
         assert answer.status_code == 200, answer.text
     assert gateway.proc.alive()
@@ -163,7 +165,7 @@ def minio_notification(keys: list[str]) -> bytes:
 
 
 def post_notification(gateway: Gateway, body: bytes) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
     return httpx.post(f"{gateway.url}/events/minio", content=body, headers=headers, timeout=120)
 
 
@@ -215,3 +217,48 @@ def test_a_large_notification_does_not_hold_up_the_others(redis_url: str, tmp_pa
         sender.join(60)
         assert done and max(smalls) < done[0], "the small notifications waited for the large one"
         assert gateway.runtime.ledger.invocations.counts()["queued"] == 1005
+
+
+def test_development_mode_answers_only_loopback_names_and_same_origin_pages(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """No tokens set, and the app started by uvicorn directly (not through `pipeline gateway`):
+    DNS rebinding (a foreign Host) and cross-site posts from a web page are refused."""
+    runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+    env["PIPELINE_WEBHOOK_ALLOW_NETWORKS"] = '["127.0.0.1/32"]'
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "pipeline.gateway.app:app_from_environment", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{base}/healthz"), 30, "uvicorn")
+        with httpx.Client(base_url=base, timeout=10) as client:
+            rebound = client.get("/api/invocations", headers={"Host": f"attacker.example:{port}"})
+            assert rebound.status_code == 400 and "loopback" in rebound.json()["detail"]
+            assert client.get("/api/invocations", headers={"Host": f"localhost:{port}"}).status_code == 200
+            page = {"Origin": "http://attacker.example", "Content-Type": "text/plain"}
+            sub = '{"url": "https://attacker.example/hook"}'
+            assert client.post("/api/webhooks", content=sub, headers=page).status_code == 403
+            marked = {"Sec-Fetch-Site": "cross-site", "Content-Type": "application/x-www-form-urlencoded"}
+            assert client.post("/admin/login", content="password=x", headers=marked).status_code == 403
+            notice = client.post(
+                "/events/minio", content=b'{"Records": []}', headers={"Content-Type": "text/plain"}
+            )
+            assert notice.status_code == 415, "a JSON route takes application/json only"
+            mine = client.post("/api/webhooks", json={"url": "http://127.0.0.1:9/hook"})
+            assert mine.status_code == 201, mine.text  # the page of the gateway's own user still works
+        assert runtime.ledger.invocations.query() == []
+        assert [s.url for s in notifier_for(runtime).subs.all()] == ["http://127.0.0.1:9/hook"]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

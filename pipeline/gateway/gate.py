@@ -1,10 +1,16 @@
-"""What the gateway checks before any route reads a body: the API token, and the size of the body.
+"""What every request passes before a route sees it: where it may come from, what it must say it
+carries, its credentials, and the size of its body.
 
-FastAPI reads and parses a route's JSON body before its dependencies run, so a token dependency
-alone would hold any body in memory before answering 401. This middleware runs first: `/api/*`
-without the API token is answered 401 without reading a byte of the body, a declared length over
-the route's limit is answered 413 at once, and a body streamed past the limit (chunked, or lying
-about its length) is cut off with 413 as soon as it crosses it.
+- Development mode (a token unset) is loopback only, whatever address the server was started on:
+  a Host that is not a loopback name is refused (400), which defeats DNS rebinding, and a
+  state-changing request a browser marks as cross-site, or whose Origin is not the gateway's own,
+  is refused (403), which defeats a web page posting `text/plain` to 127.0.0.1.
+- JSON routes take `application/json` only (415), except `/events/sns` (SNS posts JSON as text).
+- FastAPI reads and parses a route's JSON body before its dependencies run, so a token dependency
+  alone would hold any body in memory before answering 401: `/api/*` without the API token is
+  answered 401 here, without reading a byte of the body.
+- A declared length over the route's limit is answered 413 at once, and a body streamed past the
+  limit (chunked, or lying about its length) is cut off with 413 as soon as it crosses it.
 """
 
 from __future__ import annotations
@@ -14,9 +20,16 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from pipeline.errors import BodyTooLarge, PipelineError, Unauthorized
+from pipeline.errors import (
+    BadRequest,
+    BodyTooLarge,
+    Forbidden,
+    PipelineError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from pipeline.gateway.deps import bearer, tokens_match
-from pipeline.settings import Settings
+from pipeline.settings import Settings, is_loopback
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,7 +41,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 UPLOAD_ROUTES = re.compile(r"^/(admin/upload|api/functions/[^/]+/invoke)$")
 
 
-class RequestLimits:
+# Routes whose bodies are JSON; `/events/sns` is not among them (SNS posts JSON as text/plain).
+JSON_ROUTES = re.compile(r"^/(api/.*|events/minio)$")
+STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class RequestGate:
     def __init__(self, app: ASGIApp, settings: Settings, upload_limit: Callable[[], int]) -> None:
         self.app = app
         self.settings = settings
@@ -44,6 +62,9 @@ class RequestLimits:
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
+            if self.settings.dev_mode or self.settings.api_token is None:
+                _loopback_only(scope, headers)
+            self._check_content_type(scope, path, headers)
             self._authenticate(path, headers)
             limit = self.limit_for(path)
             declared = headers.get("content-length", "")
@@ -59,12 +80,38 @@ class RequestLimits:
             if not guard.refused:  # the app failing on its own: not ours to hide
                 raise
 
+    @staticmethod
+    def _check_content_type(scope: Scope, path: str, headers: dict[str, str]) -> None:
+        if scope["method"] not in STATE_CHANGING or not JSON_ROUTES.match(path):
+            return
+        if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+            return  # no body: MinIO's ping, a retry, a rotation
+        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind == "application/json" or (kind == "multipart/form-data" and UPLOAD_ROUTES.match(path)):
+            return
+        raise UnsupportedMediaType(f"{path} takes application/json, not {kind or 'a body without a type'}")
+
     def _authenticate(self, path: str, headers: dict[str, str]) -> None:
         expected = self.settings.api_token
         if expected is None or not path.startswith("/api/"):
             return
         if not tokens_match(bearer(headers.get("authorization")), expected.get_secret_value()):
             raise Unauthorized("missing or wrong API token")
+
+
+def _loopback_only(scope: Scope, headers: dict[str, str]) -> None:
+    host = headers.get("host", "")
+    name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if not is_loopback(name):
+        raise BadRequest(
+            f"Host {host!r} is not a loopback name; in development mode the gateway answers only those"
+        )
+    if scope["method"] not in STATE_CHANGING:
+        return
+    origin = headers.get("origin")
+    scheme = scope.get("scheme", "http")
+    if headers.get("sec-fetch-site") == "cross-site" or (origin and origin != f"{scheme}://{host}"):
+        raise Forbidden("cross-site request refused (development mode)")
 
 
 class _BodyGuard:
