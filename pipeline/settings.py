@@ -67,7 +67,14 @@ class Settings(BaseSettings):
     )
     sns_topics: list[str] = Field(
         default_factory=list,
-        description="SNS topic ARNs whose SubscriptionConfirmation the gateway confirms (JSON list).",
+        description="SNS topic ARNs the gateway takes messages from and confirms subscriptions to "
+        "(JSON list; unset: notifications from any topic, no confirmations).",
+    )
+    sns_max_age: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds an SNS message may be old (its signed Timestamp) before it is refused "
+        "as a replay.",
     )
     webhook_allow_private: bool = Field(
         False,

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,6 +43,14 @@ class SnsEnvelope:
     topic_arn: str
     message: str
     raw: dict[str, Any]
+
+    def sent_at(self) -> float:
+        """When SNS sent the message (its signed `Timestamp`), as Unix time."""
+        stamp = self.raw.get("Timestamp")
+        try:
+            return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+        except ValueError as exc:
+            raise EventError(f"SNS message {self.message_id}: Timestamp {stamp!r} is not a time") from exc
 
     def inner_json(self) -> dict[str, Any]:
         try:

@@ -4,7 +4,9 @@ what matters is what gets enqueued)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +102,17 @@ def test_s3_test_event_ignored(client: httpx.Client, redis_url: str) -> None:
     assert queued(redis_url) == 0
 
 
+def sns_notification(topic: str | None = None, sent: float | None = None) -> str:
+    """The example notification, sent now (or at `sent`), from its topic (or `topic`)."""
+    data = body("sns-notification.json")
+    stamp = datetime.fromtimestamp(time.time() if sent is None else sent, UTC)
+    data["Timestamp"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data["TopicArn"] = topic or data["TopicArn"]
+    return json.dumps(data)
+
+
 def test_sns_notification_with_token_in_url(client: httpx.Client, redis_url: str) -> None:
-    envelope = json.dumps(body("sns-notification.json"))
+    envelope = sns_notification()
     headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"}
     assert client.post("/events/sns", content=envelope, headers=headers).status_code == 401
     response = client.post(f"/events/sns?token={TOKEN}", content=envelope, headers=headers)
@@ -138,7 +149,7 @@ def test_broker_down_is_503_never_2xx(tmp_path: Path) -> None:
 
 def test_api_lists_and_filters(client: httpx.Client) -> None:
     client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
-    client.post(f"/events/sns?token={TOKEN}", content=json.dumps(body("sns-notification.json")))
+    client.post(f"/events/sns?token={TOKEN}", content=sns_notification())
     items = client.get("/api/invocations").json()["items"]
     assert len(items) == 2
     required = {
@@ -210,7 +221,7 @@ def test_retry_one_and_all_dead_through_the_api(client: httpx.Client, redis_url:
     from pipeline.ledger import Ledger, connect
 
     client.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
-    client.post(f"/events/sns?token={TOKEN}", content=json.dumps(body("sns-notification.json")))
+    client.post(f"/events/sns?token={TOKEN}", content=sns_notification())
     ledger = Ledger(connect(redis_url))
     ids = [i["id"] for i in client.get("/api/invocations").json()["items"]]
     for inv_id in ids:
@@ -223,3 +234,21 @@ def test_retry_one_and_all_dead_through_the_api(client: httpx.Client, redis_url:
     assert rest.status_code == 202 and rest.json()["requeued"] == [ids[1]]
     assert queued(redis_url) == before + 2
     assert client.post("/api/invocations/retry-dead").json()["requeued"] == []
+
+
+def test_sns_notifications_only_from_listed_topics_and_never_replayed(
+    gateway_settings: Settings, redis_url: str
+) -> None:
+    listed = "arn:aws:sns:eu-central-1:123456789012:media-events"
+    settings = gateway_settings.model_copy(update={"sns_topics": [listed]})
+    url = f"/events/sns?token={TOKEN}"
+    with ServedApp(create_app(settings)) as c:
+        other = c.post(url, content=sns_notification(topic="arn:aws:sns:eu-central-1:999999999999:other"))
+        assert other.status_code == 403 and "PIPELINE_SNS_TOPICS" in other.json()["detail"]
+        replayed = c.post(url, content=sns_notification(sent=time.time() - 2 * 3600))
+        assert replayed.status_code == 403 and "replay" in replayed.json()["detail"]
+        future = c.post(url, content=sns_notification(sent=time.time() + 3600))
+        assert future.status_code == 403
+        assert queued(redis_url) == 0
+        assert c.post(url, content=sns_notification()).status_code == 200
+        assert queued(redis_url) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import anyio
@@ -25,7 +26,7 @@ from pipeline.errors import (
     UnauthorizedEvent,
 )
 from pipeline.events import ObjectEvent, is_test_event, parse_envelope, parse_records
-from pipeline.events.sns import is_aws_sns_url
+from pipeline.events.sns import SnsEnvelope, is_aws_sns_url
 from pipeline.gateway.deps import StateDep, bearer, read_body, tokens_match
 from pipeline.ledger.records import RAW_EVENT_CHARS
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 # once (the default pool) mostly queue for the GIL, each reply waiting for a thread switch; a few
 # threads get more notifications through, with a far shorter tail (`pipeline bench system`).
 INTAKE_THREADS = 2
+CLOCK_SKEW_S = 300  # how far ahead of ours a sender's clock may be
 _limiter: anyio.CapacityLimiter | None = None
 
 
@@ -115,6 +117,8 @@ async def sns_push(request: Request, state: StateDep, token: str | None = None) 
     except UnauthorizedEvent:
         state.metrics.events.labels(source="sns", status="unauthorized").inc()
         raise
+    if envelope.type == "Notification":
+        _check_origin(state, envelope)
     if envelope.type == "SubscriptionConfirmation":
         return await _confirm(state, envelope.topic_arn, str(data.get("SubscribeURL") or ""))
     if envelope.type == "UnsubscribeConfirmation":
@@ -123,6 +127,22 @@ async def sns_push(request: Request, state: StateDep, token: str | None = None) 
     if is_test_event(inner):
         return {"status": "ignored", "reason": "s3:TestEvent"}
     return await _accept(state, parse_records(inner, "sns"), "sns", body)
+
+
+def _check_origin(state: StateDep, envelope: SnsEnvelope) -> None:
+    """Only the topics the operator listed, and only fresh messages: a captured notification sent
+    again later (a replay) is refused. The Timestamp is part of what SNS signs."""
+    topics = state.settings.sns_topics
+    if topics and envelope.topic_arn not in topics:
+        state.metrics.events.labels(source="sns", status="unauthorized").inc()
+        raise UnauthorizedEvent(f"topic {envelope.topic_arn} is not allowed (PIPELINE_SNS_TOPICS)")
+    age = time.time() - envelope.sent_at()
+    if age > state.settings.sns_max_age or age < -CLOCK_SKEW_S:
+        state.metrics.events.labels(source="sns", status="unauthorized").inc()
+        raise UnauthorizedEvent(
+            f"SNS message {envelope.message_id} was sent {age:.0f}s ago, outside the "
+            f"{state.settings.sns_max_age:g}s window (PIPELINE_SNS_MAX_AGE): refused as a replay"
+        )
 
 
 async def _confirm(state: StateDep, topic_arn: str, subscribe_url: str) -> dict[str, Any]:
