@@ -23,6 +23,8 @@ def invocations(
     status: str | None, function: str | None, bucket: str | None, key: str | None, limit: int, as_json: bool
 ) -> None:
     """List invocations from the ledger, newest first."""
+    if key is not None and bucket is None:
+        raise click.UsageError("--key needs --bucket (an object is a bucket and a key)")
     with open_runtime() as runtime:
         found = runtime.ledger.invocations.query(
             status=status, function=function, bucket=bucket, key=key, limit=limit

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import redis.asyncio
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.admin.auth import Sessions
@@ -30,3 +31,10 @@ class GatewayState:
     notifier: Notifier
     sessions: Sessions
     controls: FunctionControls
+    _async_redis: redis.asyncio.Redis | None = field(default=None, init=False)
+
+    def async_redis(self) -> redis.asyncio.Redis:
+        """A client for the event loop (subscriptions), made on first use, inside the loop."""
+        if self._async_redis is None:
+            self._async_redis = redis.asyncio.Redis.from_url(self.runtime.redis_url, decode_responses=True)
+        return self._async_redis

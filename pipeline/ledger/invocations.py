@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from pipeline.errors import BadRequest
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import keys
 from pipeline.ledger.json_hash import JsonHash, encode
@@ -84,6 +85,7 @@ class InvocationStore:
         pipe.hset(keys.invocation(inv_id), mapping=encode(fields))
         if announce and status is not None:
             self.outbox.announce(pipe, inv_id, status)
+            pipe.publish(keys.finished_channel(inv_id), status.value)
         pipe.execute()
 
     def _set(self, inv_id: str, field: str, value: Any) -> None:
@@ -222,7 +224,10 @@ class InvocationStore:
         limit: int = 50,
         offset: int = 0,
     ) -> list[Invocation]:
-        """Newest first. Uses the most selective index, then filters the rest in Python."""
+        """Newest first. Uses the most selective index, then filters the rest in Python. A key
+        needs its bucket (the per-object index); a key alone would mean reading the whole ledger."""
+        if key is not None and bucket is None:
+            raise BadRequest("a key filter needs its bucket")
         if bucket is not None and key is not None:
             index = keys.object_index(bucket, key)
         elif status:

@@ -64,6 +64,11 @@ def object_index(bucket: str, key: str) -> str:
     return f"{PREFIX}idx:obj:{object_digest(bucket, key)}"
 
 
+def finished_channel(inv_id: str) -> str:
+    """Pub/sub channel told when an invocation finishes (`?wait=` listens instead of polling)."""
+    return f"{PREFIX}finished:{inv_id}"
+
+
 def throughput(minute: int) -> str:
     return f"{PREFIX}tp:{minute}"
 

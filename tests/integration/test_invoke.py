@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from pipeline.errors import ObjectNotFound
@@ -154,3 +155,27 @@ def test_assets_are_objects_never_files_of_the_worker_host(api: Api) -> None:
         assert "exist" not in refused.json()["detail"], "the answer must not tell which host files exist"
     assert watermark("s3://private/logo.png").status_code == 403  # a bucket callers may not name
     assert api.runtime.ledger.invocations.query() == []
+
+
+def _hgetall_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+def test_waiting_listens_for_the_verdict_and_ledger_scans_are_bounded(api: Api, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    ref = {"bucket": "media", "key": "library/cat.jpg", "params": {"sizes": [40]}}
+    before = _hgetall_calls(client)  # no worker serves `filter`: its invocation stays queued
+    gray = {**ref, "params": {"steps": [{"op": "grayscale"}]}}
+    held = api.client.post("/api/functions/filter/invoke", params={"wait": 2}, json=gray)
+    assert held.status_code == 202 and held.json()["status"] == "queued"
+    reads = _hgetall_calls(client) - before
+    assert reads <= 6, f"a 2 s wait read the invocation {reads} times: it polls instead of listening"
+    done = api.client.post("/api/functions/thumbnail/invoke", params={"wait": 60}, json=ref)
+    assert done.status_code == 200 and done.json()["status"] == Status.SUCCEEDED  # woken by the verdict
+
+    deep = api.client.get("/api/invocations", params={"offset": 10**9})
+    assert deep.status_code == 422
+    keyed = api.client.get("/api/invocations", params={"key": "library/cat.jpg"})
+    assert keyed.status_code == 400 and "bucket" in keyed.json()["detail"]
+    both = api.client.get("/api/invocations", params={"key": "library/cat.jpg", "bucket": "media"})
+    assert both.status_code == 200 and len(both.json()["items"]) == 2  # the filter and the thumbnail

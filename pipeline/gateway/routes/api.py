@@ -13,7 +13,8 @@ from pipeline.invocation import Status
 from pipeline.retry import retry_all_dead, retry_invocation
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+# Deep offsets walk an index from its start; past this, narrow the filters instead.
+Offset = Annotated[int, Query(ge=0, le=10_000)]
 
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(require_api_token)])
 

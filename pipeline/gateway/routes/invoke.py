@@ -6,7 +6,6 @@ request return the first one's invocation."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tempfile
 import time
@@ -23,9 +22,9 @@ from pipeline.errors import BadRequest, PipelineError
 from pipeline.gateway.deps import StateDep, read_body, require_api_token, save_upload
 from pipeline.invocation import Invocation
 from pipeline.invoke import checked_params, invoke
+from pipeline.ledger import keys
 
 router = APIRouter(prefix="/api", tags=["invoke"], dependencies=[Depends(require_api_token)])
-WAIT_POLL_S = 0.05
 
 
 @router.post("/functions/{name}/invoke", status_code=status.HTTP_202_ACCEPTED)
@@ -43,13 +42,29 @@ async def invoke_function(
     else:
         bucket, key, params = _reference(await read_body(request, state.settings.max_event_bytes))
     inv = await run_in_threadpool(invoke, state.runtime, name, bucket, key, params, idempotency_key)
-    deadline = time.monotonic() + wait
-    while wait and not inv.status.finished and time.monotonic() < deadline:
-        await asyncio.sleep(WAIT_POLL_S)
-        current = await run_in_threadpool(state.runtime.ledger.invocations.get, inv.id)
-        inv = current or inv
+    if wait and not inv.status.finished:
+        inv = await _wait_finished(state, inv, wait)
     code = status.HTTP_200_OK if inv.status.finished else status.HTTP_202_ACCEPTED
     return JSONResponse(_result(state, inv), status_code=code)
+
+
+async def _wait_finished(state: StateDep, inv: Invocation, wait: float) -> Invocation:
+    """Listen for the invocation's verdict (published with it) for up to `wait` seconds: a waiting
+    request holds a subscription, not a thread that polls the ledger."""
+    client = state.async_redis()
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(keys.finished_channel(inv.id))
+        deadline = time.monotonic() + wait
+        # Read once after subscribing, so a verdict recorded meanwhile is not missed.
+        current = await run_in_threadpool(state.runtime.ledger.invocations.get, inv.id)
+        while current is not None and not current.status.finished:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
+            if message is not None:
+                current = await run_in_threadpool(state.runtime.ledger.invocations.get, inv.id)
+    return current or inv
 
 
 def _reference(body: bytes) -> tuple[str, str, dict[str, Any]]:
