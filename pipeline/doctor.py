@@ -12,7 +12,7 @@ import redis
 from pipeline.embedded import EmbeddedRedis, redis_server_binary
 from pipeline.errors import PipelineError
 from pipeline.registry import load_pipeline
-from pipeline.settings import Settings
+from pipeline.settings import Settings, redacted
 from pipeline.storage import open_store
 
 Check = tuple[str, str, str]  # (level: ok|warn|FAIL, what, detail)
@@ -46,8 +46,8 @@ def _redis(settings: Settings) -> Check:
         try:
             redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
         except redis.RedisError as exc:
-            return ("FAIL", "redis", f"{settings.redis_url}: {exc}")
-        return ("ok", "redis", settings.redis_url)
+            return ("FAIL", "redis", f"{redacted(settings.redis_url)}: {exc}")
+        return ("ok", "redis", redacted(settings.redis_url))
     running = EmbeddedRedis(settings.data_dir).running_url()
     try:
         binary = redis_server_binary()

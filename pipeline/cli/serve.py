@@ -8,7 +8,7 @@ import re
 import click
 
 from pipeline.cli.runtime import load_or_fail, open_redis, refuse_public_bind
-from pipeline.settings import get_settings
+from pipeline.settings import get_settings, redacted
 
 
 @click.command()
@@ -41,7 +41,8 @@ def up(host: str | None, port: int | None) -> None:
             supervisor.wait_workers(Ledger(connect(redis.url)))
             click.echo(f"gateway listening on {url}  (events: {url}/events/minio, {url}/events/sns)")
             click.echo(f"dashboard: {url}/admin")
-            click.echo(f"redis: {'embedded ' if redis.owned else ''}{redis.url}; pipeline: {pipeline.source}")
+            where = f"{'embedded ' if redis.owned else ''}{redacted(redis.url)}"
+            click.echo(f"redis: {where}; pipeline: {pipeline.source}")
             click.echo("press Ctrl-C to stop")
             if settings.reconcile_interval > 0:
                 runtime = queued_runtime(settings, pipeline, redis.url)

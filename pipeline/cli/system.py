@@ -7,7 +7,7 @@ import time
 
 import click
 
-from pipeline.settings import get_settings
+from pipeline.settings import get_settings, redacted
 
 
 @click.command()
@@ -38,7 +38,7 @@ def health(as_worker: bool, max_age: float) -> None:
         ledger.ping()
         workers = ledger.workers.live() if as_worker else []
     except Exception as exc:
-        raise click.ClickException(f"Redis at {settings.redis_url} does not answer: {exc}") from exc
+        raise click.ClickException(f"Redis at {redacted(settings.redis_url)} does not answer: {exc}") from exc
     if as_worker:
         host = socket.gethostname()
         mine = [w for w in workers if w.hostname.endswith(f"@{host}") and time.time() - w.seen_at <= max_age]
@@ -59,7 +59,8 @@ def settings_cmd(markdown: bool) -> None:
         click.echo(markdown_table())
         return
     for name, value in get_settings().model_dump().items():
-        click.echo(f"PIPELINE_{name.upper()}={value if value is not None else ''}")
+        shown = redacted(value) if name == "redis_url" else value  # its password is a secret too
+        click.echo(f"PIPELINE_{name.upper()}={shown if shown is not None else ''}")
 
 
 COMMANDS = [doctor, health, settings_cmd]

@@ -40,21 +40,35 @@ def _parse_record(record: Any, index: int, source: EventSource) -> ObjectEvent:
     # AWS omits the "s3:" prefix that MinIO and the notification configuration use.
     event_name = name if name.startswith("s3:") else f"s3:{name}"
     user_meta = obj.get("userMetadata") or {}
-    content_type = obj.get("contentType") or user_meta.get("content-type") or None
+    if not isinstance(user_meta, dict):
+        raise EventError(f"{where}: s3.object.userMetadata must be an object")
+    content_type = _text(obj, "contentType", where) or _text(user_meta, "content-type", where)
     size = obj.get("size")
+    etag = _text(obj, "eTag", where) or _text(obj, "etag", where)
     return ObjectEvent(
         source=source,
         event_name=event_name,
         bucket=bucket,
         key=unquote_plus(raw_key),
         size=size if isinstance(size, int) else None,
-        etag=(obj.get("eTag") or obj.get("etag") or "").strip('"') or None,
-        version_id=obj.get("versionId") or None,
+        etag=(etag.strip('"') or None) if etag else None,
+        version_id=_text(obj, "versionId", where),
         content_type=content_type,
-        sequencer=obj.get("sequencer") or None,
+        sequencer=_text(obj, "sequencer", where),
         event_time=_parse_time(record.get("eventTime")),
         metadata={_meta_name(k): str(v) for k, v in user_meta.items() if isinstance(k, str)},
     )
+
+
+def _text(fields: dict[str, Any], name: str, where: str) -> str | None:
+    """An optional string field: absent or empty is None; any other type is the sender's error
+    (400, so MinIO does not retry a malformed notification forever as it would a 500)."""
+    value = fields.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{where}: {name} must be a string, not {type(value).__name__}")
+    return value
 
 
 def _meta_name(name: str) -> str:

@@ -44,6 +44,7 @@ UPLOAD_ROUTES = re.compile(r"^/(admin/upload|api/functions/[^/]+/invoke)$")
 # Routes whose bodies are JSON; `/events/sns` is not among them (SNS posts JSON as text/plain).
 JSON_ROUTES = re.compile(r"^/(api/.*|events/minio)$")
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+API_DESCRIPTION = {"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 
 
 class RequestGate:
@@ -92,11 +93,18 @@ class RequestGate:
         raise UnsupportedMediaType(f"{path} takes application/json, not {kind or 'a body without a type'}")
 
     def _authenticate(self, path: str, headers: dict[str, str]) -> None:
-        expected = self.settings.api_token
-        if expected is None or not path.startswith("/api/"):
+        """`/api/*` and the API's own description need the API token; `/metrics` its own token
+        when one is set (a scraper then needs no API access)."""
+        if path == "/metrics":
+            expected, what = self.settings.metrics_token, "metrics token"
+        elif path.startswith("/api/") or path in API_DESCRIPTION:
+            expected, what = self.settings.api_token, "API token"
+        else:
             return
-        if not tokens_match(bearer(headers.get("authorization")), expected.get_secret_value()):
-            raise Unauthorized("missing or wrong API token")
+        if expected is not None and not tokens_match(
+            bearer(headers.get("authorization")), expected.get_secret_value()
+        ):
+            raise Unauthorized(f"missing or wrong {what}")
 
 
 def _loopback_only(scope: Scope, headers: dict[str, str]) -> None:

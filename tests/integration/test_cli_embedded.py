@@ -177,3 +177,14 @@ def test_run_a_function_without_the_queue(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o" / "32.webp").exists()
+
+
+def test_the_redis_password_is_never_printed(tmp_path: Path) -> None:
+    env = pipeline_env(
+        PIPELINE_REDIS_URL="redis://:t0p-secret@127.0.0.1:1/0", PIPELINE_DATA_DIR=str(tmp_path)
+    )
+    for command in (["settings"], ["doctor"], ["health"]):
+        result = run_cli(command, env, tmp_path, timeout=60)
+        printed = result.stdout + result.stderr
+        assert "127.0.0.1:1" in printed, f"`pipeline {command[0]}` should still say which Redis"
+        assert "t0p-secret" not in printed, f"`pipeline {command[0]}` printed the Redis password"

@@ -262,3 +262,32 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"userMetadata": ["a", "list"]}, {"eTag": 12345}, {"versionId": 7}, {"contentType": {"x": 1}}],
+)
+def test_malformed_record_fields_are_the_senders_error(gateway: Gateway, field: dict[str, object]) -> None:
+    """400, never 500: MinIO retries a 500 forever."""
+    record = json.loads(minio_notification(["uploads/odd.jpg"]))
+    record["Records"][0]["s3"]["object"].update(field)
+    answer = post_notification(gateway, json.dumps(record).encode())
+    assert answer.status_code == 400 and "Records[0]" in answer.json()["detail"], answer.text
+    assert gateway.runtime.ledger.invocations.query() == []
+
+
+def test_anonymous_callers_learn_only_whether_it_is_healthy(redis_url: str, tmp_path: Path) -> None:
+    with running_gateway(redis_url, tmp_path, PIPELINE_METRICS_TOKEN="scrape-t0ken") as gateway:
+        api = {"Authorization": f"Bearer {API_TOKEN}"}
+        scraper = {"Authorization": "Bearer scrape-t0ken"}
+        with httpx.Client(base_url=gateway.url, timeout=10) as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+            detailed = client.get("/healthz", headers=api).json()
+            assert detailed["status"] == "ok" and "pipeline.yaml" in detailed["pipeline"]
+            for path in ("/openapi.json", "/docs"):
+                assert client.get(path).status_code == 401
+                assert client.get(path, headers=api).status_code == 200
+            assert client.get("/metrics").status_code == 401
+            assert client.get("/metrics", headers=api).status_code == 401  # its own token
+            assert "pipeline_queue_depth" in client.get("/metrics", headers=scraper).text

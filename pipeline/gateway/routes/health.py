@@ -5,29 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.gateway.deps import StateDep
+from pipeline.gateway.deps import StateDep, bearer, tokens_match
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz(state: StateDep, response: Response) -> dict[str, Any]:
+def healthz(state: StateDep, request: Request, response: Response) -> dict[str, Any]:
+    """Healthy or not, for anyone (probes carry no token); where the store and the pipeline file
+    are, only for callers with the API token (or in development mode, on loopback)."""
     try:
         redis_ok = state.runtime.ledger.ping()
     except redis.RedisError:
         redis_ok = False
     if not redis_ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {
-        "status": "ok" if redis_ok else "unavailable",
-        "redis": redis_ok,
-        "store": state.runtime.store.describe(),
-        "pipeline": state.runtime.pipeline.source,
-        "dev_mode": state.settings.dev_mode,
-    }
+    answer: dict[str, Any] = {"status": "ok" if redis_ok else "unavailable"}
+    expected = state.settings.api_token
+    if expected is None or tokens_match(
+        bearer(request.headers.get("authorization")), expected.get_secret_value()
+    ):
+        answer.update(
+            redis=redis_ok,
+            store=state.runtime.store.describe(),
+            pipeline=state.runtime.pipeline.source,
+            dev_mode=state.settings.dev_mode,
+        )
+    return answer
 
 
 @router.get("/metrics")
