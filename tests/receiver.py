@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +23,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0  # seconds over which the status line and headers go out, a byte at a time
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Received:
 class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.most_in_flight: dict[str, int] = defaultdict(int)
         self.secrets: dict[str, list[str]] = defaultdict(list)
         self._script: dict[str, list[Reply]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -55,8 +60,22 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 reply = receiver._next(self.path)
                 receiver._record(self.path, headers, body)
+                with receiver.counting(self.path):
+                    self._answer(reply)
+
+            def _answer(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.trickle:
+                    head = f"HTTP/1.1 {reply.status} X\r\ncontent-length: 2\r\n\r\nok".encode()
+                    try:
+                        for byte in head:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(reply.trickle / len(head))
+                    except OSError:
+                        pass  # the sender gave up
+                    return
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
@@ -83,6 +102,19 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @contextlib.contextmanager
+    def counting(self, path: str) -> Iterator[None]:
+        """Track how many requests to `path` are being answered at once."""
+        path = path.split("?", maxsplit=1)[0]
+        with self._lock:
+            self.in_flight[path] += 1
+            self.most_in_flight[path] = max(self.most_in_flight[path], self.in_flight[path])
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight[path] -= 1
 
     def script(self, path: str, *replies: Reply) -> None:
         """Answer the next requests to `path` with `replies` in order, then 200."""

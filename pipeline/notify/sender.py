@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+import anyio
 import httpx
 from standardwebhooks import Webhook
 
@@ -64,7 +65,21 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 def post(dest: Destination, msg_id: str, body: str, secrets: list[str], timeout: float) -> Outcome:
     """POST `body` to the resolved address of `dest`, never following redirects and never through
-    a proxy from the environment (either would reach an address the guard did not check)."""
+    a proxy from the environment (either would reach an address the guard did not check).
+
+    `timeout` bounds the whole attempt, connecting to the last byte read: httpx's own time-outs
+    are per read, so a receiver trickling its headers a byte at a time would otherwise hold the
+    thread far longer, and outlast the lock that keeps a message from being sent twice at once."""
+    started = time.monotonic()
+    try:
+        return anyio.run(_post, dest, msg_id, body, secrets, timeout, started)
+    except TimeoutError:
+        return Outcome(None, _ms(started), error=f"timed out after {timeout:g}s (no complete answer)")
+
+
+async def _post(
+    dest: Destination, msg_id: str, body: str, secrets: list[str], timeout: float, started: float
+) -> Outcome:
     headers = {
         **signature_headers(msg_id, body, secrets, datetime.now(tz=UTC)),
         "content-type": "application/json",
@@ -73,24 +88,27 @@ def post(dest: Destination, msg_id: str, body: str, secrets: list[str], timeout:
     }
     # TLS is verified against the name, not the address we connect to.
     extensions = {"sni_hostname": dest.host} if dest.scheme == "https" else {}
-    started = time.monotonic()
     deadline = started + timeout
     try:
         # A fresh connection per attempt: a pooled one could carry another name's TLS session.
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()) as client:
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
+        ) as client:
             request = client.build_request(
                 "POST", dest.connect_url, content=body.encode(), headers=headers, extensions=extensions
             )
-            response = client.send(request, stream=True)
+            with anyio.fail_after(timeout):  # connected, sent, and the status and headers read
+                response = await client.send(request, stream=True)
             try:
                 snippet = bytearray()
-                for chunk in response.iter_bytes():
-                    snippet.extend(chunk)
-                    # A receiver that answers but dribbles its body must not hold a worker.
-                    if len(snippet) >= MAX_READ or time.monotonic() > deadline:
-                        break
+                # The status is the answer; a body dribbled past the deadline is cut short.
+                with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+                    async for chunk in response.aiter_bytes():
+                        snippet.extend(chunk)
+                        if len(snippet) >= MAX_READ:
+                            break
             finally:
-                response.close()
+                await response.aclose()
     except httpx.TimeoutException:
         return Outcome(None, _ms(started), error=f"timed out after {timeout:g}s")
     except httpx.HTTPError as exc:

@@ -239,6 +239,26 @@ def test_a_slow_receiver_does_not_hold_up_the_others(hooks: Hooks) -> None:
     assert sum(1 for e in errors if e and "timed out" in e) == 3
 
 
+def test_a_receiver_trickling_its_headers_gets_a_deadline_and_one_send_at_a_time(hooks: Hooks) -> None:
+    """httpx's time-outs are per read: a receiver sending its headers a byte at a time would hold
+    the delivery thread for as long as it liked, and the message would go out again in parallel."""
+    hooks.start_worker(webhook_timeout="1")
+    hooks.subscribe("/trickle")
+    hooks.receiver.script("/trickle", Reply(200, trickle=20), Reply(200, trickle=20))
+    hooks.finish(hooks.upload_event()[0])
+
+    def delivered() -> bool:
+        msgs = hooks.notifier.messages.list("trickle")
+        return bool(msgs) and all(m.state == "delivered" for m in msgs)
+
+    eventually(delivered, 30, "delivery")
+    [msg] = hooks.notifier.messages.list("trickle")
+    failed = [a for a in hooks.notifier.messages.attempts(msg.id) if a.status_code is None]
+    assert len(failed) == 2 and all("timed out" in (a.error or "") for a in failed)
+    assert all(a.latency_ms < 2500 for a in failed), [a.latency_ms for a in failed]
+    assert hooks.receiver.most_in_flight["/trickle"] == 1, "the same message was sent twice at once"
+
+
 def test_object_processed_fires_once_after_all_invocations(hooks: Hooks) -> None:
     hooks.start_worker()
     hooks.subscribe("/done", events=[EventType.OBJECT_PROCESSED])
