@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions import _ffmpeg, imaging
@@ -52,6 +53,9 @@ class ScreeningPolicy(BaseModel):
     max_duration: float = Field(default=4 * 3600, gt=0, description="Seconds of video or audio.")
     max_streams: int = Field(default=4, ge=1)
     max_frames: int = Field(default=2000, ge=1, description="Frames of an animated image.")
+    max_total_pixels: int = Field(
+        default=500_000_000, gt=0, description="Pixels of all the frames or pages of one image together."
+    )
     quarantine_prefix: str | None = Field(
         default=None, description="Copy rejected objects under this prefix (same bucket) for inspection."
     )
@@ -116,9 +120,33 @@ def _measure_image(path: Path, media_type: str, size: int, policy: ScreeningPoli
         frames = int(getattr(img, "n_frames", 1))
         if frames > policy.max_frames:
             raise Rejected(f"{frames} frames is over the limit of {policy.max_frames}")
-        if width * height * frames > policy.max_pixels * 10:
-            raise Rejected(f"{frames} frames of {width}x{height} is too much to decode")
+        # Every page or frame, not only the first: a multi-page TIFF with a tiny first page, or a
+        # GIF whose later frames grow, must not reach a decoder that reads them all. Seeking reads
+        # a frame's header; its pixels are decoded (if at all) only on the way to the next one.
+        total = 0
+        for index in range(frames):
+            if index:
+                img.seek(index)
+            frame_w, frame_h = _frame_extent(img)
+            try:
+                _check_dimensions(frame_w, frame_h, policy)
+            except Rejected as exc:
+                raise Rejected(f"frame or page {index + 1} of {frames}: {exc}") from exc
+            total += frame_w * frame_h
+            if total > policy.max_total_pixels:
+                raise Rejected(
+                    f"{index + 1} of its {frames} frames or pages already hold {total} pixels, over the "
+                    f"limit of {policy.max_total_pixels} (screening.max_total_pixels)"
+                )
     return MediaInfo(media_type=media_type, size=size, width=width, height=height, frames=frames)
+
+
+def _frame_extent(img: Image.Image) -> tuple[int, int]:
+    """The size of the current frame, including any part of it drawn beyond the canvas."""
+    width, height = img.size
+    for tile in getattr(img, "tile", None) or []:
+        width, height = max(width, tile.extents[2]), max(height, tile.extents[3])
+    return width, height
 
 
 def _screen_av(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:

@@ -21,8 +21,9 @@ from functions import transcode
 from functions.errors import MediaError, Rejected, UnsupportedMedia
 from functions.screening import ScreeningPolicy, screen
 from functions.transcode import TranscodeParams
+from pipeline.invocation import Status
 from pipeline.measure.samples import make_video
-from tests.helpers import need
+from tests.helpers import THUMBNAILS_ONLY, Proc, need, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +244,29 @@ def test_tiny_input_huge_output_is_capped(ffmpeg_ok: None, tmp_path: Path) -> No
     out.mkdir()
     with pytest.raises(MediaError):
         transcode.run(video, out, TranscodeParams(kind="webm", heights=[90], max_output_bytes=5_000))
+
+
+def test_a_huge_later_page_is_refused_by_a_real_worker(redis_url: str, tmp_path: Path) -> None:
+    """A multi-page TIFF whose first page is 10x10 and whose second is 9000x9000: screening checks
+    every page before any is decoded, so the upload is rejected, naming the page."""
+    runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+    bomb = tmp_path / "pages.tiff"
+    Image.new("1", (10, 10)).save(
+        bomb, "TIFF", save_all=True, append_images=[Image.new("1", (9000, 9000))], compression="group4"
+    )
+    assert bomb.stat().st_size < 10_000
+    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "worker.log")
+    try:
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
+        runtime.store.ensure_bucket("media")
+        runtime.store.put_file("media", "uploads/pages.tiff", bomb, content_type="image/tiff")
+        wait_until(
+            lambda: [i.status for i in runtime.ledger.invocations.query()] == [Status.REJECTED],
+            60,
+            "a verdict",
+        )
+    finally:
+        worker.stop()
+    [inv] = runtime.ledger.invocations.query()
+    assert "frame or page 2 of 2: 9000x9000" in (inv.error or "") and inv.attempts == 1
+    assert not list(runtime.store.list("media", "derived/"))
