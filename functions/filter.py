@@ -46,8 +46,8 @@ class Step(BaseModel):
 
 class Resize(Step):
     op: Literal["resize"]
-    width: int | None = Field(default=None, ge=1, le=16384)
-    height: int | None = Field(default=None, ge=1, le=16384)
+    width: int | None = Field(default=None, ge=1, le=16384, json_schema_extra={"ceiling": "max_dimension"})
+    height: int | None = Field(default=None, ge=1, le=16384, json_schema_extra={"ceiling": "max_dimension"})
     fit: Literal["contain", "cover", "fill"] = "contain"
     upscale: bool = False
 
@@ -64,7 +64,9 @@ class Crop(Step):
     y: int = Field(default=0, ge=0)
     width: int | None = Field(default=None, ge=1)
     height: int | None = Field(default=None, ge=1)
-    aspect: str | None = Field(default=None, pattern=r"^\d+:\d+$", description="Centred crop, e.g. '16:9'.")
+    aspect: str | None = Field(
+        default=None, pattern=r"^[1-9]\d*:[1-9]\d*$", description="Centred crop, e.g. '16:9'."
+    )
 
     @model_validator(mode="after")
     def _box_or_aspect(self) -> Crop:
@@ -148,7 +150,7 @@ class FilterParams(Params):
     keep_gps: bool = False
     background: RGB = (255, 255, 255)
     name: str = Field(default="filtered", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    max_pixels: int = Field(default=50_000_000, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0, json_schema_extra={"ceiling": "max_pixels"})
 
 
 def _assets_of(params: FilterParams) -> list[str]:

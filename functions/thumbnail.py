@@ -30,7 +30,9 @@ from functions.spec import Output, Params, media_function
 class ThumbnailParams(Params):
     sizes: list[int] = Field(default=[256, 1024], min_length=1, max_length=8)
     fit: Literal["contain", "cover"] = "contain"
-    aspect: str = Field(default="1:1", pattern=r"^\d+:\d+$", description="Shape of a `cover` thumbnail.")
+    aspect: str = Field(
+        default="1:1", pattern=r"^[1-9]\d*:[1-9]\d*$", description="Shape of a `cover` thumbnail."
+    )
     focus: tuple[float, float] = Field(
         default=(0.5, 0.5), description="Focal point (x, y) in 0..1 for cover."
     )
@@ -39,8 +41,18 @@ class ThumbnailParams(Params):
     progressive: bool = False
     background: tuple[int, int, int] = (255, 255, 255)
     animated: bool = Field(default=False, description="Keep animation (format webp only).")
-    max_pixels: int = Field(default=50_000_000, gt=0, description="Refuse images with more pixels.")
-    max_frames: int = Field(default=300, ge=1, description="Frames decoded for an animated thumbnail.")
+    max_pixels: int = Field(
+        default=50_000_000,
+        gt=0,
+        description="Refuse images with more pixels.",
+        json_schema_extra={"ceiling": "max_pixels"},
+    )
+    max_frames: int = Field(
+        default=300,
+        ge=1,
+        description="Frames decoded for an animated thumbnail.",
+        json_schema_extra={"ceiling": "max_frames"},
+    )
 
     @field_validator("sizes")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from functions.assets import split_ref
+from pipeline.ceilings import AboveCeiling, apply_ceilings, ceilings
 from pipeline.config import DEFAULT_TEMPLATE, PipelineConfig
 from pipeline.errors import Conflict, Forbidden, InvalidParams, NotFound, ObjectNotFound, ParamsError
 from pipeline.invocation import Invocation, params_hash
@@ -39,10 +40,12 @@ def checked_params(pipeline: Pipeline, function: str, bucket: str, params: dict[
     check_bucket_allowed(pipeline.config, bucket)
     spec = pipeline.function(function)
     try:
-        model = spec.parse_params(params)
+        model = apply_ceilings(spec.parse_params(params), ceilings(pipeline.config, function))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise InvalidParams(f"{function} params: {problems}") from exc
+    except AboveCeiling as exc:
+        raise InvalidParams(f"{function} {exc}") from exc
     for ref in spec.asset_refs(model):
         try:
             asset_bucket, _ = split_ref(ref)  # objects of the store only, never a path on a host

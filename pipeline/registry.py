@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from functions import BUILTIN_FUNCTIONS, FunctionSpec
+from pipeline.ceilings import AboveCeiling, apply_ceilings, ceilings
 from pipeline.config import FunctionCall, PipelineConfig, format_location, load_config
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
@@ -85,6 +86,10 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
                     f"{where}.params.{format_location(err['loc'])}: {err['msg']}" for err in exc.errors()
                 ]
                 raise ConfigError("\n".join(problems)) from exc
+            try:
+                apply_ceilings(params, ceilings(config, call.function))
+            except AboveCeiling as exc:
+                raise ConfigError(f"{where}.{exc}") from exc
             for ref in spec.asset_refs(params):
                 if not ref.startswith("s3://"):
                     raise ConfigError(f"{where}.params: asset {ref!r} must be an object, s3://bucket/key")

@@ -12,6 +12,7 @@ import mimetypes
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.ceilings import apply_ceilings, ceilings
 from pipeline.config import PipelineConfig, Rule
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import params_hash
@@ -102,7 +103,10 @@ def route(pipeline: Pipeline, event: ObjectEvent) -> list[Planned]:
             continue
         for call in rule.functions:
             spec = pipeline.function(call.function)
-            params = spec.parse_params(merged_params(config, spec, call)).model_dump(mode="json")
+            parsed = apply_ceilings(
+                spec.parse_params(merged_params(config, spec, call)), ceilings(config, call.function)
+            )
+            params = parsed.model_dump(mode="json")
             p_hash = params_hash(params)
             # Two rules asking for the same function with the same params are one unit of work.
             planned.setdefault(

@@ -18,9 +18,14 @@ class _Common(Params):
     """What every kind shares: how much of the machine one run may take."""
 
     threads: int = Field(default=2, ge=1, le=16)
-    wall_seconds: float = Field(default=1800, gt=0, description="Kill ffmpeg after this long.")
-    cpu_seconds: int = Field(default=3600, gt=0)
-    max_output_bytes: int = Field(default=4 * 1024**3, gt=0)
+    wall_seconds: float = Field(
+        default=1800,
+        gt=0,
+        description="Kill ffmpeg after this long.",
+        json_schema_extra={"ceiling": "time_limit"},
+    )
+    cpu_seconds: int = Field(default=3600, gt=0, json_schema_extra={"ceiling": "cpu_time"})
+    max_output_bytes: int = Field(default=4 * 1024**3, gt=0, json_schema_extra={"ceiling": "max_bytes"})
 
     def limits(self) -> _ffmpeg.Limits:
         return _ffmpeg.Limits(self.wall_seconds, self.cpu_seconds, self.max_output_bytes, self.threads)

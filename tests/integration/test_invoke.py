@@ -179,3 +179,25 @@ def test_waiting_listens_for_the_verdict_and_ledger_scans_are_bounded(api: Api, 
     assert keyed.status_code == 400 and "bucket" in keyed.json()["detail"]
     both = api.client.get("/api/invocations", params={"key": "library/cat.jpg", "bucket": "media"})
     assert both.status_code == 200 and len(both.json()["items"]) == 2  # the filter and the thumbnail
+
+
+def test_a_caller_can_lower_the_operators_limits_never_raise_them(api: Api) -> None:
+    def invoke(function: str, params: dict[str, object]) -> httpx.Response:
+        ref = {"bucket": "media", "key": "library/cat.jpg", "params": params}
+        return api.client.post(f"/api/functions/{function}/invoke", json=ref)
+
+    refusals: list[tuple[str, dict[str, object], str]] = [
+        ("thumbnail", {"max_pixels": 10**12}, "screening.max_pixels"),
+        ("thumbnail", {"max_frames": 10**6}, "screening.max_frames"),
+        ("filter", {"steps": [{"op": "resize", "width": 16000, "upscale": True}]}, "screening.max_dimension"),
+        ("transcode", {"kind": "mp4", "wall_seconds": 10**6}, "time_limit"),
+        ("transcode", {"kind": "mp4", "max_output_bytes": 10**15}, "screening.max_bytes"),
+    ]
+    for function, params, ceiling in refusals:
+        refused = invoke(function, params)
+        assert refused.status_code == 422 and ceiling in refused.json()["detail"], (params, refused.text)
+    ratio = invoke("thumbnail", {"fit": "cover", "aspect": "0:1"})
+    assert ratio.status_code == 422, "a zero ratio is refused at the request, not retried until dead"
+    assert api.runtime.ledger.invocations.query() == []
+    lowered = invoke("thumbnail", {"max_pixels": 1000, "sizes": [32]})
+    assert lowered.status_code == 202 and lowered.json()["params"]["max_pixels"] == 1000

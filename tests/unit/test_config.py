@@ -128,3 +128,36 @@ rules:
         ConfigError, match=r"rules\[0\] \(marked\)\.functions\[0\]\.params: asset '/etc/passwd' must be"
     ):
         build_pipeline(parse_config(text, "p.yaml"), "p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("params", "refusal"),
+    [
+        (
+            "{max_pixels: 999999999}",
+            r"params\.max_pixels: 1e\+09 is above the ceiling of 5e\+07 \(screening\.max_pixels\)",
+        ),
+        ("{fit: cover, aspect: '0:1'}", r"params\.aspect"),
+    ],
+)
+def test_rule_params_above_a_ceiling_or_with_a_zero_ratio_do_not_load(params: str, refusal: str) -> None:
+    text = f"rules:\n  - {{name: t, bucket: media, functions: [{{function: thumbnail, params: {params}}}]}}\n"
+    with pytest.raises(ConfigError, match=refusal):
+        build_pipeline(parse_config(text, "p.yaml"), "p.yaml")
+
+
+def test_a_lower_ceiling_lowers_the_functions_defaults() -> None:
+    from pipeline.events import ObjectEvent
+    from pipeline.routing import route
+
+    text = "screening: {max_pixels: 1000000}\nrules:\n  - {name: t, bucket: media, functions: [{function: thumbnail}]}\n"
+    pipeline = build_pipeline(parse_config(text, "p.yaml"), "p.yaml")
+    event = ObjectEvent(
+        source="api",
+        event_name="s3:ObjectCreated:Put",
+        bucket="media",
+        key="a.jpg",
+        content_type="image/jpeg",
+    )
+    [plan] = route(pipeline, event)
+    assert plan.params["max_pixels"] == 1_000_000
