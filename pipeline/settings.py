@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="Non-public networks outgoing webhooks may reach anyway, "
         'e.g. `["10.0.5.0/24"]` (JSON list).',
     )
+    webhook_ports: list[int] = Field(
+        default_factory=lambda: [80, 443, 8080, 8443],
+        description="Ports outgoing webhooks may reach on public addresses (JSON list); networks "
+        "in `webhook_allow_networks` may use any port.",
+    )
     webhook_timeout: float = Field(10.0, description="Seconds one webhook attempt may take.")
     webhook_max_age: float = Field(
         86400.0, description="Seconds a webhook message is retried before it is given up as failed."

@@ -8,9 +8,11 @@ second lookup. Every address a name resolves to must pass; the first one is used
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.errors import DestinationRefused
@@ -19,12 +21,33 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+DNS_TIMEOUT_S = 5.0
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo client, NAT64), which is where a
+    connection to it may really end up."""
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return addr.sixtofour
+    if addr.teredo is not None:
+        return addr.teredo[1]
+    if addr in _NAT64:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
 
 
 def category(addr: Address) -> str | None:
     """Why an address is not a public destination, or None if it is one."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return category(addr.ipv4_mapped)
+    if isinstance(addr, ipaddress.IPv6Address):
+        inner = embedded_ipv4(addr)
+        if inner is not None:
+            why = category(inner)
+            return f"{why} (inside {addr})" if why else None
+        if addr.is_site_local:
+            return "site-local"
     if addr.is_loopback:
         return "loopback"
     if addr.is_unspecified:
@@ -68,19 +91,29 @@ class Destination:
 class Guard:
     allow_private: bool = False
     allow_networks: tuple[Network, ...] = field(default_factory=tuple)
+    ports: tuple[int, ...] = (80, 443, 8080, 8443)
 
     @classmethod
-    def from_settings(cls, allow_private: bool, networks: list[str]) -> Guard:
-        return cls(allow_private, tuple(ipaddress.ip_network(n, strict=False) for n in networks))
+    def from_settings(cls, allow_private: bool, networks: list[str], ports: list[int] | None = None) -> Guard:
+        nets = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        return cls(allow_private, nets, tuple(ports) if ports else cls.ports)
 
-    def refusal(self, addr: Address) -> str | None:
-        why = category(addr)
-        if why is None or self.allow_private:
-            return None
+    def _allowed_network(self, addr: Address) -> bool:
         plain = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped else addr
-        if any(plain in net for net in self.allow_networks):
+        return any(plain in net for net in self.allow_networks)
+
+    def refusal(self, addr: Address, port: int | None = None) -> str | None:
+        """Why `addr` (and `port`) may not be called, or None. Networks the operator allowed are
+        trusted with any port; public addresses get the web's ports only, so a webhook URL cannot
+        probe a host's other services."""
+        if self.allow_private or self._allowed_network(addr):
             return None
-        return why
+        why = category(addr)
+        if why is not None:
+            return why
+        if port is not None and port not in self.ports:
+            return f"port {port}, not one of {', '.join(map(str, self.ports))} (PIPELINE_WEBHOOK_PORTS)"
+        return None
 
     def check_url(self, url: str) -> tuple[str, str, int, str]:
         """Syntax only: scheme, host, port, path+query. No lookup."""
@@ -110,15 +143,12 @@ class Guard:
         if literal is not None:
             addresses = [literal]
         else:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                raise DestinationRefused(f"{url}: cannot resolve {host}: {exc}") from exc
+            infos = _lookup(url, host, port)
             addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
         if not addresses:
             raise DestinationRefused(f"{url}: {host} resolves to no address")
         for addr in addresses:
-            why = self.refusal(addr)
+            why = self.refusal(addr, port)
             if why is not None:
                 shown = host if literal is not None else f"{host} resolves to {addr}, which"
                 raise DestinationRefused(
@@ -126,3 +156,18 @@ class Guard:
                     "allow it with PIPELINE_WEBHOOK_ALLOW_NETWORKS if it is meant to be reachable"
                 )
         return Destination(scheme, host, port, addresses[0], path)
+
+
+_resolver = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+
+
+def _lookup(url: str, host: str, port: int) -> list[Any]:
+    """getaddrinfo with a deadline (it has none of its own): a slow resolver must not hold a
+    delivery thread."""
+    future = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return list(future.result(timeout=DNS_TIMEOUT_S))
+    except concurrent.futures.TimeoutError:
+        raise DestinationRefused(f"{url}: looking up {host} took over {DNS_TIMEOUT_S:g}s") from None
+    except OSError as exc:
+        raise DestinationRefused(f"{url}: cannot resolve {host}: {exc}") from exc

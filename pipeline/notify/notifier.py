@@ -57,7 +57,9 @@ class Notifier:
         client: redis.Redis,
         presign: Presign | None,
     ) -> Notifier:
-        guard = Guard.from_settings(settings.webhook_allow_private, settings.webhook_allow_networks)
+        guard = Guard.from_settings(
+            settings.webhook_allow_private, settings.webhook_allow_networks, settings.webhook_ports
+        )
         return cls(ledger, client, config, guard, DeliveryPolicy.from_settings(settings), presign)
 
     def sync(self) -> None:

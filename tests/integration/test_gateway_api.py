@@ -252,3 +252,21 @@ def test_sns_notifications_only_from_listed_topics_and_never_replayed(
         assert queued(redis_url) == 0
         assert c.post(url, content=sns_notification()).status_code == 200
         assert queued(redis_url) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://[2002:7f00:1::]/hook", "loopback (inside 2002:7f00:1::)"),  # 6to4 of 127.0.0.1
+        ("http://[2002:a9fe:a9fe::]/hook", "link-local"),  # 6to4 of 169.254.169.254
+        ("http://[64:ff9b::a00:1]/hook", "private"),  # NAT64 of 10.0.0.1
+        ("http://[fec0::1]/hook", "site-local"),
+        ("http://93.184.216.34:22/hook", "port 22"),
+    ],
+)
+def test_webhook_destinations_hidden_in_special_ranges_or_ports_are_refused(
+    client: httpx.Client, url: str, why: str
+) -> None:
+    refused = client.post("/api/webhooks", json={"url": url})
+    assert refused.status_code == 422 and why in refused.json()["detail"], refused.text
+    assert client.post("/api/webhooks", json={"url": "https://93.184.216.34/hook"}).status_code == 201

@@ -47,10 +47,11 @@ def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) ->
             assert refused.status_code == 401
         assert len(set(ids)) == 20 and runtime.dispatcher.depth("fn.thumbnail") == 20
         assert all(json.loads(e.raw)["Records"] for e in runtime.ledger.events.recent(limit=20))
-        # Each process counts the notifications it accepted itself: two different counts that add
-        # up to 20 can only come from two processes that both answered.
+        # Each process counts the notifications it accepted itself. A reading below 20 means the
+        # process read from took only some of them: another process answered the rest.
         counts = accepted_counts(base, headers)
-        assert len(counts) == 2 and sum(counts) == 20 and min(counts) > 0, counts
+        assert all(0 < c < 20 for c in counts), counts
+        assert (len(counts) == 2 and sum(counts) == 20) or counts == {10}, counts
     finally:
         assert gateway.stop() == 0, gateway.output()[-3000:]
 
