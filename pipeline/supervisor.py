@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
+import redis
 
 from pipeline.embedded import env_with_redis
 from pipeline.ledger import Ledger
@@ -75,47 +76,53 @@ class Supervisor:
         for child in self.children:
             self._spawn(child)
 
-    def wait_workers(self, ledger: Ledger, timeout: float = 30.0) -> None:
-        """Block until every worker child has registered its heartbeat (i.e. consumes its queues)."""
-        pids = {c.process.pid for c in self.children if c.process and c.name.startswith("worker")}
+    def wait_workers(self, ledger: Ledger, timeout: float = 30.0) -> bool:
+        """Wait until every worker child has registered its heartbeat (i.e. consumes its queues).
+        False if they have not within `timeout` (Redis away, say): they register once they can,
+        and the caller carries on either way. A child that exits meanwhile is restarted."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
-            if pids <= {w.pid for w in ledger.workers.live()}:
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"workers did not come up within {timeout:g}s")
-
-    def wait_gateway(self, url: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
+            self.restart_exited()
+            pids = {c.process.pid for c in self.children if c.process and c.name.startswith("worker")}
             try:
-                if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
-                    return
+                if pids <= {w.pid for w in ledger.workers.live()}:
+                    return True
+            except redis.RedisError:
+                pass  # Redis away: the workers cannot register either; keep waiting
+            time.sleep(0.05)
+        return False
+
+    def wait_gateway(self, url: str, timeout: float = 30.0) -> bool:
+        """Wait until the gateway answers at all: 503 from /healthz (Redis away) counts, since it
+        then answers notifications with 503 and the senders retry."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.restart_exited()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1.0).status_code in (200, 503):
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"gateway did not answer at {url} within {timeout:g}s")
+        return False
 
-    def _check_alive(self) -> None:
+    def restart_exited(self, should_stop: list[bool] | None = None) -> None:
+        """Restart children that exited, with backoff for one that keeps crashing."""
         for child in self.children:
-            if child.process is not None and child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with code {child.process.returncode} during start")
+            proc = child.process
+            if proc is not None and proc.poll() is not None and not (should_stop and should_stop[0]):
+                delay = min(30.0, 0.5 * 2**child.restarts)
+                if time.monotonic() - child.started_at > 60:
+                    child.restarts, delay = 0, 0.5  # it ran fine for a while: not a crash loop
+                print(f"{child.name} exited ({proc.returncode}); restarting in {delay:g}s", flush=True)
+                time.sleep(delay)
+                child.restarts += 1
+                self._spawn(child)
 
     def watch(self, should_stop: list[bool]) -> None:
         """Keep children running until `should_stop[0]`; a crashed child is restarted with backoff."""
         while not should_stop[0]:
-            for child in self.children:
-                proc = child.process
-                if proc is not None and proc.poll() is not None and not should_stop[0]:
-                    delay = min(30.0, 0.5 * 2**child.restarts)
-                    if time.monotonic() - child.started_at > 60:
-                        child.restarts, delay = 0, 0.5  # it ran fine for a while: not a crash loop
-                    print(f"{child.name} exited ({proc.returncode}); restarting in {delay:g}s", flush=True)
-                    time.sleep(delay)
-                    child.restarts += 1
-                    self._spawn(child)
+            self.restart_exited(should_stop)
             time.sleep(0.2)
 
     def stop(self, timeout: float = 30.0) -> None:

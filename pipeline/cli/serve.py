@@ -37,8 +37,10 @@ def up(host: str | None, port: int | None) -> None:
         try:
             supervisor.start()
             url = f"http://{host}:{port}"
-            supervisor.wait_gateway(url)
-            supervisor.wait_workers(Ledger(connect(redis.url)))
+            if not supervisor.wait_gateway(url):
+                click.echo(f"note: the gateway does not answer at {url} yet; still trying", err=True)
+            if not supervisor.wait_workers(Ledger(connect(redis.url))):
+                click.echo("note: workers have not registered yet (is Redis reachable?); they will", err=True)
             click.echo(f"gateway listening on {url}  (events: {url}/events/minio, {url}/events/sns)")
             click.echo(f"dashboard: {url}/admin")
             where = f"{'embedded ' if redis.owned else ''}{redacted(redis.url)}"

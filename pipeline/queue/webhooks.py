@@ -15,6 +15,7 @@ import socket
 import threading
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
@@ -42,10 +43,13 @@ def send_delivery(app: Celery, msg_id: str) -> None:
     )
 
 
-def _scheduler(notifier: Notifier, app: Celery, stop: threading.Event) -> None:
+def _scheduler(notifier: Notifier, app: Celery, stop: threading.Event, synced: bool) -> None:
     while not stop.is_set():
         busy = 0
         try:
+            if not synced:  # the pipeline file's subscriptions, once Redis answers
+                notifier.sync()
+                synced = True
             busy = notifier.drain()
             busy += notifier.schedule_due(lambda msg_id: send_delivery(app, msg_id))
         except Exception as exc:  # Redis restarting: keep trying, nothing is lost meanwhile
@@ -69,7 +73,12 @@ def run_webhook_worker(
     app = create_celery(redis_url, pipeline)
     runtime = build_runtime(settings, pipeline, redis_url, CeleryDispatcher(app))
     notifier = notifier_for(runtime)
-    notifier.sync()
+    try:
+        notifier.sync()  # a wrong pipeline file stops the worker here, with its reason
+        synced = True
+    except redis.RedisError as exc:  # Redis away: the scheduler syncs once it answers
+        log.warning("webhook subscriptions not synced yet: %s", exc)
+        synced = False
 
     @app.task(name=WEBHOOK_TASK, ignore_result=True)
     def deliver_webhook(msg_id: str) -> None:
@@ -83,7 +92,7 @@ def run_webhook_worker(
     @worker_ready.connect(weak=False)
     def _ready(**_: Any) -> None:
         threading.Thread(
-            target=_scheduler, args=(notifier, app, stop), name="webhook-scheduler", daemon=True
+            target=_scheduler, args=(notifier, app, stop, synced), name="webhook-scheduler", daemon=True
         ).start()
         start_heartbeat(runtime.ledger, hostname, [WEBHOOK_QUEUE], concurrency)
         if not quiet:

@@ -142,7 +142,10 @@ def _start_heartbeat(
 ) -> None:
     runtime, _ = ctx.get()
     pauses = PauseFollower(ctx.app, runtime.ledger, ctx.pipeline.config, hostname, queues)
-    pauses.start(consumer)
+    try:
+        pauses.start(consumer)
+    except redis.RedisError as exc:  # Redis away at start: the heartbeat's follow() corrects it
+        log.warning("cannot read the paused functions yet: %s", exc)
     start_heartbeat(runtime.ledger, hostname, queues, concurrency, also=pauses.follow)
 
 

@@ -5,12 +5,14 @@ SNS do after a 503."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from PIL import Image
@@ -20,14 +22,17 @@ from pipeline.embedded import free_port, redis_server_binary
 from pipeline.errors import BrokerUnavailable
 from pipeline.events import ObjectEvent
 from pipeline.invocation import Status
+from pipeline.ledger import Ledger, connect
+from pipeline.measure.ingest import minio_body
 from pipeline.measure.soak import send_until_accepted
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
+from pipeline.storage import LocalStore
 from pipeline.supervisor import Supervisor
-from tests.helpers import THUMBNAILS_ONLY, wait_until
+from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +156,50 @@ def test_redis_restart_mid_run_loses_nothing(
         stop[0] = True
         watcher.join(timeout=5)
         supervisor.stop()
+
+
+def test_pipeline_up_rides_out_redis_going_away_while_it_starts(aof_redis: AofRedis, tmp_path: Path) -> None:
+    """Redis goes away in the first seconds of `pipeline up`, while it waits for its workers:
+    `up` keeps running, the gateway answers 503 meanwhile, and everything carries on by itself
+    once Redis is back."""
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(CONFIG)
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=aof_redis.url,
+        PIPELINE_CONFIG=str(config),
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+    )
+    photo = tmp_path / "cat.png"
+    Image.new("RGB", (64, 48), (200, 100, 50)).save(photo)
+    stored = LocalStore(tmp_path / "data" / "store")  # written without a notification: we send it
+    stored.ensure_bucket("media")
+    info = stored.put_file("media", "uploads/cat.png", photo, content_type="image/png")
+    body = minio_body("uploads/cat.png", info.size).replace(f"{info.size:032x}".encode(), info.etag.encode())
+    port = free_port()
+    up = Proc(["up", "--port", str(port)], env, tmp_path / "up.log")
+    try:
+        time.sleep(0.5)
+        aof_redis.stop()  # while `up` waits for its gateway and workers
+        time.sleep(6)
+        assert up.alive(), up.output()[-3000:]
+        url = f"http://127.0.0.1:{port}/events/minio"
+        headers = {"Content-Type": "application/json"}
+        wait_until(
+            lambda: _status(url, body, headers) == 503, 30, "the gateway to answer 503 while Redis is away"
+        )
+        aof_redis.start()
+        wait_until(lambda: _status(url, body, headers) == 200, 60, "the notification to be accepted")
+        ledger = Ledger(connect(aof_redis.url))
+        wait_until(
+            lambda: [i.status for i in ledger.invocations.query()] == [Status.SUCCEEDED], 90, "the thumbnails"
+        )
+        assert up.alive() and "Traceback" not in up.output(), up.output()[-3000:]
+    finally:
+        up.interrupt(signal.SIGINT, 60)
+
+
+def _status(url: str, body: bytes, headers: dict[str, str]) -> int | None:
+    try:
+        return httpx.post(url, content=body, headers=headers, timeout=5).status_code
+    except httpx.HTTPError:
+        return None
