@@ -30,8 +30,12 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, client: redis.Redis) -> None:
+    """`password`: the admin password in effect. A session remembers a fingerprint of the password
+    it was opened with, so changing the password ends every session opened with the old one."""
+
+    def __init__(self, client: redis.Redis, password: str | None = None) -> None:
         self.r = client
+        self.password = password or ""
         self._signer: TimestampSigner | None = None
 
     @property
@@ -45,7 +49,8 @@ class Sessions:
     def create(self) -> tuple[Session, str]:
         """A new session and the cookie value that carries it."""
         session = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-        self.r.set(keys.admin_session(session.id), session.csrf, ex=SESSION_SECONDS)
+        record = f"{session.csrf} {self._fingerprint()}"
+        self.r.set(keys.admin_session(session.id), record, ex=SESSION_SECONDS)
         return session, self.signer.sign(session.id).decode()
 
     def get(self, cookie: str | None) -> Session | None:
@@ -55,8 +60,18 @@ class Sessions:
             session_id = self.signer.unsign(cookie, max_age=SESSION_SECONDS).decode()
         except BadSignature:
             return None
-        csrf = self.r.get(keys.admin_session(session_id))
-        return Session(session_id, str(csrf)) if csrf else None
+        record = self.r.get(keys.admin_session(session_id))
+        if not record:
+            return None
+        csrf, _, fingerprint = str(record).partition(" ")
+        if not hmac.compare_digest(fingerprint, self._fingerprint()):  # the password changed since
+            self.r.delete(keys.admin_session(session_id))
+            return None
+        return Session(session_id, csrf)
+
+    def _fingerprint(self) -> str:
+        """Names the password without revealing it (keyed with the installation's signing key)."""
+        return hmac.new(self.signer.secret_keys[-1], self.password.encode(), "sha256").hexdigest()[:32]
 
     def end(self, session: Session) -> None:
         self.r.delete(keys.admin_session(session.id))

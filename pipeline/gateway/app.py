@@ -117,7 +117,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         sns_verifier=SignatureVerifier(),
         metrics=metrics,
         notifier=notifier,
-        sessions=Sessions(runtime.redis),
+        sessions=Sessions(
+            runtime.redis, settings.admin_password.get_secret_value() if settings.admin_password else None
+        ),
         controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
     )
     # Outermost: where a request comes from, its type, its token and its size are checked before

@@ -54,6 +54,7 @@ def gateway(redis_url: str, tmp_path: Path) -> Iterator[Gateway]:
 @contextlib.contextmanager
 def running_gateway(redis_url: str, tmp_path: Path, **settings: str) -> Iterator[Gateway]:
     """A `pipeline gateway` process with every token set (so nothing is in development mode)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
     env.update(
         PIPELINE_API_TOKEN=API_TOKEN, PIPELINE_WEBHOOK_TOKEN=WEBHOOK_TOKEN, PIPELINE_ADMIN_PASSWORD="pw"
@@ -291,3 +292,27 @@ def test_anonymous_callers_learn_only_whether_it_is_healthy(redis_url: str, tmp_
             assert client.get("/metrics").status_code == 401
             assert client.get("/metrics", headers=api).status_code == 401  # its own token
             assert "pipeline_queue_depth" in client.get("/metrics", headers=scraper).text
+
+
+def test_changing_the_admin_password_ends_the_sessions_opened_with_the_old_one(
+    redis_url: str, tmp_path: Path
+) -> None:
+    def login(client: httpx.Client, password: str) -> None:
+        answer = client.post("/admin/login", data={"password": password, "next": "/admin"})
+        assert answer.status_code == 303 and answer.headers["location"] == "/admin"
+
+    def signed_in(client: httpx.Client, gateway: Gateway) -> bool:
+        return client.get(f"{gateway.url}/admin").status_code == 200
+
+    with httpx.Client(timeout=10) as client, httpx.Client(timeout=10) as newcomer:
+        with running_gateway(redis_url, tmp_path / "one", PIPELINE_ADMIN_PASSWORD="first") as gateway:
+            client.base_url = httpx.URL(gateway.url)
+            login(client, "first")
+            assert signed_in(client, gateway)
+        with running_gateway(redis_url, tmp_path / "same", PIPELINE_ADMIN_PASSWORD="first") as gateway:
+            assert signed_in(client, gateway), "a restart with the same password keeps the session"
+        with running_gateway(redis_url, tmp_path / "two", PIPELINE_ADMIN_PASSWORD="second") as gateway:
+            assert not signed_in(client, gateway), "the session opened with the old password still works"
+            newcomer.base_url = httpx.URL(gateway.url)
+            login(newcomer, "second")
+            assert signed_in(newcomer, gateway)
