@@ -131,8 +131,11 @@ def test_manifests_render_and_run_the_project_image_commands_and_probes(
         assert container["image"] == f"registry.example.com/media-pipeline:{__version__}"  # tag = release
         check_cli(container["args"])
         assert container["resources"]["requests"] and container["resources"]["limits"]
-        refs = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
-        assert refs == {"configMapRef": "pipeline-config", "secretRef": "pipeline-secrets"}
+        refs = [(kind, ref[kind]["name"]) for ref in container["envFrom"] for kind in ref]
+        expected = [("configMapRef", "pipeline-config"), ("secretRef", "pipeline-secrets")]
+        if deployment["metadata"]["name"] == "gateway":
+            expected.append(("secretRef", "pipeline-gateway-secrets"))  # tokens: the gateway's alone
+        assert refs == expected
         probe = container.get("livenessProbe", {})
         if "exec" in probe:
             assert probe["exec"]["command"][0] == "pipeline"
@@ -206,3 +209,50 @@ def test_dockerfile_is_one_slim_non_root_image_with_ffmpeg() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert "-slim" in text and "ffmpeg" in text and "USER pipeline" in text
     assert 'ENTRYPOINT ["pipeline"]' in text
+
+
+def test_workers_parsing_untrusted_media_run_locked_down(rendered: list[dict[str, Any]]) -> None:
+    for name, deployment in kinds(rendered, "Deployment").items():
+        if not name.startswith("worker-"):
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        [container] = pod["containers"]
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        for volume in pod["volumes"]:
+            assert volume["emptyDir"]["sizeLimit"], f"{name}: {volume['name']} has no sizeLimit"
+        mounted = {m["mountPath"] for m in container["volumeMounts"]}
+        assert {"/tmp", "/var/lib/pipeline"} <= mounted, "a read-only root needs its scratch mounted"
+    [policy] = kinds(rendered, "NetworkPolicy").values()
+    selected = set(policy["spec"]["podSelector"]["matchExpressions"][0]["values"])
+    assert selected == {"worker-images", "worker-video"}
+    ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {6379, 443, 9000, 53}, "workers reach Redis, the store and DNS only"
+
+
+def test_compose_publishes_on_loopback_guards_redis_and_keeps_tokens_from_workers(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("${PUBLISH_ADDRESS:-127.0.0.1}:"), (
+                f"{name} publishes {port} beyond loopback"
+            )
+    assert "--requirepass" in services["redis"]["command"]
+    for name, service in services.items():
+        env = service.get("environment", {})
+        if "PIPELINE_REDIS_URL" in env:
+            assert env["PIPELINE_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD"), name
+        if name.startswith("worker-"):
+            assert not {"PIPELINE_API_TOKEN", "PIPELINE_ADMIN_PASSWORD", "PIPELINE_WEBHOOK_TOKEN"} & set(env)
+            assert service["depends_on"]["secrets-checked"] == {"condition": "service_completed_successfully"}
+
+
+@pytest.mark.parametrize(("secrets", "code"), [("s3cr3t t0ken", 0), ("s3cr3t change-me-api-token", 1)])
+def test_compose_refuses_the_example_secrets(compose: dict[str, Any], secrets: str, code: int) -> None:
+    script = compose["services"]["secrets-checked"]["command"][-1].replace("$$", "$")
+    result = subprocess.run(["sh", "-c", script], env={"SECRETS": secrets}, capture_output=True, check=False)
+    assert result.returncode == code
