@@ -168,6 +168,7 @@ def test_pipeline_up_rides_out_redis_going_away_while_it_starts(aof_redis: AofRe
         PIPELINE_REDIS_URL=aof_redis.url,
         PIPELINE_CONFIG=str(config),
         PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_RECONCILE_INTERVAL="0",  # the notification alone, not the reconciler, must bring it in
     )
     photo = tmp_path / "cat.png"
     Image.new("RGB", (64, 48), (200, 100, 50)).save(photo)
