@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     gateway_workers: int = Field(
         1, ge=1, le=64, description="Gateway processes sharing the port (each about one core's worth)."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (JSON list); nobody else's are.",
+    )
     sns_verify_signature: bool = Field(
         True, description="Verify SNS message signatures. False only for local test peers such as moto."
     )

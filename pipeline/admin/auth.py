@@ -20,6 +20,7 @@ from pipeline.ledger import keys
 COOKIE = "pipeline_admin"
 SESSION_SECONDS = 12 * 3600
 LOGIN_ATTEMPTS = 10  # failed logins per client address within LOGIN_PAUSE_S
+LOGIN_ATTEMPTS_ALL = 100  # failed logins from all addresses together within LOGIN_PAUSE_S
 LOGIN_PAUSE_S = 300
 
 
@@ -77,13 +78,16 @@ class Sessions:
         self.r.delete(keys.admin_session(session.id))
 
     def login_paused(self, client: str) -> bool:
-        """Too many failed logins from this address lately."""
-        return int(self.r.get(keys.admin_login_tries(client)) or 0) >= LOGIN_ATTEMPTS
+        """Too many failed logins lately: from this address, or against the admin account from
+        everywhere together (a ceiling that spreading guesses over many addresses cannot pass)."""
+        mine, everyone = self.r.mget([keys.admin_login_tries(client), keys.admin_login_tries("*all*")])
+        return int(mine or 0) >= LOGIN_ATTEMPTS or int(everyone or 0) >= LOGIN_ATTEMPTS_ALL
 
     def login_failed(self, client: str) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.incr(keys.admin_login_tries(client))
-        pipe.expire(keys.admin_login_tries(client), LOGIN_PAUSE_S)
+        for counter in (keys.admin_login_tries(client), keys.admin_login_tries("*all*")):
+            pipe.incr(counter)
+            pipe.expire(counter, LOGIN_PAUSE_S)
         pipe.execute()
 
 

@@ -89,10 +89,11 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
                 workers=workers,
                 log_level="warning",
                 access_log=False,
+                proxy_headers=False,  # the gateway judges forwarded headers (PIPELINE_TRUSTED_PROXIES)
             )
             return
         app = create_app(settings.model_copy(update={"redis_url": redis.url, "gateway_host": host}))
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
 
 
 @click.command()

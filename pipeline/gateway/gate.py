@@ -9,12 +9,16 @@ carries, its credentials, and the size of its body.
 - FastAPI reads and parses a route's JSON body before its dependencies run, so a token dependency
   alone would hold any body in memory before answering 401: `/api/*` without the API token is
   answered 401 here, without reading a byte of the body.
+- Behind a proxy listed in PIPELINE_TRUSTED_PROXIES, the client address and scheme are taken
+  from X-Forwarded-For and X-Forwarded-Proto (from nobody else), so login throttling counts real
+  clients and the session cookie stays Secure behind a TLS-terminating proxy.
 - A declared length over the route's limit is answered 413 at once, and a body streamed past the
   limit (chunked, or lying about its length) is cut off with 413 as soon as it crosses it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -52,6 +56,7 @@ class RequestGate:
         self.app = app
         self.settings = settings
         self.upload_limit = upload_limit
+        self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies)
 
     def limit_for(self, path: str) -> int:
         return self.upload_limit() if UPLOAD_ROUTES.match(path) else self.settings.max_event_bytes
@@ -62,6 +67,8 @@ class RequestGate:
             return
         path: str = scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.proxies:
+            scope = self._as_forwarded(scope, headers)
         try:
             if self.settings.dev_mode or self.settings.api_token is None:
                 _loopback_only(scope, headers)
@@ -80,6 +87,28 @@ class RequestGate:
         except Exception:
             if not guard.refused:  # the app failing on its own: not ours to hide
                 raise
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self.proxies)
+
+    def _as_forwarded(self, scope: Scope, headers: dict[str, str]) -> Scope:
+        """Behind a trusted proxy, the client and scheme are the ones the proxy saw: the client is
+        the rightmost X-Forwarded-For address that is not itself a trusted proxy (addresses to its
+        left were written by whoever connected to the proxy, and prove nothing)."""
+        peer = (scope.get("client") or ("", 0))[0]
+        if not self._trusted(peer):
+            return scope
+        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        client = next((h for h in reversed(hops) if not self._trusted(h)), hops[0] if hops else peer)
+        scheme = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        updated = dict(scope, client=(client, 0))
+        if scheme in ("http", "https"):
+            updated["scheme"] = scheme
+        return updated
 
     @staticmethod
     def _check_content_type(scope: Scope, path: str, headers: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+from pipeline.admin.auth import COOKIE
 from pipeline.ledger import keys
 from pipeline.notify.notifier import notifier_for
 from pipeline.runtime import Runtime
@@ -316,3 +317,35 @@ def test_changing_the_admin_password_ends_the_sessions_opened_with_the_old_one(
             newcomer.base_url = httpx.URL(gateway.url)
             login(newcomer, "second")
             assert signed_in(newcomer, gateway)
+
+
+def test_behind_a_trusted_proxy_clients_and_https_are_the_ones_it_saw(redis_url: str, tmp_path: Path) -> None:
+    def login(client: httpx.Client, password: str, client_ip: str, proto: str = "http") -> httpx.Response:
+        headers = {"X-Forwarded-For": f"{client_ip}, 10.0.0.7", "X-Forwarded-Proto": proto}
+        return client.post("/admin/login", data={"password": password, "next": "/admin"}, headers=headers)
+
+    proxies = '["127.0.0.1/32", "10.0.0.0/8"]'  # the ingress, and a hop inside the cluster
+    with (
+        running_gateway(redis_url, tmp_path / "proxied", PIPELINE_TRUSTED_PROXIES=proxies) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=10) as client,
+    ):
+        for _ in range(10):
+            assert login(client, "wrong", "203.0.113.5").status_code == 303
+        assert login(client, "wrong", "203.0.113.5").status_code == 429
+        answer = login(client, "pw", "203.0.113.6", proto="https")  # another admin is not locked out
+        assert answer.status_code == 303 and "secure" in answer.headers["set-cookie"].lower()
+        # The cookie is Secure: this plain-HTTP test client sends it by hand, as the proxy would.
+        cookie = {"Cookie": f"{COOKIE}={answer.cookies[COOKIE]}", "X-Forwarded-Proto": "https"}
+        client.cookies.clear()
+        page = client.get("/admin", headers=cookie)
+        csrf = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        origin = {**cookie, "Origin": f"https://127.0.0.1:{gateway.port}"}
+        paused = client.post("/admin/functions/thumbnail/pause", data={"csrf": csrf}, headers=origin)
+        assert paused.status_code == 303, "the Origin check must judge by the scheme the proxy saw"
+    with (
+        running_gateway(redis_url, tmp_path / "direct") as gateway,
+        httpx.Client(base_url=gateway.url, timeout=10) as client,
+    ):
+        for n in range(10):  # nobody is trusted: forwarded headers from a client prove nothing
+            assert login(client, "wrong", f"198.51.100.{n}").status_code == 303
+        assert login(client, "pw", "198.51.100.99").status_code == 429
