@@ -165,9 +165,14 @@ def _screen_av(path: Path, media_type: str, size: int, policy: ScreeningPolicy) 
         raise Rejected("has no readable duration")
     if probed.duration > policy.max_duration:
         raise Rejected(f"{probed.duration:.0f}s is over the duration limit of {policy.max_duration:g}s")
+    # Every video stream: a decoder may be asked for any of them, not only the first.
+    for stream in probed.streams:
+        if stream.kind == "video" and stream.width and stream.height:
+            try:
+                _check_dimensions(stream.width, stream.height, policy)
+            except Rejected as exc:
+                raise Rejected(f"video stream {stream.index}: {exc}") from exc
     dims = probed.display_size()
-    if dims:
-        _check_dimensions(dims[0], dims[1], policy)
     return MediaInfo(
         media_type=media_type,
         size=size,

@@ -44,6 +44,14 @@ class Limits:
     cpu_seconds: int = 1800
     max_output_bytes: int = 4 * 1024**3
     threads: int = 2
+    # Address space (RLIMIT_AS): a hostile file that makes a decoder allocate without end fails
+    # its allocation instead of taking the host's memory.
+    max_memory_bytes: int = 4 * 1024**3
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def binary(name: str) -> str:
@@ -68,10 +76,11 @@ _libc = (
 )
 
 
-def _limits(cpu_seconds: int, max_output_bytes: int) -> Callable[[], None]:
+def _limits(limits: Limits) -> Callable[[], None]:
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_output_bytes, max_output_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_output_bytes, limits.max_output_bytes))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory_bytes, limits.max_memory_bytes))
         # ffmpeg runs in a session of its own (so a timeout can kill its whole group), which also
         # means it would outlive a worker that is SIGKILLed. Ask the kernel to kill it with us.
         if _libc is not None:
@@ -85,6 +94,7 @@ def run_sandboxed(
 ) -> subprocess.CompletedProcess[str]:
     stdout_lines: list[str] = []
     stderr_tail: list[str] = []
+    cpu_before = _children_cpu()
     with subprocess.Popen(
         list(argv),
         cwd=cwd,
@@ -93,7 +103,7 @@ def run_sandboxed(
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, so the kill reaches every child
-        preexec_fn=_limits(limits.cpu_seconds, limits.max_output_bytes),  # noqa: PLW1509 - rlimits only
+        preexec_fn=_limits(limits),  # noqa: PLW1509 - rlimits only
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
     ) as proc:
 
@@ -127,11 +137,21 @@ def run_sandboxed(
             for reader in readers:
                 reader.join(timeout=5)
     if proc.returncode != 0:
-        if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-            raise MediaError(f"{Path(argv[0]).name} exceeded its CPU limit of {limits.cpu_seconds}s")
+        name = Path(argv[0]).name
+        used_cpu = _children_cpu() - cpu_before
+        # RLIMIT_CPU sends SIGXCPU, then SIGKILL at the hard limit; a SIGKILL well before the CPU
+        # limit came from elsewhere: the kernel's out-of-memory killer.
+        if proc.returncode == -signal.SIGXCPU or (
+            proc.returncode == -signal.SIGKILL and used_cpu >= limits.cpu_seconds
+        ):
+            raise MediaError(f"{name} exceeded its CPU limit of {limits.cpu_seconds}s")
+        if proc.returncode == -signal.SIGKILL:
+            raise MediaError(f"{name} was killed after {used_cpu:.0f}s of CPU: out of memory")
         if proc.returncode == -signal.SIGXFSZ:
             raise MediaError(f"output exceeded the size limit of {limits.max_output_bytes} bytes")
         tail = "".join(stderr_tail).strip().splitlines()[-6:]
+        if any("Cannot allocate memory" in line for line in tail):
+            raise MediaError(f"{name} ran out of memory (limit {limits.max_memory_bytes} bytes): {tail[-1]}")
         raise MediaError(f"{Path(argv[0]).name} failed (exit {proc.returncode}): {' | '.join(tail)}")
     return subprocess.CompletedProcess(
         list(argv), proc.returncode, "".join(stdout_lines), "".join(stderr_tail)

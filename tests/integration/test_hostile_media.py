@@ -270,3 +270,43 @@ def test_a_huge_later_page_is_refused_by_a_real_worker(redis_url: str, tmp_path:
     [inv] = runtime.ledger.invocations.query()
     assert "frame or page 2 of 2: 9000x9000" in (inv.error or "") and inv.attempts == 1
     assert not list(runtime.store.list("media", "derived/"))
+
+
+def test_a_huge_second_video_stream_is_refused_by_a_real_worker(
+    ffmpeg_ok: None, redis_url: str, tmp_path: Path
+) -> None:
+    """The first video stream is small and the second is over the dimension limit: every video
+    stream is checked, not only the one players show."""
+    config = """
+version: 1
+buckets: [media]
+screening: {max_dimension: 1000}
+rules:
+  - name: videos
+    bucket: media
+    prefix: uploads/
+    content_types: ["video/*"]
+    functions: [{function: transcode, preset: probe}]
+"""
+    runtime, env = pipeline_runtime(config, redis_url, tmp_path)
+    video = tmp_path / "two.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:duration=1",
+         "-f", "lavfi", "-i", "testsrc=size=1280x720:duration=1", "-map", "0", "-map", "1",
+         "-c:v", "libx264", "-preset", "ultrafast", "-y", str(video)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    worker = Proc(["worker", "--functions", "transcode", "--concurrency", "1"], env, tmp_path / "worker.log")
+    try:
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
+        runtime.store.ensure_bucket("media")
+        runtime.store.put_file("media", "uploads/two.mp4", video, content_type="video/mp4")
+        wait_until(
+            lambda: [i.status for i in runtime.ledger.invocations.query()] == [Status.REJECTED],
+            60,
+            "a verdict",
+        )
+    finally:
+        worker.stop()
+    [inv] = runtime.ledger.invocations.query()
+    assert "video stream 1: 1280x720 has an edge over the limit of 1000 px" in (inv.error or "")
