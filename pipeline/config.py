@@ -184,6 +184,13 @@ class CallbackConfig(_Strict):
     events: list[EventType] = Field(
         default_factory=lambda: [EventType.OBJECT_PROCESSED, EventType.OBJECT_REJECTED]
     )
+    ttl_seconds: float = Field(
+        default=86400, gt=0, description="A callback destination is forgotten this long after its last use."
+    )
+    max_per_rule: int = Field(
+        default=100, ge=1, description="Callback destinations one rule may have at once."
+    )
+    max_destinations: int = Field(default=1000, ge=1, description="Callback destinations in all.")
 
 
 class InvokeConfig(_Strict):

@@ -125,12 +125,18 @@ def disable_cmd(sub_id: str) -> None:
 @click.option(
     "--rotate", is_flag=True, help="Make a new secret; the old one keeps signing for a grace period."
 )
-@click.option("--callback", is_flag=True, help="Print the secret that signs per-upload callbacks.")
-def secret_cmd(sub_id: str | None, rotate: bool, callback: bool) -> None:
-    """Print a subscription's current signing secret (or rotate it)."""
+@click.option(
+    "--callback",
+    "callback_url",
+    default=None,
+    metavar="URL",
+    help="Print the secret that signs callbacks to URL.",
+)
+def secret_cmd(sub_id: str | None, rotate: bool, callback_url: str | None) -> None:
+    """Print a subscription's current signing secret (or rotate it), or a callback URL's secret."""
     with _notifier() as notifier:
-        if callback:
-            click.echo(notifier.callback_secret())
+        if callback_url:
+            click.echo(notifier.callback_secret(callback_url))
             return
         sub = notifier.subs.get(sub_id) if sub_id else None
         if sub is None:

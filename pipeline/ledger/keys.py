@@ -163,6 +163,11 @@ WEBHOOK_DRAIN_LOCK = f"{WEBHOOK_PREFIX}drain-lock"
 WEBHOOK_CALLBACK_SECRET = f"{WEBHOOK_PREFIX}callback-secret"
 
 
+def callback_destinations(rule: str | None = None) -> str:
+    """Callback subscriptions in use (sorted set by last use), in all or of one rule."""
+    return f"{WEBHOOK_PREFIX}callbacks" + (f":rule:{rule}" if rule is not None else "")
+
+
 def webhook_subscription(sub_id: str) -> str:
     return f"{WEBHOOK_PREFIX}sub:{sub_id}"
 

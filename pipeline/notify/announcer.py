@@ -4,8 +4,12 @@ messages for the subscriptions that want them; when the last invocation of an up
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 
@@ -16,6 +20,7 @@ from pipeline.event_types import EventType
 from pipeline.invocation import Status
 from pipeline.ledger import Ledger, keys
 from pipeline.notify.messages import Message, MessageStore, message_id
+from pipeline.notify.notices import Notices
 from pipeline.notify.payloads import STATUS_EVENTS, Payload, invocation_payload, processed_payload
 from pipeline.notify.subscriptions import (
     SecretEntry,
@@ -38,10 +43,11 @@ class Announcer:
         config: PipelineConfig,
         subs: SubscriptionStore,
         messages: MessageStore,
+        notices: Notices,
         presign: Presign | None = None,
     ) -> None:
         self.ledger, self.r, self.config = ledger, client, config
-        self.subs, self.messages, self.presign = subs, messages, presign
+        self.subs, self.messages, self.notices, self.presign = subs, messages, notices, presign
 
     def drain(self, batch: int = 200) -> int:
         """Announce up to `batch` finished invocations. One drainer at a time; a drainer that dies
@@ -72,7 +78,7 @@ class Announcer:
             payload = invocation_payload(inv, self._presign)
             subject = f"{inv.id}:{inv.finished_at}"
             self._fan_out(
-                event, payload, inv.bucket, inv.key, [inv.function], subject, subs, inv.callback_url
+                event, payload, inv.bucket, inv.key, [inv.function], subject, subs, inv.callback_url, inv.rule
             )
         if inv.event_id and self.ledger.outbox.close_join(inv.event_id, inv.id):
             # The event record may not be written yet (intake records it last): the object's own
@@ -93,6 +99,7 @@ class Announcer:
                 inv.event_id,
                 subs,
                 callback,
+                inv.rule,
             )
 
     def _presign(self, bucket: str, key: str) -> str | None:
@@ -108,10 +115,13 @@ class Announcer:
         subject: str,
         subs: list[Subscription],
         callback_url: str | None,
+        rule: str,
     ) -> None:
         targets = [s for s in subs if s.wants(event, bucket, key, functions)]
         if callback_url and event in self.config.callbacks.events:
-            targets.append(self.callback_subscription(callback_url))
+            callback = self.callback_subscription(callback_url, rule)
+            if callback is not None:
+                targets.append(callback)
         body = payload.model_dump_json()
         for sub in targets:
             msg = Message(
@@ -126,26 +136,54 @@ class Announcer:
             if self.messages.add(msg):
                 log.debug("webhook %s %s -> %s", msg.id, event.value, sub.url)
 
-    def callback_subscription(self, url: str) -> Subscription:
+    def callback_subscription(self, url: str, rule: str) -> Subscription | None:
+        """The subscription that carries an upload's callback to `url`, signed with that
+        destination's own secret; None (and a notice) when the rule or the installation already
+        has as many callback destinations as the pipeline file allows."""
+        conf = self.config.callbacks
         sub_id = callback_id(url)
-        existing = self.subs.get(sub_id)
-        if existing is not None:
-            return existing
-        sub = Subscription(
+        now = time.time()
+        pipe = self.r.pipeline(transaction=True)
+        for index in (keys.callback_destinations(), keys.callback_destinations(rule)):
+            pipe.zremrangebyscore(index, "-inf", now - conf.ttl_seconds)
+            pipe.zscore(index, sub_id)
+            pipe.zcard(index)
+        _, known_all, count_all, _, known_rule, count_rule = pipe.execute()
+        if known_all is None and count_all >= conf.max_destinations:
+            self.notices.add(
+                f"callback to {url} not sent: {count_all} callback destinations in use (max_destinations)"
+            )
+            return None
+        if known_rule is None and count_rule >= conf.max_per_rule:
+            self.notices.add(
+                f"callback to {url} not sent: rule {rule} has {count_rule} callback destinations "
+                "(max_per_rule)"
+            )
+            return None
+        sub = self.subs.get(sub_id) or Subscription(
             id=sub_id,
             url=url,
-            events=list(self.config.callbacks.events),
+            events=list(conf.events),
             source="callback",
             description="per-upload callback from object metadata",
-            secrets=[SecretEntry(secret=self.callback_secret())],
+            secrets=[SecretEntry(secret=self.callback_secret(url))],
         )
-        self.subs.put(sub)
+        self.subs.put(sub, ttl=conf.ttl_seconds)  # each use keeps it alive; unused, it ages out
+        pipe = self.r.pipeline(transaction=True)
+        for index in (keys.callback_destinations(), keys.callback_destinations(rule)):
+            pipe.zadd(index, {sub_id: now})
+            pipe.expire(index, int(conf.ttl_seconds))
+        pipe.execute()
         return sub
 
-    def callback_secret(self) -> str:
-        """The secret that signs per-upload callbacks: from the environment, else generated once."""
+    def callback_secret(self, url: str) -> str:
+        """The secret that signs callbacks to `url`: its own, derived from the installation's
+        callback key, so one uploader's signed message cannot be replayed to another's endpoint."""
         name = self.config.callbacks.secret_env
         if name and os.environ.get(name):
-            return os.environ[name]
-        self.r.set(keys.WEBHOOK_CALLBACK_SECRET, new_secret(), nx=True)
-        return str(self.r.get(keys.WEBHOOK_CALLBACK_SECRET))
+            master = os.environ[name]
+        else:
+            self.r.set(keys.WEBHOOK_CALLBACK_SECRET, new_secret(), nx=True)
+            master = str(self.r.get(keys.WEBHOOK_CALLBACK_SECRET))
+        derived = hmac.new(master.encode(), url.encode(), hashlib.sha256).digest()
+        return "whsec_" + base64.b64encode(derived).decode()

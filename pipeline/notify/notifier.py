@@ -44,7 +44,7 @@ class Notifier:
         self.subs = SubscriptionStore(client, ledger.retention)
         self.messages = MessageStore(client, ledger.retention)
         self.notices = Notices(client)
-        self.announcer = Announcer(ledger, client, config, self.subs, self.messages, presign)
+        self.announcer = Announcer(ledger, client, config, self.subs, self.messages, self.notices, presign)
         self.scheduler = Scheduler(self.subs, self.messages, policy)
         self.deliverer = Deliverer(self.subs, self.messages, guard, policy, ledger.stats, self.notices)
 
@@ -69,8 +69,8 @@ class Notifier:
     def drain(self, batch: int = 200) -> int:
         return self.announcer.drain(batch)
 
-    def callback_secret(self) -> str:
-        return self.announcer.callback_secret()
+    def callback_secret(self, url: str) -> str:
+        return self.announcer.callback_secret(url)
 
     def schedule_due(self, send: Callable[[str], None]) -> int:
         return self.scheduler.schedule_due(send)

@@ -97,12 +97,13 @@ class SubscriptionStore:
         self.r = client
         self.retention = int(retention_seconds)
 
-    def put(self, sub: Subscription) -> None:
+    def put(self, sub: Subscription, ttl: float | None = None) -> None:
+        """`ttl`: seconds the subscription lives unless put again (callbacks age out)."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(keys.webhook_subscription(sub.id), mapping=_HASH.dump(sub))
         pipe.sadd(keys.WEBHOOK_SUBSCRIPTIONS, sub.id)
-        if sub.source == "callback":  # one per callback URL: let unused ones age out
-            pipe.expire(keys.webhook_subscription(sub.id), self.retention)
+        if ttl is not None:
+            pipe.expire(keys.webhook_subscription(sub.id), int(ttl))
         pipe.execute()
 
     def create(self, sub: Subscription) -> bool:

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from pipeline.event_types import EventType
 from pipeline.events.model import ObjectEvent
@@ -23,7 +26,7 @@ from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import keys
 from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.notify.payloads import InvocationPayload, ProcessedPayload
-from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
+from pipeline.notify.subscriptions import SecretEntry, Subscription, callback_id, new_secret
 from pipeline.runtime import Runtime
 from tests.helpers import Proc, ServedApp, pipeline_runtime, wait_until
 from tests.receiver import Receiver, Reply
@@ -394,3 +397,33 @@ def test_a_webhook_worker_killed_mid_send_loses_nothing(hooks: Hooks) -> None:
     eventually(lambda: hooks.notifier.messages.get(msg_id).state == "delivered", 30, "redelivery")  # type: ignore[union-attr]
     got = hooks.receiver.at("/crash")
     assert len(got) == 2 and {r.webhook_id for r in got} == {msg_id} and all(r.verified for r in got)
+
+
+def test_callbacks_have_their_own_secrets_a_bound_and_an_expiry(redis_url: str, tmp_path: Path) -> None:
+    config = CONFIG + "callbacks: {max_per_rule: 2, ttl_seconds: 120}\n"
+    runtime, env = pipeline_runtime(config, redis_url, tmp_path)
+    with Receiver() as receiver:
+        hooks = Hooks(runtime, env, receiver, tmp_path)
+        hooks.start_worker()
+        try:
+            urls = {path: f"{receiver.url}{path}" for path in ("/cb1", "/cb2", "/cb3")}
+            for path, url in urls.items():
+                receiver.secrets[path].append(hooks.notifier.callback_secret(url))
+                first, second = hooks.upload_event(key=f"uploads{path}.jpg")
+                for inv in (first, second):
+                    runtime.ledger.invocations.set_callback(inv.id, url)
+                    hooks.finish(inv)
+            eventually(
+                lambda: receiver.at("/cb1", "object.processed") and receiver.at("/cb2", "object.processed")
+            )
+            [one] = receiver.at("/cb1", "object.processed")
+            assert one.verified, one.verify_error
+            with pytest.raises(WebhookVerificationError):  # not replayable to another destination
+                Webhook(hooks.notifier.callback_secret(urls["/cb2"])).verify(one.body, one.headers)
+            time.sleep(2)
+            assert not receiver.at("/cb3"), "a third destination beyond max_per_rule got a callback"
+            assert any("max_per_rule" in str(n["text"]) for n in hooks.notifier.notices.recent())
+            ttl = redis.Redis.from_url(redis_url).ttl(keys.webhook_subscription(callback_id(urls["/cb1"])))
+            assert 0 < ttl <= 120, "a callback destination must age out"
+        finally:
+            assert hooks.worker is not None and hooks.worker.stop() == 0

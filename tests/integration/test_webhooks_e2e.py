@@ -47,7 +47,8 @@ def _run(stack: Stack, receiver: Receiver, sample_images: dict[str, Path], tmp_p
     settings = Settings(redis_url=stack.redis_url, config=Path(stack.env["PIPELINE_CONFIG"]))
     client = connect(stack.redis_url)
     notifier = Notifier.from_settings(settings, load_pipeline(settings).config, Ledger(client), client, None)
-    receiver.secrets["/cb"].append(notifier.callback_secret())  # generated once, shared by all workers
+    # The callback destination's own secret, derived from the key generated once for all workers.
+    receiver.secrets["/cb"].append(notifier.callback_secret(f"{receiver.url}/cb"))
     subscribe_gateway(stack)
     logo = tmp_path / "logo.png"
     Image.new("RGBA", (40, 40), (0, 0, 0, 255)).save(logo)
