@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import resource
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,32 @@ def is_permanent(exc: BaseException) -> bool:
     """Errors that retrying the same input cannot fix. Everything else (storage, broker, time-outs,
     crashes) is transient and retried with backoff."""
     return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey | Skip)
+
+
+_WORK_DIR = re.compile(r"-(\d+)-[a-z0-9_]{8}$")
+
+
+def clean_abandoned_work_dirs(work_dir: Path) -> int:
+    """Remove the temporary directories of worker processes that no longer run (killed mid-run,
+    their downloads and outputs left behind); returns how many. Run at worker start."""
+    removed = 0
+    for entry in work_dir.iterdir() if work_dir.is_dir() else []:
+        found = _WORK_DIR.search(entry.name)
+        if not entry.is_dir() or found is None or _alive(int(found.group(1))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def check_output_name(name: str) -> str:
@@ -111,13 +139,20 @@ class Executor:
             return None
         spec = self.pipeline.function(inv.function)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=f"{inv.function}-") as tmp:
+        # The process id in the name lets a worker starting later clean up after a killed one.
+        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix=f"{inv.function}-{os.getpid()}-") as tmp:
             # The input gets a fixed local name: never a path built from the object key.
             src = Path(tmp) / "input"
             out_dir = Path(tmp) / "out"
             out_dir.mkdir()
             try:
-                info = self.store.get_file(inv.bucket, inv.key, src)
+                # HEAD first: a stale version or an object over the size limit is turned away
+                # before a byte is downloaded (an overwrite after a small event can be gigabytes).
+                head = self.store.stat(inv.bucket, inv.key)
+                self._check_current(inv, head)
+                self._check_size(inv, head)
+                # The version the event named, where the store keeps versions.
+                info = self.store.get_file(inv.bucket, inv.key, src, version_id=inv.version_id)
             except ObjectNotFound as exc:
                 raise Skip(f"{inv.bucket}/{inv.key} no longer exists; nothing to process") from exc
             self._check_current(inv, info)
@@ -179,6 +214,14 @@ class Executor:
         else:
             return
         raise Skip(f"{inv.bucket}/{inv.key}: stale event, {stale}")
+
+    def _check_size(self, inv: Invocation, head: ObjectInfo) -> None:
+        limit = self.pipeline.config.screening.max_bytes
+        if head.size > limit:
+            raise Rejected(
+                f"{inv.bucket}/{inv.key}: {head.size} bytes is over the limit of {limit} bytes "
+                "(screening.max_bytes); refused before download"
+            )
 
     def _note_callback(self, inv: Invocation, info: ObjectInfo) -> None:
         """Rules with `callback: true` take a webhook URL from the object's own metadata (checked

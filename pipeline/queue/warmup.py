@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -61,7 +62,7 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
         if call.function in functions and not pipeline.config.function_settings(call.function).module
     }
     work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="warm-") as tmp:
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=f"warm-{os.getpid()}-") as tmp:
         src = warm_photo(Path(tmp) / "photo.jpg")
         with contextlib.suppress(Exception):
             screen(src, pipeline.config.screening)  # every invocation is screened first

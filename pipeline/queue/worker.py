@@ -19,7 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from functions.errors import Rejected
 from pipeline.config import PipelineConfig
 from pipeline.errors import LeaseHeld, Skip, Throttled
-from pipeline.execution import Executor, is_permanent
+from pipeline.execution import Executor, clean_abandoned_work_dirs, is_permanent
 from pipeline.invocation import Invocation, Status
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
@@ -171,6 +171,9 @@ def run_worker(
     app = create_celery(redis_url, pipeline)
     ctx = WorkerContext(settings, pipeline, redis_url, app)
     register_task(app, ctx)
+    removed = clean_abandoned_work_dirs(settings.data_dir / "tmp")
+    if removed:
+        log.warning("removed %d work directories left by worker processes that were killed", removed)
     preload(functions)
 
     @worker_process_init.connect(weak=False)

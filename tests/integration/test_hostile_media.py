@@ -4,6 +4,7 @@ reason, nothing is fetched or read outside the private temp dir, memory stays bo
 from __future__ import annotations
 
 import http.server
+import os
 import re
 import shutil
 import struct
@@ -23,6 +24,7 @@ from functions.screening import ScreeningPolicy, screen
 from functions.transcode import TranscodeParams
 from pipeline.invocation import Status
 from pipeline.measure.samples import make_video
+from pipeline.storage import LocalStore
 from tests.helpers import THUMBNAILS_ONLY, Proc, need, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
@@ -310,3 +312,40 @@ rules:
         worker.stop()
     [inv] = runtime.ledger.invocations.query()
     assert "video stream 1: 1280x720 has an edge over the limit of 1000 px" in (inv.error or "")
+
+
+def test_objects_are_checked_by_head_before_a_byte_is_downloaded(redis_url: str, tmp_path: Path) -> None:
+    """Each object's data is replaced by a named pipe, which nothing can download: a worker that
+    tried would fail with "is a named pipe" and retry. The verdicts must come from the HEAD."""
+    config = THUMBNAILS_ONLY + "screening: {max_bytes: 4000}\n"
+    runtime, env = pipeline_runtime(config, redis_url, tmp_path)
+    store = LocalStore(tmp_path / "data" / "store")  # writes without notifying: we send the events
+    store.ensure_bucket("media")
+    small, big = tmp_path / "small.png", tmp_path / "big.bmp"
+    Image.new("RGB", (8, 8)).save(small)
+    Image.new("RGB", (60, 60)).save(big)  # about 10 KB: over the 4,000-byte limit
+    # A notification that understates the size (the intake checks the size the event claims).
+    lying = store.put_file("media", "uploads/lying.bmp", big, content_type="image/bmp")
+    runtime.intake.accept(lying.event("minio").model_copy(update={"size": 100}))
+    # A notification for a version that was overwritten before a worker got to it.
+    stale = store.put_file("media", "uploads/stale.png", small, content_type="image/png").event("minio")
+    store.put_file("media", "uploads/stale.png", big, content_type="image/png")
+    runtime.intake.accept(stale)
+    for key in ("uploads/lying.bmp", "uploads/stale.png"):
+        data = store.path_of("media", key)
+        data.unlink()
+        os.mkfifo(data)
+    abandoned = tmp_path / "data" / "tmp" / "thumbnail-999999999-abcdefgh"  # a killed worker's
+    abandoned.mkdir(parents=True)
+    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: all(i.status.finished for i in runtime.ledger.invocations.query()), 60, "verdicts")
+    finally:
+        worker.stop()
+    verdicts = {i.key: i for i in runtime.ledger.invocations.query()}
+    assert verdicts["uploads/lying.bmp"].status == Status.REJECTED
+    assert "refused before download" in (verdicts["uploads/lying.bmp"].error or "")
+    assert verdicts["uploads/stale.png"].status == Status.SKIPPED
+    assert "stale event" in (verdicts["uploads/stale.png"].error or "")
+    assert all(i.attempts == 1 for i in verdicts.values())
+    assert not abandoned.exists(), "the work directory of a killed worker was left behind"
