@@ -49,6 +49,10 @@ class Limits:
     max_memory_bytes: int = 4 * 1024**3
 
 
+# How an allocation refused under RLIMIT_AS shows in ffmpeg's last words.
+_OUT_OF_MEMORY = ("Cannot allocate memory", "malloc of size", "failed to map segment")
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -150,7 +154,7 @@ def run_sandboxed(
         if proc.returncode == -signal.SIGXFSZ:
             raise MediaError(f"output exceeded the size limit of {limits.max_output_bytes} bytes")
         tail = "".join(stderr_tail).strip().splitlines()[-6:]
-        if any("Cannot allocate memory" in line for line in tail):
+        if any(sign in line for line in tail for sign in _OUT_OF_MEMORY):
             raise MediaError(f"{name} ran out of memory (limit {limits.max_memory_bytes} bytes): {tail[-1]}")
         raise MediaError(f"{Path(argv[0]).name} failed (exit {proc.returncode}): {' | '.join(tail)}")
     return subprocess.CompletedProcess(

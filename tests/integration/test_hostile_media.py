@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from functions import transcode
+from functions import _ffmpeg, transcode
+from functions._ffmpeg.sandbox import run_sandboxed
 from functions.errors import MediaError, Rejected, UnsupportedMedia
 from functions.screening import ScreeningPolicy, screen
 from functions.transcode import TranscodeParams
@@ -349,3 +350,13 @@ def test_objects_are_checked_by_head_before_a_byte_is_downloaded(redis_url: str,
     assert "stale event" in (verdicts["uploads/stale.png"].error or "")
     assert all(i.attempts == 1 for i in verdicts.values())
     assert not abandoned.exists(), "the work directory of a killed worker was left behind"
+
+
+def test_ffmpeg_running_out_of_its_address_space_is_reported_as_memory(
+    ffmpeg_ok: None, tmp_path: Path
+) -> None:
+    video = make_video(tmp_path / "hd.mp4", width=1920, height=1080, seconds=1)
+    argv = [_ffmpeg.binary("ffmpeg"), "-v", "error", "-i", video.name, "-vf", "scale=7680:4320",
+            "-c:v", "libx264", "-f", "null", "-"]  # fmt: skip
+    with pytest.raises(MediaError, match="out of memory"):
+        run_sandboxed(argv, tmp_path, _ffmpeg.Limits(max_memory_bytes=600 * 1024**2))
