@@ -92,7 +92,9 @@ class Proc:
         finally:
             self.stop()
 
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, and SIGKILL after `timeout`: a worker's warm shutdown first finishes the task in
+        hand, which takes longer while parallel test processes share the cores."""
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
             try:
