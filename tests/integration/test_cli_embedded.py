@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.embedded import EmbeddedRedis
+from pipeline.embedded import EmbeddedRedis, redis_server_binary
 from pipeline.measure.samples import generate
 from pipeline.storage import LocalStore
 from tests.helpers import Proc, free_port, need, pipeline_env, wait_until
@@ -188,3 +188,36 @@ def test_the_redis_password_is_never_printed(tmp_path: Path) -> None:
         printed = result.stdout + result.stderr
         assert "127.0.0.1:1" in printed, f"`pipeline {command[0]}` should still say which Redis"
         assert "t0p-secret" not in printed, f"`pipeline {command[0]}` printed the Redis password"
+
+
+def test_pipeline_up_does_not_print_the_redis_password(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--requirepass",
+            "t0p-secret",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = pipeline_env(
+        PIPELINE_REDIS_URL=f"redis://:t0p-secret@127.0.0.1:{port}/0",
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_RECONCILE_INTERVAL="0",
+    )
+    up = Proc(["up", "--port", str(free_port())], env, tmp_path / "up.log")
+    try:
+        wait_until(lambda: "press Ctrl-C" in up.output() or not up.alive(), 90, "pipeline up")
+        assert "redis: redis://:***@127.0.0.1" in up.output(), up.output()[-2000:]
+        assert "t0p-secret" not in up.output()
+    finally:
+        up.interrupt(signal.SIGINT, 60)
+        server.terminate()
+        server.wait(10)
