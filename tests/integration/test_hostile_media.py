@@ -23,8 +23,9 @@ from functions._ffmpeg.sandbox import run_sandboxed
 from functions.errors import MediaError, Rejected, UnsupportedMedia
 from functions.screening import ScreeningPolicy, screen
 from functions.transcode import TranscodeParams
-from pipeline.invocation import Status
+from pipeline.invocation import Invocation, Status
 from pipeline.measure.samples import make_video
+from pipeline.runtime import Runtime
 from pipeline.storage import LocalStore
 from tests.helpers import THUMBNAILS_ONLY, Proc, need, pipeline_runtime, wait_until
 
@@ -249,6 +250,24 @@ def test_tiny_input_huge_output_is_capped(ffmpeg_ok: None, tmp_path: Path) -> No
         transcode.run(video, out, TranscodeParams(kind="webm", heights=[90], max_output_bytes=5_000))
 
 
+def verdict_of_one_upload(
+    runtime: Runtime, env: dict[str, str], tmp_path: Path, function: str, path: Path, key: str, kind: str
+) -> Invocation:
+    """Upload `path` while one real worker serves `function`; the invocation once it has finished."""
+    worker = Proc(["worker", "--functions", function, "--concurrency", "1"], env, tmp_path / "worker.log")
+    try:
+        wait_until(runtime.ledger.workers.live, 30, "the worker")
+        runtime.store.ensure_bucket("media")
+        runtime.store.put_file("media", key, path, content_type=kind)
+        wait_until(
+            lambda: all(i.status.finished for i in runtime.ledger.invocations.query()), 60, "a verdict"
+        )
+    finally:
+        worker.stop()
+    [inv] = runtime.ledger.invocations.query()
+    return inv
+
+
 def test_a_huge_later_page_is_refused_by_a_real_worker(redis_url: str, tmp_path: Path) -> None:
     """A multi-page TIFF whose first page is 10x10 and whose second is 9000x9000: screening checks
     every page before any is decoded, so the upload is rejected, naming the page."""
@@ -258,19 +277,8 @@ def test_a_huge_later_page_is_refused_by_a_real_worker(redis_url: str, tmp_path:
         bomb, "TIFF", save_all=True, append_images=[Image.new("1", (9000, 9000))], compression="group4"
     )
     assert bomb.stat().st_size < 10_000
-    worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "worker.log")
-    try:
-        wait_until(runtime.ledger.workers.live, 30, "the worker")
-        runtime.store.ensure_bucket("media")
-        runtime.store.put_file("media", "uploads/pages.tiff", bomb, content_type="image/tiff")
-        wait_until(
-            lambda: [i.status for i in runtime.ledger.invocations.query()] == [Status.REJECTED],
-            60,
-            "a verdict",
-        )
-    finally:
-        worker.stop()
-    [inv] = runtime.ledger.invocations.query()
+    inv = verdict_of_one_upload(runtime, env, tmp_path, "thumbnail", bomb, "uploads/pages.tiff", "image/tiff")
+    assert inv.status == Status.REJECTED
     assert "frame or page 2 of 2: 9000x9000" in (inv.error or "") and inv.attempts == 1
     assert not list(runtime.store.list("media", "derived/"))
 
@@ -299,19 +307,8 @@ rules:
          "-c:v", "libx264", "-preset", "ultrafast", "-y", str(video)],
         check=True, timeout=60,
     )  # fmt: skip
-    worker = Proc(["worker", "--functions", "transcode", "--concurrency", "1"], env, tmp_path / "worker.log")
-    try:
-        wait_until(runtime.ledger.workers.live, 30, "the worker")
-        runtime.store.ensure_bucket("media")
-        runtime.store.put_file("media", "uploads/two.mp4", video, content_type="video/mp4")
-        wait_until(
-            lambda: [i.status for i in runtime.ledger.invocations.query()] == [Status.REJECTED],
-            60,
-            "a verdict",
-        )
-    finally:
-        worker.stop()
-    [inv] = runtime.ledger.invocations.query()
+    inv = verdict_of_one_upload(runtime, env, tmp_path, "transcode", video, "uploads/two.mp4", "video/mp4")
+    assert inv.status == Status.REJECTED
     assert "video stream 1: 1280x720 has an edge over the limit of 1000 px" in (inv.error or "")
 
 
