@@ -8,9 +8,9 @@ second lookup. Every address a name resolves to must pass; the first one is used
 
 from __future__ import annotations
 
-import concurrent.futures
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -158,16 +158,23 @@ class Guard:
         return Destination(scheme, host, port, addresses[0], path)
 
 
-_resolver = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
-
-
 def _lookup(url: str, host: str, port: int) -> list[Any]:
     """getaddrinfo with a deadline (it has none of its own): a slow resolver must not hold a
-    delivery thread."""
-    future = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        return list(future.result(timeout=DNS_TIMEOUT_S))
-    except concurrent.futures.TimeoutError:
-        raise DestinationRefused(f"{url}: looking up {host} took over {DNS_TIMEOUT_S:g}s") from None
-    except OSError as exc:
-        raise DestinationRefused(f"{url}: cannot resolve {host}: {exc}") from exc
+    delivery thread. The look-up runs in a daemon thread, so one still hanging never holds up the
+    process's exit either."""
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def look_up() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            outcome.append(exc)
+        done.set()
+
+    threading.Thread(target=look_up, name="webhook-dns", daemon=True).start()
+    if not done.wait(DNS_TIMEOUT_S):
+        raise DestinationRefused(f"{url}: looking up {host} took over {DNS_TIMEOUT_S:g}s")
+    if isinstance(outcome[0], OSError):
+        raise DestinationRefused(f"{url}: cannot resolve {host}: {outcome[0]}") from outcome[0]
+    return list(outcome[0])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from pipeline.admin.auth import COOKIE
 from pipeline.ledger import keys
 from pipeline.notify.notifier import notifier_for
 from pipeline.runtime import Runtime
-from tests.helpers import THUMBNAILS_ONLY, Proc, free_port, pipeline_runtime, wait_until
+from tests.helpers import REPO, THUMBNAILS_ONLY, Proc, free_port, need, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -349,3 +351,48 @@ def test_behind_a_trusted_proxy_clients_and_https_are_the_ones_it_saw(redis_url:
         for n in range(10):  # nobody is trusted: forwarded headers from a client prove nothing
             assert login(client, "wrong", f"198.51.100.{n}").status_code == 303
         assert login(client, "pw", "198.51.100.99").status_code == 429
+
+
+DNS_PROBE = """
+import json, socket, sys, time
+from pathlib import Path
+import httpx
+from pipeline.gateway.app import create_app
+from pipeline.settings import Settings
+from tests.helpers import ServedApp
+
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.bind(("127.0.0.1", 53))  # the namespace's resolver: it never answers
+settings = Settings(redis_url="redis://127.0.0.1:1/0", data_dir=Path(sys.argv[1]))
+with ServedApp(create_app(settings)) as client:
+    started = time.monotonic()
+    answer = client.post("/api/webhooks", json={"url": "https://slow.example/hook"}, timeout=30)
+    print(json.dumps({"status": answer.status_code, "detail": answer.json()["detail"],
+                      "seconds": time.monotonic() - started}))
+"""
+
+
+def test_a_webhook_destination_whose_lookup_hangs_is_refused_in_seconds(tmp_path: Path) -> None:
+    """The gateway in a network namespace whose resolver never answers: the look-up of a webhook
+    URL's host gives up after 5 s instead of holding the request (or a delivery thread)."""
+    need(os.geteuid() == 0 and shutil.which("ip") is not None, "needs root and iproute2 for a namespace")
+    namespace = f"pldns{os.getpid()}"
+    resolv = Path("/etc/netns") / namespace / "resolv.conf"
+    script = tmp_path / "probe.py"
+    script.write_text(DNS_PROBE)
+    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    try:
+        resolv.parent.mkdir(parents=True, exist_ok=True)
+        resolv.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+        result = subprocess.run(
+            ["ip", "netns", "exec", namespace, "sh", "-c",
+             f"ip link set lo up && PYTHONPATH={REPO} exec {sys.executable} {script} {tmp_path}"],
+            capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", namespace], check=False)
+        shutil.rmtree(resolv.parent, ignore_errors=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 422 and "took over 5s" in answer["detail"], answer
+    assert 4.5 <= answer["seconds"] < 10, answer
