@@ -43,8 +43,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Routes that take files: their limit is the largest object screening lets through.
 UPLOAD_ROUTES = re.compile(r"^/(admin/upload|api/functions/[^/]+/invoke)$")
-
-
 # Routes whose bodies are JSON; `/events/sns` is not among them (SNS posts JSON as text/plain).
 JSON_ROUTES = re.compile(r"^/(api/.*|events/minio)$")
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
