@@ -7,8 +7,8 @@ carries, its credentials, and the size of its body.
   is refused (403), which defeats a web page posting `text/plain` to 127.0.0.1.
 - JSON routes take `application/json` only (415), except `/events/sns` (SNS posts JSON as text).
 - FastAPI reads and parses a route's JSON body before its dependencies run, so a token dependency
-  alone would hold any body in memory before answering 401: `/api/*` without the API token is
-  answered 401 here, without reading a byte of the body.
+  would hold any body in memory before answering 401: `/api/*` without the API token is answered
+  401 here, the one place it is checked, without reading a byte of the body.
 - Behind a proxy listed in PIPELINE_TRUSTED_PROXIES, the client address and scheme are taken
   from X-Forwarded-For and X-Forwarded-Proto (from nobody else), so login throttling counts real
   clients and the session cookie stays Secure behind a TLS-terminating proxy.
@@ -32,7 +32,7 @@ from pipeline.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from pipeline.gateway.deps import bearer, tokens_match
+from pipeline.gateway.deps import authorized
 from pipeline.settings import Settings, is_loopback
 
 Scope = MutableMapping[str, Any]
@@ -128,9 +128,7 @@ class RequestGate:
             expected, what = self.settings.api_token, "API token"
         else:
             return
-        if expected is not None and not tokens_match(
-            bearer(headers.get("authorization")), expected.get_secret_value()
-        ):
+        if not authorized(headers.get("authorization"), expected):
             raise Unauthorized(f"missing or wrong {what}")
 
 

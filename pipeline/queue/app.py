@@ -64,11 +64,13 @@ class CeleryDispatcher:
 
     retry_policy: dict[str, Any] = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
 
-    def __init__(self, app: Celery, client: redis.Redis | None = None) -> None:
+    def __init__(self, app: Celery) -> None:
         self.app = app
-        self._client = client or connect(str(app.conf.broker_url))
+        self._client: redis.Redis | None = None
 
     def depth(self, queue: str) -> int:
+        if self._client is None:  # made on first use: most dispatchers only enqueue
+            self._client = connect(str(self.app.conf.broker_url))
         return queue_depth(self._client, queue)
 
     def enqueue(self, inv: Invocation, countdown: float | None = None) -> None:

@@ -8,7 +8,7 @@ import redis
 from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.gateway.deps import StateDep, bearer, tokens_match
+from pipeline.gateway.deps import StateDep, authorized
 
 router = APIRouter(tags=["health"])
 
@@ -24,10 +24,7 @@ def healthz(state: StateDep, request: Request, response: Response) -> dict[str, 
     if not redis_ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     answer: dict[str, Any] = {"status": "ok" if redis_ok else "unavailable"}
-    expected = state.settings.api_token
-    if expected is None or tokens_match(
-        bearer(request.headers.get("authorization")), expected.get_secret_value()
-    ):
+    if authorized(request.headers.get("authorization"), state.settings.api_token):
         answer.update(
             redis=redis_ok,
             store=state.runtime.store.describe(),
