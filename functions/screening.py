@@ -71,10 +71,17 @@ class MediaInfo:
     height: int | None = None
     duration: float | None = None
     frames: int | None = None
+    has_audio: bool = False
+    rotation: int = 0  # degrees the container asks players to turn the video
     probe: _ffmpeg.Probe | None = field(default=None, compare=False)
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"media_type": self.media_type, "size": self.size}
+        out: dict[str, Any] = {
+            "media_type": self.media_type,
+            "size": self.size,
+            "has_audio": self.has_audio,
+            "rotation": self.rotation,
+        }
         for name in ("width", "height", "duration", "frames"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
@@ -179,5 +186,7 @@ def _screen_av(path: Path, media_type: str, size: int, policy: ScreeningPolicy) 
         width=dims[0] if dims else None,
         height=dims[1] if dims else None,
         duration=probed.duration,
+        has_audio=probed.audio is not None,
+        rotation=probed.video.rotation if probed.video else 0,
         probe=probed,
     )

@@ -46,6 +46,9 @@ class FunctionSpec(Generic[P]):
     module: str
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     assets: Callable[[P], list[str]] | None = None
+    # Content types of the files it writes; () for a function that only reports (flows check that
+    # a step's `needs` name steps that make files).
+    produces: tuple[str, ...] = ("*/*",)
 
     def asset_refs(self, params: P) -> list[str]:
         """`s3://bucket/key` objects the worker must download before calling `run`."""
@@ -68,6 +71,7 @@ def media_function(
     params: type[P],
     presets: dict[str, dict[str, Any]] | None = None,
     assets: Callable[[P], list[str]] | None = None,
+    produces: tuple[str, ...] = ("*/*",),
 ) -> Callable[[Callable[[Path, Path, P], list[Output]]], FunctionSpec[P]]:
     """Declare a module's `run` as a media function named `name`, accepting media types `accepts`.
     `presets` are named parameter sets a rule can start from (`preset: hls`)."""
@@ -83,6 +87,7 @@ def media_function(
             module=run.__module__,
             presets=dict(presets or {}),
             assets=assets,
+            produces=produces,
         )
 
     return wrap

@@ -7,50 +7,24 @@ reason, never half-way through processing an upload.
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from functions.screening import ScreeningPolicy
 from pipeline.errors import ConfigError
 from pipeline.event_types import EventType
+from pipeline.flows.spec import Flow
+from pipeline.output_target import OutputTarget
 
 BUILTIN_NAME = "<built-in pipeline.yaml>"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-TEMPLATE_FIELDS = ("prefix", "key", "stem", "ext", "function", "name")
-DEFAULT_TEMPLATE = "{prefix}{key}/{function}/{name}"
-
-
-class OutputTarget(_Strict):
-    """Where one step's outputs go. The template's fields: {prefix} (outputs.prefix), {key} (the
-    source key), {stem} and {ext} (the key without / only its extension), {function}, {name}."""
-
-    bucket: str | None = Field(default=None, description="Default: outputs.bucket, else the source bucket.")
-    template: str = DEFAULT_TEMPLATE
-
-    @field_validator("template")
-    @classmethod
-    def _template(cls, template: str) -> str:
-        fields = set(re.findall(r"{(\w*)}", template))
-        unknown = fields - set(TEMPLATE_FIELDS)
-        if unknown or re.search(r"{[^}]*[^\w}][^}]*}", template):
-            raise ValueError(f"unknown template field(s) {sorted(unknown)}; use {', '.join(TEMPLATE_FIELDS)}")
-        if template.startswith("/") or any(s in (".", "..") for s in template.split("/")):
-            raise ValueError("the template may not start with / or contain . or .. segments")
-        return template
-
-    def literal_prefix(self) -> str:
-        """The fixed start of every key this template makes (used to keep outputs from re-triggering)."""
-        return self.template.split("{", 1)[0]
 
 
 class FunctionCall(_Strict):
@@ -63,7 +37,8 @@ class FunctionCall(_Strict):
 
 
 class Rule(_Strict):
-    """Which object events trigger which functions."""
+    """Which object events trigger which functions: a list of independent `functions`, or a
+    `flow` (a graph of steps, see `flows:`)."""
 
     name: str
     bucket: str
@@ -71,7 +46,13 @@ class Rule(_Strict):
     suffixes: list[str] = Field(default_factory=list, description="Key endings, case-insensitive.")
     events: list[str] = Field(default_factory=lambda: ["s3:ObjectCreated:*"])
     content_types: list[str] = Field(default_factory=lambda: ["*/*"])
-    functions: list[FunctionCall] = Field(min_length=1)
+    functions: list[FunctionCall] = Field(default_factory=list)
+    flow: str | None = Field(default=None, description="The name of a flow under `flows:`.")
+    on_delete: Literal["keep", "remove-outputs"] = Field(
+        default="keep",
+        description="When the source is deleted: its queued steps are cancelled either way; "
+        "remove-outputs also deletes what was derived from it.",
+    )
     allow_derived: bool = Field(
         default=False, description="Also fire on objects the pipeline wrote (up to limits.max_generation)."
     )
@@ -80,6 +61,12 @@ class Rule(_Strict):
         description="Send webhooks to a callback URL the uploader put in the object's metadata "
         "(x-amz-meta-<callbacks.metadata_key>).",
     )
+
+    @model_validator(mode="after")
+    def _functions_or_flow(self) -> Rule:
+        if bool(self.functions) == bool(self.flow):
+            raise ValueError("a rule has either `functions` (a list) or `flow` (a name), not both or neither")
+        return self
 
     @field_validator("events")
     @classmethod
@@ -216,6 +203,9 @@ class PipelineConfig(_Strict):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     callbacks: CallbackConfig = CallbackConfig()
     invoke: InvokeConfig = InvokeConfig()
+    flows: dict[str, Flow] = Field(
+        default_factory=dict, description="Named graphs of steps; see docs/flows.md."
+    )
 
     @field_validator("webhooks")
     @classmethod

@@ -12,3 +12,5 @@ class EventType(StrEnum):
     INVOCATION_DEAD = "invocation.dead"
     OBJECT_REJECTED = "object.rejected"
     OBJECT_PROCESSED = "object.processed"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"

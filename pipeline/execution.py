@@ -22,6 +22,8 @@ from functions import FunctionError, FunctionSpec, UnsupportedMedia, assets, pro
 from functions.errors import Rejected
 from functions.screening import MediaInfo, screen
 from pipeline.errors import InvalidKey, ObjectNotFound, Skip
+from pipeline.flows.conditions import ConditionError, Undecided, compile_condition, source_facts
+from pipeline.flows.engine import CONDITION_FALSE
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
@@ -161,6 +163,8 @@ class Executor:
             self._check_generation(inv, generation)
             media = self._screen(inv, src, spec)
             self.ledger.invocations.set_media(inv.id, media.as_json())
+            if inv.condition:
+                self._decide(inv, info, media.as_json())
             params = spec.parse_params(inv.params)
             local_assets = self._download_assets(spec.asset_refs(params), Path(tmp))
             cpu_before = _cpu_seconds()
@@ -177,7 +181,7 @@ class Executor:
             outputs: list[OutputRef] = []
             for result in results:
                 name = check_output_name(result.name)
-                key = output_key(inv.output_template, inv.key, inv.function, name)
+                key = output_key(inv.output_template, inv.key_in_outputs or inv.key, inv.function, name)
                 if (out_bucket, key) == (inv.bucket, inv.key):
                     raise FunctionError(f"output {name} would overwrite its own input {inv.bucket}/{inv.key}")
                 if any(o.key == key and o.bucket == out_bucket for o in outputs):
@@ -236,8 +240,8 @@ class Executor:
         """The loop guard for events that carried no metadata (AWS S3 sends none): the object's own
         lineage says whether the pipeline wrote it."""
         source_generation = generation - 1
-        if inv.rule == API_RULE:
-            return  # asked for by name over HTTP, not triggered: nothing can loop
+        if inv.rule == API_RULE or inv.run_id:
+            return  # asked for by name, or a step of a flow's finite graph: not triggered, cannot loop
         config = self.pipeline.config
         rule = next((r for r in config.rules if r.name == inv.rule), None)
         if source_generation and (rule is None or loop_guarded(config, rule, source_generation)):
@@ -247,6 +251,16 @@ class Executor:
                 f"{source_generation}); rule {inv.rule} needs allow_derived, "
                 f"limit {config.limits.max_generation}"
             )
+
+    def _decide(self, inv: Invocation, info: ObjectInfo, media: dict[str, Any]) -> None:
+        """A first flow step's `if` that needed the upload screened: decided now."""
+        facts = source_facts(inv.bucket, inv.key, info.size, info.content_type, media, info.metadata)
+        try:
+            holds = compile_condition(inv.condition or "true").evaluate({"source": facts, "steps": {}})
+        except (ConditionError, Undecided) as exc:
+            raise FunctionError(f"{inv.bucket}/{inv.key}: step {inv.step}: {exc}") from exc
+        if not holds:
+            raise Skip(f"{CONDITION_FALSE}{inv.condition}")
 
     def _download_assets(self, refs: list[str], tmp: Path) -> dict[str, Path]:
         paths: dict[str, Path] = {}

@@ -15,11 +15,21 @@ import redis
 
 from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
+from pipeline.flows.model import Run
+from pipeline.flows.runner import FlowRunner
 from pipeline.invocation import Invocation, Status, dedup_key
-from pipeline.ledger import EventRecord, Ledger
+from pipeline.ledger import EventRecord, Ledger, keys
 from pipeline.ledger.records import RAW_EVENT_CHARS
 from pipeline.registry import Pipeline
-from pipeline.routing import Planned, content_type_of, generation_of, is_output_key, route, rule_matches
+from pipeline.routing import (
+    Planned,
+    content_type_of,
+    generation_of,
+    is_output_key,
+    route,
+    route_flows,
+    rule_matches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,7 @@ class Intake:
         self.pipeline = pipeline
         self.ledger = ledger
         self.enqueue = enqueue
+        self.flows = FlowRunner(pipeline, ledger, enqueue)
 
     def accept(self, event: ObjectEvent, raw: str = "", plans: list[Planned] | None = None) -> EventRecord:
         """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline.
@@ -95,7 +106,10 @@ class Intake:
             status="ignored",
             raw=raw,
         )
+        if event.event_name.startswith("s3:ObjectRemoved") and plans is None:
+            return self._removed(event, record)
         planned = route(self.pipeline, event) if plans is None else plans
+        flow_rules = route_flows(self.pipeline, event) if plans is None else []
         # Stamped a moment before the send: the reconciler only asks whether a queued
         # invocation's message has been gone for long.
         now = time.time()
@@ -106,10 +120,68 @@ class Intake:
             )
             for plan in planned
         ]
-        outcomes = self.ledger.claims.claim_all([(claim, inv.function, inv.id) for claim, inv in units])
+        runs = [self.flows.plan(event, record.id, r.name, r.flow, now) for r in flow_rules if r.flow]
+        claimed, started, disabled = self._claim(units, runs, record)
+        if disabled:
+            # Functions switched off in the dashboard get no new work; the record says so.
+            record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
+        if not record.invocations and not record.runs:
+            reason, matched = (record.reason, True) if record.reason else self._why_unrouted(event)
+            record.reason = reason
+            if matched:
+                self.ledger.events.record(record)
+            else:
+                self.ledger.stats.incr("events:ignored")
+            return record
+        if claimed or started:
+            record.status = "accepted"
+        else:
+            record.status, record.reason = "duplicate", "every invocation was already claimed"
+        run_invs = [inv for _, invs in started for inv in invs]
+        started_runs = [run for run, _ in started]
+        if claimed and event.size is not None and event.size > config.screening.max_bytes:
+            # Checked from the event, before anything is downloaded (a run's first steps are
+            # refused by their workers' own check, which the run records as each step's end).
+            reason = (
+                f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
+                f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
+            )
+            update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
+            rejected = [inv.model_copy(update=update) for inv, _ in claimed]
+            self.ledger.record_intake(rejected + run_invs, event=record, runs=started_runs)
+            self._start_runs(started, record)
+            return record
+        self.ledger.record_intake([inv for inv, _ in claimed] + run_invs, event=record, runs=started_runs)
+        self._send(claimed, record, event)
+        self._start_runs(started, record)
+        log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
+        return record
+
+    def _claim(
+        self,
+        units: list[tuple[str, Invocation]],
+        runs: list[tuple[Run, list[Invocation]]],
+        record: EventRecord,
+    ) -> tuple[list[tuple[Invocation, str]], list[tuple[Run, list[Invocation]]], list[str]]:
+        """Claim every unit of work and every run in one script. Returns the invocations claimed
+        now, the runs started now, and the functions switched off; duplicates go on the record."""
+        claim_units = [(keys.dedup(claim), inv.function, inv.id, keys.invocation("")) for claim, inv in units]
+        # One run per (rule, object version): its claim stands for all of its steps.
+        claim_units += [
+            (FlowRunner.claim_key(run), f"flow:{run.flow}", run.id, keys.run("")) for run, _ in runs
+        ]
+        outcomes = self.ledger.claims.claim_all(claim_units)
+        started: list[tuple[Run, list[Invocation]]] = []
+        for (run, run_invs), outcome in zip(runs, outcomes[len(units) :], strict=True):
+            if outcome is True:
+                started.append((run, run_invs))
+                record.runs.append(run.id)
+            else:
+                record.duplicates += 1
+                record.runs.append(str(outcome))
         claimed: list[tuple[Invocation, str]] = []
         disabled: list[str] = []
-        for (claim, inv), outcome in zip(units, outcomes, strict=True):
+        for (claim, inv), outcome in zip(units, outcomes[: len(units)], strict=True):
             if outcome is False:
                 disabled.append(inv.function)
             elif outcome is True:
@@ -118,31 +190,9 @@ class Intake:
             else:
                 record.duplicates += 1
                 record.invocations.append(str(outcome))
-        if disabled:
-            # Functions switched off in the dashboard get no new work; the record says so.
-            record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
-        if not record.invocations:
-            reason, matched = (record.reason, True) if record.reason else self._why_unrouted(event)
-            record.reason = reason
-            if matched:
-                self.ledger.events.record(record)
-            else:
-                self.ledger.stats.incr("events:ignored")
-            return record
-        if claimed:
-            record.status = "accepted"
-        else:
-            record.status, record.reason = "duplicate", "every invocation was already claimed"
-        if claimed and event.size is not None and event.size > config.screening.max_bytes:
-            # Checked from the event, before anything is downloaded.
-            reason = (
-                f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
-                f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
-            )
-            update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
-            self.ledger.record_intake([inv.model_copy(update=update) for inv, _ in claimed], event=record)
-            return record
-        self.ledger.record_intake([inv for inv, _ in claimed], event=record)
+        return claimed, started, disabled
+
+    def _send(self, claimed: list[tuple[Invocation, str]], record: EventRecord, event: ObjectEvent) -> None:
         for i, (inv, _claim) in enumerate(claimed):
             try:
                 self.enqueue(inv)
@@ -161,5 +211,47 @@ class Intake:
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
-        log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
+
+    def _start_runs(self, started: list[tuple[Run, list[Invocation]]], record: EventRecord) -> None:
+        """Send the first steps of each new run, then let it end older versions' runs. A run whose
+        first message the queue refuses is undone whole (with those after it), so the sender's
+        retry starts it afresh."""
+        for i, (run, invs) in enumerate(started):
+            try:
+                for inv in invs:
+                    self.enqueue(inv)
+            except Exception as exc:
+                for undo_run, undo_invs in started[i:]:
+                    for undo in undo_invs:
+                        self.ledger.invocations.delete(undo)
+                    self.ledger.runs.delete(undo_run)
+                    self.ledger.claims.release_key(FlowRunner.claim_key(undo_run))
+                    self.ledger.outbox.leave_join(record.id, keys.join_member_for_run(undo_run.id))
+                undone = {r.id for r, _ in started[i:]}
+                record.runs = [r for r in record.runs if r not in undone]
+                record.status = "unavailable"
+                record.reason = f"the queue refused the work, the sender will retry: {exc}"
+                self.ledger.events.amend(record)
+                raise BrokerUnavailable(
+                    f"cannot start flow {run.flow} for {run.bucket}/{run.key}: {exc}"
+                ) from exc
+        for run, _ in started:
+            try:
+                self.flows.settle_versions(run)
+            except redis.RedisError as exc:  # the run goes on; its steps still check the version
+                log.warning("could not compare run %s with other versions' runs: %s", run.id, exc)
+
+    def _removed(self, event: ObjectEvent, record: EventRecord) -> EventRecord:
+        """The source was deleted: its runs' queued steps are cancelled, and rules that say
+        `on_delete: remove-outputs` have what was derived from it deleted."""
+        runs, cancelled = self.flows.source_removed(event.bucket, event.key)
+        removed = self.flows.remove_outputs(event.bucket, event.key, runs)
+        if not runs and not removed:
+            self.ledger.stats.incr("events:ignored")
+            record.reason = "a deletion of an object the pipeline has no record of"
+            return record
+        record.status = "accepted"
+        record.runs = [r.id for r in runs]
+        record.reason = f"source deleted: {cancelled} run(s) cancelled, {removed} derived object(s) removed"
+        self.ledger.events.record(record)
         return record

@@ -71,6 +71,14 @@ class Invocation(BaseModel):
     media: dict[str, Any] | None = Field(
         default=None, description="What screening found out about the input."
     )
+    run_id: str | None = Field(default=None, description="The flow run this invocation is a step of.")
+    step: str | None = Field(default=None, description="Its step in that run's flow.")
+    condition: str | None = Field(
+        default=None, description="The step's `if`, decided by the worker once it has screened the input."
+    )
+    key_in_outputs: str | None = Field(
+        default=None, description="The key output names are made from, when not the input's own."
+    )
 
     @staticmethod
     def new_id() -> str:

@@ -13,9 +13,10 @@ from pydantic import ValidationError
 
 from functions.assets import split_ref
 from pipeline.ceilings import AboveCeiling, apply_ceilings, ceilings
-from pipeline.config import DEFAULT_TEMPLATE, PipelineConfig
+from pipeline.config import PipelineConfig
 from pipeline.errors import Conflict, Forbidden, InvalidParams, NotFound, ObjectNotFound, ParamsError
 from pipeline.invocation import Invocation, params_hash
+from pipeline.output_target import DEFAULT_TEMPLATE
 from pipeline.registry import Pipeline
 from pipeline.routing import API_RULE, Planned
 from pipeline.runtime import Runtime

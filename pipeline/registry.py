@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -12,6 +12,9 @@ from functions import BUILTIN_FUNCTIONS, FunctionSpec
 from pipeline.ceilings import AboveCeiling, apply_ceilings, ceilings
 from pipeline.config import FunctionCall, PipelineConfig, format_location, load_config
 from pipeline.errors import ConfigError
+from pipeline.flows.conditions import Condition, ConditionError, check_condition, compile_condition
+from pipeline.flows.graph import GraphError, ancestors, check_graph
+from pipeline.flows.spec import Flow, FlowStep
 from pipeline.settings import Settings
 
 
@@ -32,7 +35,9 @@ def presets_for(config: PipelineConfig, name: str, spec: FunctionSpec[Any]) -> d
     return {**spec.presets, **config.presets.get(name, {})}
 
 
-def merged_params(config: PipelineConfig, spec: FunctionSpec[Any], call: FunctionCall) -> dict[str, Any]:
+def merged_params(
+    config: PipelineConfig, spec: FunctionSpec[Any], call: FunctionCall | FlowStep
+) -> dict[str, Any]:
     base = presets_for(config, call.function, spec)[call.preset] if call.preset else {}
     return {**base, **call.params}
 
@@ -44,9 +49,14 @@ class Pipeline:
     config: PipelineConfig
     functions: dict[str, FunctionSpec[Any]]
     source: str
+    # Each flow step's `if`, compiled once at load: (flow, step) -> condition.
+    conditions: dict[tuple[str, str], Condition] = field(default_factory=dict)
 
     def function(self, name: str) -> FunctionSpec[Any]:
         return self.functions[name]
+
+    def flow(self, name: str) -> Flow:
+        return self.config.flows[name]
 
     def queues(self, names: list[str] | None = None) -> list[str]:
         return [self.config.queue_for(name) for name in (names or sorted(self.functions))]
@@ -70,30 +80,77 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
             raise ConfigError(f"{source}: functions.{name}: no built-in function of that name; set `module`")
     for i, rule in enumerate(config.rules):
         for j, call in enumerate(rule.functions):
-            where = f"{source}: rules[{i}] ({rule.name}).functions[{j}]"
-            if call.function not in functions:
-                known = ", ".join(sorted(functions))
-                raise ConfigError(f"{where}.function: unknown function {call.function!r} (known: {known})")
-            available = presets_for(config, call.function, functions[call.function])
-            if call.preset is not None and call.preset not in available:
-                known = ", ".join(sorted(available)) or "none"
-                raise ConfigError(f"{where}.preset: unknown preset {call.preset!r} (known: {known})")
-            spec = functions[call.function]
-            try:
-                params = spec.parse_params(merged_params(config, spec, call))
-            except ValidationError as exc:
-                problems = [
-                    f"{where}.params.{format_location(err['loc'])}: {err['msg']}" for err in exc.errors()
-                ]
-                raise ConfigError("\n".join(problems)) from exc
-            try:
-                apply_ceilings(params, ceilings(config, call.function))
-            except AboveCeiling as exc:
-                raise ConfigError(f"{where}.{exc}") from exc
-            for ref in spec.asset_refs(params):
-                if not ref.startswith("s3://"):
-                    raise ConfigError(f"{where}.params: asset {ref!r} must be an object, s3://bucket/key")
-    return Pipeline(config=config, functions=functions, source=source)
+            _check_call(config, functions, call, f"{source}: rules[{i}] ({rule.name}).functions[{j}]")
+        if rule.flow is not None and rule.flow not in config.flows:
+            known = ", ".join(sorted(config.flows)) or "none"
+            raise ConfigError(
+                f"{source}: rules[{i}] ({rule.name}).flow: unknown flow {rule.flow!r} (flows: {known})"
+            )
+    conditions: dict[tuple[str, str], Condition] = {}
+    for name, flow in config.flows.items():
+        conditions.update(_check_flow(config, functions, name, flow, f"{source}: flows.{name}"))
+    return Pipeline(config=config, functions=functions, source=source, conditions=conditions)
+
+
+def _check_call(
+    config: PipelineConfig, functions: dict[str, FunctionSpec[Any]], call: FunctionCall | FlowStep, where: str
+) -> None:
+    """A function call (a rule's or a flow step's): known function and preset, valid params
+    within the ceilings, assets that are objects."""
+    if call.function not in functions:
+        known = ", ".join(sorted(functions))
+        raise ConfigError(f"{where}.function: unknown function {call.function!r} (known: {known})")
+    spec = functions[call.function]
+    available = presets_for(config, call.function, spec)
+    if call.preset is not None and call.preset not in available:
+        known = ", ".join(sorted(available)) or "none"
+        raise ConfigError(f"{where}.preset: unknown preset {call.preset!r} (known: {known})")
+    try:
+        params = spec.parse_params(merged_params(config, spec, call))
+    except ValidationError as exc:
+        problems = [f"{where}.params.{format_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("\n".join(problems)) from exc
+    try:
+        apply_ceilings(params, ceilings(config, call.function))
+    except AboveCeiling as exc:
+        raise ConfigError(f"{where}.{exc}") from exc
+    for ref in spec.asset_refs(params):
+        if not ref.startswith("s3://"):
+            raise ConfigError(f"{where}.params: asset {ref!r} must be an object, s3://bucket/key")
+
+
+def _check_flow(
+    config: PipelineConfig, functions: dict[str, FunctionSpec[Any]], name: str, flow: Flow, where: str
+) -> dict[tuple[str, str], Condition]:
+    """A flow: acyclic, known steps and functions, valid params, `needs` naming steps that make
+    files, and every `if` compiling and naming only `source` and the step's ancestors."""
+    try:
+        check_graph(flow)
+    except GraphError as exc:
+        raise ConfigError(f"{where}.{exc}") from exc
+    conditions: dict[tuple[str, str], Condition] = {}
+    for step_name, step in flow.steps.items():
+        at = f"{where}.steps.{step_name}"
+        _check_call(config, functions, step, at)
+        for need in step.needs:
+            if not functions[flow.steps[need].function].produces:
+                raise ConfigError(f"{at}.needs: step {need!r} makes no files for this step to run on")
+        if step.condition is None:
+            continue
+        earlier = ancestors(flow, step_name)
+        try:
+            condition = compile_condition(step.condition)
+            unknown = condition.steps_named() - earlier
+            if unknown:
+                raise ConditionError(
+                    f"reads steps {sorted(unknown)}, which are not among this step's needs "
+                    f"(directly or further up): {sorted(earlier) or 'none'}"
+                )
+            check_condition(condition, sorted(earlier))
+        except ConditionError as exc:
+            raise ConfigError(f"{at}.if: {exc}") from exc
+        conditions[(name, step_name)] = condition
+    return conditions
 
 
 def load_pipeline(settings: Settings) -> Pipeline:

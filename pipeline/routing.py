@@ -59,12 +59,14 @@ def rule_matches(rule: Rule, event: ObjectEvent) -> bool:
 def output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
     """(bucket or None for "the source bucket", key prefix) of everywhere outputs are written."""
     areas: list[tuple[str | None, str]] = [(config.outputs.bucket, config.outputs.prefix)]
-    for rule in config.rules:
-        for call in rule.functions:
-            prefix = call.output.literal_prefix().replace("{prefix}", "")
-            if call.output.template.startswith("{prefix}"):
-                prefix = config.outputs.prefix
-            areas.append((call.output.bucket or config.outputs.bucket, prefix))
+    targets = [call.output for rule in config.rules for call in rule.functions]
+    for flow in config.flows.values():
+        targets += [step.output for step in flow.steps.values()]
+    for target in targets:
+        prefix = target.literal_prefix().replace("{prefix}", "")
+        if target.template.startswith("{prefix}"):
+            prefix = config.outputs.prefix
+        areas.append((target.bucket or config.outputs.bucket, prefix))
     if config.screening.quarantine_prefix:
         areas.append((None, config.screening.quarantine_prefix))
     return areas
@@ -121,6 +123,19 @@ def route(pipeline: Pipeline, event: ObjectEvent) -> list[Planned]:
                 ),
             )
     return list(planned.values())
+
+
+def route_flows(pipeline: Pipeline, event: ObjectEvent) -> list[Rule]:
+    """The rules with a flow that `event` starts (each starts one run)."""
+    config = pipeline.config
+    if is_output_key(config, event.bucket, event.key):
+        return []
+    generation = generation_of(event)
+    return [
+        rule
+        for rule in config.rules
+        if rule.flow is not None and rule_matches(rule, event) and not loop_guarded(config, rule, generation)
+    ]
 
 
 def output_key(template: str, source_key: str, function: str, name: str) -> str:

@@ -1,20 +1,23 @@
 """The ledger: events, invocations, attempts, timings, outputs and errors, kept in Redis.
 
 A package of small stores sharing one client: `invocations`, `events`, `claims` (dedup, execution
-lease, slots), `outbox` (and the per-upload join), `workers`, `flags` and `stats`. `keys` names
-every Redis key; Lua scripts live in `scripts/`.
+lease, slots), `outbox` (and the per-upload join), `runs` (flow runs), `workers`, `flags` and
+`stats`. `keys` names every Redis key; Lua scripts live in `scripts/`.
 """
 
 from __future__ import annotations
 
 import redis
 
+from pipeline.flows.model import Run, RunStatus
 from pipeline.invocation import Invocation
+from pipeline.ledger import keys
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.events import EventStore
 from pipeline.ledger.invocations import InvocationStore
 from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.records import AttemptRecord, EventRecord, WorkerInfo
+from pipeline.ledger.runs import RunStore
 from pipeline.ledger.workers import FunctionFlags, Stats, Workers
 
 __all__ = ["AttemptRecord", "EventRecord", "Ledger", "WorkerInfo", "connect"]
@@ -35,19 +38,30 @@ class Ledger:
         self.outbox = Outbox(client, self.retention)
         self.invocations = InvocationStore(client, self.retention, self.outbox)
         self.events = EventStore(client, self.retention)
+        self.runs = RunStore(client, self.retention)
         self.claims = Claims(client, self.retention)
         self.workers = Workers(client)
         self.flags = FunctionFlags(client)
         self.stats = Stats(client)
 
-    def record_intake(self, invs: list[Invocation], event: EventRecord) -> None:
-        """Record a notification and the invocations it started in one transaction, with the
-        upload's join set: it is complete before any of them can finish, so `object.processed`
-        cannot fire while some are still to come."""
+    def record_intake(
+        self, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None
+    ) -> None:
+        """Record a notification and the invocations and flow runs it started in one transaction,
+        with the upload's join set (its single-step invocations and its runs): it is complete
+        before any of them can finish, so `object.processed` cannot fire while some are still to
+        come. `invs` includes the first steps of the runs."""
+        runs = runs or []
         pipe = self._client.pipeline(transaction=True)
-        if invs:
-            self.outbox.open_join(pipe, event.id, [inv.id for inv in invs])
+        members = [inv.id for inv in invs if inv.run_id is None]
+        members += [keys.join_member_for_run(run.id) for run in runs]
+        if members:
+            self.outbox.open_join(pipe, event.id, members)
         self.events.add(pipe, event)
+        for run in runs:
+            self.runs.add(pipe, run)
+            if run.status != RunStatus.RUNNING:  # every first step was skipped at once
+                self.outbox.announce_run(pipe, run.id, run.status.value)
         for inv in invs:
             self.invocations.add(pipe, inv)
         pipe.execute()

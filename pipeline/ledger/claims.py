@@ -32,19 +32,22 @@ class Claims:
         self._take_slot = script(client, "take_slot")
 
     # --- dedup: each unit of work is claimed once ------------------------------------------
-    def claim_all(self, units: list[tuple[str, str, str]]) -> list[str | bool]:
-        """Claim units of work (dedup key, function, invocation id) at once, skipping functions
-        switched off. Per unit: True if claimed now, False if its function is disabled, else the
-        id of the invocation that claimed it earlier."""
+    def claim_all(self, units: list[tuple[str, str, str, str]]) -> list[str | bool]:
+        """Claim units of work at once, skipping functions switched off. A unit is (claim key,
+        function, the claimant's id, the prefix of the key of a claimant's record). Per unit: True
+        if claimed now, False if its function is disabled, else the id of the earlier claimant."""
         if not units:
             return []
         claim_keys = [keys.function_flag("disabled"), keys.stat("duplicates")]
-        claim_keys += [keys.dedup(unit) for unit, _, _ in units]
-        args: list[str | int] = [self.retention, ORPHAN_CLAIM_S, keys.invocation("")]
-        for _, function, inv_id in units:
-            args += [function, inv_id]
+        claim_keys += [claim for claim, _, _, _ in units]
+        args: list[str | int] = [self.retention, ORPHAN_CLAIM_S]
+        for _, function, claimant, record_prefix in units:
+            args += [function, claimant, record_prefix]
         raw = self._claim_units(keys=claim_keys, args=args)
         return [bool(r) if isinstance(r, int) else str(r) for r in raw]
+
+    def release_key(self, claim: str) -> None:
+        self.r.delete(claim)
 
     def release(self, unit: str) -> None:
         self.r.delete(keys.dedup(unit))

@@ -15,6 +15,9 @@ Records expire after the retention period unless noted.
 - `worker:<hostname>`   a worker's heartbeat (expires unless renewed)
 - `fn:paused|disabled`  the operator's function switches (kept until changed)
 - `stat:<name>`, `tp:<minute>`  counters, and finished invocations per minute (kept 3 hours)
+- `run:<id>`            JSON of a flow run (one document, changed in WATCH/MULTI transactions)
+- `idx:runs|runs:status:<s>|runs:flow:<name>|runs:obj:<digest>`  sorted sets of run ids by start
+- `runclaim:<hash>`     the run that claimed (rule, object version): one run per upload and rule
 - `idem:<hash>`         the invocation an API idempotency key named
 - `reconcile:cursor:<bucket>\\0<prefix>`  where an interrupted reconciler pass continues
 - `admin:*`             dashboard signing key, sessions and failed-login counters
@@ -89,6 +92,36 @@ def raw_notification(digest: str) -> str:
 def object_events_index(bucket: str, key: str) -> str:
     """Notifications about one object."""
     return f"{PREFIX}idx:obj-events:{object_digest(bucket, key)}"
+
+
+# --- flow runs -----------------------------------------------------------------------------------
+def run(run_id: str) -> str:
+    return f"{PREFIX}run:{run_id}"
+
+
+RUNS_INDEX = f"{PREFIX}idx:runs"
+
+
+def run_status_index(status: str) -> str:
+    return f"{PREFIX}idx:runs:status:{status}"
+
+
+def run_flow_index(flow: str) -> str:
+    return f"{PREFIX}idx:runs:flow:{flow}"
+
+
+def run_object_index(bucket: str, key: str) -> str:
+    return f"{PREFIX}idx:runs:obj:{object_digest(bucket, key)}"
+
+
+def run_claim(rule: str, bucket: str, key: str, version: str) -> str:
+    raw = "\x00".join((rule, bucket, key, version))
+    return f"{PREFIX}runclaim:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def join_member_for_run(run_id: str) -> str:
+    """A run's place in its upload's join set (the set otherwise holds invocation ids)."""
+    return f"run:{run_id}"
 
 
 # --- claims --------------------------------------------------------------------------------------

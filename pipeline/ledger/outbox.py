@@ -1,10 +1,11 @@
-"""The outbox (finished invocations not yet announced to webhooks) and the per-upload join that
-tells when the last invocation of an upload has finished."""
+"""The outbox (finished invocations and flow runs not yet announced to webhooks) and the
+per-upload join that tells when the last invocation or run of an upload has finished."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import redis
 
@@ -13,6 +14,15 @@ from pipeline.ledger import keys
 from pipeline.ledger.lua import script
 
 OUTBOX_CAP = 100_000
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One outbox entry: an invocation or a run that finished with `status`."""
+
+    kind: Literal["invocation", "run"]
+    id: str
+    status: str
 
 
 class Outbox:
@@ -26,9 +36,19 @@ class Outbox:
         pipe.rpush(keys.OUTBOX, json.dumps({"id": inv_id, "status": status.value}))
         pipe.ltrim(keys.OUTBOX, -OUTBOX_CAP, -1)
 
-    def read(self, n: int) -> list[tuple[str, Status]]:
+    def announce_run(self, pipe: Any, run_id: str, status: str) -> None:
+        """Queue a finished run's announcement on the transaction that records its end."""
+        pipe.rpush(keys.OUTBOX, json.dumps({"run": run_id, "status": status}))
+        pipe.ltrim(keys.OUTBOX, -OUTBOX_CAP, -1)
+
+    def read(self, n: int) -> list[Finished]:
         items = [json.loads(raw) for raw in self.r.lrange(keys.OUTBOX, 0, n - 1)]
-        return [(item["id"], Status(item["status"])) for item in items]
+        return [
+            Finished("run", item["run"], item["status"])
+            if "run" in item
+            else Finished("invocation", item["id"], item["status"])
+            for item in items
+        ]
 
     def done(self, n: int) -> None:
         """Drop the first `n` entries (new ones are only ever appended at the end)."""

@@ -21,6 +21,7 @@ class EventRecord(BaseModel):
     status: str = Field(description="accepted | ignored | duplicate | unavailable")
     reason: str = ""
     invocations: list[str] = Field(default_factory=list)
+    runs: list[str] = Field(default_factory=list, description="The flow runs it started (or found).")
     duplicates: int = 0
     raw: str = Field(default="", description="The notification as received (first 16 KB), for the dashboard.")
     raw_digest: str = Field(default="", description="Where `raw` is stored: once per notification.")

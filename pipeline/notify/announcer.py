@@ -17,11 +17,19 @@ import redis
 
 from pipeline.config import PipelineConfig
 from pipeline.event_types import EventType
-from pipeline.invocation import Status
+from pipeline.invocation import Invocation, Status
 from pipeline.ledger import Ledger, keys
 from pipeline.notify.messages import Message, MessageStore, message_id
 from pipeline.notify.notices import Notices
-from pipeline.notify.payloads import STATUS_EVENTS, Payload, invocation_payload, processed_payload
+from pipeline.notify.payloads import (
+    RUN_EVENTS,
+    STATUS_EVENTS,
+    Payload,
+    invocation_payload,
+    processed_payload,
+    run_data,
+    run_payload,
+)
 from pipeline.notify.subscriptions import (
     SecretEntry,
     Subscription,
@@ -50,7 +58,7 @@ class Announcer:
         self.subs, self.messages, self.notices, self.presign = subs, messages, notices, presign
 
     def drain(self, batch: int = 200) -> int:
-        """Announce up to `batch` finished invocations. One drainer at a time; a drainer that dies
+        """Announce up to `batch` finished invocations and runs. One drainer at a time; a drainer that dies
         midway leaves its entries for the next, and announcing twice creates no second message."""
         token = uuid.uuid4().hex
         lock = keys.WEBHOOK_DRAIN_LOCK
@@ -60,8 +68,11 @@ class Announcer:
             items = self.ledger.outbox.read(batch)
             if items:
                 subs = [s for s in self.subs.all() if s.enabled and s.source != "callback"]
-                for inv_id, status in items:
-                    self._announce(inv_id, status, subs)
+                for item in items:
+                    if item.kind == "run":
+                        self._announce_run(item.id, subs)
+                    else:
+                        self._announce(item.id, Status(item.status), subs)
                 self.ledger.outbox.done(len(items))
             return len(items)
         finally:
@@ -80,27 +91,74 @@ class Announcer:
             self._fan_out(
                 event, payload, inv.bucket, inv.key, [inv.function], subject, subs, inv.callback_url, inv.rule
             )
-        if inv.event_id and self.ledger.outbox.close_join(inv.event_id, inv.id):
-            # The event record may not be written yet (intake records it last): the object's own
-            # index finds the upload's invocations either way.
-            upload = [
-                i
-                for i in self.ledger.invocations.for_object(inv.bucket, inv.key)
-                if i.event_id == inv.event_id
-            ]
-            upload = [inv if i.id == inv.id else i for i in upload] or [inv]
-            callback = next((i.callback_url for i in upload if i.callback_url), None)
+        # A flow's steps are not in the upload's join: their run is, and closes it when it ends.
+        if inv.event_id and inv.run_id is None and self.ledger.outbox.close_join(inv.event_id, inv.id):
+            self._processed(inv.event_id, inv.bucket, inv.key, inv.rule, subs, finished=inv)
+
+    def _announce_run(self, run_id: str, subs: list[Subscription]) -> None:
+        run = self.ledger.runs.get(run_id)
+        if run is None:
+            return
+        flow = self.config.flows.get(run.flow)
+        functions = {name: step.function for name, step in flow.steps.items()} if flow else {}
+        first_steps = [i for name, s in run.steps.items() if not s.needs for i in s.invocations]
+        callback = next(
+            (i.callback_url for i in self.ledger.invocations.get_many(first_steps) if i.callback_url), None
+        )
+        event = RUN_EVENTS.get(run.status)
+        if event is not None:
             self._fan_out(
-                EventType.OBJECT_PROCESSED,
-                processed_payload(inv.event_id, upload, self._presign),
-                inv.bucket,
-                inv.key,
-                [i.function for i in upload],
-                inv.event_id,
+                event,
+                run_payload(run, functions, self._presign),
+                run.bucket,
+                run.key,
+                sorted(set(functions.values())),
+                f"{run.id}:{run.finished_at}",
                 subs,
                 callback,
-                inv.rule,
+                run.rule,
             )
+        member = keys.join_member_for_run(run.id)
+        if run.event_id and self.ledger.outbox.close_join(run.event_id, member):
+            self._processed(run.event_id, run.bucket, run.key, run.rule, subs)
+
+    def _processed(
+        self,
+        event_id: str,
+        bucket: str,
+        key: str,
+        rule: str,
+        subs: list[Subscription],
+        finished: Invocation | None = None,
+    ) -> None:
+        """`object.processed` for an upload whose last invocation or run has just finished. The
+        event record may not be written yet (intake records it last): the object's own indexes
+        find the upload's invocations and runs either way."""
+        upload = [
+            i
+            for i in self.ledger.invocations.for_object(bucket, key)
+            if i.event_id == event_id and i.run_id is None
+        ]
+        if finished is not None:
+            upload = [finished if i.id == finished.id else i for i in upload] or [finished]
+        runs = [r for r in self.ledger.runs.for_object(bucket, key) if r.event_id == event_id]
+        run_datas = []
+        for run in runs:
+            flow = self.config.flows.get(run.flow)
+            functions = {name: step.function for name, step in flow.steps.items()} if flow else {}
+            run_datas.append(run_data(run, functions, self._presign))
+        callback = next((i.callback_url for i in upload if i.callback_url), None)
+        self._fan_out(
+            EventType.OBJECT_PROCESSED,
+            processed_payload(event_id, upload, self._presign, run_datas),
+            bucket,
+            key,
+            sorted({i.function for i in upload} | {s.function for r in run_datas for s in r.steps.values()}),
+            event_id,
+            subs,
+            callback,
+            rule,
+        )
 
     def _presign(self, bucket: str, key: str) -> str | None:
         return self.presign(bucket, key) if self.presign else None

@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pipeline.event_types import EventType
-from pipeline.invocation import Invocation, Status
+from pipeline.flows.model import Run, RunStatus, StepStatus
+from pipeline.invocation import Invocation, OutputRef, Status
 
 PAYLOAD_VERSION: Literal[1] = 1
 
@@ -64,17 +65,44 @@ class RejectedData(BaseModel):
     reason: str
 
 
+class RunStepData(BaseModel):
+    function: str
+    status: str = Field(description="waiting | running | succeeded | failed | dead | rejected | skipped")
+    needs: list[str]
+    invocations: list[str]
+    outputs: list[OutputData]
+    reason: str | None = None
+
+
+class RunData(BaseModel):
+    """One flow run: a graph of steps applied to one object version."""
+
+    id: str
+    flow: str
+    rule: str
+    bucket: str
+    key: str
+    version: str
+    status: RunStatus
+    reason: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None
+    steps: dict[str, RunStepData]
+    outputs: list[OutputData] = Field(description="Every step's outputs.")
+
+
 class ProcessedData(BaseModel):
-    """Every invocation fanned out from one upload has finished."""
+    """Every invocation and flow run started by one upload has finished."""
 
     bucket: str
     key: str
     version: str
     event_id: str = Field(description="The notification that started this processing.")
-    succeeded: bool = Field(description="True when every invocation succeeded.")
-    invocations: list[InvocationData]
-    outputs: list[OutputData] = Field(description="All outputs of all invocations.")
+    succeeded: bool = Field(description="True when every invocation and every run succeeded.")
+    invocations: list[InvocationData] = Field(description="The upload's single-step invocations.")
+    outputs: list[OutputData] = Field(description="All outputs of all invocations and runs.")
     failures: list[InvocationData] = Field(description="Invocations that did not succeed.")
+    runs: list[RunData] = Field(default_factory=list, description="The flow runs the upload started.")
 
 
 class _Envelope(BaseModel):
@@ -97,13 +125,69 @@ class ProcessedPayload(_Envelope):
     data: ProcessedData
 
 
-Payload = InvocationPayload | RejectedPayload | ProcessedPayload
+class RunPayload(_Envelope):
+    type: Literal["run.completed", "run.failed"]
+    data: RunData
+
+
+Payload = InvocationPayload | RejectedPayload | ProcessedPayload | RunPayload
+RUN_EVENTS = {RunStatus.SUCCEEDED: EventType.RUN_COMPLETED, RunStatus.FAILED: EventType.RUN_FAILED}
 
 Presign = Any  # Callable[[str, str], str | None]; kept loose so payloads need no storage import
 
 
 def _stamp(at: float | None) -> datetime:
     return datetime.fromtimestamp(at, tz=UTC) if at else datetime.now(tz=UTC)
+
+
+def _outputs(outputs: list[OutputRef], presign: Presign) -> list[OutputData]:
+    return [
+        OutputData(
+            bucket=o.bucket,
+            key=o.key,
+            size=o.size,
+            content_type=o.content_type,
+            url=presign(o.bucket, o.key) if presign else None,
+        )
+        for o in outputs
+    ]
+
+
+def run_data(run: Run, functions: dict[str, str], presign: Presign = None) -> RunData:
+    """`functions`: each step's function, from the flow."""
+    steps = {
+        name: RunStepData(
+            function=functions.get(name, ""),
+            status=state.status.value,
+            needs=state.needs,
+            invocations=state.invocations,
+            outputs=_outputs(state.outputs, presign),
+            reason=state.reason,
+        )
+        for name, state in run.steps.items()
+    }
+    return RunData(
+        id=run.id,
+        flow=run.flow,
+        rule=run.rule,
+        bucket=run.bucket,
+        key=run.key,
+        version=run.version,
+        status=run.status,
+        reason=run.reason,
+        started_at=_stamp(run.started_at),
+        finished_at=_stamp(run.finished_at) if run.finished_at else None,
+        steps=steps,
+        outputs=[o for step in steps.values() for o in step.outputs],
+    )
+
+
+def run_payload(run: Run, functions: dict[str, str], presign: Presign = None) -> RunPayload:
+    return RunPayload(
+        type=RUN_EVENTS[run.status].value,
+        timestamp=_stamp(run.finished_at),
+        data=run_data(run, functions, presign),
+    )
 
 
 def invocation_data(inv: Invocation, presign: Presign = None) -> InvocationData:
@@ -117,16 +201,7 @@ def invocation_data(inv: Invocation, presign: Presign = None) -> InvocationData:
         rule=inv.rule,
         attempts=inv.attempts,
         duration_ms=inv.duration_ms,
-        outputs=[
-            OutputData(
-                bucket=o.bucket,
-                key=o.key,
-                size=o.size,
-                content_type=o.content_type,
-                url=presign(o.bucket, o.key) if presign else None,
-            )
-            for o in inv.outputs
-        ],
+        outputs=_outputs(inv.outputs, presign),
         error=inv.error,
     )
 
@@ -151,21 +226,30 @@ def invocation_payload(inv: Invocation, presign: Presign = None) -> InvocationPa
 
 
 def processed_payload(
-    event_id: str, invocations: list[Invocation], presign: Presign = None
+    event_id: str,
+    invocations: list[Invocation],
+    presign: Presign = None,
+    runs: list[RunData] | None = None,
 ) -> ProcessedPayload:
-    first = invocations[0]
+    """`invocations`: the upload's single-step invocations; `runs`: its flow runs."""
+    runs = runs or []
+    first = invocations[0] if invocations else None
     datas = [invocation_data(inv, presign) for inv in invocations]
+    finished = [inv.finished_at or 0 for inv in invocations]
+    finished += [r.finished_at.timestamp() for r in runs if r.finished_at]
     return ProcessedPayload(
-        timestamp=_stamp(max((inv.finished_at or 0) for inv in invocations) or None),
+        timestamp=_stamp(max(finished, default=0) or None),
         data=ProcessedData(
-            bucket=first.bucket,
-            key=first.key,
-            version=first.version,
+            bucket=first.bucket if first else runs[0].bucket,
+            key=first.key if first else runs[0].key,
+            version=first.version if first else runs[0].version,
             event_id=event_id,
-            succeeded=all(d.status == Status.SUCCEEDED for d in datas),
+            succeeded=all(d.status == Status.SUCCEEDED for d in datas)
+            and all(r.status == RunStatus.SUCCEEDED for r in runs),
             invocations=datas,
-            outputs=[o for d in datas for o in d.outputs],
+            outputs=[o for d in datas for o in d.outputs] + [o for r in runs for o in r.outputs],
             failures=[d for d in datas if d.status != Status.SUCCEEDED],
+            runs=runs,
         ),
     )
 
@@ -176,6 +260,7 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
         "invocation.*": InvocationPayload.model_json_schema(),
         EventType.OBJECT_REJECTED.value: RejectedPayload.model_json_schema(),
         EventType.OBJECT_PROCESSED.value: ProcessedPayload.model_json_schema(),
+        "run.*": RunPayload.model_json_schema(),
     }
 
 
@@ -242,7 +327,51 @@ def example_payloads() -> dict[str, Payload]:
         EventType.INVOCATION_DEAD.value: invocation_payload(dead),
         EventType.OBJECT_REJECTED.value: invocation_payload(rejected),
         EventType.OBJECT_PROCESSED.value: processed_payload(common["event_id"], [thumb, failed]),
+        EventType.RUN_COMPLETED.value: run_payload(
+            _example_run(), {"poster": "transcode", "thumbs": "thumbnail"}
+        ),
     }
+
+
+def _example_run() -> Run:
+    poster = OutputRef(
+        bucket="media",
+        key="derived/uploads/clip.mp4/transcode/poster.jpg",
+        content_type="image/jpeg",
+        size=48211,
+    )
+    thumb = OutputRef(
+        bucket="media",
+        key="derived/uploads/clip.mp4/transcode/poster.jpg/thumbnail/320.jpg",
+        content_type="image/jpeg",
+        size=8120,
+    )
+    return Run.model_validate(
+        {
+            "id": "019ac5e2c0d14e2a8b7f6c31",
+            "flow": "video",
+            "rule": "video-renditions",
+            "bucket": "media",
+            "key": "uploads/clip.mp4",
+            "version": "5d41402abc4b2a76b9719d911017c592",
+            "status": "succeeded",
+            "started_at": 1764547200.0,
+            "finished_at": 1764547203.4,
+            "steps": {
+                "poster": {
+                    "status": "succeeded",
+                    "invocations": ["019ac5e2c0d2a1b2c3d4e5f6"],
+                    "outputs": [poster],
+                },
+                "thumbs": {
+                    "status": "succeeded",
+                    "needs": ["poster"],
+                    "invocations": ["019ac5e2c41f0a9b8c7d6e5f"],
+                    "outputs": [thumb],
+                },
+            },
+        }
+    )
 
 
 def docs_section() -> str:

@@ -60,6 +60,9 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
     def run_invocation(self: Task[Any, Any], payload: dict[str, Any]) -> None:
         try:
             _run(self, payload)
+            if payload.get("run_id"):
+                # The hop to the next steps: recorded and sent by the worker that ended this one.
+                ctx.get()[0].intake.flows.on_finished(str(payload["id"]))
         except redis.RedisError as exc:
             # The outcome could not be recorded (Redis is down or restarting). Acknowledging now
             # would lose the invocation, so hand the message back: requeued, or, if even that
@@ -104,6 +107,8 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         delay = _record_failure(runtime, inv, error)
         if delay is not None:
             CeleryDispatcher(app).enqueue(inv, countdown=delay)
+        elif inv.run_id:
+            runtime.intake.flows.on_finished(inv.id)
 
 
 def _record_failure(runtime: Runtime, inv: Invocation, exc: BaseException) -> float | None:

@@ -1,0 +1,144 @@
+"""`if:` conditions of flow steps: Common Expression Language (cel-python), compiled when the
+pipeline file is loaded and evaluated over plain JSON data. CEL cannot loop, call out or touch
+the process, which is why it is used instead of anything that evaluates Python.
+
+An expression may name facts that are not known yet when its step becomes ready: `source.height`
+needs the upload to be screened. Evaluating then gives `Undecided`, and the step's invocation
+decides once its worker has screened the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.celtypes import BoolType
+from celpy.evaluation import CELEvalError
+
+_ENV = celpy.Environment()
+
+SOURCE_FIELDS = (
+    "bucket",
+    "key",
+    "size",
+    "content_type",
+    "width",
+    "height",
+    "duration",
+    "has_audio",
+    "rotation",
+    "metadata",
+)
+_STEP_REFERENCE = re.compile(r"""steps\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*["']([^"']+)["']\s*\])""")
+
+
+class ConditionError(ValueError):
+    """Raised when an expression does not compile, or its value is not a boolean."""
+
+
+class Undecided(Exception):
+    """Raised when an expression needs facts that are not known yet."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    text: str
+    program: Any
+
+    def steps_named(self) -> set[str]:
+        """The steps the expression reads (`steps.x` or `steps["x-y"]`)."""
+        return {a or b for a, b in _STEP_REFERENCE.findall(self.text)}
+
+    def evaluate(self, data: dict[str, Any]) -> bool:
+        """True or False; `Undecided` when a name it reads is missing from `data`, and
+        `ConditionError` when the value is not a boolean or the evaluation fails otherwise."""
+        try:
+            value = self.program.evaluate({name: json_to_cel(v) for name, v in data.items()})
+        except CELEvalError as exc:
+            raise _eval_error(self.text, exc) from exc
+        if isinstance(value, CELEvalError):
+            raise _eval_error(self.text, value)
+        if not isinstance(value, BoolType):
+            raise ConditionError(f"{self.text!r} gave {value!r}, not true or false")
+        return bool(value)
+
+
+def _eval_error(text: str, exc: Exception) -> Exception:
+    detail = repr(exc.args).replace("\\'", "'")  # nested errors come quoted
+    missing = re.search(r"no such (?:member in mapping|key): '([^']*)'", detail)
+    if missing:
+        return Undecided(f"{text!r} reads {missing.group(1)!r}, which is not known (test it with has())")
+    undeclared = re.search(r"undeclared reference to '([^']*)'", detail)
+    if undeclared:
+        return ConditionError(f"{text!r} names {undeclared.group(1)!r}; only source and steps exist")
+    message = str(exc.args[0] if exc.args else exc).split(" (in activation")[0]
+    return ConditionError(f"{text!r} could not be evaluated: {message[:300]}")
+
+
+# Every fact a condition may read, with a value of its type: loading evaluates each expression
+# over these so that a name that does not exist fails at load, not in the middle of a run.
+SAMPLE_SOURCE: dict[str, Any] = {
+    "bucket": "media",
+    "key": "uploads/a.mp4",
+    "size": 1,
+    "content_type": "video/mp4",
+    "width": 1920,
+    "height": 1080,
+    "duration": 1.0,
+    "has_audio": True,
+    "rotation": 0,
+    "metadata": {},
+}
+SAMPLE_STEP: dict[str, Any] = {"status": "succeeded", "outputs": [], "reason": ""}
+
+
+def check_condition(condition: Condition, steps: list[str]) -> None:
+    """Raise `ConditionError` if the expression names anything but `source` and these steps, or
+    gives something other than true or false. A step's own reported fields are not known at load,
+    so reading one of them is not an error here."""
+    data = {"source": SAMPLE_SOURCE, "steps": {name: SAMPLE_STEP for name in steps}}
+    with contextlib.suppress(Undecided):
+        condition.evaluate(data)
+
+
+@functools.lru_cache(maxsize=512)
+def compile_condition(text: str) -> Condition:
+    try:
+        ast = _ENV.compile(text)
+        program = _ENV.program(ast)
+    except CELParseError as exc:
+        detail = " ".join(str(exc).split())
+        raise ConditionError(f"{text!r} is not a valid CEL expression: {detail}") from exc
+    return Condition(text=text, program=program)
+
+
+def source_facts(
+    bucket: str,
+    key: str,
+    size: int | None,
+    content_type: str | None,
+    media: dict[str, Any] | None,
+    metadata: dict[str, str] | None,
+) -> dict[str, Any]:
+    """What `source` holds: the event's facts at once, the media facts once screened."""
+    facts: dict[str, Any] = {"bucket": bucket, "key": key}
+    if size is not None:
+        facts["size"] = size
+    if content_type:
+        facts["content_type"] = content_type
+    if metadata is not None:
+        facts["metadata"] = dict(metadata)
+    if media:
+        for name in ("width", "height", "duration", "has_audio", "rotation"):
+            if media.get(name) is not None:
+                facts[name] = media[name]
+        facts.setdefault("content_type", media.get("media_type", ""))
+        facts.setdefault("size", media.get("size", 0))
+        facts["screened"] = True
+    return facts

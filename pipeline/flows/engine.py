@@ -1,0 +1,305 @@
+"""Pure transitions of a run: which steps start, finish, are skipped, and what runs next.
+
+Nothing here touches Redis or a queue: each function takes a run (a copy it may change) and
+returns the invocations to launch. `runner` applies them in one Redis transaction per change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.ceilings import apply_ceilings, ceilings
+from pipeline.errors import Conflict
+from pipeline.flows.conditions import ConditionError, Undecided, source_facts
+from pipeline.flows.graph import ancestors, descendants
+from pipeline.flows.model import Run, RunStatus, SkipCause, StepState, StepStatus
+from pipeline.flows.spec import FlowStep
+from pipeline.invocation import Invocation, OutputRef, Status, params_hash
+from pipeline.registry import Pipeline, merged_params
+
+# A worker that finds a step's `if` false says so with this prefix; the step is then skipped for
+# its condition (not re-run by a redrive).
+CONDITION_FALSE = "condition not met: "
+
+_STEP_STATUS = {
+    Status.SUCCEEDED: StepStatus.SUCCEEDED,
+    Status.FAILED: StepStatus.FAILED,
+    Status.DEAD: StepStatus.DEAD,
+    Status.REJECTED: StepStatus.REJECTED,
+    Status.SKIPPED: StepStatus.SKIPPED,
+}
+# When a step's invocations end differently, the step shows the worst of them.
+_SEVERITY = [
+    StepStatus.DEAD,
+    StepStatus.FAILED,
+    StepStatus.REJECTED,
+    StepStatus.SUCCEEDED,
+    StepStatus.SKIPPED,
+]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One invocation a step asks for, on one input object."""
+
+    step: str
+    function: str
+    params: dict[str, Any]
+    params_hash: str
+    bucket: str
+    key: str
+    key_in_outputs: str | None
+    output_bucket: str
+    output_template: str
+    max_attempts: int
+    time_limit: float
+    condition: str | None  # decided by the worker once it has screened the input
+    inv_id: str
+
+
+def new_run(
+    pipeline: Pipeline, *, run_id: str, flow: str, rule: str, bucket: str, key: str, **fields: Any
+) -> Run:
+    steps = {name: StepState(needs=list(s.needs)) for name, s in pipeline.flow(flow).steps.items()}
+    return Run(id=run_id, flow=flow, rule=rule, bucket=bucket, key=key, steps=steps, **fields)
+
+
+def start(pipeline: Pipeline, run: Run, now: float | None = None) -> list[Launch]:
+    """The steps without `needs`, on the uploaded object."""
+    now = now or time.time()
+    launches: list[Launch] = []
+    for name in pipeline.flow(run.flow).roots():
+        launches += _ready(pipeline, run, name, now)
+    return launches + _after(pipeline, run, now)  # dependents of roots skipped at once
+
+
+def invocation_finished(
+    pipeline: Pipeline, run: Run, inv: Invocation, now: float | None = None
+) -> list[Launch]:
+    """Apply one finished invocation of `run` (a second time does nothing) and start whatever
+    became ready."""
+    now = now or time.time()
+    step = run.steps.get(inv.step or "")
+    if run.status != RunStatus.RUNNING or step is None or inv.id not in step.pending:
+        return []
+    step.pending.remove(inv.id)
+    step.done.append(inv.id)
+    if inv.bucket == run.bucket and inv.key == run.key and inv.media and not run.source.get("screened"):
+        # The first screening of the upload gives the facts later conditions read.
+        run.source = source_facts(run.bucket, run.key, None, None, inv.media, run.source.get("metadata"))
+    step.outputs += inv.outputs
+    for output in inv.outputs:
+        step.fields.update(output.meta)
+    outcome = _STEP_STATUS.get(inv.status, StepStatus.FAILED)
+    if outcome == StepStatus.SKIPPED and inv.error:
+        step.reason = step.reason or inv.error
+        step.skip_cause = "condition" if inv.error.startswith(CONDITION_FALSE) else "skipped"
+    elif outcome.failure:
+        step.reason = step.reason or f"{inv.function} {inv.status.value}: {inv.error or ''}".strip()
+    if step.outcome is None or _SEVERITY.index(outcome) < _SEVERITY.index(step.outcome):
+        step.outcome = outcome
+    if step.pending:
+        return []
+    step.status, step.finished_at = step.outcome, now
+    if step.status != StepStatus.SKIPPED:
+        step.skip_cause = None
+        if not step.status.failure:
+            step.reason = None
+    return _after(pipeline, run, now)
+
+
+def _after(pipeline: Pipeline, run: Run, now: float) -> list[Launch]:
+    """Start each waiting step whose needs have all finished; finish the run when nothing is left."""
+    launches: list[Launch] = []
+    flow = pipeline.flow(run.flow)
+    progress = True
+    while progress:  # a skipped step can make its own dependents ready at once
+        progress = False
+        for name, state in run.steps.items():
+            if state.status == StepStatus.WAITING and all(
+                run.steps[n].status.finished for n in flow.steps[name].needs
+            ):
+                launches += _ready(pipeline, run, name, now)
+                progress = progress or state.status.finished
+    _maybe_finish(pipeline, run, now)
+    return launches
+
+
+def _skip(state: StepState, cause: SkipCause, reason: str, now: float) -> None:
+    state.status, state.skip_cause, state.reason = StepStatus.SKIPPED, cause, reason
+    state.finished_at = state.finished_at or now
+
+
+def _ready(pipeline: Pipeline, run: Run, name: str, now: float) -> list[Launch]:
+    flow = pipeline.flow(run.flow)
+    step = flow.steps[name]
+    state = run.steps[name]
+    for need in step.needs:
+        parent = run.steps[need]
+        if parent.status.failure and flow.steps[need].on_failure == "stop":
+            _skip(state, "failure", f"{need} {parent.status.value}", now)
+            return []
+        if parent.status == StepStatus.SKIPPED and parent.skip_cause != "no-input":
+            cause: SkipCause = "failure" if parent.skip_cause == "failure" else parent.skip_cause or "skipped"
+            _skip(state, cause, f"{need} was skipped", now)
+            return []
+    deferred = None
+    condition = pipeline.conditions.get((run.flow, name))
+    if condition is not None:
+        data = {"source": run.source, "steps": {n: run.steps[n].view() for n in ancestors(flow, name)}}
+        try:
+            if not condition.evaluate(data):
+                _skip(state, "condition", f"{CONDITION_FALSE}{condition.text}", now)
+                return []
+        except Undecided as exc:
+            if step.needs:
+                state.status, state.reason, state.finished_at = StepStatus.FAILED, str(exc), now
+                return []
+            deferred = condition.text  # a root step: its worker screens the upload, then decides
+        except ConditionError as exc:
+            state.status, state.reason, state.finished_at = StepStatus.FAILED, str(exc), now
+            return []
+    inputs = _inputs(run, step)
+    if not inputs:
+        _skip(state, "no-input", f"no output of {', '.join(step.needs)} matches this step's use", now)
+        return []
+    launches = [_launch(pipeline, run, name, step, bucket, key, deferred) for bucket, key in inputs]
+    state.status, state.reason, state.skip_cause = StepStatus.RUNNING, None, None
+    state.started_at, state.finished_at = now, None
+    state.pending = [launch.inv_id for launch in launches]
+    state.done, state.outputs, state.fields, state.outcome = [], [], {}, None
+    state.invocations += state.pending
+    state.rounds += 1
+    return launches
+
+
+def _inputs(run: Run, step: FlowStep) -> list[tuple[str, str]]:
+    if not step.needs:
+        return [(run.bucket, run.key)]
+    found: list[tuple[str, str]] = []
+    for need in step.needs:
+        for output in run.steps[need].outputs:
+            if _wanted(step, output) and (output.bucket, output.key) not in found:
+                found.append((output.bucket, output.key))
+    return found
+
+
+def _wanted(step: FlowStep, output: OutputRef) -> bool:
+    use = step.use
+    if use.suffixes and not output.key.lower().endswith(tuple(s.lower() for s in use.suffixes)):
+        return False
+    return not use.content_types or any(
+        fnmatch.fnmatchcase(output.content_type, p) for p in use.content_types
+    )
+
+
+def _launch(
+    pipeline: Pipeline, run: Run, name: str, step: FlowStep, bucket: str, key: str, condition: str | None
+) -> Launch:
+    config = pipeline.config
+    spec = pipeline.function(step.function)
+    parsed = apply_ceilings(
+        spec.parse_params(merged_params(config, spec, step)), ceilings(config, step.function)
+    )
+    params = parsed.model_dump(mode="json")
+    prefix = config.outputs.prefix
+    derived = (bucket, key) != (run.bucket, run.key)
+    # An output named after another output drops the outputs prefix, so a poster's thumbnails land
+    # in derived/uploads/a.mp4/transcode/poster.jpg/thumbnail/, not derived/derived/...
+    base = key[len(prefix) :] if derived and prefix and key.startswith(prefix) else None
+    return Launch(
+        step=name,
+        function=step.function,
+        params=params,
+        params_hash=params_hash(params),
+        bucket=bucket,
+        key=key,
+        key_in_outputs=base,
+        output_bucket=step.output.bucket or config.outputs.bucket or run.bucket,
+        output_template=(step.output.template or "{prefix}{key}/{function}/{name}").replace(
+            "{prefix}", prefix
+        ),
+        max_attempts=step.max_attempts or config.max_attempts_for(step.function),
+        time_limit=step.time_limit or config.time_limit_for(step.function),
+        condition=condition,
+        inv_id=Invocation.new_id(),
+    )
+
+
+def _maybe_finish(pipeline: Pipeline, run: Run, now: float) -> None:
+    if run.status != RunStatus.RUNNING or run.unfinished():
+        return
+    flow = pipeline.flow(run.flow)
+    failed = [n for n, s in run.steps.items() if s.status.failure and flow.steps[n].on_failure == "stop"]
+    if failed:
+        run.status, run.reason = RunStatus.FAILED, f"failed: {', '.join(failed)}"
+    elif all(s.status == StepStatus.SKIPPED for s in run.steps.values()):
+        run.status, run.reason = RunStatus.SKIPPED, "every step was skipped"
+    else:
+        run.status, run.reason = RunStatus.SUCCEEDED, None
+    run.finished_at = now
+
+
+def cancel(run: Run, cause: SkipCause, reason: str, now: float | None = None) -> list[str]:
+    """End a running run: its unfinished steps are skipped. Returns the invocations to cancel."""
+    now = now or time.time()
+    if run.status != RunStatus.RUNNING:
+        return []
+    pending: list[str] = []
+    for state in run.steps.values():
+        if not state.status.finished:
+            pending += state.pending
+            _skip(state, cause, reason, now)
+            state.pending = []
+    run.status, run.reason, run.finished_at = RunStatus.SKIPPED, reason, now
+    return pending
+
+
+def _reset(run: Run, names: set[str]) -> None:
+    for name in names:
+        state = run.steps[name]
+        state.status, state.reason, state.skip_cause = StepStatus.WAITING, None, None
+        state.pending, state.done, state.outputs, state.fields, state.outcome = [], [], [], {}, None
+        state.started_at = state.finished_at = None
+    run.status, run.reason, run.finished_at = RunStatus.RUNNING, None, None
+
+
+def redrive(pipeline: Pipeline, run: Run, now: float | None = None) -> list[Launch]:
+    """Run again the steps that failed (or died, or were refused) and those skipped because of
+    them, reusing the outputs of every step that succeeded."""
+    now = now or time.time()
+    if run.status == RunStatus.RUNNING:
+        raise Conflict(f"run {run.id} is still running; redrive it once it has finished")
+    flow = pipeline.flow(run.flow)
+    failed = {n for n, s in run.steps.items() if s.status.failure or s.skip_cause == "failure"}
+    if not failed:
+        raise Conflict(f"run {run.id} has no failed step to redrive")
+    targets = set(failed)
+    for name in failed:
+        targets |= descendants(flow, name)
+    _reset(run, targets)
+    run.redrives += 1
+    return _after(pipeline, run, now)
+
+
+def rerun(
+    pipeline: Pipeline, run: Run, step: str, downstream: bool, now: float | None = None
+) -> list[Launch]:
+    """Run one finished step again (and, with `downstream`, everything that depends on it)."""
+    now = now or time.time()
+    flow = pipeline.flow(run.flow)
+    if step not in run.steps:
+        raise Conflict(f"run {run.id} has no step {step!r} (steps: {', '.join(run.steps)})")
+    if not run.steps[step].status.finished:
+        raise Conflict(f"step {step} of run {run.id} has not finished; rerun it once it has")
+    if any(not run.steps[n].status.finished for n in ancestors(flow, step)):
+        raise Conflict(f"step {step} of run {run.id} still waits for its needs")
+    targets = {step} | (descendants(flow, step) if downstream else set())
+    busy = [n for n in targets if run.steps[n].status == StepStatus.RUNNING]
+    if busy:
+        raise Conflict(f"steps {', '.join(sorted(busy))} of run {run.id} are running")
+    _reset(run, targets)
+    return _after(pipeline, run, now)

@@ -1,0 +1,260 @@
+"""Flows without any process: the file's checks at load, and the engine's transitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import parse_config
+from pipeline.errors import ConfigError, Conflict
+from pipeline.flows import engine
+from pipeline.flows.graph import draw
+from pipeline.flows.model import Run, RunStatus, StepStatus
+from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.registry import Pipeline, build_pipeline
+
+VIDEO_FLOW = """
+flows:
+  video:
+    steps:
+      probe:  {function: transcode, preset: probe}
+      mp4:    {function: transcode, preset: mp4}
+      hls:    {function: transcode, preset: hls, if: "source.height >= 480 && source.duration <= 7200"}
+      poster: {function: transcode, preset: poster}
+      poster-thumbs:
+        function: thumbnail
+        needs: [poster]
+        params: {sizes: [320, 640]}
+rules:
+  - name: video-renditions
+    bucket: media
+    prefix: uploads/
+    content_types: ["video/*"]
+    flow: video
+"""
+
+JOIN_FLOW = """
+flows:
+  sheet:
+    steps:
+      a: {function: thumbnail, params: {sizes: [64]}}
+      b: {function: filter, params: {steps: [{op: grayscale}]}}
+      c:
+        function: copy
+        needs: [a, b]
+        if: 'steps.a.status == "succeeded"'
+      d: {function: copy, needs: [c]}
+rules:
+  - {name: sheets, bucket: media, flow: sheet}
+"""
+
+
+def load(text: str, source: str = "flows.yaml") -> Pipeline:
+    return build_pipeline(parse_config(text, source), source)
+
+
+def load_error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(text)
+    assert "flows.yaml" in str(info.value)
+    return str(info.value)
+
+
+def test_the_issue_example_loads_and_draws() -> None:
+    pipeline = load(VIDEO_FLOW)
+    lines = draw(pipeline.flow("video"))
+    assert lines[0].startswith("probe: transcode (probe)")
+    assert any("hls: transcode (hls)  [if source.height >= 480" in line for line in lines)
+    assert "    └─ poster-thumbs: thumbnail" in lines
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "flows: {f: {steps: {a: {function: copy, needs: [b]}, b: {function: copy, needs: [a]}}}}",
+            "flows.f.steps: the needs form a cycle: ",
+        ),
+        (
+            "flows: {f: {steps: {a: {function: copy, needs: [zz]}}}}",
+            "flows.f.steps.a.needs: unknown step 'zz'",
+        ),
+        ("flows: {f: {steps: {a: {function: copy, if: 'source.size >'}}}}", "flows.f.steps.a.if: "),
+        (
+            "flows: {f: {steps: {a: {function: copy, if: 'nope == 1'}}}}",
+            "names 'nope'; only source and steps",
+        ),
+        ("flows: {f: {steps: {a: {function: copy, if: 'source.size + 1'}}}}", "not true or false"),
+        (
+            "flows: {f: {steps: {a: {function: copy}, b: {function: copy, if: 'steps.a.status == \"x\"'}}}}",
+            "reads steps ['a'], which are not among this step's needs",
+        ),
+        (
+            "flows: {f: {steps: {a: {function: nosuch}}}}",
+            "flows.f.steps.a.function: unknown function 'nosuch'",
+        ),
+        (
+            "flows: {f: {steps: {a: {function: transcode, preset: nope}}}}",
+            "flows.f.steps.a.preset: unknown preset",
+        ),
+        ("flows: {f: {steps: {a: {function: thumbnail, params: {sizes: [0]}}}}}", "flows.f.steps.a.params."),
+        ("rules: [{name: r, bucket: b, flow: missing}]", "rules[0] (r).flow: unknown flow 'missing'"),
+    ],
+)
+def test_a_bad_flow_fails_at_load_naming_where(text: str, expected: str) -> None:
+    assert expected in load_error(text)
+
+
+def test_a_rule_has_functions_or_a_flow() -> None:
+    message = load_error(
+        "rules: [{name: r, bucket: b, flow: f, functions: [{function: copy}]}]\nflows: {f: {steps: {a: {function: copy}}}}"
+    )
+    assert "either `functions`" in message
+
+
+def _run(pipeline: Pipeline, flow: str, **source: object) -> Run:
+    return engine.new_run(
+        pipeline,
+        run_id="r1",
+        flow=flow,
+        rule="r",
+        bucket="media",
+        key="uploads/a.mp4",
+        version="v1",
+        source={"bucket": "media", "key": "uploads/a.mp4", **source},
+    )
+
+
+def _finish(
+    pipeline: Pipeline,
+    run: Run,
+    inv_id: str,
+    status: Status,
+    outputs: list[OutputRef] | None = None,
+    media: dict[str, object] | None = None,
+    error: str | None = None,
+) -> list[engine.Launch]:
+    step = next(name for name, s in run.steps.items() if inv_id in s.invocations)
+    inv = Invocation(
+        id=inv_id,
+        function=pipeline.flow(run.flow).steps[step].function,
+        params={},
+        params_hash="",
+        rule="r",
+        queue="q",
+        bucket="media",
+        key="uploads/a.mp4",
+        version="v1",
+        status=status,
+        outputs=outputs or [],
+        run_id=run.id,
+        step=step,
+        media=media,
+        error=error,
+    )
+    return engine.invocation_finished(pipeline, run, inv)
+
+
+def out(key: str, content_type: str = "image/jpeg") -> OutputRef:
+    return OutputRef(bucket="media", key=key, content_type=content_type, size=1)
+
+
+def test_a_root_condition_on_media_facts_is_left_to_the_worker_and_dependents_follow_parents() -> None:
+    pipeline = load(VIDEO_FLOW)
+    run = _run(pipeline, "video", content_type="video/mp4")
+    launches = {launch.step: launch for launch in engine.start(pipeline, run)}
+    assert sorted(launches) == ["hls", "mp4", "poster", "probe"]
+    assert launches["hls"].condition == "source.height >= 480 && source.duration <= 7200"
+    assert launches["mp4"].condition is None
+    assert run.steps["poster-thumbs"].status == StepStatus.WAITING
+    poster = [out("derived/uploads/a.mp4/transcode/poster.jpg")]
+    media = {"media_type": "video/mp4", "size": 9, "width": 640, "height": 360, "duration": 2.0}
+    next_steps = _finish(pipeline, run, launches["poster"].inv_id, Status.SUCCEEDED, poster, media)
+    assert [(n.step, n.key, n.key_in_outputs) for n in next_steps] == [
+        ("poster-thumbs", "derived/uploads/a.mp4/transcode/poster.jpg", "uploads/a.mp4/transcode/poster.jpg")
+    ]
+    assert run.source["height"] == 360  # the first screening gave the facts
+    assert _finish(pipeline, run, launches["poster"].inv_id, Status.SUCCEEDED, poster) == []  # twice: nothing
+    for step in ("probe", "mp4"):
+        _finish(pipeline, run, launches[step].inv_id, Status.SUCCEEDED)
+    _finish(
+        pipeline,
+        run,
+        launches["hls"].inv_id,
+        Status.SKIPPED,
+        error=f"{engine.CONDITION_FALSE}source.height >= 480",
+    )
+    assert run.steps["hls"].skip_cause == "condition"
+    assert run.status == RunStatus.RUNNING
+    _finish(pipeline, run, next_steps[0].inv_id, Status.SUCCEEDED, [out("derived/x/320.jpg")])
+    assert run.status == RunStatus.SUCCEEDED and run.finished_at is not None
+
+
+def test_a_join_waits_for_both_parents_and_a_failure_skips_dependents_until_a_redrive() -> None:
+    pipeline = load(JOIN_FLOW)
+    run = _run(pipeline, "sheet")
+    launches = {launch.step: launch for launch in engine.start(pipeline, run)}
+    assert _finish(pipeline, run, launches["a"].inv_id, Status.SUCCEEDED, [out("derived/a/64.jpg")]) == []
+    assert run.steps["c"].status == StepStatus.WAITING  # still waits for b
+    _finish(pipeline, run, launches["b"].inv_id, Status.FAILED, error="MediaError: truncated")
+    assert run.steps["c"].status == StepStatus.SKIPPED and run.steps["c"].skip_cause == "failure"
+    assert run.steps["d"].status == StepStatus.SKIPPED
+    assert run.status == RunStatus.FAILED and run.reason == "failed: b"
+    first_a = run.steps["a"].invocations
+    again = engine.redrive(pipeline, run)
+    assert [launch.step for launch in again] == ["b"]  # a succeeded: not run again
+    assert run.steps["a"].invocations == first_a and run.status == RunStatus.RUNNING
+    nxt = _finish(pipeline, run, again[0].inv_id, Status.SUCCEEDED, [out("derived/b/f.webp", "image/webp")])
+    assert [(n.step, n.key) for n in nxt] == [
+        ("c", "derived/a/64.jpg"),
+        ("c", "derived/b/f.webp"),
+    ]  # on all outputs
+    for launch in nxt:
+        more = _finish(pipeline, run, launch.inv_id, Status.SUCCEEDED, [out(f"derived/c/{launch.inv_id}")])
+    assert len(more) == 2 and {m.step for m in more} == {"d"}
+    for launch in more:
+        _finish(pipeline, run, launch.inv_id, Status.SUCCEEDED)
+    assert run.status == RunStatus.SUCCEEDED
+    with pytest.raises(Conflict):
+        engine.redrive(pipeline, run)
+
+
+def test_rerun_of_one_step_with_and_without_downstream() -> None:
+    pipeline = load(JOIN_FLOW)
+    run = _run(pipeline, "sheet")
+    launches = {launch.step: launch for launch in engine.start(pipeline, run)}
+    _finish(pipeline, run, launches["a"].inv_id, Status.SUCCEEDED, [out("derived/a/64.jpg")])
+    with pytest.raises(Conflict):
+        engine.rerun(pipeline, run, "b", downstream=False)  # still running
+    [c] = _finish(pipeline, run, launches["b"].inv_id, Status.SUCCEEDED)
+    [d] = _finish(pipeline, run, c.inv_id, Status.SUCCEEDED, [out("derived/c/x")])
+    _finish(pipeline, run, d.inv_id, Status.SUCCEEDED)
+    assert run.status == RunStatus.SUCCEEDED
+    again = engine.rerun(pipeline, run, "a", downstream=False)
+    assert [launch.step for launch in again] == ["a"]
+    _finish(pipeline, run, again[0].inv_id, Status.SUCCEEDED, [out("derived/a/64.jpg")])
+    assert run.status == RunStatus.SUCCEEDED and run.steps["c"].rounds == 1
+    again = engine.rerun(pipeline, run, "c", downstream=True)
+    assert [launch.step for launch in again] == ["c"] and run.steps["d"].status == StepStatus.WAITING
+
+
+def test_cancel_skips_what_is_unfinished_and_returns_its_invocations() -> None:
+    pipeline = load(JOIN_FLOW)
+    run = _run(pipeline, "sheet")
+    launches = engine.start(pipeline, run)
+    pending = engine.cancel(run, "stale", "superseded by run r2")
+    assert sorted(pending) == sorted(launch.inv_id for launch in launches)
+    assert run.status == RunStatus.SKIPPED
+    assert {s.skip_cause for s in run.steps.values()} == {"stale"}
+
+
+def test_a_false_condition_at_start_skips_the_step_and_its_dependents(tmp_path: Path) -> None:
+    pipeline = load(
+        "flows: {f: {steps: {a: {function: copy, if: 'source.key.endsWith(\".mov\")'}, b: {function: copy, needs: [a]}}}}"
+    )
+    run = _run(pipeline, "f")
+    assert engine.start(pipeline, run) == []
+    assert run.steps["a"].reason == engine.CONDITION_FALSE + 'source.key.endsWith(".mov")'
+    assert run.steps["b"].status == StepStatus.SKIPPED
+    assert run.status == RunStatus.SKIPPED
