@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Status, dedup_key
 from pipeline.ledger import keys
-from pipeline.routing import route
+from pipeline.routing import route, route_flows
 from pipeline.runtime import Runtime
 from pipeline.storage.base import ObjectInfo
 
@@ -32,6 +32,7 @@ class ReconcileSummary:
     missing: int = 0
     enqueued: int = 0
     resent: int = 0
+    steps_applied: int = 0  # finished flow steps their runs had not seen
     would_run: list[tuple[str, str, str]] = field(default_factory=list)  # (bucket, key, function)
 
 
@@ -97,6 +98,8 @@ def reconcile(
     """One pass. `rate` caps objects handed to the intake per second; with `resume`, a pass that
     was interrupted continues after the last key it handled. Also re-sends stuck messages."""
     summary = ReconcileSummary(resent=resend_stuck(runtime, dry_run=dry_run))
+    if not dry_run:
+        summary.steps_applied = runtime.intake.flows.sweep()
     oldest = time.time() - runtime.ledger.retention
     for bucket, prefix in watched(runtime):
         cursor_key = keys.reconcile_cursor(bucket, prefix)
@@ -117,14 +120,24 @@ def reconcile(
                     dedup_key(bucket, info.key, event.version_tag, p.function, p.params_hash)
                 )
             ]
-            if not missing:
+            missing_runs = [
+                rule
+                for rule in route_flows(runtime.pipeline, event)
+                if not runtime.ledger.claims.claimed_key(
+                    keys.run_claim(rule.name, bucket, info.key, event.version_tag)
+                )
+            ]
+            if not missing and not missing_runs:
                 continue
+            summary.missing += len(missing_runs)
+            if dry_run:
+                summary.would_run += [(bucket, info.key, f"flow {r.flow}") for r in missing_runs]
             summary.missing += len(missing)
             if dry_run:
                 summary.would_run += [(bucket, info.key, p.function) for p in missing]
                 continue
             record = runtime.intake.accept(event)
-            summary.enqueued += len(record.invocations) - record.duplicates
+            summary.enqueued += len(record.invocations) + len(record.runs) - record.duplicates
             runtime.redis.set(cursor_key, info.key, ex=CURSOR_KEPT_S)
             time.sleep(1.0 / rate if rate > 0 else 0)
         if not dry_run:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions._media import sniff
-from pipeline.invocation import Invocation
+from pipeline.flows.model import RunStatus
+from pipeline.invocation import Invocation, Status
 from pipeline.runtime import Runtime
 from pipeline.storage.base import ObjectInfo
 
@@ -20,6 +21,7 @@ class Upload:
     info: ObjectInfo
     started: float
     invocation_ids: list[str] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
 
 
 def upload_file(runtime: Runtime, path: Path, bucket: str, key: str) -> Upload:
@@ -37,9 +39,16 @@ def upload_file(runtime: Runtime, path: Path, bucket: str, key: str) -> Upload:
     ids = [
         inv.id
         for inv in runtime.ledger.invocations.for_object(bucket, key)
-        if inv.version == info.version_tag
+        if inv.version == info.version_tag and inv.run_id is None
     ]
-    return Upload(path=path, info=info, started=started, invocation_ids=ids)
+    runs = [run.id for run in runtime.ledger.runs.for_object(bucket, key) if run.version == info.version_tag]
+    return Upload(path=path, info=info, started=started, invocation_ids=ids, run_ids=runs)
+
+
+def succeeded(inv: Invocation) -> bool:
+    """Whether an invocation ended as its upload wanted: a flow step skipped (its `if` was false,
+    or a newer version's run took over) is an outcome, not a failure."""
+    return inv.status == Status.SUCCEEDED or (inv.run_id is not None and inv.status == Status.SKIPPED)
 
 
 def wait_for(
@@ -49,18 +58,23 @@ def wait_for(
     on_change: Callable[[Invocation], None] | None = None,
     poll: float = 0.05,
 ) -> list[Invocation]:
-    """Poll the ledger until every invocation of `uploads` has finished or `timeout` passes."""
+    """Poll the ledger until every invocation and flow run of `uploads` has finished or `timeout`
+    passes. Returns the invocations, the runs' steps included."""
     deadline = time.monotonic() + timeout
     seen: dict[str, tuple[str, int]] = {}
-    ids = [i for upload in uploads for i in upload.invocation_ids]
+    single = [i for upload in uploads for i in upload.invocation_ids]
+    run_ids = [r for upload in uploads for r in upload.run_ids]
     while True:
-        current = runtime.ledger.invocations.get_many(ids)
+        runs = runtime.ledger.runs.get_many(run_ids)
+        steps = [i for run in runs for state in run.steps.values() for i in state.invocations]
+        current = runtime.ledger.invocations.get_many(single + steps)
         for inv in current:
             # A change of status, or ffmpeg progress moving on by another tenth.
             state = (inv.status.value, int((inv.progress or {}).get("percent") or 0) // 10)
             if on_change and seen.get(inv.id) != state:
                 on_change(inv)
             seen[inv.id] = state
-        if all(inv.status.finished for inv in current) or time.monotonic() > deadline:
+        runs_done = all(run.status != RunStatus.RUNNING for run in runs)
+        if (runs_done and all(inv.status.finished for inv in current)) or time.monotonic() > deadline:
             return current
         time.sleep(poll)

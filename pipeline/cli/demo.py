@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from pipeline.cli.runtime import default_bucket, load_or_fail, open_redis
-from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.invocation import Invocation, OutputRef
 from pipeline.registry import Pipeline
 from pipeline.settings import Settings, get_settings, redacted
-from pipeline.uploads import Upload, upload_file, wait_for
+from pipeline.uploads import Upload, succeeded, upload_file, wait_for
 
 
 @click.command()
@@ -79,33 +79,44 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
     click.echo(
         f"\nOutputs are in the store ({runtime.store.describe()}); fetch one with `pipeline download KEY`."
     )
-    ok = bool(finished) and all(inv.status == Status.SUCCEEDED for inv in finished)
+    ok = bool(finished) and all(succeeded(inv) for inv in finished)
     click.echo("\nall invocations succeeded" if ok else "\nSOME INVOCATIONS DID NOT SUCCEED")
     return 0 if ok else 1
 
 
 def _print_table(uploads: list[Upload], finished: list[Invocation]) -> None:
     by_id = {inv.id: inv for inv in finished}
-    header = f"{'input':<34} {'size':>7}  {'function':<10} {'status':<9} {'run':>8} {'latency':>8}  outputs"
+    header = (
+        f"{'input':<34} {'size':>7}  {'function/step':<13} {'status':<9} {'run':>8} {'latency':>8}  outputs"
+    )
     click.echo(header)
     click.echo("-" * len(header))
     latencies: dict[str, list[float]] = {}
     for upload in uploads:
-        if not upload.invocation_ids:
+        if not upload.invocation_ids and not upload.run_ids:
             click.echo(f"{upload.info.key:<34} {_size(upload.info.size):>7}  (no rule matched)")
-        for inv_id in upload.invocation_ids:
-            inv = by_id.get(inv_id)
-            if inv is None:
-                continue
+        mine = [by_id[i] for i in upload.invocation_ids if i in by_id]
+        # A flow's steps: those on the upload itself, then those on its steps' outputs.
+        mine += sorted(
+            (i for i in finished if i.run_id in upload.run_ids),
+            key=lambda i: (i.key != upload.info.key, i.created_at),
+        )
+        for inv in mine:
             run = f"{inv.duration_ms:.0f} ms" if inv.duration_ms is not None else "-"
             latency = "-"
             if inv.finished_at:
                 latency_ms = (inv.finished_at - upload.started) * 1000
-                latencies.setdefault(inv.function, []).append(latency_ms)
+                latencies.setdefault(inv.step or inv.function, []).append(latency_ms)
                 latency = f"{latency_ms:.0f} ms"
-            first = f"{upload.info.key:<34} {_size(upload.info.size):>7}  {inv.function:<10} {inv.status:<9} "
+            name = inv.step or inv.function
+            first = f"{upload.info.key:<34} {_size(upload.info.size):>7}  {name:<13} {inv.status:<9} "
             first += f"{run:>8} {latency:>8}  "
             lines = [_describe(o) for o in inv.outputs[:MAX_LISTED]] or [inv.error or ""]
+            if inv.key != upload.info.key:
+                lines = [
+                    f"on {inv.key.rsplit('/', 1)[-1]}: {lines[0]}",
+                    *lines[1:],
+                ]
             if len(inv.outputs) > MAX_LISTED:
                 rest = inv.outputs[MAX_LISTED:]
                 lines.append(f"... and {len(rest)} more ({_size(sum(o.size for o in rest))})")

@@ -26,7 +26,7 @@ def upload(
     files: tuple[Path, ...], bucket: str | None, key: str | None, prefix: str, wait: bool, timeout: float
 ) -> None:
     """Upload files into the configured store; the pipeline processes them."""
-    from pipeline.uploads import upload_file, wait_for  # noqa: PLC0415 - keeps `pipeline --help` fast
+    from pipeline.uploads import succeeded, upload_file, wait_for  # noqa: PLC0415 - keeps `--help` fast
 
     if key and len(files) > 1:
         raise click.UsageError("--key names one object; give one file or use --prefix")
@@ -36,7 +36,8 @@ def upload(
         for path in files:
             done = upload_file(runtime, path, bucket, key or f"{prefix}{path.name}")
             uploads.append(done)
-            what = ", ".join(done.invocation_ids) if done.invocation_ids else "no rule matched"
+            work = done.invocation_ids + [f"run {r}" for r in done.run_ids]
+            what = ", ".join(work) if work else "no rule matched"
             click.echo(f"uploaded {path} -> {bucket}/{done.info.key} ({done.info.size} bytes): {what}")
         if not wait:
             return
@@ -50,12 +51,13 @@ def upload(
             if inv.status == Status.RUNNING and inv.progress and inv.progress.get("percent") is not None:
                 speed = inv.progress.get("speed")
                 detail = f" {inv.progress['percent']:.0f}%" + (f" at {speed:g}x" if speed else "")
-            click.echo(f"  {inv.key} {inv.function}: {inv.status}{detail}")
+            step = f" ({inv.step})" if inv.step else ""
+            click.echo(f"  {inv.key} {inv.function}{step}: {inv.status}{detail}")
 
         finished = wait_for(runtime, uploads, timeout, on_change=progress)
     failed = False
     for inv in finished:
-        if inv.status == Status.SUCCEEDED:
+        if succeeded(inv):
             for out in inv.outputs:
                 click.echo(f"{inv.key} -> {out.bucket}/{out.key} ({out.content_type}, {out.size} bytes)")
         else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.ceilings import apply_ceilings, ceilings
-from pipeline.errors import Conflict
+from pipeline.errors import Conflict, NotFound
 from pipeline.flows.conditions import ConditionError, Undecided, source_facts
 from pipeline.flows.graph import ancestors, descendants
 from pipeline.flows.model import Run, RunStatus, SkipCause, StepState, StepStatus
@@ -292,7 +292,7 @@ def rerun(
     now = now or time.time()
     flow = pipeline.flow(run.flow)
     if step not in run.steps:
-        raise Conflict(f"run {run.id} has no step {step!r} (steps: {', '.join(run.steps)})")
+        raise NotFound(f"run {run.id} has no step {step!r} (steps: {', '.join(run.steps)})")
     if not run.steps[step].status.finished:
         raise Conflict(f"step {step} of run {run.id} has not finished; rerun it once it has")
     if any(not run.steps[n].status.finished for n in ancestors(flow, step)):

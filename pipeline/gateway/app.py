@@ -19,7 +19,7 @@ from pipeline.admin.auth import Sessions
 from pipeline.errors import PipelineError
 from pipeline.events.sns import SignatureVerifier
 from pipeline.gateway.gate import RequestGate
-from pipeline.gateway.routes import admin, admin_actions, api, events, health, invoke, webhooks
+from pipeline.gateway.routes import admin, admin_actions, api, events, health, invoke, runs, webhooks
 from pipeline.gateway.routes.admin_common import ADMIN_DIR, LoginRequired, login_redirect
 from pipeline.gateway.state import GatewayMetrics, GatewayState
 from pipeline.notify.notifier import Notifier, notifier_for
@@ -134,6 +134,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(admin_actions.router)
     app.include_router(events.router)
     app.include_router(api.router)
+    app.include_router(runs.router)
     app.include_router(invoke.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)

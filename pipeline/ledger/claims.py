@@ -52,6 +52,9 @@ class Claims:
     def release(self, unit: str) -> None:
         self.r.delete(keys.dedup(unit))
 
+    def claimed_key(self, claim: str) -> bool:
+        return bool(self.r.exists(claim))
+
     def claimed(self, unit: str) -> bool:
         return bool(self.r.exists(keys.dedup(unit)))
 

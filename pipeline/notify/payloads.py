@@ -327,10 +327,23 @@ def example_payloads() -> dict[str, Payload]:
         EventType.INVOCATION_DEAD.value: invocation_payload(dead),
         EventType.OBJECT_REJECTED.value: invocation_payload(rejected),
         EventType.OBJECT_PROCESSED.value: processed_payload(common["event_id"], [thumb, failed]),
-        EventType.RUN_COMPLETED.value: run_payload(
-            _example_run(), {"poster": "transcode", "thumbs": "thumbnail"}
-        ),
+        EventType.RUN_COMPLETED.value: run_payload(_example_run(), _EXAMPLE_FUNCTIONS),
+        EventType.RUN_FAILED.value: run_payload(_example_failed_run(), _EXAMPLE_FUNCTIONS),
     }
+
+
+_EXAMPLE_FUNCTIONS = {"poster": "transcode", "thumbs": "thumbnail"}
+
+
+def _example_failed_run() -> Run:
+    run = _example_run()
+    poster, thumbs = run.steps["poster"], run.steps["thumbs"]
+    poster.status, poster.outputs = StepStatus.FAILED, []
+    poster.reason = "transcode failed: MediaError: no frame could be read for the poster"
+    thumbs.status, thumbs.invocations, thumbs.outputs = StepStatus.SKIPPED, [], []
+    thumbs.reason = "poster failed"
+    run.status, run.reason = RunStatus.FAILED, "failed: poster"
+    return run
 
 
 def _example_run() -> Run:

@@ -1,0 +1,53 @@
+"""Flow runs: list, show, redrive, rerun one step."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from starlette.concurrency import run_in_threadpool
+
+from pipeline.errors import NotFound
+from pipeline.flows.model import RunStatus
+from pipeline.gateway.deps import StateDep
+from pipeline.gateway.routes.api import Limit, Offset
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])  # the API token: checked by the gate
+
+
+@router.get("")
+def list_runs(
+    state: StateDep,
+    status_: Annotated[RunStatus | None, Query(alias="status")] = None,
+    flow: str | None = None,
+    bucket: str | None = None,
+    key: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    items = state.runtime.ledger.runs.query(
+        status=status_, flow=flow, bucket=bucket, key=key, limit=limit, offset=offset
+    )
+    return {"items": [run.public() for run in items], "limit": limit, "offset": offset}
+
+
+@router.get("/{run_id}")
+def get_run(run_id: str, state: StateDep) -> dict[str, Any]:
+    run = state.runtime.ledger.runs.get(run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    return run.public()
+
+
+@router.post("/{run_id}/redrive", status_code=status.HTTP_202_ACCEPTED)
+async def redrive(run_id: str, state: StateDep) -> dict[str, Any]:
+    """Run again the failed steps and those skipped because of them; succeeded steps are reused."""
+    run = await run_in_threadpool(state.runtime.intake.flows.redrive, run_id)
+    return run.public()
+
+
+@router.post("/{run_id}/steps/{step}/rerun", status_code=status.HTTP_202_ACCEPTED)
+async def rerun(run_id: str, step: str, state: StateDep, downstream: bool = False) -> dict[str, Any]:
+    """Run one finished step again; with `downstream=true` also everything that depends on it."""
+    run = await run_in_threadpool(state.runtime.intake.flows.rerun, run_id, step, downstream)
+    return run.public()
