@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import redis
 
-from pipeline.errors import BrokerUnavailable, NotFound, RetryRefused
+from pipeline.errors import BrokerUnavailable, NotFound, PipelineError, RetryRefused
 from pipeline.invocation import Invocation, Status
 from pipeline.runtime import Runtime
 
@@ -38,6 +38,13 @@ def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
         inv = runtime.ledger.invocations.get(invocation_id)
         if inv is None:
             raise NotFound(f"no invocation {invocation_id}")
+        if inv.run_id:
+            # Run again on its own, a step's result would reach no run: the run decides.
+            raise RetryRefused(
+                f"invocation {invocation_id} is step {inv.step} of run {inv.run_id}: redrive the run "
+                f"(POST /api/runs/{inv.run_id}/redrive) or rerun the step "
+                f"(POST /api/runs/{inv.run_id}/steps/{inv.step}/rerun)"
+            )
         if inv.status not in RETRYABLE:
             raise RetryRefused(
                 f"invocation {invocation_id} is {inv.status}; only failed, dead, rejected or skipped retry"
@@ -53,13 +60,26 @@ def retry_invocation(runtime: Runtime, invocation_id: str) -> Invocation:
 
 
 def retry_all_dead(runtime: Runtime) -> list[Invocation]:
-    """Re-queue every dead invocation once; returns those this call re-queued."""
+    """Re-queue every dead invocation once; returns those this call re-queued. Dead steps of
+    flow runs are run again by redriving their runs (which also re-runs what they held up)."""
     try:
         requeued = []
-        for invocation_id in runtime.ledger.invocations.ids_with_status(Status.DEAD):
-            done = _requeue(runtime, invocation_id, (Status.DEAD,))
+        runs: set[str] = set()
+        dead = runtime.ledger.invocations.get_many(runtime.ledger.invocations.ids_with_status(Status.DEAD))
+        for inv in dead:
+            if inv.run_id:
+                runs.add(inv.run_id)
+                continue
+            done = _requeue(runtime, inv.id, (Status.DEAD,))
             if done is not None:
                 requeued.append(done)
+        for run_id in sorted(runs):
+            try:
+                run = runtime.intake.flows.redrive(run_id)
+            except PipelineError:  # still running, redriven meanwhile, or expired
+                continue
+            pending = [i for state in run.steps.values() for i in state.pending]
+            requeued += runtime.ledger.invocations.get_many(pending)
         return requeued
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis unavailable: {exc}") from exc

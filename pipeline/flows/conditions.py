@@ -35,6 +35,7 @@ SOURCE_FIELDS = (
     "rotation",
     "metadata",
 )
+_SOURCE_REFERENCE = re.compile(r"(?<![\w.])source\s*\.\s*([A-Za-z_]\w*)")
 _STEP_REFERENCE = re.compile(r"""steps\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*["']([^"']+)["']\s*\])""")
 
 
@@ -102,6 +103,9 @@ def check_condition(condition: Condition, steps: list[str]) -> None:
     """Raise `ConditionError` if the expression names anything but `source` and these steps, or
     gives something other than true or false. A step's own reported fields are not known at load,
     so reading one of them is not an error here."""
+    for name in _SOURCE_REFERENCE.findall(condition.text):
+        if name not in SOURCE_FIELDS:
+            raise ConditionError(f"source has no field {name!r} (fields: {', '.join(SOURCE_FIELDS)})")
     data = {"source": SAMPLE_SOURCE, "steps": {name: SAMPLE_STEP for name in steps}}
     with contextlib.suppress(Undecided):
         condition.evaluate(data)

@@ -182,15 +182,20 @@ class FlowRunner:
         """One version of an object is processed at a time per rule: a newer version's run ends
         the older ones (their unfinished steps are skipped as stale); a run that arrives for an
         older version than one already running ends itself."""
-        for other in self.ledger.runs.for_object(run.bucket, run.key):
-            if other.id == run.id or other.rule != run.rule or other.version == run.version:
-                continue
-            if newer(run, other):
-                if other.status == RunStatus.RUNNING:
-                    self.cancel(other.id, "stale", f"superseded by run {run.id} (a newer version)")
-            else:
-                self.cancel(run.id, "stale", f"stale: run {other.id} is for a newer version")
-                return
+        others = [
+            other
+            for other in self.ledger.runs.for_object(run.bucket, run.key)
+            if other.id != run.id and other.rule == run.rule and other.version != run.version
+        ]
+        newest: Run | None = None
+        for other in others:
+            newest = other if newest is None or newer(other, newest) else newest
+        if newest is not None and newer(newest, run):
+            self.cancel(run.id, "stale", f"stale: run {newest.id} is for a newer version")
+            return
+        for other in others:
+            if other.status == RunStatus.RUNNING:
+                self.cancel(other.id, "stale", f"superseded by run {run.id} (a newer version)")
 
     def source_removed(self, bucket: str, key: str) -> tuple[list[Run], int]:
         """The source was deleted: its running runs end and their queued steps are cancelled.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -78,9 +79,19 @@ def sample_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def stack(moto_endpoint: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]:
+    with open_stack(moto_endpoint, redis_url, tmp_path, PIPELINE_YAML) as running:
+        yield running
+
+
+@contextmanager
+def open_stack(
+    moto_endpoint: str, redis_url: str, tmp_path: Path, pipeline_yaml: str, concurrency: int = 1
+) -> Iterator[Stack]:
+    """A gateway and a worker (every function) on a fresh bucket of the S3 peer; `pipeline_yaml`
+    is formatted with the bucket's name."""
     bucket = f"media-{uuid.uuid4().hex[:10]}"
     config = tmp_path / "pipeline.yaml"
-    config.write_text(PIPELINE_YAML.format(bucket=bucket))
+    config.write_text(pipeline_yaml.format(bucket=bucket))
     port = free_port()
     env = pipeline_env(
         PIPELINE_REDIS_URL=redis_url,
@@ -100,7 +111,7 @@ def stack(moto_endpoint: str, redis_url: str, tmp_path: Path) -> Iterator[Stack]
     minio.make_bucket(bucket)
     ledger = Ledger(connect(redis_url))
     gateway = Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log")
-    worker = Proc(["worker", "--concurrency", "1"], env, tmp_path / "worker.log")
+    worker = Proc(["worker", "--concurrency", str(concurrency)], env, tmp_path / "worker.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(url) or not gateway.alive(), 30, "the gateway")
