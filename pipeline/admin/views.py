@@ -7,13 +7,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.admin.flow_views import RunView, StepView, flow_dry_run, run_views
 from pipeline.events.model import ObjectEvent
+from pipeline.flows.model import RunStatus
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import AttemptRecord, EventRecord
 from pipeline.notify.messages import Message
 from pipeline.notify.notifier import Notifier
 from pipeline.registry import presets_for
-from pipeline.routing import is_output_key, output_key, route, rule_matches
+from pipeline.routing import content_type_of, is_output_key, output_key, route, route_flows, rule_matches
 from pipeline.runtime import Runtime
 
 
@@ -30,21 +32,27 @@ class Timeline:
     events: list[EventRecord]
     invocations: list[InvocationView]
     messages: list[Message]
+    runs: list[RunView] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
-        return all(v.inv.status.finished for v in self.invocations)
+        return all(v.inv.status.finished for v in self.invocations) and all(
+            r.run.status != RunStatus.RUNNING for r in self.runs
+        )
 
 
 def timeline(runtime: Runtime, notifier: Notifier, bucket: str, key: str) -> Timeline:
     ledger = runtime.ledger
     invs = sorted(ledger.invocations.for_object(bucket, key), key=lambda i: i.created_at)
+    runs = ledger.runs.for_object(bucket, key)
+    steps = ledger.invocations.get_many(i for r in runs for s in r.steps.values() for i in s.invocations)
     return Timeline(
         bucket=bucket,
         key=key,
         events=ledger.events.for_object(bucket, key),
         invocations=[InvocationView(inv, ledger.invocations.attempts(inv.id)) for inv in invs],
         messages=notifier.messages.for_object(bucket, key),
+        runs=run_views(runtime.pipeline, runs, steps),
     )
 
 
@@ -154,6 +162,8 @@ class DryRun:
     matched_rules: list[str]
     steps: list[DryRunStep]
     note: str = ""
+    flows: list[tuple[str, str, list[list[StepView]]]] = field(default_factory=list)  # rule, flow, steps
+    screened: bool = False  # whether an earlier screening of the object gave its media facts
 
 
 def dry_run(runtime: Runtime, bucket: str, key: str, content_type: str) -> DryRun:
@@ -183,4 +193,15 @@ def dry_run(runtime: Runtime, bucket: str, key: str, content_type: str) -> DryRu
         )
         for plan in route(runtime.pipeline, event)
     ]
-    return DryRun(bucket, key, content_type, matched, steps, note)
+    known = [i.media for i in runtime.ledger.invocations.for_object(bucket, key) if i.media]
+    media = known[-1] if known else None
+    flows = [
+        (
+            rule.name,
+            rule.flow,
+            flow_dry_run(runtime.pipeline, rule.flow, bucket, key, content_type_of(event), media),
+        )
+        for rule in route_flows(runtime.pipeline, event)
+        if rule.flow
+    ]
+    return DryRun(bucket, key, content_type, matched, steps, note, flows, screened=media is not None)

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.admin import stats, views
 from pipeline.admin.auth import COOKIE, SESSION_SECONDS, password_matches
 from pipeline.errors import BadRequest, Forbidden, NotFound, PipelineError, TooManyRequests
+from pipeline.flows.graph import draw
 from pipeline.gateway.deps import StateDep
 from pipeline.gateway.routes.admin_common import (
     CheckedDep,
@@ -175,6 +176,7 @@ def rulespage(
         session,
         "rules",
         rules=config.rules,
+        flow_drawings={name: "\n".join(draw(flow)) for name, flow in config.flows.items()},
         buckets=config.watched_buckets(),
         result=result,
         form={

@@ -44,6 +44,30 @@ async def retry_action(
     return await back(request, f"{inv.function} on {inv.key} queued again")
 
 
+@router.post("/runs/{run_id}/redrive")
+async def redrive_action(request: Request, state: StateDep, _session: CheckedDep, run_id: str) -> Response:
+    try:
+        run = await run_in_threadpool(state.runtime.intake.flows.redrive, run_id)
+    except PipelineError as exc:
+        return await back(request, f"not redriven: {exc}")
+    started = [name for name, step in run.steps.items() if step.status.value == "running"]
+    return await back(
+        request, f"run {run.flow} on {run.key} redriven: {', '.join(started) or 'nothing'} started"
+    )
+
+
+@router.post("/runs/{run_id}/steps/{step}/rerun")
+async def rerun_action(
+    request: Request, state: StateDep, _session: CheckedDep, run_id: str, step: str, downstream: bool = False
+) -> Response:
+    try:
+        run = await run_in_threadpool(state.runtime.intake.flows.rerun, run_id, step, downstream)
+    except PipelineError as exc:
+        return await back(request, f"not rerun: {exc}")
+    also = " and its dependents" if downstream else ""
+    return await back(request, f"{step}{also} of run {run.flow} on {run.key} started again")
+
+
 @router.post("/functions/{name}/{action}")
 async def function_action(
     request: Request, state: StateDep, _session: CheckedDep, name: str, action: str
