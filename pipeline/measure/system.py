@@ -9,6 +9,7 @@ hits both alike. Times between processes are wall-clock stamps (`time.time()`) o
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 import sys
@@ -75,6 +76,49 @@ def bench_overhead(bed: Testbed, n: int) -> list[Figure]:
             "p50 <= 10 ms, p99 <= 30 ms",
             p50 <= 0.010 and p99 <= 0.030,
         )
+    ]
+
+
+def bench_flow_hops(bed: Testbed, n: int) -> list[Figure]:
+    """Chains of five copy steps, one chain at a time on one idle worker: each hop (parent recorded
+    finished -> dependent started), and each chain's time outside its steps, beside the same runs'
+    notification accepted -> first step started."""
+    worker = bed.worker(2, functions="copy")
+    hops: list[float] = []
+    chains: list[float] = []
+    starts: list[float] = []
+    try:
+        bed.wait_worker(worker)
+        for i in range(n + 3):
+            event = bed.event_for(f"chain/{i}.png", bed.small, "image/png")
+            sent = time.time()
+            [run_id] = bed.runtime.intake.accept(event).runs
+            steps = bed.wait_run(run_id)
+            if i < 3:  # the first few warm connections
+                continue
+            starts.append(stamp(steps[0], "started_at") - sent)
+            hops += [stamp(b, "started_at") - stamp(a, "finished_at") for a, b in itertools.pairwise(steps)]
+            inside = sum(stamp(s, "finished_at") - stamp(s, "started_at") for s in steps)
+            chains.append(stamp(steps[-1], "finished_at") - stamp(steps[0], "started_at") - inside)
+    finally:
+        bed.stop(worker)
+    hop50, chain50 = pct(hops, 0.5), pct(chains, 0.5)
+    return [
+        Figure(
+            "Flow step hop: parent recorded finished -> dependent started (one Redis transaction, "
+            "then the queue)",
+            dist(hops),
+            f"notification accepted -> first step started: {dist(starts)}",
+            "p50 <= 10 ms, p99 <= 30 ms",
+            hop50 <= 0.010 and pct(hops, 0.99) <= 0.030,
+        ),
+        Figure(
+            "A chain of five copy steps: time outside the steps, first started -> last finished",
+            f"{dist(chains)}; {chain50 / hop50:.1f}x the p50 hop",
+            f"one hop: p50 {ms(hop50)} (four hops in a chain)",
+            "<= 5x one hop",
+            chain50 <= 5 * hop50,
+        ),
     ]
 
 
@@ -239,6 +283,7 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
         bed = Testbed(Path(tmp))
         try:
             figures += bench_overhead(bed, k(200))
+            figures += bench_flow_hops(bed, k(60))
             figures += bench_e2e_embedded(bed, k(60))
             figures += bench_e2e_s3(bed, k(30))
             figures += bench_cold_start(bed, 5, 11)

@@ -22,6 +22,7 @@ from functions.thumbnail import ThumbnailParams
 from pipeline.config import parse_config
 from pipeline.embedded import EmbeddedRedis, free_port
 from pipeline.events.model import ObjectEvent
+from pipeline.flows.model import RunStatus
 from pipeline.invocation import Invocation, Status
 from pipeline.measure.samples import make_photo
 from pipeline.queue.app import queued_runtime
@@ -44,6 +45,16 @@ rules:
     functions:
       - function: thumbnail
         params: {sizes: [256, 1024], format: jpeg, quality: 82}
+  - {name: chains, bucket: media, prefix: chain/, content_types: ["image/*"], flow: chain}
+flows:
+  # Five steps of next to no work each (a copy of a 64 px PNG): what is left is the hops.
+  chain:
+    steps:
+      s1: {function: copy}
+      s2: {function: copy, needs: [s1]}
+      s3: {function: copy, needs: [s2]}
+      s4: {function: copy, needs: [s3]}
+      s5: {function: copy, needs: [s4]}
 """
 
 
@@ -109,11 +120,13 @@ class Testbed:
         self.procs.append(proc)
         return proc
 
-    def worker(self, concurrency: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def worker(
+        self, concurrency: int, env: dict[str, str] | None = None, functions: str = "thumbnail"
+    ) -> subprocess.Popen[bytes]:
         argv = [
             "worker",
             "--functions",
-            "thumbnail",
+            functions,
             "--concurrency",
             str(concurrency),
             "--loglevel",
@@ -168,6 +181,18 @@ class Testbed:
                 return invs
             time.sleep(poll)
         raise TimeoutError(f"invocations did not finish within {timeout:g}s")
+
+    def wait_run(self, run_id: str, timeout: float = 120, poll: float = 0.001) -> list[Invocation]:
+        """Wait for a flow run to succeed; its steps' invocations in the flow's order."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.ledger.runs.get(run_id)
+            if run is not None and run.status != RunStatus.RUNNING:
+                if run.status != RunStatus.SUCCEEDED:
+                    raise RuntimeError(f"run {run_id} of {run.key}: {run.status} {run.reason}")
+                return self.ledger.invocations.get_many(i for s in run.steps.values() for i in s.invocations)
+            time.sleep(poll)
+        raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s")
 
 
 def stamp(inv: Invocation, field: str) -> float:
