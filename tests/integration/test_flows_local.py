@@ -230,3 +230,85 @@ def test_a_worker_killed_during_a_step_and_the_run_still_completes_once(
         assert len(listed) == 3
     finally:
         assert rescuer.stop() == 0, rescuer.output()[-3000:]
+
+
+DELETE_CONFIG = """
+version: 1
+buckets: [media]
+functions:
+  step: {{module: tests.fixtures.steps, max_attempts: 1}}
+flows:
+  slow:
+    steps:
+      first: {{function: step, params: {{name: first}}}}
+      second: {{function: step, needs: [first], params: {{name: second, seconds: {seconds}}}}}
+rules:
+  - {{name: kept, bucket: media, prefix: keep/, flow: slow}}
+  - {{name: removed, bucket: media, prefix: drop/, flow: slow, on_delete: remove-outputs}}
+"""
+
+
+def test_deleting_the_source_cancels_queued_steps_and_may_remove_outputs(
+    redis_url: str, tmp_path: Path
+) -> None:
+    runtime, _env = pipeline_runtime(DELETE_CONFIG.format(seconds=0), redis_url, tmp_path)
+    runtime.store.ensure_bucket("media")
+    image = generate(tmp_path / "samples")[0]
+    # No worker yet: the first steps wait in the queue when the source is deleted.
+    runtime.store.put_file("media", "keep/a.jpg", image, content_type="image/jpeg")
+    run = the_run(runtime, "keep/a.jpg")
+    [first] = runtime.ledger.invocations.get_many(run.steps["first"].invocations)
+    assert first.status == Status.QUEUED
+    runtime.store.delete("media", "keep/a.jpg")  # the store notifies the deletion, as a bucket would
+    [removal] = [
+        e for e in runtime.ledger.events.for_object("media", "keep/a.jpg") if "Removed" in e.event_name
+    ]
+    assert removal.status == "accepted" and removal.reason.startswith("source deleted: 1 run(s) cancelled")
+    run = the_run(runtime, "keep/a.jpg")
+    assert run.status == RunStatus.SKIPPED and run.reason == "the source media/keep/a.jpg was deleted"
+    assert {s.skip_cause for s in run.steps.values()} == {"deleted"}
+    cancelled = runtime.ledger.invocations.get(first.id)
+    assert cancelled is not None and cancelled.status == Status.SKIPPED  # a worker will not take it
+
+    # With a worker: a finished run's outputs stay (keep), or go (remove-outputs).
+    runtime_env = pipeline_runtime(DELETE_CONFIG.format(seconds=0), redis_url, tmp_path)[1]
+    worker = start_worker(runtime, runtime_env, tmp_path / "worker.log")
+    try:
+        for prefix in ("keep", "drop"):
+            runtime.store.put_file("media", f"{prefix}/b.jpg", image, content_type="image/jpeg")
+        wait_until(lambda: ended(runtime, "keep/b.jpg") and ended(runtime, "drop/b.jpg"), 30, "both runs")
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    outputs = {
+        p: [o.key for o in run_outputs(runtime, the_run(runtime, f"{p}/b.jpg").id)] for p in ("keep", "drop")
+    }
+    assert len(outputs["keep"]) == len(outputs["drop"]) == 2
+    for prefix in ("keep", "drop"):
+        runtime.store.delete("media", f"{prefix}/b.jpg")
+    left = {o.key for o in runtime.store.list("media", "derived/")}
+    assert set(outputs["keep"]) <= left
+    assert not set(outputs["drop"]) & left
+
+
+def test_the_reconciler_applies_a_finished_step_its_run_never_saw(redis_url: str, tmp_path: Path) -> None:
+    from pipeline.reconcile import reconcile
+
+    runtime, _env = pipeline_runtime(DELETE_CONFIG.format(seconds=0), redis_url, tmp_path)
+    runtime.store.ensure_bucket("media")
+    image = generate(tmp_path / "samples")[0]
+    runtime.store.put_file("media", "keep/c.jpg", image, content_type="image/jpeg")
+    run = the_run(runtime, "keep/c.jpg")
+    [first] = run.steps["first"].invocations
+    # The worker recorded its verdict and died before it changed the run.
+    runtime.ledger.invocations.start_attempt(first, "gone@host")
+    runtime.ledger.invocations.finish(first, Status.SUCCEEDED, outputs=[])
+    assert the_run(runtime, "keep/c.jpg").steps["first"].status == StepStatus.RUNNING
+    summary = reconcile(runtime, rate=0)
+    assert summary.steps_applied == 1
+    after = the_run(runtime, "keep/c.jpg")
+    assert after.steps["first"].status == StepStatus.SUCCEEDED
+    # It made no files, so the second step had nothing to run on; applying again changes nothing.
+    assert (
+        after.steps["second"].status == StepStatus.SKIPPED and after.steps["second"].skip_cause == "no-input"
+    )
+    assert reconcile(runtime, rate=0).steps_applied == 0

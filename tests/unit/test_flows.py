@@ -271,3 +271,24 @@ def test_a_false_condition_at_start_skips_the_step_and_its_dependents(tmp_path: 
     assert run.steps["a"].reason == engine.CONDITION_FALSE + 'source.key.endsWith(".mov")'
     assert step_status(run, "b") == StepStatus.SKIPPED
     assert status_of(run) == RunStatus.SKIPPED
+
+
+def test_pipeline_flows_draws_the_file_and_refuses_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(VIDEO_FLOW)
+    monkeypatch.setenv("PIPELINE_CONFIG", str(path))
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(tmp_path / "data"))
+    drawn = CliRunner().invoke(cli, ["flows"])
+    assert drawn.exit_code == 0, drawn.output
+    assert "video  (started by video-renditions)" in drawn.output
+    assert "└─ poster-thumbs: thumbnail" in drawn.output
+    path.write_text(VIDEO_FLOW.replace("needs: [poster]", "needs: [postr]"))
+    refused = CliRunner().invoke(cli, ["flows"])
+    assert refused.exit_code != 0
+    assert f"{path}: flows.video.steps.poster-thumbs.needs: unknown step 'postr'" in refused.output
