@@ -224,6 +224,12 @@ class PipelineConfig(_Strict):
     def time_limit_for(self, name: str) -> float:
         return self.function_settings(name).time_limit or self.limits.time_limit
 
+    def longest_time_limit(self, functions: list[str]) -> float:
+        """The longest time limit any invocation can have: the functions' and the flow steps'."""
+        limits = [self.time_limit_for(name) for name in functions]
+        limits += [s.time_limit for flow in self.flows.values() for s in flow.steps.values() if s.time_limit]
+        return max(limits, default=self.limits.time_limit)
+
     def max_attempts_for(self, name: str) -> int:
         return self.function_settings(name).max_attempts or self.limits.max_attempts
 

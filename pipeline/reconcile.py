@@ -59,7 +59,7 @@ def watched(runtime: Runtime) -> list[tuple[str, str]]:
 def stuck_after(runtime: Runtime) -> float:
     """How long an invocation may stay queued before its message is presumed lost."""
     config = runtime.pipeline.config
-    longest = max(config.time_limit_for(name) for name in runtime.pipeline.functions)
+    longest = config.longest_time_limit(list(runtime.pipeline.functions))
     return config.limits.visibility_timeout or longest * 2 + 60
 
 

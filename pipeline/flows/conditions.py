@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import celpy
-from celpy.adapter import json_to_cel
-from celpy.celparser import CELParseError
-from celpy.celtypes import BoolType
-from celpy.evaluation import CELEvalError
+if TYPE_CHECKING:
+    import celpy
 
-_ENV = celpy.Environment()
+log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = (
     "bucket",
@@ -59,6 +59,10 @@ class Condition:
     def evaluate(self, data: dict[str, Any]) -> bool:
         """True or False; `Undecided` when a name it reads is missing from `data`, and
         `ConditionError` when the value is not a boolean or the evaluation fails otherwise."""
+        from celpy.adapter import json_to_cel  # noqa: PLC0415 - celpy loads only where flows have an `if`
+        from celpy.celtypes import BoolType  # noqa: PLC0415
+        from celpy.evaluation import CELEvalError  # noqa: PLC0415
+
         try:
             value = self.program.evaluate({name: json_to_cel(v) for name, v in data.items()})
         except CELEvalError as exc:
@@ -111,11 +115,62 @@ def check_condition(condition: Condition, steps: list[str]) -> None:
         condition.evaluate(data)
 
 
+def _parser_cache() -> Path | None:
+    """A directory only this user can write (the cache is a pickle: never one from a shared /tmp)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "media-pipeline"
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if base.stat().st_uid != os.getuid() or base.stat().st_mode & 0o022:
+            return None
+    except OSError:
+        return None
+    from lark import __version__  # noqa: PLC0415
+
+    return base / f"cel-{__version__}.lark"
+
+
+@functools.cache
+def environment() -> celpy.Environment:
+    """The CEL environment, built on first use. Building the grammar's parser tables takes about
+    150 ms, in every process that loads a pipeline file with an `if`, a worker included; lark can
+    keep them in a cache file, which celpy's own constructor does not ask for. So the parser is
+    made here with celpy's options plus that cache (celpy reuses a parser that is already set),
+    and with celpy's own when that fails."""
+    import celpy  # noqa: PLC0415 - about 0.1 s to import: only where flows have an `if`
+    import lark  # noqa: PLC0415
+    from celpy.celparser import CELParser  # noqa: PLC0415
+
+    cache = _parser_cache()
+    if cache is not None and CELParser.CEL_PARSER is None:
+        try:
+            grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+            CELParser.CEL_PARSER = lark.Lark(
+                grammar,
+                parser="lalr",
+                start="expr",
+                debug=True,
+                g_regex_flags=re.M,
+                lexer_callbacks={"IDENT": CELParser.ambiguous_literals},
+                propagate_positions=True,
+                maybe_placeholders=False,
+                priority="invert",
+                tree_class=lark.Tree,
+                cache=str(cache),
+            )
+        except Exception as exc:  # any trouble with the cache: celpy builds its parser itself
+            log.debug("CEL parser cache not used: %s", exc)
+            CELParser.CEL_PARSER = None
+    return celpy.Environment()
+
+
 @functools.lru_cache(maxsize=512)
 def compile_condition(text: str) -> Condition:
+    from celpy.celparser import CELParseError  # noqa: PLC0415
+
     try:
-        ast = _ENV.compile(text)
-        program = _ENV.program(ast)
+        env = environment()
+        ast = env.compile(text)
+        program = env.program(ast)
     except CELParseError as exc:
         detail = " ".join(str(exc).split())
         raise ConditionError(f"{text!r} is not a valid CEL expression: {detail}") from exc

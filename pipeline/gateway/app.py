@@ -31,7 +31,7 @@ from pipeline.settings import Settings
 
 
 class LedgerCollector(Collector):
-    """Invocation counts by status and queue depths, read from Redis at scrape time."""
+    """Invocation and run counts by status and queue depths, read from Redis at scrape time."""
 
     def __init__(self, runtime: Runtime, notifier: Notifier) -> None:
         self.runtime = runtime
@@ -47,9 +47,12 @@ class LedgerCollector(Collector):
         guards = GaugeMetricFamily(
             "pipeline_guard", "Times a delivery guarantee stepped in (cumulative)", labels=["kind"]
         )
+        runs = GaugeMetricFamily("pipeline_runs", "Flow runs in the ledger by status", labels=["status"])
         try:
             for name, value in self.runtime.ledger.invocations.counts().items():
                 by_status.add_metric([name], value)
+            for name, value in self.runtime.ledger.runs.counts().items():
+                runs.add_metric([name], value)
             for queue in self.runtime.pipeline.queues():
                 depth.add_metric([queue], self.runtime.dispatcher.depth(queue))
             for kind, value in self.runtime.ledger.stats.guards().items():
@@ -57,6 +60,7 @@ class LedgerCollector(Collector):
         except redis.RedisError:
             return
         yield by_status
+        yield runs
         yield depth
         yield guards
         yield from self._webhooks()

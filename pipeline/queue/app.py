@@ -19,7 +19,7 @@ TASK_NAME = "pipeline.run_invocation"
 
 def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
     app = Celery("pipeline", broker=broker_url, set_as_current=False)
-    longest = max(pipeline.config.time_limit_for(name) for name in pipeline.functions)
+    longest = pipeline.config.longest_time_limit(list(pipeline.functions))
     visibility = pipeline.config.limits.visibility_timeout or longest * 2 + 60
     app.conf.update(
         task_serializer="json",

@@ -96,6 +96,8 @@ def test_assets_templates_and_media_info(
         "width": 200,
         "height": 100,
         "frames": 1,
+        "has_audio": False,
+        "rotation": 0,
     }
     filtered = store.path_of("media", "derived/uploads/p.png/filter/filtered.png")
     with Image.open(filtered) as img:

@@ -122,6 +122,7 @@ def _check(stack: Stack, receiver: Receiver) -> None:
         assert thumb_img.width == 128
         assert abs(thumb_img.height - 128 * poster_img.height / poster_img.width) <= 1
 
+    assert 'pipeline_runs{status="succeeded"} 2.0' in httpx.get(f"{stack.gateway_url}/metrics").text
     got = receiver.at("/app")
     assert all(r.verified for r in got), [r.verify_error for r in got if not r.verified]
     completed = [RunPayload.model_validate_json(r.body) for r in receiver.at("/app", "run.completed")]

@@ -33,25 +33,31 @@ def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) ->
         assert gateway.alive(), gateway.output()
         assert "(2 processes)" in gateway.output()
         headers = {"Authorization": "Bearer t0ken", "Content-Type": "application/json"}
-        ids = []
-        with httpx.Client(base_url=base, timeout=10) as client:
-            for n in range(20):  # new connections: the kernel spreads them over both processes
-                body = minio_body(f"uploads/p/{n}.jpg", 1000 + n)
-                answer = client.post(
-                    "/events/minio", content=body, headers={**headers, "Connection": "close"}
-                )
-                assert answer.status_code == 200, answer.text
-                ids += answer.json()["invocations"]
-            no_token = {"Content-Type": "application/json"}
-            refused = client.post("/events/minio", content=minio_body("uploads/x.jpg", 1), headers=no_token)
-            assert refused.status_code == 401
-        assert len(set(ids)) == 20 and runtime.dispatcher.depth("fn.thumbnail") == 20
+        ids: list[str] = []
+        # New connections: the kernel hands each to whichever process accepts first. On a busy
+        # machine one process can win a whole batch, so send batches until both have answered.
+        for batch in range(5):
+            with httpx.Client(base_url=base, timeout=10) as client:
+                for n in range(batch * 20, batch * 20 + 20):
+                    body = minio_body(f"uploads/p/{n}.jpg", 1000 + n)
+                    answer = client.post(
+                        "/events/minio", content=body, headers={**headers, "Connection": "close"}
+                    )
+                    assert answer.status_code == 200, answer.text
+                    ids += answer.json()["invocations"]
+            # Each process counts the notifications it accepted itself. A reading below the total
+            # means the process read from took only some of them: another answered the rest.
+            counts = accepted_counts(base, headers)
+            if all(0 < c < len(ids) for c in counts):
+                break
+        no_token = {"Content-Type": "application/json"}
+        refused = httpx.post(f"{base}/events/minio", content=minio_body("uploads/x.jpg", 1), headers=no_token)
+        assert refused.status_code == 401
+        total = len(ids)
+        assert len(set(ids)) == total and runtime.dispatcher.depth("fn.thumbnail") == total
         assert all(json.loads(e.raw)["Records"] for e in runtime.ledger.events.recent(limit=20))
-        # Each process counts the notifications it accepted itself. A reading below 20 means the
-        # process read from took only some of them: another process answered the rest.
-        counts = accepted_counts(base, headers)
-        assert all(0 < c < 20 for c in counts), counts
-        assert (len(counts) == 2 and sum(counts) == 20) or counts == {10}, counts
+        assert all(0 < c < total for c in counts), counts
+        assert (len(counts) == 2 and sum(counts) == total) or counts == {total // 2}, counts
     finally:
         assert gateway.stop() == 0, gateway.output()[-3000:]
 

@@ -292,3 +292,27 @@ def test_pipeline_flows_draws_the_file_and_refuses_a_bad_one(
     refused = CliRunner().invoke(cli, ["flows"])
     assert refused.exit_code != 0
     assert f"{path}: flows.video.steps.poster-thumbs.needs: unknown step 'postr'" in refused.output
+
+
+def test_on_failure_continue_and_use_narrow_what_a_dependent_runs_on() -> None:
+    pipeline = load(
+        """
+flows:
+  f:
+    steps:
+      video: {function: copy}
+      optional: {function: copy, on_failure: continue}
+      stills: {function: thumbnail, needs: [video, optional], use: {content_types: ["image/*"]}}
+"""
+    )
+    run = _run(pipeline, "f")
+    launches = {launch.step: launch for launch in engine.start(pipeline, run)}
+    _finish(
+        pipeline, run, launches["optional"].inv_id, Status.DEAD, error="StorageError: gone (after 3 attempts)"
+    )
+    outputs = [out("derived/v/a.mp4", "video/mp4"), out("derived/v/poster.jpg")]
+    nxt = _finish(pipeline, run, launches["video"].inv_id, Status.SUCCEEDED, outputs)
+    assert [(n.step, n.key) for n in nxt] == [("stills", "derived/v/poster.jpg")]  # only the image
+    _finish(pipeline, run, nxt[0].inv_id, Status.SUCCEEDED)
+    assert step_status(run, "optional") == StepStatus.DEAD
+    assert status_of(run) == RunStatus.SUCCEEDED  # the failure was allowed to pass
