@@ -213,12 +213,17 @@ class Intake:
                 ) from exc
 
     def _start_runs(self, started: list[tuple[Run, list[Invocation]]], record: EventRecord) -> None:
-        """Send the first steps of each new run, then let it end older versions' runs. A run whose
-        first message the queue refuses is undone whole (with those after it), so the sender's
-        retry starts it afresh."""
+        """Let each new run end older versions' runs (or end itself, when it is the older one),
+        then send its first steps. A run whose first message the queue refuses is undone whole
+        (with those after it), so the sender's retry starts it afresh."""
         for i, (run, invs) in enumerate(started):
             try:
-                for inv in invs:
+                current = self.flows.settle_versions(run)
+            except redis.RedisError as exc:  # its steps still check the version before they run
+                log.warning("could not compare run %s with other versions' runs: %s", run.id, exc)
+                current = True
+            try:
+                for inv in invs if current else []:
                     self.enqueue(inv)
             except Exception as exc:
                 for undo_run, undo_invs in started[i:]:
@@ -235,11 +240,6 @@ class Intake:
                 raise BrokerUnavailable(
                     f"cannot start flow {run.flow} for {run.bucket}/{run.key}: {exc}"
                 ) from exc
-        for run, _ in started:
-            try:
-                self.flows.settle_versions(run)
-            except redis.RedisError as exc:  # the run goes on; its steps still check the version
-                log.warning("could not compare run %s with other versions' runs: %s", run.id, exc)
 
     def _removed(self, event: ObjectEvent, record: EventRecord) -> EventRecord:
         """The source was deleted: its runs' queued steps are cancelled, and rules that say

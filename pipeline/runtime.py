@@ -43,5 +43,5 @@ def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispat
     intake = Intake(pipeline, ledger, dispatcher.enqueue)
     # The local store reports its own writes, as a bucket with notifications configured would.
     store = open_store(settings, on_write=intake.accept)
-    intake.flows.store = store
+    intake.flows.attach_store(store)
     return Runtime(settings, pipeline, redis_url, client, ledger, store, intake, dispatcher)

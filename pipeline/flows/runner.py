@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -37,8 +38,13 @@ class FlowRunner:
         self.pipeline = pipeline
         self.ledger = ledger
         self.enqueue = enqueue
-        # Set once the store exists (the store reports its writes to the intake that owns this).
-        self.store: ObjectStore | None = None
+        self._store: weakref.ref[ObjectStore] | None = None
+
+    def attach_store(self, store: ObjectStore) -> None:
+        """The store, for `on_delete: remove-outputs`. Held weakly: the store reports its writes
+        to the intake that owns this runner, and a cycle would keep both (and their Redis
+        connections) alive until a garbage collection."""
+        self._store = weakref.ref(store)
 
     # --- starting ------------------------------------------------------------------------------
     def plan(
@@ -178,10 +184,10 @@ class FlowRunner:
         return run
 
     # --- versions and deletions ----------------------------------------------------------------
-    def settle_versions(self, run: Run) -> None:
+    def settle_versions(self, run: Run) -> bool:
         """One version of an object is processed at a time per rule: a newer version's run ends
         the older ones (their unfinished steps are skipped as stale); a run that arrives for an
-        older version than one already running ends itself."""
+        older version than one already known ends itself. True if `run` is the current one."""
         others = [
             other
             for other in self.ledger.runs.for_object(run.bucket, run.key)
@@ -192,10 +198,11 @@ class FlowRunner:
             newest = other if newest is None or newer(other, newest) else newest
         if newest is not None and newer(newest, run):
             self.cancel(run.id, "stale", f"stale: run {newest.id} is for a newer version")
-            return
+            return False
         for other in others:
             if other.status == RunStatus.RUNNING:
                 self.cancel(other.id, "stale", f"superseded by run {run.id} (a newer version)")
+        return True
 
     def source_removed(self, bucket: str, key: str) -> tuple[list[Run], int]:
         """The source was deleted: its running runs end and their queued steps are cancelled.
@@ -212,7 +219,8 @@ class FlowRunner:
         """Delete what was derived from a deleted source, for the rules that say
         `on_delete: remove-outputs`. Returns how many objects were deleted."""
         removing = {r.name for r in self.pipeline.config.rules if r.on_delete == "remove-outputs"}
-        if not removing or self.store is None:
+        store = self._store() if self._store else None
+        if not removing or store is None:
             return 0
         outputs = {
             (o.bucket, o.key)
@@ -228,7 +236,7 @@ class FlowRunner:
             for o in inv.outputs
         }
         for out_bucket, out_key in sorted(outputs):
-            self.store.delete(out_bucket, out_key)
+            store.delete(out_bucket, out_key)
         if outputs:
             log.info("removed %d objects derived from deleted %s/%s", len(outputs), bucket, key)
         return len(outputs)
