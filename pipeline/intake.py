@@ -149,11 +149,10 @@ class Intake:
             update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
             rejected = [inv.model_copy(update=update) for inv, _ in claimed]
             self.ledger.record_intake(rejected + run_invs, event=record, runs=started_runs)
-            self._start_runs(started, record)
+            self._send([], started, record, event)
             return record
         self.ledger.record_intake([inv for inv, _ in claimed] + run_invs, event=record, runs=started_runs)
-        self._send(claimed, record, event)
-        self._start_runs(started, record)
+        self._send(claimed, started, record, event)
         log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
         return record
 
@@ -192,30 +191,25 @@ class Intake:
                 record.invocations.append(str(outcome))
         return claimed, started, disabled
 
-    def _send(self, claimed: list[tuple[Invocation, str]], record: EventRecord, event: ObjectEvent) -> None:
+    def _send(
+        self,
+        claimed: list[tuple[Invocation, str]],
+        started: list[tuple[Run, list[Invocation]]],
+        record: EventRecord,
+        event: ObjectEvent,
+    ) -> None:
+        """Send the single-step invocations, then each new run's first steps (a run first lets
+        older versions' runs end, or ends itself when it is the older one). What the queue refuses
+        is undone with everything not sent yet, so the sender's retry is not mistaken for a
+        duplicate; the event record says what happened."""
         for i, (inv, _claim) in enumerate(claimed):
             try:
                 self.enqueue(inv)
             except Exception as exc:
-                # Undo this one and those not yet enqueued, so a retried notification is not
-                # mistaken for a duplicate; the event record says what happened.
-                for undo, undo_claim in claimed[i:]:
-                    self.ledger.invocations.delete(undo)
-                    self.ledger.claims.release(undo_claim)
-                    self.ledger.outbox.leave_join(record.id, undo.id)
-                record.status = "unavailable"
-                record.reason = f"the queue refused the work, the sender will retry: {exc}"
-                undone = {undo.id for undo, _ in claimed[i:]}
-                record.invocations = [x for x in record.invocations if x not in undone]
-                self.ledger.events.amend(record)
+                self._undo(claimed[i:], started, record, exc)
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
-
-    def _start_runs(self, started: list[tuple[Run, list[Invocation]]], record: EventRecord) -> None:
-        """Let each new run end older versions' runs (or end itself, when it is the older one),
-        then send its first steps. A run whose first message the queue refuses is undone whole
-        (with those after it), so the sender's retry starts it afresh."""
         for i, (run, invs) in enumerate(started):
             try:
                 current = self.flows.settle_versions(run)
@@ -226,20 +220,34 @@ class Intake:
                 for inv in invs if current else []:
                     self.enqueue(inv)
             except Exception as exc:
-                for undo_run, undo_invs in started[i:]:
-                    for undo in undo_invs:
-                        self.ledger.invocations.delete(undo)
-                    self.ledger.runs.delete(undo_run)
-                    self.ledger.claims.release_key(FlowRunner.claim_key(undo_run))
-                    self.ledger.outbox.leave_join(record.id, keys.join_member_for_run(undo_run.id))
-                undone = {r.id for r, _ in started[i:]}
-                record.runs = [r for r in record.runs if r not in undone]
-                record.status = "unavailable"
-                record.reason = f"the queue refused the work, the sender will retry: {exc}"
-                self.ledger.events.amend(record)
+                self._undo([], started[i:], record, exc)
                 raise BrokerUnavailable(
                     f"cannot start flow {run.flow} for {run.bucket}/{run.key}: {exc}"
                 ) from exc
+
+    def _undo(
+        self,
+        claimed: list[tuple[Invocation, str]],
+        started: list[tuple[Run, list[Invocation]]],
+        record: EventRecord,
+        exc: Exception,
+    ) -> None:
+        for inv, claim in claimed:
+            self.ledger.invocations.delete(inv)
+            self.ledger.claims.release(claim)
+            self.ledger.outbox.leave_join(record.id, inv.id)
+        for run, invs in started:  # a run is undone whole, its first message sent or not
+            for inv in invs:
+                self.ledger.invocations.delete(inv)
+            self.ledger.runs.delete(run)
+            self.ledger.claims.release_key(FlowRunner.claim_key(run))
+            self.ledger.outbox.leave_join(record.id, keys.join_member_for_run(run.id))
+        undone = {inv.id for inv, _ in claimed} | {run.id for run, _ in started}
+        record.invocations = [x for x in record.invocations if x not in undone]
+        record.runs = [x for x in record.runs if x not in undone]
+        record.status = "unavailable"
+        record.reason = f"the queue refused the work, the sender will retry: {exc}"
+        self.ledger.events.amend(record)
 
     def _removed(self, event: ObjectEvent, record: EventRecord) -> EventRecord:
         """The source was deleted: its runs' queued steps are cancelled, and rules that say

@@ -162,3 +162,49 @@ def test_ids_sort_by_creation_and_never_collide() -> None:
         time.sleep(0.002)
     assert spaced == sorted(spaced)
     assert len({Invocation.new_id() for _ in range(10_000)}) == 10_000
+
+
+FLOW_AND_FUNCTIONS = """
+version: 1
+buckets: [media]
+flows:
+  two: {steps: {a: {function: copy}, b: {function: thumbnail, needs: [a]}}}
+rules:
+  - {name: thumbs, bucket: media, prefix: uploads/, functions: [{function: thumbnail}]}
+  - {name: flows, bucket: media, prefix: uploads/, flow: two}
+"""
+
+
+def test_broker_failure_undoes_the_runs_too_and_an_orphaned_run_claim_is_taken_over(redis_url: str) -> None:
+    from pipeline.flows.runner import FlowRunner
+    from pipeline.ledger.claims import ORPHAN_CLAIM_S
+
+    ledger = Ledger(connect(redis_url))
+    pipeline = build_pipeline(parse_config(FLOW_AND_FUNCTIONS, "test.yaml"), "test.yaml")
+
+    def broken(inv: Invocation) -> None:
+        raise ConnectionError("broker down")
+
+    intake = Intake(pipeline, ledger, broken)
+    with pytest.raises(BrokerUnavailable):
+        intake.accept(event())
+    assert ledger.invocations.query() == [] and ledger.runs.query() == []  # nothing left half-started
+    [refused] = ledger.events.recent()
+    assert refused.status == "unavailable" and refused.invocations == [] and refused.runs == []
+    sent = Recorder()
+    intake.enqueue = intake.flows.enqueue = sent
+    accepted = intake.accept(event())
+    assert accepted.status == "accepted" and len(accepted.runs) == 1  # the retry starts the run afresh
+    assert sorted(inv.function for inv in sent.sent) == ["copy", "thumbnail"]
+
+    # A run claim whose run was never recorded (its intake died in between) is taken over once old.
+    [run] = ledger.runs.query()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    orphan = FlowRunner.claim_key(run.model_copy(update={"version": "e9"}))
+    client.set(orphan, "run-that-was-never-recorded", ex=ledger.retention)
+    young = intake.accept(event(etag="e9"))
+    assert young.runs == ["run-that-was-never-recorded"], "a fresh claim may belong to a live intake"
+    client.expire(orphan, ledger.retention - ORPHAN_CLAIM_S - 5)
+    taken = intake.accept(event(etag="e9"))
+    assert taken.status == "accepted" and client.get(orphan) == taken.runs[0]
+    assert ledger.runs.get(taken.runs[0]) is not None
