@@ -218,7 +218,8 @@ class Intake:
                 current = True
             try:
                 for inv in invs if current else []:
-                    self.enqueue(inv)
+                    if inv.status == Status.QUEUED:  # not a step held back (function disabled)
+                        self.enqueue(inv)
             except Exception as exc:
                 self._undo([], started[i:], record, exc)
                 raise BrokerUnavailable(

@@ -40,7 +40,7 @@ class RunView:
     @property
     def redrivable(self) -> bool:
         return self.run.status.value == "failed" or any(
-            s.status.failure or s.skip_cause == "failure" for s in self.run.steps.values()
+            s.status.failure or s.skip_cause in ("failure", "disabled") for s in self.run.steps.values()
         )
 
 

@@ -23,6 +23,8 @@ from pipeline.registry import Pipeline, merged_params
 # A worker that finds a step's `if` false says so with this prefix; the step is then skipped for
 # its condition (not re-run by a redrive).
 CONDITION_FALSE = "condition not met: "
+# A step of a function switched off in the dashboard is held with this reason; a redrive runs it.
+FUNCTION_DISABLED = "held: function "
 
 _STEP_STATUS = {
     Status.SUCCEEDED: StepStatus.SUCCEEDED,
@@ -96,7 +98,13 @@ def invocation_finished(
     outcome = _STEP_STATUS.get(inv.status, StepStatus.FAILED)
     if outcome == StepStatus.SKIPPED and inv.error:
         step.reason = step.reason or inv.error
-        step.skip_cause = "condition" if inv.error.startswith(CONDITION_FALSE) else "skipped"
+        step.skip_cause = (
+            "condition"
+            if inv.error.startswith(CONDITION_FALSE)
+            else "disabled"
+            if inv.error.startswith(FUNCTION_DISABLED)
+            else "skipped"
+        )
     elif outcome.failure:
         step.reason = step.reason or f"{inv.function} {inv.status.value}: {inv.error or ''}".strip()
     if step.outcome is None or _SEVERITY.index(outcome) < _SEVERITY.index(step.outcome):
@@ -234,8 +242,11 @@ def _maybe_finish(pipeline: Pipeline, run: Run, now: float) -> None:
         return
     flow = pipeline.flow(run.flow)
     failed = [n for n, s in run.steps.items() if s.status.failure and flow.steps[n].on_failure == "stop"]
+    held = [n for n, s in run.steps.items() if (s.reason or "").startswith(FUNCTION_DISABLED)]
     if failed:
         run.status, run.reason = RunStatus.FAILED, f"failed: {', '.join(failed)}"
+    elif held:
+        run.status, run.reason = RunStatus.FAILED, f"held, their function is disabled: {', '.join(held)}"
     elif all(s.status == StepStatus.SKIPPED for s in run.steps.values()):
         run.status, run.reason = RunStatus.SKIPPED, "every step was skipped"
     else:
@@ -274,7 +285,7 @@ def redrive(pipeline: Pipeline, run: Run, now: float | None = None) -> list[Laun
     if run.status == RunStatus.RUNNING:
         raise Conflict(f"run {run.id} is still running; redrive it once it has finished")
     flow = pipeline.flow(run.flow)
-    failed = {n for n, s in run.steps.items() if s.status.failure or s.skip_cause == "failure"}
+    failed = {n for n, s in run.steps.items() if s.status.failure or s.skip_cause in ("failure", "disabled")}
     if not failed:
         raise Conflict(f"run {run.id} has no failed step to redrive")
     targets = set(failed)

@@ -41,7 +41,7 @@ class StepStatus(StrEnum):
 
 
 # Why a step was skipped; a redrive re-runs the steps skipped because something failed.
-SkipCause = Literal["condition", "failure", "no-input", "stale", "deleted", "skipped"]
+SkipCause = Literal["condition", "failure", "disabled", "no-input", "stale", "deleted", "skipped"]
 
 
 class StepState(BaseModel):

@@ -70,7 +70,27 @@ class FlowRunner:
             ),
         )
         launches = engine.start(self.pipeline, run, now)
-        return run, [self._invocation(run, launch, now) for launch in launches]
+        return run, self._invocations(run, launches, now)
+
+    def _invocations(self, run: Run, launches: list[Launch], now: float) -> list[Invocation]:
+        """The launches as invocations to record. A step of a function switched off in the
+        dashboard gets no new work: its invocation is recorded `skipped` with the reason (applied
+        to the run at once), and a redrive runs it once the function is enabled again."""
+        disabled = self.ledger.flags.members("disabled") if launches else set()
+        out: list[Invocation] = []
+        while launches:
+            more: list[Launch] = []
+            for launch in launches:
+                inv = self._invocation(run, launch, now)
+                if launch.function in disabled:
+                    error = f"{engine.FUNCTION_DISABLED}{launch.function} is disabled"
+                    inv = inv.model_copy(
+                        update={"status": Status.SKIPPED, "error": error, "finished_at": now}
+                    )
+                    more += engine.invocation_finished(self.pipeline, run, inv, now)
+                out.append(inv)
+            launches = more
+        return out
 
     @staticmethod
     def claim_key(run: Run) -> str:
@@ -118,7 +138,7 @@ class FlowRunner:
             launches = step(run)
             if launches is None:
                 return None
-            launched.extend(self._invocation(run, launch, now) for launch in launches)
+            launched.extend(self._invocations(run, launches, now))
 
             def also(pipe: Any) -> None:
                 for inv in launched:
@@ -134,6 +154,8 @@ class FlowRunner:
 
     def send(self, invs: list[Invocation]) -> None:
         for inv in invs:
+            if inv.status != Status.QUEUED:
+                continue  # held back: recorded with its reason, nothing to run
             try:
                 self.enqueue(inv)
             except Exception as exc:  # recorded as queued: the reconciler sends it again

@@ -312,3 +312,25 @@ def test_the_reconciler_applies_a_finished_step_its_run_never_saw(redis_url: str
         after.steps["second"].status == StepStatus.SKIPPED and after.steps["second"].skip_cause == "no-input"
     )
     assert reconcile(runtime, rate=0).steps_applied == 0
+
+
+def test_steps_of_a_disabled_function_are_held_until_a_redrive(redis_url: str, tmp_path: Path) -> None:
+    runtime, env, _flag, journal = setup(redis_url, tmp_path)
+    image = generate(tmp_path / "samples")[0]
+    runtime.ledger.flags.switch("disabled", "step", True)  # the dashboard's Disable
+    runtime.store.put_file("media", "join/held.jpg", image, content_type="image/jpeg")
+    run = the_run(runtime, "join/held.jpg")
+    assert run.status == RunStatus.FAILED and run.reason == "held, their function is disabled: left, right"
+    assert run.steps["left"].reason == "held: function step is disabled"
+    assert {s.skip_cause for s in run.steps.values()} == {"disabled"}
+    assert runtime.dispatcher.depth("fn.step") == 0  # nothing was queued for it
+    runtime.ledger.flags.switch("disabled", "step", False)
+    worker = start_worker(runtime, env, tmp_path / "worker.log")
+    try:
+        runtime.intake.flows.redrive(run.id)
+        wait_until(lambda: ended(runtime, "join/held.jpg"), 30, "the redriven run", interval=0.1)
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    done = the_run(runtime, "join/held.jpg")
+    assert done.status == RunStatus.SUCCEEDED and len(run_outputs(runtime, done.id)) == 6
+    assert journal.read_text().split().count("left") == 1  # it ran once: after the redrive
