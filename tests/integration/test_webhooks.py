@@ -324,9 +324,12 @@ def test_rotation_signs_with_both_secrets_and_redelivery_keeps_the_id(hooks: Hoo
         eventually(lambda: len(hooks.receiver.at("/rot")) == before + 1)
         assert hooks.receiver.at("/rot")[-1].webhook_id == got.webhook_id
         assert hooks.receiver.at("/rot")[-1].verified
+        # The receiver has the request a moment before the sender records and counts the attempt.
+        eventually(
+            lambda: len(api.get(f"/api/webhooks/messages/{got.webhook_id}").json()["attempt_log"]) == 2
+        )
         log = api.get(f"/api/webhooks/messages/{got.webhook_id}").json()["attempt_log"]
         assert [a["status_code"] for a in log] == [200, 200]
-        # The receiver has the request a moment before the sender counts the delivery.
         eventually(lambda: 'pipeline_webhook_messages{outcome="delivered"} 2.0' in api.get("/metrics").text)
         metrics = api.get("/metrics").text
         assert 'pipeline_webhook_subscriptions{state="enabled"} 1.0' in metrics
