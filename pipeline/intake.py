@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import redis
 
 from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
 from pipeline.flows.model import Run
-from pipeline.flows.runner import FlowRunner
+from pipeline.flows.runner import Enqueue, FlowRunner
 from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger, keys
 from pipeline.ledger.records import RAW_EVENT_CHARS
@@ -32,8 +31,6 @@ from pipeline.routing import (
 )
 
 log = logging.getLogger(__name__)
-
-Enqueue = Callable[[Invocation], None]
 
 
 class Intake:
@@ -217,9 +214,7 @@ class Intake:
                 log.warning("could not compare run %s with other versions' runs: %s", run.id, exc)
                 current = True
             try:
-                for inv in invs if current else []:
-                    if inv.status == Status.QUEUED:  # not a step held back (function disabled)
-                        self.enqueue(inv)
+                self.flows.send(invs if current else [], tolerant=False)
             except Exception as exc:
                 self._undo([], started[i:], record, exc)
                 raise BrokerUnavailable(

@@ -152,13 +152,17 @@ class FlowRunner:
         self.send(launched)
         return run, launched
 
-    def send(self, invs: list[Invocation]) -> None:
+    def send(self, invs: list[Invocation], *, tolerant: bool = True) -> None:
+        """Send the recorded steps that are to run (a held step has nothing to run). `tolerant`:
+        a refused message is left to the reconciler (it is recorded as queued) instead of raised."""
         for inv in invs:
             if inv.status != Status.QUEUED:
-                continue  # held back: recorded with its reason, nothing to run
+                continue
             try:
                 self.enqueue(inv)
-            except Exception as exc:  # recorded as queued: the reconciler sends it again
+            except Exception as exc:
+                if not tolerant:
+                    raise
                 log.warning("flow step %s of run %s recorded but not sent yet: %s", inv.step, inv.run_id, exc)
 
     def on_finished(self, inv_id: str) -> Run | None:

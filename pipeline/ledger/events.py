@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from pipeline.ledger import keys
-from pipeline.ledger.invocations import ids
+from pipeline.ledger.paging import ids
 from pipeline.ledger.records import EventRecord
 
 OBJECT_EVENTS_SHOWN = 200

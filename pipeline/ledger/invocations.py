@@ -15,16 +15,12 @@ from pipeline.ledger import keys
 from pipeline.ledger.json_hash import JsonHash, encode
 from pipeline.ledger.lua import script
 from pipeline.ledger.outbox import Outbox
+from pipeline.ledger.paging import ids, newest_first
 from pipeline.ledger.records import AttemptRecord
 
 ATTEMPTS_KEPT = 50
 THROUGHPUT_KEPT_S = 3 * 3600
 _HASH = JsonHash(Invocation)
-
-
-def ids(values: Iterable[Any]) -> list[str]:
-    """Redis replies as str (decode_responses=True); the client's types also allow bytes."""
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _indexes(inv: Invocation) -> tuple[str, ...]:
@@ -238,30 +234,16 @@ class InvocationStore:
             index = keys.bucket_index(bucket)
         else:
             index = keys.INDEX_ALL
-        out: list[Invocation] = []
-        skipped = 0
-        start = 0
-        page = max(limit * 2, 100)
-        while len(out) < limit:
-            found = ids(self.r.zrevrange(index, start, start + page - 1))
-            if not found:
-                break
-            start += page
-            for inv in self.get_many(found):
-                if (
-                    (status and inv.status != status)
-                    or (function and inv.function != function)
-                    or (bucket and inv.bucket != bucket)
-                    or (key is not None and inv.key != key)
-                ):
-                    continue
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                out.append(inv)
-                if len(out) == limit:
-                    break
-        return out
+
+        def keep(inv: Invocation) -> bool:
+            return not (
+                (status and inv.status != status)
+                or (function and inv.function != function)
+                or (bucket and inv.bucket != bucket)
+                or (key is not None and inv.key != key)
+            )
+
+        return newest_first(self.r, index, self.get_many, keep, limit, offset)
 
     def for_object(self, bucket: str, key: str) -> list[Invocation]:
         found = ids(self.r.zrange(keys.object_index(bucket, key), 0, -1))

@@ -16,7 +16,7 @@ import redis
 from pipeline.errors import BadRequest
 from pipeline.flows.model import Run, RunStatus
 from pipeline.ledger import keys
-from pipeline.ledger.invocations import ids
+from pipeline.ledger.paging import ids, newest_first
 
 # A change that lost a race is tried again; this many losses in a row means something is wrong.
 MAX_CHANGE_TRIES = 50
@@ -129,25 +129,13 @@ class RunStore:
             index = keys.run_flow_index(flow)
         else:
             index = keys.RUNS_INDEX
-        out: list[Run] = []
-        skipped, start, page = 0, 0, max(limit * 2, 100)
-        while len(out) < limit:
-            found = ids(self.r.zrevrange(index, start, start + page - 1))
-            if not found:
-                break
-            start += page
-            for run in self.get_many(found):
-                if (
-                    (status and run.status != status)
-                    or (flow and run.flow != flow)
-                    or (bucket and run.bucket != bucket)
-                    or (key is not None and run.key != key)
-                ):
-                    continue
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                out.append(run)
-                if len(out) == limit:
-                    break
-        return out
+
+        def keep(run: Run) -> bool:
+            return not (
+                (status and run.status != status)
+                or (flow and run.flow != flow)
+                or (bucket and run.bucket != bucket)
+                or (key is not None and run.key != key)
+            )
+
+        return newest_first(self.r, index, self.get_many, keep, limit, offset)

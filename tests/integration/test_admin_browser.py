@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from pipeline.measure.samples import generate
+from pipeline.runtime import Runtime
 from tests.helpers import Proc, free_port, pipeline_runtime, wait_until
 from tests.receiver import Receiver
 
@@ -61,6 +63,23 @@ class Dashboard:
 
 @pytest.fixture
 def dashboard(redis_url: str, tmp_path: Path) -> Iterator[Dashboard]:
+    runtime, env = pipeline_runtime(CONFIG, redis_url, tmp_path)
+    env = {**env, "PIPELINE_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.1/32"]'}
+    workers = [["--functions", "thumbnail,filter", "--concurrency", "1"], ["--webhooks"]]
+    with open_dashboard(runtime, env, tmp_path, workers, height=860) as d:
+        hook = httpx.post(
+            f"{d.url}/api/webhooks", json={"url": f"{d.receiver.url}/app", "events": ["object.processed"]}
+        )
+        assert hook.status_code == 201, hook.text
+        yield d
+
+
+@contextmanager
+def open_dashboard(
+    runtime: Runtime, env: dict[str, str], tmp_path: Path, workers: list[list[str]], height: int
+) -> Iterator[Dashboard]:
+    """A gateway and `pipeline worker` processes (one per argument list) for `runtime`'s pipeline
+    file, a webhook receiver, and Debian's Chromium on a fresh page, not logged in."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -68,29 +87,23 @@ def dashboard(redis_url: str, tmp_path: Path) -> Iterator[Dashboard]:
     from tests.helpers import need
 
     need(bool(shutil.which("chromium")), "Debian's chromium is not installed (apt-get install chromium)")
-    runtime, env = pipeline_runtime(CONFIG, redis_url, tmp_path)
-    env = {**env, "PIPELINE_ADMIN_PASSWORD": PASSWORD, "PIPELINE_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.1/32"]'}
+    env = {**env, "PIPELINE_ADMIN_PASSWORD": PASSWORD}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     shots = Path(os.environ.get("PIPELINE_SCREENSHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
-    procs = [
-        Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log"),
-        Proc(
-            ["worker", "--functions", "thumbnail,filter", "--concurrency", "1"], env, tmp_path / "worker.log"
-        ),
-        Proc(["worker", "--webhooks"], env, tmp_path / "webhooks.log"),
-    ]
+    procs = [Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log")]
+    procs += [Proc(["worker", *args], env, tmp_path / f"worker-{n}.log") for n, args in enumerate(workers)]
     try:
         wait_until(lambda: _up(url) or not procs[0].alive(), 30, "the gateway")
-        wait_until(lambda: len(runtime.ledger.workers.live()) >= 2 or not procs[1].alive(), 30, "the workers")
+        wait_until(
+            lambda: len(runtime.ledger.workers.live()) >= len(workers) or not all(p.alive() for p in procs),
+            30,
+            "the workers",
+        )
         with Receiver() as receiver, sync_playwright() as pw:
-            hook = httpx.post(
-                f"{url}/api/webhooks", json={"url": f"{receiver.url}/app", "events": ["object.processed"]}
-            )
-            assert hook.status_code == 201, hook.text
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 860})
+            context = browser.new_context(viewport={"width": 1280, "height": height})
             page = context.new_page()
             page.set_default_timeout(30_000)
             try:
@@ -100,7 +113,7 @@ def dashboard(redis_url: str, tmp_path: Path) -> Iterator[Dashboard]:
                 browser.close()
     except BaseException:
         for proc in procs:
-            print(f"--- {proc.args[0]} log:\n{proc.output()[-3000:]}")
+            print(f"--- {' '.join(proc.args[:2])} log:\n{proc.output()[-3000:]}")
         raise
     finally:
         for proc in procs:

@@ -4,8 +4,6 @@ buttons, and the Rules page's dry run of a flow."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +12,8 @@ import pytest
 
 from pipeline.measure.samples import generate
 from pipeline.runtime import Runtime
-from tests.helpers import Proc, free_port, need, pipeline_runtime, wait_until
-from tests.integration.test_admin_browser import CHROMIUM_FLAGS, PASSWORD, Dashboard, _log_in, _up
-from tests.receiver import Receiver
+from tests.helpers import pipeline_runtime
+from tests.integration.test_admin_browser import Dashboard, _log_in, open_dashboard
 
 pytestmark = pytest.mark.integration
 
@@ -39,41 +36,12 @@ rules:
 
 @pytest.fixture
 def flow_dashboard(redis_url: str, tmp_path: Path) -> Iterator[tuple[Dashboard, Path, Runtime]]:
-    from playwright.sync_api import sync_playwright
-
-    need(bool(shutil.which("chromium")), "Debian's chromium is not installed (apt-get install chromium)")
     flag = tmp_path / "fail-check"
     runtime, env = pipeline_runtime(CONFIG.format(flag=flag), redis_url, tmp_path)
     runtime.store.ensure_bucket("media")
-    env = {**env, "PIPELINE_ADMIN_PASSWORD": PASSWORD}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    shots = Path(os.environ.get("PIPELINE_SCREENSHOTS") or tmp_path / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
-    procs = [
-        Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log"),
-        Proc(["worker", "--functions", "thumbnail,step", "--concurrency", "2"], env, tmp_path / "worker.log"),
-    ]
-    try:
-        wait_until(lambda: _up(url) or not procs[0].alive(), 30, "the gateway")
-        wait_until(lambda: runtime.ledger.workers.live() or not procs[1].alive(), 30, "the worker")
-        with Receiver() as receiver, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            try:
-                yield Dashboard(url, page, shots, receiver), flag, runtime
-            finally:
-                context.close()
-                browser.close()
-    except BaseException:
-        for proc in procs:
-            print(f"--- {proc.args[0]} log:\n{proc.output()[-3000:]}")
-        raise
-    finally:
-        for proc in procs:
-            proc.stop()
+    workers = [["--functions", "thumbnail,step", "--concurrency", "2"]]
+    with open_dashboard(runtime, env, tmp_path, workers, height=900) as d:
+        yield d, flag, runtime
 
 
 def test_a_run_as_a_graph_with_redrive_and_rerun_buttons(
