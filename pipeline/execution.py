@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 import re
-import resource
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from pipeline.flows.engine import CONDITION_FALSE
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
+from pipeline.metering import Meter
 from pipeline.registry import Pipeline
 from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
@@ -37,13 +37,6 @@ log = logging.getLogger(__name__)
 SLOT_WAIT_S = 2.0
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (ffmpeg): the FaaS bill of one run, since
-    a prefork worker process runs one invocation at a time."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -106,6 +99,8 @@ class Executor:
         # Absolute: functions may run tools (ffmpeg) in another working directory.
         self.work_dir = work_dir.resolve()
         self._ensured: set[str] = set()
+        # What the attempt in progress used; whoever records its verdict takes the figures.
+        self.meter = Meter()
 
     def run(self, inv: Invocation, worker: str) -> Invocation | None:
         """Run one attempt. Returns the running invocation, or None if it had already finished.
@@ -129,6 +124,7 @@ class Executor:
         if current is None:
             log.info("invocation %s already finished; nothing to do", inv.id)
             return None
+        self.meter.begin(self.pipeline.config.function_settings(inv.function).memory_mb)
         if current.attempts > current.max_attempts:
             # Only a redelivery gets here: the process running an earlier attempt died without
             # recording anything (e.g. killed by the OOM killer). Stop, or a poison input loops.
@@ -137,6 +133,7 @@ class Executor:
                 Status.DEAD,
                 error=f"gave up after {current.max_attempts} attempts: the worker process was lost "
                 f"while running {inv.bucket}/{inv.key}",
+                measured=self.meter.end(),
             )
             return None
         spec = self.pipeline.function(inv.function)
@@ -155,6 +152,7 @@ class Executor:
                 self._check_size(inv, head)
                 # The version the event named, where the store keeps versions.
                 info = self.store.get_file(inv.bucket, inv.key, src, version_id=inv.version_id)
+                self.meter.bytes_read += info.size
             except ObjectNotFound as exc:
                 raise Skip(f"{inv.bucket}/{inv.key} no longer exists; nothing to process") from exc
             self._check_current(inv, info)
@@ -167,10 +165,8 @@ class Executor:
                 self._decide(inv, info, media.as_json())
             params = spec.parse_params(inv.params)
             local_assets = self._download_assets(spec.asset_refs(params), Path(tmp))
-            cpu_before = _cpu_seconds()
             with progress.progress_to(self._progress_sink(inv.id)), assets.provided(local_assets):
                 results = spec(src, out_dir, params)
-            cpu_ms = round((_cpu_seconds() - cpu_before) * 1000, 1)
             # The object may have been overwritten while the function ran: then these outputs are
             # stale and the newer version's own invocation will publish the right ones.
             self._check_current(inv, self.store.stat(inv.bucket, inv.key))
@@ -196,6 +192,7 @@ class Executor:
                     content_type=result.content_type,
                     metadata=lineage(inv, generation),
                 )
+                self.meter.bytes_written += stored.size
                 outputs.append(
                     OutputRef(
                         bucket=out_bucket,
@@ -205,7 +202,7 @@ class Executor:
                         meta=result.meta,
                     )
                 )
-        self.ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=outputs, cpu_ms=cpu_ms)
+        self.ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=outputs, measured=self.meter.end())
         return current
 
     @staticmethod
@@ -267,7 +264,7 @@ class Executor:
         for i, ref in enumerate(refs):
             bucket, key = assets.split_ref(ref)
             path = tmp / f"asset-{i}"
-            self.store.get_file(bucket, key, path)
+            self.meter.bytes_read += self.store.get_file(bucket, key, path).size
             screen(path, self.pipeline.config.screening)  # assets are untrusted input too
             paths[ref] = path
         return paths

@@ -56,11 +56,24 @@ class Invocation(BaseModel):
     max_attempts: int = 3
     time_limit: float = 300
     created_at: float = Field(default_factory=time.time)
-    enqueued_at: float | None = Field(default=None, description="When its message was last sent.")
+    enqueued_at: float | None = Field(
+        default=None, description="When its message was last sent, or when a delayed retry falls due."
+    )
     started_at: float | None = None
     finished_at: float | None = None
     duration_ms: float | None = None
     cpu_ms: float | None = Field(default=None, description="CPU time of the function, ffmpeg included.")
+    queue_wait_ms: float | None = Field(
+        default=None, description="Sent (or due, for a delayed retry) -> started, of the latest attempt."
+    )
+    peak_memory_mb: float | None = Field(
+        default=None, description="Peak resident memory of the worker process plus its largest child."
+    )
+    memory_mb: int | None = Field(default=None, description="The memory the function is billed at.")
+    gb_seconds: float | None = Field(default=None, description="memory_mb / 1024 x duration.")
+    bytes_read: int | None = Field(default=None, description="Input and asset bytes downloaded.")
+    bytes_written: int | None = Field(default=None, description="Output bytes uploaded.")
+    cold_start: bool | None = Field(default=None, description="The first invocation of a new worker process.")
     outputs: list[OutputRef] = Field(default_factory=list)
     error: str | None = None
     worker: str | None = None

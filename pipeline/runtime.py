@@ -39,7 +39,9 @@ class Runtime:
 
 def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispatcher: Dispatcher) -> Runtime:
     client = connect(redis_url)
-    ledger = Ledger(client, retention_seconds=settings.retention_days * 86400)
+    ledger = Ledger(
+        client, retention_seconds=settings.retention_days * 86400, record_usage=settings.record_usage
+    )
     intake = Intake(pipeline, ledger, dispatcher.enqueue)
     # The local store reports its own writes, as a bucket with notifications configured would.
     store = open_store(settings, on_write=intake.accept)

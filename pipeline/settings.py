@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
@@ -131,6 +132,16 @@ class Settings(BaseSettings):
         description="Most records one notification may carry (S3 and MinIO send one); more answers 413.",
     )
     retention_days: float = Field(7.0, description="How long the ledger keeps events and invocations.")
+    record_usage: bool = Field(
+        True,
+        description="Workers measure each attempt (memory peak, bytes, cold start) and count it in "
+        "the usage totals behind `pipeline usage`, `/metrics` and the Usage page.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json`: one JSON object per log line, with the invocation id, function, "
+        "bucket and key on every line a worker writes about an invocation.",
+    )
     worker_concurrency: int = Field(2, description="Default processes per worker.")
     reconcile_interval: float = Field(
         300.0, description="Seconds between reconciler passes inside `pipeline up` (0 = off)."

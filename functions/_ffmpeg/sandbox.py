@@ -20,6 +20,7 @@ from typing import Any
 
 import ffmpeg
 
+from functions.child_usage import note_child_peak
 from functions.errors import MediaError, UnsupportedMedia
 
 # Media type (from magic bytes) -> the only demuxer ffmpeg may use for it.
@@ -93,6 +94,25 @@ def _limits(limits: Limits) -> Callable[[], None]:
     return apply
 
 
+def _wait_killing_at(proc: subprocess.Popen[str], timeout: float) -> bool:
+    """Wait for the child with wait4, which also tells its peak memory. At `timeout` kill its
+    process group (and still reap it); False if it had to be killed."""
+
+    def reap() -> None:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        note_child_peak(usage.ru_maxrss)
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
+    reaper.join(timeout)
+    if not reaper.is_alive():
+        return True
+    os.killpg(proc.pid, signal.SIGKILL)
+    reaper.join()
+    return False
+
+
 def run_sandboxed(
     argv: Sequence[str], cwd: Path, limits: Limits, on_line: Callable[[str], None] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -131,12 +151,9 @@ def run_sandboxed(
         for reader in readers:
             reader.start()
         try:
-            proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            name = Path(argv[0]).name
-            raise MediaError(f"{name} ran past the wall-clock limit of {limits.wall_seconds:g}s") from None
+            if not _wait_killing_at(proc, limits.wall_seconds):
+                name = Path(argv[0]).name
+                raise MediaError(f"{name} ran past the wall-clock limit of {limits.wall_seconds:g}s")
         finally:
             for reader in readers:
                 reader.join(timeout=5)

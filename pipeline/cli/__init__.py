@@ -7,7 +7,18 @@ import logging
 
 import click
 
-from pipeline.cli import demo, flows, function_commands, measure, objects, operate, serve, system, webhooks
+from pipeline.cli import (
+    demo,
+    flows,
+    function_commands,
+    measure,
+    objects,
+    operate,
+    serve,
+    system,
+    usage,
+    webhooks,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +31,7 @@ def cli(verbose: bool) -> None:
     )
 
 
-for module in (demo, serve, objects, operate, flows, function_commands, measure, system, webhooks):
+for module in (demo, serve, objects, operate, flows, usage, function_commands, measure, system, webhooks):
     for command in module.COMMANDS:
         cli.add_command(command)
 

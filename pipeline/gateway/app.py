@@ -4,88 +4,28 @@ serves the API. It validates, deduplicates and enqueues; it never processes medi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from pipeline import __version__
 from pipeline.admin.auth import Sessions
 from pipeline.errors import PipelineError
 from pipeline.events.sns import SignatureVerifier
 from pipeline.gateway.gate import RequestGate
+from pipeline.gateway.metrics import LedgerCollector, UsageCollector
 from pipeline.gateway.routes import admin, admin_actions, api, events, health, invoke, runs, webhooks
 from pipeline.gateway.routes.admin_common import ADMIN_DIR, LoginRequired, login_redirect
 from pipeline.gateway.state import GatewayMetrics, GatewayState
-from pipeline.notify.notifier import Notifier, notifier_for
+from pipeline.notify.notifier import notifier_for
 from pipeline.queue.app import queued_runtime
 from pipeline.queue.control import FunctionControls
 from pipeline.registry import load_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
-
-
-class LedgerCollector(Collector):
-    """Invocation and run counts by status and queue depths, read from Redis at scrape time."""
-
-    def __init__(self, runtime: Runtime, notifier: Notifier) -> None:
-        self.runtime = runtime
-        self.notifier = notifier
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        by_status = GaugeMetricFamily(
-            "pipeline_invocations", "Invocations in the ledger by status", labels=["status"]
-        )
-        depth = GaugeMetricFamily(
-            "pipeline_queue_depth", "Messages waiting per function queue", labels=["queue"]
-        )
-        guards = GaugeMetricFamily(
-            "pipeline_guard", "Times a delivery guarantee stepped in (cumulative)", labels=["kind"]
-        )
-        runs = GaugeMetricFamily("pipeline_runs", "Flow runs in the ledger by status", labels=["status"])
-        try:
-            for name, value in self.runtime.ledger.invocations.counts().items():
-                by_status.add_metric([name], value)
-            for name, value in self.runtime.ledger.runs.counts().items():
-                runs.add_metric([name], value)
-            for queue in self.runtime.pipeline.queues():
-                depth.add_metric([queue], self.runtime.dispatcher.depth(queue))
-            for kind, value in self.runtime.ledger.stats.guards().items():
-                guards.add_metric([kind], value)
-        except redis.RedisError:
-            return
-        yield by_status
-        yield runs
-        yield depth
-        yield guards
-        yield from self._webhooks()
-
-    def _webhooks(self) -> Iterable[GaugeMetricFamily]:
-        attempts = GaugeMetricFamily(
-            "pipeline_webhook_messages", "Webhook messages by outcome (cumulative)", labels=["outcome"]
-        )
-        subs = GaugeMetricFamily("pipeline_webhook_subscriptions", "Webhook subscriptions", labels=["state"])
-        backlog = GaugeMetricFamily(
-            "pipeline_webhook_backlog", "Work waiting for the webhook worker", labels=["kind"]
-        )
-        try:
-            for outcome in ("delivered", "retried", "failed"):
-                attempts.add_metric([outcome], self.runtime.ledger.stats.get(f"webhooks:{outcome}"))
-            all_subs = self.notifier.subs.all()
-            subs.add_metric(["enabled"], sum(1 for s in all_subs if s.enabled))
-            subs.add_metric(["disabled"], sum(1 for s in all_subs if not s.enabled))
-            backlog.add_metric(["scheduled"], self.notifier.messages.due_count())
-            backlog.add_metric(["unannounced"], self.runtime.ledger.outbox.length())
-        except redis.RedisError:
-            return
-        yield attempts
-        yield subs
-        yield backlog
 
 
 async def error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -110,6 +50,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     notifier = notifier_for(runtime)
     registry.register(LedgerCollector(runtime, notifier))
+    registry.register(UsageCollector(runtime))
     # The pipeline file's subscriptions show in the API before a webhook worker runs. The webhook
     # worker syncs too, so the gateway may start while Redis is away.
     with contextlib.suppress(redis.RedisError):

@@ -1,8 +1,8 @@
 """The ledger: events, invocations, attempts, timings, outputs and errors, kept in Redis.
 
 A package of small stores sharing one client: `invocations`, `events`, `claims` (dedup, execution
-lease, slots), `outbox` (and the per-upload join), `runs` (flow runs), `workers`, `flags` and
-`stats`. `keys` names every Redis key; Lua scripts live in `scripts/`.
+lease, slots), `usage` (counters per attempt), `outbox` (and the per-upload join), `runs` (flow
+runs), `workers`, `flags` and `stats`. `keys` names every Redis key; Lua scripts live in `scripts/`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pipeline.ledger.invocations import InvocationStore
 from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.records import AttemptRecord, EventRecord, WorkerInfo
 from pipeline.ledger.runs import RunStore
+from pipeline.ledger.usage import UsageStore
 from pipeline.ledger.workers import FunctionFlags, Stats, Workers
 
 __all__ = ["AttemptRecord", "EventRecord", "Ledger", "WorkerInfo", "connect"]
@@ -32,11 +33,18 @@ def connect(url: str) -> redis.Redis:
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis, retention_seconds: float = DEFAULT_RETENTION_S) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        retention_seconds: float = DEFAULT_RETENTION_S,
+        *,
+        record_usage: bool = True,
+    ) -> None:
         self.retention = int(retention_seconds)
         self._client = client
         self.outbox = Outbox(client, self.retention)
-        self.invocations = InvocationStore(client, self.retention, self.outbox)
+        self.usage = UsageStore(client)
+        self.invocations = InvocationStore(client, self.retention, self.outbox, self.usage, record_usage)
         self.events = EventStore(client, self.retention)
         self.runs = RunStore(client, self.retention)
         self.claims = Claims(client, self.retention)

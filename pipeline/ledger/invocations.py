@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -17,6 +18,8 @@ from pipeline.ledger.lua import script
 from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.paging import ids, newest_first
 from pipeline.ledger.records import AttemptRecord
+from pipeline.ledger.usage import UsageStore
+from pipeline.usage import Measured, Sample, gb_seconds
 
 ATTEMPTS_KEPT = 50
 THROUGHPUT_KEPT_S = 3 * 3600
@@ -33,11 +36,34 @@ def _indexes(inv: Invocation) -> tuple[str, ...]:
     )
 
 
+_ATTEMPT_FIELDS = ["started_at", "queue_wait_ms", "function", "rule", "bucket"]
+
+
+@dataclass(frozen=True)
+class EndedAttempt:
+    fields: dict[str, Any]
+    sample: Sample | None
+    usage: UsageStore
+
+    def count(self, pipe: Any) -> None:
+        if self.sample is not None:
+            self.usage.record(pipe, self.sample)
+
+
 class InvocationStore:
-    def __init__(self, client: redis.Redis, retention: int, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        retention: int,
+        outbox: Outbox,
+        usage: UsageStore,
+        record_usage: bool = True,
+    ) -> None:
         self.r = client
         self.retention = retention
         self.outbox = outbox
+        self.usage = usage
+        self.record_usage = record_usage
         self._transition = script(client, "transition")
 
     # --- writing -----------------------------------------------------------------------------
@@ -69,7 +95,11 @@ class InvocationStore:
         )
         return bool(done)
 
-    def _update(self, inv_id: str, status: Status | None, *, announce: bool = False, **fields: Any) -> None:
+    def _update(
+        self, inv_id: str, status: Status | None, *, announce: bool = False, also: Any = None, **fields: Any
+    ) -> None:
+        """Change fields (and the status, with its index) in one transaction; `also(pipe)` adds
+        commands to it."""
         pipe = self.r.pipeline(transaction=True)
         if status is not None:
             fields["status"] = status.value
@@ -82,6 +112,8 @@ class InvocationStore:
         if announce and status is not None:
             self.outbox.announce(pipe, inv_id, status)
             pipe.publish(keys.finished_channel(inv_id), status.value)
+        if also is not None:
+            also(pipe)
         pipe.execute()
 
     def _set(self, inv_id: str, field: str, value: Any) -> None:
@@ -95,22 +127,32 @@ class InvocationStore:
             return None
         attempts = int(self.r.hincrby(keys.invocation(inv_id), "attempts", 1))
         now = time.time()
-        self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None)
+        sent = inv.enqueued_at or inv.created_at
+        wait_ms = round(max(0.0, now - sent) * 1000, 1)
+        self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None, queue_wait_ms=wait_ms)
         record = AttemptRecord(n=attempts, worker=worker, started_at=now)
         pipe = self.r.pipeline(transaction=False)
         pipe.rpush(keys.attempts(inv_id), record.model_dump_json())
         pipe.ltrim(keys.attempts(inv_id), -ATTEMPTS_KEPT, -1)
         pipe.expire(keys.attempts(inv_id), self.retention)
         pipe.execute()
-        return inv.model_copy(update={"attempts": attempts, "status": Status.RUNNING, "started_at": now})
+        return inv.model_copy(
+            update={
+                "attempts": attempts,
+                "status": Status.RUNNING,
+                "started_at": now,
+                "queue_wait_ms": wait_ms,
+            }
+        )
 
     def set_progress(self, inv_id: str, percent: float, speed: float | None) -> None:
         self._set(
             inv_id, "progress", {"percent": round(percent, 1), "speed": speed, "at": round(time.time(), 3)}
         )
 
-    def mark_enqueued(self, inv_id: str) -> None:
-        self._set(inv_id, "enqueued_at", time.time())
+    def mark_enqueued(self, inv_id: str, due_in: float = 0.0) -> None:
+        """Its message was sent now, to be taken in `due_in` seconds."""
+        self._set(inv_id, "enqueued_at", time.time() + due_in)
 
     def set_media(self, inv_id: str, media: dict[str, Any]) -> None:
         self._set(inv_id, "media", media)
@@ -118,8 +160,13 @@ class InvocationStore:
     def set_callback(self, inv_id: str, url: str) -> None:
         self._set(inv_id, "callback_url", url)
 
-    def requeue(self, inv_id: str, error: str) -> None:
-        self._update(inv_id, Status.QUEUED, error=error)
+    def requeue(
+        self, inv_id: str, error: str, *, due_in: float = 0.0, measured: Measured | None = None
+    ) -> None:
+        """An attempt failed and the invocation runs again after `due_in` seconds."""
+        now = time.time()
+        ended = self._ended_attempt(inv_id, "retried", now, measured)
+        self._update(inv_id, Status.QUEUED, error=error, enqueued_at=now + due_in, also=ended.count)
         self._end_attempt(inv_id, "retrying", error)
 
     def _end_attempt(self, inv_id: str, outcome: str, error: str | None) -> None:
@@ -142,20 +189,19 @@ class InvocationStore:
         *,
         outputs: list[OutputRef] | None = None,
         error: str | None = None,
-        cpu_ms: float | None = None,
+        measured: Measured | None = None,
     ) -> None:
         now = time.time()
-        started = json.loads(self.r.hget(keys.invocation(inv_id), "started_at") or "null")
-        duration = round((now - started) * 1000, 1) if started else None
+        ended = self._ended_attempt(inv_id, status.value, now, measured)
         self._update(
             inv_id,
             status,
             announce=True,
+            also=ended.count,
             finished_at=now,
-            duration_ms=duration,
             outputs=[o.model_dump(mode="json") for o in outputs or []],
             error=error,
-            cpu_ms=cpu_ms,
+            **ended.fields,
         )
         self._end_attempt(inv_id, status.value, error)
         # Per-minute counts of finished invocations, for the dashboard's throughput chart.
@@ -165,6 +211,44 @@ class InvocationStore:
         pipe.hincrby(keys.throughput(minute), status.value, 1)
         pipe.expire(keys.throughput(minute), THROUGHPUT_KEPT_S)
         pipe.execute()
+
+    def _ended_attempt(
+        self, inv_id: str, outcome: str, now: float, measured: Measured | None
+    ) -> EndedAttempt:
+        """The fields an ended attempt sets, and its usage sample (if the attempt ever started)."""
+        raw = self.r.hmget(keys.invocation(inv_id), _ATTEMPT_FIELDS)
+        started, wait_ms, function, rule, bucket = (json.loads(v) if v else None for v in raw)
+        measured = measured or Measured()
+        duration = max(0.0, now - started) if started else None
+        fields: dict[str, Any] = {"duration_ms": round(duration * 1000, 1) if duration is not None else None}
+        if measured.cpu_ms is not None:
+            fields["cpu_ms"] = measured.cpu_ms
+        if not self.record_usage or duration is None or function is None:
+            return EndedAttempt(fields, None, self.usage)
+        gbs = gb_seconds(measured.memory_mb, duration)
+        fields.update(
+            memory_mb=measured.memory_mb,
+            gb_seconds=round(gbs, 6),
+            peak_memory_mb=measured.peak_memory_mb,
+            bytes_read=measured.bytes_read,
+            bytes_written=measured.bytes_written,
+            cold_start=measured.cold_start,
+        )
+        sample = Sample(
+            function=function,
+            rule=rule or "",
+            bucket=bucket or "",
+            outcome=outcome,
+            at=now,
+            duration_s=duration,
+            queue_wait_s=wait_ms / 1000 if wait_ms is not None else None,
+            cpu_s=(measured.cpu_ms or 0.0) / 1000,
+            gb_seconds=gbs,
+            bytes_read=measured.bytes_read,
+            bytes_written=measured.bytes_written,
+            cold_start=measured.cold_start,
+        )
+        return EndedAttempt(fields, sample, self.usage)
 
     def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
         """Atomically put a finished invocation back to queued with a fresh attempt budget.

@@ -15,6 +15,7 @@ Records expire after the retention period unless noted.
 - `worker:<hostname>`   a worker's heartbeat (expires unless renewed)
 - `fn:paused|disabled`  the operator's function switches (kept until changed)
 - `stat:<name>`, `tp:<minute>`  counters, and finished invocations per minute (kept 3 hours)
+- `usage:totals|h:<hour>|m:<minute>|w:<window>`  usage counters (see ledger/usage.py)
 - `run:<id>`            JSON of a flow run (one document, changed in WATCH/MULTI transactions)
 - `idx:runs|runs:status:<s>|runs:flow:<name>|runs:obj:<digest>`  sorted sets of run ids by start
 - `runclaim:<hash>`     the run that claimed (rule, object version): one run per upload and rule
@@ -74,6 +75,22 @@ def finished_channel(inv_id: str) -> str:
 
 def throughput(minute: int) -> str:
     return f"{PREFIX}tp:{minute}"
+
+
+# --- usage ---------------------------------------------------------------------------------------
+USAGE_TOTALS = f"{PREFIX}usage:totals"
+
+
+def usage_hour(hour: int) -> str:
+    return f"{PREFIX}usage:h:{hour}"
+
+
+def usage_minute(minute: int) -> str:
+    return f"{PREFIX}usage:m:{minute}"
+
+
+def usage_window(window: int) -> str:
+    return f"{PREFIX}usage:w:{window}"
 
 
 # --- events --------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pipeline.queue.warmup import preload, warm_functions
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
+from pipeline.usage import DEFAULT_BILLED_MEMORY_MB, Measured
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,18 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
             # The function's reserved concurrency is used up. Put the message back for a moment
             # (not an attempt: nothing ran), jittered so waiting copies do not return in step. Its
             # new send time tells the reconciler the message is alive, not lost.
-            runtime.ledger.invocations.mark_enqueued(inv.id)
-            raise self.retry(countdown=random.uniform(0.2, 1.0), max_retries=None) from None  # noqa: S311 - jitter
+            countdown = random.uniform(0.2, 1.0)  # noqa: S311 - jitter
+            runtime.ledger.invocations.mark_enqueued(inv.id, due_in=countdown)
+            raise self.retry(countdown=countdown, max_retries=None) from None
         except LeaseHeld:
             # A duplicate delivery while the first run is alive: look again later rather than run
             # twice. If the first run dies, its lease lapses and this retry does the work.
             raise self.retry(countdown=ctx.pipeline.config.limits.lease_seconds, max_retries=None) from None
         except SoftTimeLimitExceeded:
-            _failed(self, runtime, inv, TimeoutError(f"time limit of {inv.time_limit:g}s exceeded"))
+            error = TimeoutError(f"time limit of {inv.time_limit:g}s exceeded")
+            _failed(self, runtime, inv, error, executor.meter.end())
         except Exception as exc:
-            _failed(self, runtime, inv, exc)
+            _failed(self, runtime, inv, exc, executor.meter.end())
 
     handled: collections.deque[str] = collections.deque(maxlen=1000)
 
@@ -104,40 +107,48 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         runtime, _executor = ctx.get()
         inv = Invocation.model_validate(args[0])
         error = TimeoutError(f"killed at the hard time limit ({inv.time_limit:g}s + margin)")
-        delay = _record_failure(runtime, inv, error)
+        # The killed process took its measurements with it: the time and memory size still count.
+        hint = ctx.pipeline.config.function_settings(inv.function).memory_mb
+        delay = _record_failure(runtime, inv, error, Measured(memory_mb=hint or DEFAULT_BILLED_MEMORY_MB))
         if delay is not None:
             CeleryDispatcher(app).enqueue(inv, countdown=delay)
         elif inv.run_id:
             runtime.intake.flows.on_finished(inv.id)
 
 
-def _record_failure(runtime: Runtime, inv: Invocation, exc: BaseException) -> float | None:
-    """Record a failed attempt. Returns the backoff delay if it should run again, else None."""
+def _record_failure(
+    runtime: Runtime, inv: Invocation, exc: BaseException, measured: Measured | None = None
+) -> float | None:
+    """Record a failed attempt (with what it used). Returns the backoff delay if it should run
+    again, else None."""
     ledger = runtime.ledger
     current = ledger.invocations.get(inv.id)
     attempts = current.attempts if current else inv.attempts
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, Skip):
-        ledger.invocations.finish(inv.id, Status.SKIPPED, error=str(exc))
+        ledger.invocations.finish(inv.id, Status.SKIPPED, error=str(exc), measured=measured)
     elif isinstance(exc, Rejected):
-        ledger.invocations.finish(inv.id, Status.REJECTED, error=str(exc))
+        ledger.invocations.finish(inv.id, Status.REJECTED, error=str(exc), measured=measured)
     elif is_permanent(exc):
-        ledger.invocations.finish(inv.id, Status.FAILED, error=error)
+        ledger.invocations.finish(inv.id, Status.FAILED, error=error, measured=measured)
     elif attempts >= inv.max_attempts:
-        ledger.invocations.finish(inv.id, Status.DEAD, error=f"{error} (after {attempts} attempts)")
+        error = f"{error} (after {attempts} attempts)"
+        ledger.invocations.finish(inv.id, Status.DEAD, error=error, measured=measured)
     else:
-        delay = get_exponential_backoff_interval(
-            BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True
+        delay = float(
+            get_exponential_backoff_interval(BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True)
         )
         log.warning("invocation %s attempt %d failed (%s); retrying in %ss", inv.id, attempts, error, delay)
-        ledger.invocations.requeue(inv.id, error)
-        return float(delay)
+        ledger.invocations.requeue(inv.id, error, due_in=delay, measured=measured)
+        return delay
     log.warning("invocation %s gave up: %s", inv.id, error)
     return None
 
 
-def _failed(task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseException) -> None:
-    delay = _record_failure(runtime, inv, exc)
+def _failed(
+    task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseException, measured: Measured | None
+) -> None:
+    delay = _record_failure(runtime, inv, exc, measured)
     if delay is not None:
         raise task.retry(countdown=delay, max_retries=None, exc=None)
 

@@ -18,6 +18,7 @@ from pipeline.gateway.app import create_app
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
 from pipeline.runtime import Runtime
+from pipeline.usage import Measured
 from tests.helpers import ServedApp, pipeline_runtime
 
 pytestmark = pytest.mark.integration
@@ -103,7 +104,9 @@ def _finish(runtime: Runtime, inv: Invocation, status: Status, error: str | None
         runtime.store.ensure_bucket("media")
         info = runtime.store.put_file("media", key, src, content_type="image/jpeg")
         outputs = [OutputRef(bucket="media", key=key, content_type="image/jpeg", size=info.size)]
-    runtime.ledger.invocations.finish(inv.id, status, outputs=outputs, error=error, cpu_ms=12.5)
+    runtime.ledger.invocations.finish(
+        inv.id, status, outputs=outputs, error=error, measured=Measured(cpu_ms=12.5)
+    )
 
 
 def test_unauthenticated_access_goes_to_the_login(admin: Admin) -> None:

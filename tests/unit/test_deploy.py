@@ -4,6 +4,7 @@ queue they mention must be one the project really has."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from typing import Any
@@ -256,3 +257,45 @@ def test_compose_refuses_the_example_secrets(compose: dict[str, Any], secrets: s
     script = compose["services"]["secrets-checked"]["command"][-1].replace("$$", "$")
     result = subprocess.run(["sh", "-c", script], env={"SECRETS": secrets}, capture_output=True, check=False)
     assert result.returncode == code
+
+
+# --- monitoring ------------------------------------------------------------------------------------
+def test_the_service_monitor_scrapes_the_gateway_service(rendered: list[dict[str, Any]]) -> None:
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    out = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "monitoring")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    docs = [doc for doc in yaml.safe_load_all(out) if doc]
+    [monitor] = kinds(docs, "ServiceMonitor").values()
+    service = kinds(rendered, "Service")["gateway"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items(), "the ServiceMonitor selects no Service"
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics" and "/metrics" in gateway_paths()
+    assert endpoint["authorization"]["credentials"]["key"] == "PIPELINE_METRICS_TOKEN" in SETTINGS
+    dashboard = kinds(docs, "ConfigMap")["media-pipeline-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["pipeline-dashboard.json"])["uid"] == "media-pipeline"
+
+
+def test_compose_monitoring_profile_scrapes_the_gateway_with_real_files(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["prometheus"]["profiles"] == services["grafana"]["profiles"] == ["monitoring"]
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            assert (DEPLOY / volume.split(":")[0]).is_file(), (
+                f"{name} mounts a file that does not exist: {volume}"
+            )
+    scrape = yaml.safe_load((DEPLOY / "monitoring" / "prometheus.yml").read_text())
+    [job] = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["gateway:8000"]
+    assert "8000:8000" in services["gateway"]["ports"][0]
+    assert "${GRAFANA_PASSWORD:?" in (DEPLOY / "compose.yaml").read_text()
+    assert "GRAFANA_PASSWORD=" in (DEPLOY / "example.env").read_text()

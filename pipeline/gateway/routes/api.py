@@ -1,16 +1,18 @@
-"""The JSON API: invocations, events and functions."""
+"""The JSON API: invocations, events, functions and usage."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.errors import NotFound
+from pipeline.errors import BadRequest, NotFound
 from pipeline.gateway.deps import StateDep
 from pipeline.invocation import Status
 from pipeline.retry import retry_all_dead, retry_invocation
+from pipeline.usage import Dimension, parse_since, summarize
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 # Deep offsets walk an index from its start; past this, narrow the filters instead.
@@ -84,3 +86,22 @@ def describe_functions(state: StateDep) -> list[dict[str, Any]]:
         }
         for name, spec in sorted(pipeline.functions.items())
     ]
+
+
+@router.get("/usage")
+def get_usage(
+    state: StateDep,
+    since: str = "24h",
+    until: str | None = None,
+    by: Annotated[Dimension, Query()] = "function",
+) -> dict[str, Any]:
+    """Requests, GB-seconds, CPU seconds and bytes per function, rule or bucket (whole hours);
+    `pipeline usage` prints the same, with costs from a price file."""
+    now = time.time()
+    try:
+        start = parse_since(since, now)
+        end = parse_since(until, now) if until else now
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    rows = state.runtime.ledger.usage.rows(start, end, by)
+    return summarize(by, start, end, rows, None).as_json()
