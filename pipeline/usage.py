@@ -148,6 +148,7 @@ class UsageRow:
     duration_seconds: float = 0.0
     bytes_read: int = 0
     bytes_written: int = 0
+    coldstarts: int = 0
     cost: float | None = None
 
     def add(self, measure: str, value: float) -> None:
@@ -163,6 +164,8 @@ class UsageRow:
             self.bytes_read += int(value)
         elif measure == "out":
             self.bytes_written += int(value)
+        elif measure == "cold":
+            self.coldstarts += int(value)
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -215,6 +218,7 @@ def summarize(
         total.duration_seconds += row.duration_seconds
         total.bytes_read += row.bytes_read
         total.bytes_written += row.bytes_written
+        total.coldstarts += row.coldstarts
     if prices is not None:
         for row in [*rows, total]:
             row.cost = prices.cost(row.requests, row.gb_seconds, row.bytes_written)

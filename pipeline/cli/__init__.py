@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import click
+from pydantic import ValidationError
 
 from pipeline.cli import (
     demo,
@@ -19,16 +20,19 @@ from pipeline.cli import (
     usage,
     webhooks,
 )
+from pipeline.logs import configure_logging
+from pipeline.settings import get_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def cli(verbose: bool) -> None:
     """Event-driven media processing: uploads trigger functions through a queue."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        fmt = get_settings().log_format
+    except ValidationError:
+        fmt = "text"  # the command itself reports the bad setting
+    configure_logging(logging.DEBUG if verbose else logging.INFO, fmt)
 
 
 for module in (demo, serve, objects, operate, flows, usage, function_commands, measure, system, webhooks):

@@ -1,4 +1,5 @@
-"""`pipeline invocations | retry | reconcile`: what an operator reads and repairs in the ledger."""
+"""`pipeline invocations | invocation | retry | reconcile`: what an operator reads and repairs in
+the ledger."""
 
 from __future__ import annotations
 
@@ -38,6 +39,47 @@ def invocations(
         click.echo(
             f"{inv.id}  {created}  {inv.function:<10} {inv.status:<9} {took:>7}  "
             f"{inv.bucket}/{inv.key}" + (f"  error: {inv.error}" if inv.error else "")
+        )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else (f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms")
+
+
+@click.command()
+@click.argument("invocation_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def invocation(invocation_id: str, as_json: bool) -> None:
+    """One invocation whole: its status, outputs, attempts and what its latest attempt used."""
+    with open_runtime() as runtime:
+        inv = runtime.ledger.invocations.get(invocation_id)
+        attempts = runtime.ledger.invocations.attempts(invocation_id)
+    if inv is None:
+        raise click.ClickException(f"no invocation {invocation_id}")
+    if as_json:
+        click.echo(json.dumps({**inv.public(), "attempts": [a.model_dump() for a in attempts]}, indent=2))
+        return
+    click.echo(f"{inv.id}  {inv.function}  {inv.status}  {inv.bucket}/{inv.key}  (rule {inv.rule})")
+    if inv.error:
+        click.echo(f"  error    {inv.error}")
+    if inv.duration_ms is not None:
+        cold = "  cold start" if inv.cold_start else ""
+        click.echo(
+            f"  time     waited {_ms(inv.queue_wait_ms)}, ran {_ms(inv.duration_ms)}, "
+            f"CPU {_ms(inv.cpu_ms)}{cold}"
+        )
+    if inv.gb_seconds is not None:
+        click.echo(
+            f"  usage    {inv.gb_seconds:.4f} GB-s at {inv.memory_mb} MB, "
+            f"peak {inv.peak_memory_mb or 0:.0f} MB, "
+            f"read {inv.bytes_read or 0} B, wrote {inv.bytes_written or 0} B"
+        )
+    for out in inv.outputs:
+        click.echo(f"  output   {out.bucket}/{out.key}  {out.content_type}  {out.size} B")
+    for a in attempts:
+        click.echo(
+            f"  attempt  {a.n}  {a.worker}  {_ms(a.duration_ms)}  {a.outcome}"
+            + (f"  {a.error}" if a.error else "")
         )
 
 
@@ -82,4 +124,4 @@ def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
     )
 
 
-COMMANDS = [invocations, retry, reconcile]
+COMMANDS = [invocations, invocation, retry, reconcile]

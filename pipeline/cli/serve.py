@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 import click
 
@@ -73,6 +74,8 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
     port = port or settings.gateway_port
     workers = workers or settings.gateway_workers
     refuse_public_bind(settings, host)
+    # JSON logs: uvicorn's loggers go through the root handler instead of its own text format.
+    logging: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
     with open_redis(settings) as redis:
         click.echo(
             f"gateway listening on http://{host}:{port}" + (f" ({workers} processes)" if workers > 1 else "")
@@ -90,10 +93,13 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
                 log_level="warning",
                 access_log=False,
                 proxy_headers=False,  # the gateway judges forwarded headers (PIPELINE_TRUSTED_PROXIES)
+                **logging,
             )
             return
         app = create_app(settings.model_copy(update={"redis_url": redis.url, "gateway_host": host}))
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False, **logging
+        )
 
 
 @click.command()

@@ -84,6 +84,8 @@ def _fields(sample: Sample) -> tuple[list[tuple[str, float]], ...]:
             (f"in|{dim}|{value}", sample.bytes_read),
             (f"out|{dim}|{value}", sample.bytes_written),
         ]
+    if sample.cold_start:
+        hour.append((f"cold|function|{fn}", 1))
     minute = [(fn, 1.0)]
     window = [(f"{fine_index(sample.duration_s)}|{fn}", 1.0)]
     return totals, hour, minute, window

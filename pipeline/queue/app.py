@@ -10,6 +10,7 @@ from celery import Celery
 
 from pipeline.invocation import Invocation
 from pipeline.ledger import connect
+from pipeline.logs import InvocationFields
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
@@ -88,7 +89,7 @@ class CeleryDispatcher:
             retry_policy=self.retry_policy,
             # What monitors (Flower, `celery inspect`) show for the task. Given here, Celery skips
             # rendering the whole payload with saferepr, a third of the cost of an enqueue.
-            argsrepr=f"{inv.function} {inv.bucket}/{inv.key}",
+            argsrepr=InvocationFields(inv.id, inv.function, inv.bucket, inv.key).argsrepr(),
             kwargsrepr="",
         )
 

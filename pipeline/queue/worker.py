@@ -21,6 +21,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import LeaseHeld, Skip, Throttled
 from pipeline.execution import Executor, clean_abandoned_work_dirs, is_permanent
 from pipeline.invocation import Invocation, Status
+from pipeline.logs import InvocationFields, about_invocation
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
 from pipeline.queue.heartbeat import start_heartbeat
@@ -73,6 +74,10 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
     def _run(self: Task[Any, Any], payload: dict[str, Any]) -> None:
         runtime, executor = ctx.get()
         inv = Invocation.model_validate(payload)
+        with about_invocation(InvocationFields(inv.id, inv.function, inv.bucket, inv.key)):
+            _attempt(self, runtime, executor, inv)
+
+    def _attempt(self: Task[Any, Any], runtime: Runtime, executor: Executor, inv: Invocation) -> None:
         try:
             executor.run(inv, worker=str(self.request.hostname))
         except Throttled:

@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline.admin import stats, views
+from pipeline.admin import stats, usage_views, views
 from pipeline.admin.auth import COOKIE, SESSION_SECONDS, password_matches
 from pipeline.errors import BadRequest, Forbidden, NotFound, PipelineError, TooManyRequests
 from pipeline.flows.graph import draw
@@ -141,6 +141,11 @@ def invocations(
 @router.get("/functions")
 def functionspage(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
     return page(request, state, session, "functions", functions=views.functions(state.runtime))
+
+
+@router.get("/usage")
+def usagepage(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
+    return page(request, state, session, "usage", **usage_views.usage_page(state.runtime))
 
 
 @router.get("/webhooks")
