@@ -7,6 +7,7 @@ task ("received", "succeeded in") from the task's `argsrepr`, which names the in
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,6 +40,17 @@ class InvocationFields:
 
 
 _current: ContextVar[InvocationFields | None] = ContextVar("invocation", default=None)
+# Celery's lines after a task body ("retry", "succeeded in") name only the task id: the
+# invocations this process ran lately, by task id.
+_by_task: OrderedDict[str, InvocationFields] = OrderedDict()
+TASKS_REMEMBERED = 256
+
+
+def remember_task(task_id: str, fields: InvocationFields) -> None:
+    _by_task[task_id] = fields
+    _by_task.move_to_end(task_id)
+    while len(_by_task) > TASKS_REMEMBERED:
+        _by_task.popitem(last=False)
 
 
 @contextmanager
@@ -57,9 +69,11 @@ class InvocationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         fields = _current.get()
         if fields is None and isinstance(record.args, Mapping):
-            # Celery's task lines pass a dict of the request, with our argsrepr under "args".
+            # Celery's task lines pass a dict of the request: our argsrepr under "args" where
+            # it has one, the task id always.
             repr_ = record.args.get("args")
             fields = InvocationFields.from_argsrepr(repr_) if isinstance(repr_, str) else None
+            fields = fields or _by_task.get(str(record.args.get("id")))
         if fields is not None:
             for name, value in asdict(fields).items():
                 setattr(record, name, value)
@@ -70,6 +84,7 @@ def configure_logging(level: int, fmt: str) -> None:
     """The root handler every process logs through (Celery's and uvicorn's loggers propagate)."""
     handler = logging.StreamHandler()
     if fmt == "json":
+        logging.captureWarnings(True)  # warnings too, as log lines rather than bare text on stderr
         handler.setFormatter(
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -21,7 +21,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import LeaseHeld, Skip, Throttled
 from pipeline.execution import Executor, clean_abandoned_work_dirs, is_permanent
 from pipeline.invocation import Invocation, Status
-from pipeline.logs import InvocationFields, about_invocation
+from pipeline.logs import InvocationFields, about_invocation, remember_task
 from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
 from pipeline.queue.heartbeat import start_heartbeat
@@ -74,7 +74,9 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
     def _run(self: Task[Any, Any], payload: dict[str, Any]) -> None:
         runtime, executor = ctx.get()
         inv = Invocation.model_validate(payload)
-        with about_invocation(InvocationFields(inv.id, inv.function, inv.bucket, inv.key)):
+        fields = InvocationFields(inv.id, inv.function, inv.bucket, inv.key)
+        remember_task(str(self.request.id), fields)
+        with about_invocation(fields):
             _attempt(self, runtime, executor, inv)
 
     def _attempt(self: Task[Any, Any], runtime: Runtime, executor: Executor, inv: Invocation) -> None:
@@ -86,11 +88,11 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
             # new send time tells the reconciler the message is alive, not lost.
             countdown = random.uniform(0.2, 1.0)  # noqa: S311 - jitter
             runtime.ledger.invocations.mark_enqueued(inv.id, due_in=countdown)
-            raise self.retry(countdown=countdown, max_retries=None) from None
+            raise _again(self, countdown) from None
         except LeaseHeld:
             # A duplicate delivery while the first run is alive: look again later rather than run
             # twice. If the first run dies, its lease lapses and this retry does the work.
-            raise self.retry(countdown=ctx.pipeline.config.limits.lease_seconds, max_retries=None) from None
+            raise _again(self, ctx.pipeline.config.limits.lease_seconds) from None
         except SoftTimeLimitExceeded:
             error = TimeoutError(f"time limit of {inv.time_limit:g}s exceeded")
             _failed(self, runtime, inv, error, executor.meter.end())
@@ -119,6 +121,15 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
             CeleryDispatcher(app).enqueue(inv, countdown=delay)
         elif inv.run_id:
             runtime.intake.flows.on_finished(inv.id)
+
+
+def _again(task: Task[Any, Any], countdown: float) -> Exception:
+    """The retry to raise: the same message later, still named by its short argsrepr (monitors
+    and log lines show it; Celery would otherwise render the whole payload)."""
+    retry: Any = task.retry  # its **options (passed on to apply_async) are missing from the stubs
+    name = getattr(task.request, "argsrepr", None)
+    exc: Exception = retry(countdown=countdown, max_retries=None, exc=None, argsrepr=name, kwargsrepr="")
+    return exc
 
 
 def _record_failure(
@@ -155,7 +166,7 @@ def _failed(
 ) -> None:
     delay = _record_failure(runtime, inv, exc, measured)
     if delay is not None:
-        raise task.retry(countdown=delay, max_retries=None, exc=None)
+        raise _again(task, delay)
 
 
 def _start_heartbeat(
@@ -205,22 +216,25 @@ def run_worker(
         warm_functions(pipeline, functions, settings.data_dir / "tmp")
 
     queues = pipeline.queues(functions)
+    # JSON logs: no banner or greeting on stdout either, so every line a log shipper reads parses.
+    json_logs = settings.log_format == "json"
     hostname = f"{'+'.join(functions)}.{os.getpid()}@{socket.gethostname()}"
 
     @worker_ready.connect(weak=False)
     def _ready(sender: Any = None, **_: Any) -> None:
         _start_heartbeat(ctx, hostname, queues, concurrency, sender)
-        if not quiet:
-            print(
-                f"worker {hostname} ready: queues {', '.join(queues)}, concurrency {concurrency}", flush=True
-            )
+        ready = f"worker {hostname} ready: queues {', '.join(queues)}, concurrency {concurrency}"
+        if json_logs:
+            log.info(ready)
+        elif not quiet:
+            print(ready, flush=True)
 
     if quiet:
         # Quiet workers (the demo's) run as whatever user started them; Celery's advice to drop
         # root is for deployments, where the image runs as a non-root user anyway.
         warnings.filterwarnings("ignore", category=SecurityWarning)
     argv = [
-        *(["--quiet"] if quiet else []),
+        *(["--quiet"] if quiet or json_logs else []),
         "worker",
         f"--queues={','.join(queues)}",
         f"--hostname={hostname}",

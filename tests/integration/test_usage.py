@@ -185,7 +185,9 @@ def dashboard_metrics(dashboard: dict[str, Any]) -> set[str]:
     return {name for query in queries for name in re.findall(r"\bpipeline_[a-z_]+\b", query)}
 
 
-def test_a_retried_attempt_is_counted_and_billed_as_retried(redis_url: str, tmp_path: Path) -> None:
+def test_a_retried_attempt_is_counted_as_retried_and_its_worker_logs_json(
+    redis_url: str, tmp_path: Path
+) -> None:
     flag = tmp_path / "fail-once"
     flag.touch()
     bucket = f"retries-{uuid.uuid4().hex[:8]}"
@@ -204,7 +206,10 @@ rules:
     image = generate(tmp_path / "samples")[0]
     with ServedApp(create_app(runtime.settings, runtime)) as client:
         before = scrape(client)
-        worker = Proc(["worker", "--functions", "step", "--concurrency", "1"], env, tmp_path / "worker.log")
+        json_env = {**env, "PIPELINE_LOG_FORMAT": "json"}
+        worker = Proc(
+            ["worker", "--functions", "step", "--concurrency", "1"], json_env, tmp_path / "worker.log"
+        )
         try:
             upload(runtime, bucket, "one.jpg", image, "image/jpeg")
             [inv] = runtime.ledger.invocations.query(bucket=bucket)
@@ -214,6 +219,7 @@ rules:
             after = scrape(client)
         finally:
             assert worker.stop() == 0, worker.output()[-3000:]
+    check_json_log(worker.output(), inv)
     done = runtime.ledger.invocations.get(inv.id)
     assert done is not None and done.status == Status.SUCCEEDED and done.attempts == 2
     assert not flag.exists()
@@ -231,3 +237,21 @@ rules:
         if r.name == bucket
     ]
     assert row.requests == 2
+
+
+def check_json_log(output: str, inv: Invocation) -> None:
+    """PIPELINE_LOG_FORMAT=json: every log line is one JSON object, and each line about the invocation
+    (the retry warning from the pipeline, Celery's received/succeeded lines) names it whole."""
+    raw = [line for line in output.splitlines() if line.strip()]
+    # Celery's signal handler says "worker: Warm shutdown" with a bare write, past logging.
+    plain = [line for line in raw if not line.startswith("{")]
+    assert all(line.startswith("worker: ") and "shutdown" in line for line in plain), plain
+    lines = [json.loads(line) for line in raw if line.startswith("{")]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    about = [line for line in lines if line.get("invocation_id") == inv.id]
+    for line in about:
+        assert (line["function"], line["bucket"], line["key"]) == ("step", inv.bucket, inv.key)
+    messages = " | ".join(line["message"] for line in about)
+    assert "attempt 1 failed" in messages, messages
+    assert "received" in messages and "succeeded in" in messages, messages
+    assert not [line for line in lines if inv.id in line["message"] and line.get("invocation_id") != inv.id]
