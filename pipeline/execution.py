@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from functions import FunctionError, FunctionSpec, UnsupportedMedia, assets, progress
+from functions import FunctionError, FunctionSpec, Output, UnsupportedMedia, assets, progress
 from functions.errors import Rejected
 from functions.screening import MediaInfo, screen
 from pipeline.errors import InvalidKey, ObjectNotFound, Skip
@@ -30,6 +30,7 @@ from pipeline.metering import Meter
 from pipeline.registry import Pipeline
 from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
+from pipeline.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -145,46 +146,60 @@ class Executor:
             out_dir = Path(tmp) / "out"
             out_dir.mkdir()
             try:
-                # HEAD first: a stale version or an object over the size limit is turned away
-                # before a byte is downloaded (an overwrite after a small event can be gigabytes).
-                head = self.store.stat(inv.bucket, inv.key)
-                self._check_current(inv, head)
-                self._check_size(inv, head)
-                # The version the event named, where the store keeps versions.
-                info = self.store.get_file(inv.bucket, inv.key, src, version_id=inv.version_id)
-                self.meter.bytes_read += info.size
+                with span("download") as downloading:
+                    # HEAD first: a stale version or an object over the size limit is turned
+                    # away before a byte is downloaded (an overwrite can be gigabytes).
+                    head = self.store.stat(inv.bucket, inv.key)
+                    self._check_current(inv, head)
+                    self._check_size(inv, head)
+                    # The version the event named, where the store keeps versions.
+                    info = self.store.get_file(inv.bucket, inv.key, src, version_id=inv.version_id)
+                    self.meter.bytes_read += info.size
+                    downloading.set("pipeline.bytes", info.size)
             except ObjectNotFound as exc:
                 raise Skip(f"{inv.bucket}/{inv.key} no longer exists; nothing to process") from exc
             self._check_current(inv, info)
             self._note_callback(inv, info)
             generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
             self._check_generation(inv, generation)
-            media = self._screen(inv, src, spec)
+            with span("screen"):
+                media = self._screen(inv, src, spec)
             self.ledger.invocations.set_media(inv.id, media.as_json())
             if inv.condition:
                 self._decide(inv, info, media.as_json())
             params = spec.parse_params(inv.params)
             local_assets = self._download_assets(spec.asset_refs(params), Path(tmp))
-            with progress.progress_to(self._progress_sink(inv.id)), assets.provided(local_assets):
+            with (
+                span(f"run {inv.function}"),
+                progress.progress_to(self._progress_sink(inv.id)),
+                assets.provided(local_assets),
+            ):
                 results = spec(src, out_dir, params)
             # The object may have been overwritten while the function ran: then these outputs are
             # stale and the newer version's own invocation will publish the right ones.
             self._check_current(inv, self.store.stat(inv.bucket, inv.key))
-            out_bucket = inv.output_bucket or self.pipeline.config.outputs.bucket or inv.bucket
-            if out_bucket != inv.bucket and out_bucket not in self._ensured:
-                self.store.ensure_bucket(out_bucket)
-                self._ensured.add(out_bucket)
-            outputs: list[OutputRef] = []
-            for result in results:
-                name = check_output_name(result.name)
-                key = output_key(inv.output_template, inv.key_in_outputs or inv.key, inv.function, name)
-                if (out_bucket, key) == (inv.bucket, inv.key):
-                    raise FunctionError(f"output {name} would overwrite its own input {inv.bucket}/{inv.key}")
-                if any(o.key == key and o.bucket == out_bucket for o in outputs):
-                    # A template without {name} (e.g. "archive/{key}") fits single-output functions only.
-                    raise FunctionError(
-                        f"output template {inv.output_template!r} gives several outputs key {key}"
-                    )
+            outputs = self._publish(inv, results, generation)
+        self.ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=outputs, measured=self.meter.end())
+        return current
+
+    def _publish(self, inv: Invocation, results: list[Output], generation: int) -> list[OutputRef]:
+        """Upload the function's outputs under their keys, with the lineage that stops loops."""
+        out_bucket = inv.output_bucket or self.pipeline.config.outputs.bucket or inv.bucket
+        if out_bucket != inv.bucket and out_bucket not in self._ensured:
+            self.store.ensure_bucket(out_bucket)
+            self._ensured.add(out_bucket)
+        outputs: list[OutputRef] = []
+        for result in results:
+            name = check_output_name(result.name)
+            key = output_key(inv.output_template, inv.key_in_outputs or inv.key, inv.function, name)
+            if (out_bucket, key) == (inv.bucket, inv.key):
+                raise FunctionError(f"output {name} would overwrite its own input {inv.bucket}/{inv.key}")
+            if any(o.key == key and o.bucket == out_bucket for o in outputs):
+                # A template without {name} (e.g. "archive/{key}") fits single-output functions only.
+                raise FunctionError(
+                    f"output template {inv.output_template!r} gives several outputs key {key}"
+                )
+            with span(f"upload {name}", attributes={"pipeline.bucket": out_bucket, "pipeline.key": key}):
                 stored = self.store.put_file(
                     out_bucket,
                     key,
@@ -192,18 +207,17 @@ class Executor:
                     content_type=result.content_type,
                     metadata=lineage(inv, generation),
                 )
-                self.meter.bytes_written += stored.size
-                outputs.append(
-                    OutputRef(
-                        bucket=out_bucket,
-                        key=key,
-                        content_type=result.content_type,
-                        size=stored.size,
-                        meta=result.meta,
-                    )
+            self.meter.bytes_written += stored.size
+            outputs.append(
+                OutputRef(
+                    bucket=out_bucket,
+                    key=key,
+                    content_type=result.content_type,
+                    size=stored.size,
+                    meta=result.meta,
                 )
-        self.ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=outputs, measured=self.meter.end())
-        return current
+            )
+        return outputs
 
     @staticmethod
     def _check_current(inv: Invocation, info: ObjectInfo) -> None:

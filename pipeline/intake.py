@@ -29,6 +29,7 @@ from pipeline.routing import (
     route_flows,
     rule_matches,
 )
+from pipeline.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,13 @@ class Intake:
         """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline.
         `plans`: run these instead of what the rules say (a function invoked over HTTP)."""
         try:
-            return self._accept(event, raw[:RAW_EVENT_CHARS], plans)
+            attributes = {
+                "pipeline.bucket": event.bucket,
+                "pipeline.key": event.key,
+                "pipeline.event": event.event_name,
+            }
+            with span("intake", attributes=attributes):
+                return self._accept(event, raw[:RAW_EVENT_CHARS], plans)
         except redis.RedisError as exc:
             raise BrokerUnavailable(
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"

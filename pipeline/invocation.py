@@ -89,6 +89,11 @@ class Invocation(BaseModel):
     condition: str | None = Field(
         default=None, description="The step's `if`, decided by the worker once it has screened the input."
     )
+    trace: dict[str, str] | None = Field(
+        default=None,
+        description="W3C trace context (optional tracing): in the queue message, the sender's span; "
+        "in the ledger, the span of the attempt that ran last, which its webhooks continue.",
+    )
     key_in_outputs: str | None = Field(
         default=None, description="The key output names are made from, when not the input's own."
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from pipeline import tracing
 from pipeline.cli.runtime import load_or_fail, open_redis, refuse_public_bind
 from pipeline.settings import get_settings, redacted
 
@@ -27,6 +28,7 @@ def up(host: str | None, port: int | None) -> None:
     host = host or settings.gateway_host
     port = port or settings.gateway_port
     refuse_public_bind(settings, host)
+    tracing.setup("media-pipeline-gateway")
     stop = [False]
     install_stop_handlers(stop)
     with open_redis(settings) as redis:
@@ -74,6 +76,7 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
     port = port or settings.gateway_port
     workers = workers or settings.gateway_workers
     refuse_public_bind(settings, host)
+    tracing.setup("media-pipeline-gateway")
     # JSON logs: uvicorn's loggers go through the root handler instead of its own text format.
     logging: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
     with open_redis(settings) as redis:
@@ -119,6 +122,7 @@ def worker(
     settings = get_settings()
     pipeline = load_or_fail(settings)
     quiet = loglevel.upper() not in ("INFO", "DEBUG")
+    tracing.setup("media-pipeline-webhooks" if webhooks else "media-pipeline-worker")
     if webhooks:
         from pipeline.queue.webhooks import run_webhook_worker  # noqa: PLC0415
 

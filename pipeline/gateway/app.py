@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline import __version__
+from pipeline import __version__, tracing
 from pipeline.admin.auth import Sessions
 from pipeline.errors import PipelineError
 from pipeline.events.sns import SignatureVerifier
@@ -88,4 +88,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """For `pipeline gateway --workers N`: each process builds its own app from PIPELINE_*."""
+    tracing.setup("media-pipeline-gateway")
     return create_app(Settings())

@@ -19,6 +19,7 @@ from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.paging import ids, newest_first
 from pipeline.ledger.records import AttemptRecord
 from pipeline.ledger.usage import UsageStore
+from pipeline.tracing import carrier
 from pipeline.usage import Measured, Sample, gb_seconds
 
 ATTEMPTS_KEPT = 50
@@ -221,6 +222,9 @@ class InvocationStore:
         measured = measured or Measured()
         duration = max(0.0, now - started) if started else None
         fields: dict[str, Any] = {"duration_ms": round(duration * 1000, 1) if duration is not None else None}
+        trace = carrier()
+        if trace:  # the attempt's span: webhooks about this outcome continue the trace from it
+            fields["trace"] = trace
         if measured.cpu_ms is not None:
             fields["cpu_ms"] = measured.cpu_ms
         if not self.record_usage or duration is None or function is None:

@@ -89,7 +89,16 @@ class Announcer:
             payload = invocation_payload(inv, self._presign)
             subject = f"{inv.id}:{inv.finished_at}"
             self._fan_out(
-                event, payload, inv.bucket, inv.key, [inv.function], subject, subs, inv.callback_url, inv.rule
+                event,
+                payload,
+                inv.bucket,
+                inv.key,
+                [inv.function],
+                subject,
+                subs,
+                inv.callback_url,
+                inv.rule,
+                trace=inv.trace,
             )
         # A flow's steps are not in the upload's join: their run is, and closes it when it ends.
         if inv.event_id and inv.run_id is None and self.ledger.outbox.close_join(inv.event_id, inv.id):
@@ -101,10 +110,11 @@ class Announcer:
             return
         flow = self.config.flows.get(run.flow)
         functions = {name: step.function for name, step in flow.steps.items()} if flow else {}
-        first_steps = [i for name, s in run.steps.items() if not s.needs for i in s.invocations]
-        callback = next(
-            (i.callback_url for i in self.ledger.invocations.get_many(first_steps) if i.callback_url), None
+        first_steps = self.ledger.invocations.get_many(
+            [i for name, s in run.steps.items() if not s.needs for i in s.invocations]
         )
+        callback = next((i.callback_url for i in first_steps if i.callback_url), None)
+        trace = next((i.trace for i in first_steps if i.trace), None)
         event = RUN_EVENTS.get(run.status)
         if event is not None:
             self._fan_out(
@@ -117,6 +127,7 @@ class Announcer:
                 subs,
                 callback,
                 run.rule,
+                trace=trace,
             )
         member = keys.join_member_for_run(run.id)
         if run.event_id and self.ledger.outbox.close_join(run.event_id, member):
@@ -148,6 +159,8 @@ class Announcer:
             functions = {name: step.function for name, step in flow.steps.items()} if flow else {}
             run_datas.append(run_data(run, functions, self._presign))
         callback = next((i.callback_url for i in upload if i.callback_url), None)
+        # The trace continues from the attempt that finished the upload.
+        trace = finished.trace if finished is not None else next((i.trace for i in upload if i.trace), None)
         self._fan_out(
             EventType.OBJECT_PROCESSED,
             processed_payload(event_id, upload, self._presign, run_datas),
@@ -158,6 +171,7 @@ class Announcer:
             subs,
             callback,
             rule,
+            trace=trace,
         )
 
     def _presign(self, bucket: str, key: str) -> str | None:
@@ -174,6 +188,7 @@ class Announcer:
         subs: list[Subscription],
         callback_url: str | None,
         rule: str,
+        trace: dict[str, str] | None = None,
     ) -> None:
         targets = [s for s in subs if s.wants(event, bucket, key, functions)]
         if callback_url and event in self.config.callbacks.events:
@@ -190,6 +205,7 @@ class Announcer:
                 bucket=bucket,
                 key=key,
                 url=sub.url,
+                trace=trace,
             )
             if self.messages.add(msg):
                 log.debug("webhook %s %s -> %s", msg.id, event.value, sub.url)

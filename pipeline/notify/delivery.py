@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import urlsplit
 
 from pipeline.errors import DestinationRefused
 from pipeline.ledger.workers import Stats
@@ -15,6 +16,7 @@ from pipeline.notify.notices import Notices
 from pipeline.notify.policy import DeliveryPolicy, retryable
 from pipeline.notify.sender import Outcome, post
 from pipeline.notify.subscriptions import Subscription, SubscriptionStore
+from pipeline.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,16 @@ class Deliverer:
         except DestinationRefused as exc:
             outcome, refused = Outcome(None, 0.0, error=str(exc)), True
         else:
-            outcome = post(dest, msg.id, msg.body, sub.signing_secrets(), self.policy.timeout)
+            attributes = {
+                "http.request.method": "POST",
+                "server.address": urlsplit(sub.url).hostname,
+                "pipeline.webhook": msg.id,
+            }
+            with span(
+                f"webhook {msg.event_type.value}", "client", parent=msg.trace, attributes=attributes
+            ) as sent:
+                outcome = post(dest, msg.id, msg.body, sub.signing_secrets(), self.policy.timeout)
+                sent.set("http.response.status_code", outcome.status_code)
         now = time.time()
         attempt = Attempt(
             at=now,

@@ -56,6 +56,9 @@ class Message(BaseModel):
     redelivered_at: float | None = Field(default=None, description="Last manual redelivery.")
     error: str | None = None
     url: str = ""
+    trace: dict[str, str] | None = Field(
+        default=None, description="The trace of the upload it is about (optional tracing)."
+    )
 
     def public(self, attempts: list[Attempt] | None = None) -> dict[str, Any]:
         data = self.model_dump(mode="json")

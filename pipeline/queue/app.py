@@ -14,6 +14,7 @@ from pipeline.logs import InvocationFields
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
+from pipeline.tracing import Carrier, carrier, span
 
 TASK_NAME = "pipeline.run_invocation"
 
@@ -75,10 +76,18 @@ class CeleryDispatcher:
         return queue_depth(self._client, queue)
 
     def enqueue(self, inv: Invocation, countdown: float | None = None) -> None:
+        attributes = {"messaging.destination.name": inv.queue, "pipeline.invocation": inv.id}
+        with span(f"enqueue {inv.function}", "producer", attributes=attributes):
+            self._send(inv, countdown, carrier())
+
+    def _send(self, inv: Invocation, countdown: float | None, trace: Carrier | None) -> None:
         soft = math.ceil(inv.time_limit)
+        payload = inv.model_dump(mode="json")
+        if trace:  # the worker's span continues the trace from this message
+            payload["trace"] = trace
         self.app.send_task(
             TASK_NAME,
-            args=[inv.model_dump(mode="json")],
+            args=[payload],
             queue=inv.queue,
             countdown=countdown,
             # The soft limit raises inside the function so it can be recorded; the hard limit kills

@@ -29,6 +29,7 @@ from pipeline.queue.warmup import preload, warm_functions
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
+from pipeline.tracing import span
 from pipeline.usage import DEFAULT_BILLED_MEMORY_MB, Measured
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,14 @@ class WorkerContext:
 def register_task(app: Celery, ctx: WorkerContext) -> None:
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_invocation(self: Task[Any, Any], payload: dict[str, Any]) -> None:
+        name = f"invoke {payload.get('function')}"
+        attributes = {"pipeline.invocation": payload.get("id"), "faas.trigger": "pubsub"}
         try:
-            _run(self, payload)
-            if payload.get("run_id"):
-                # The hop to the next steps: recorded and sent by the worker that ended this one.
-                ctx.get()[0].intake.flows.on_finished(str(payload["id"]))
+            with span(name, "consumer", parent=payload.get("trace"), attributes=attributes):
+                _run(self, payload)
+                if payload.get("run_id"):
+                    # The hop to the next steps: recorded and sent by the worker that ended this one.
+                    ctx.get()[0].intake.flows.on_finished(str(payload["id"]))
         except redis.RedisError as exc:
             # The outcome could not be recorded (Redis is down or restarting). Acknowledging now
             # would lose the invocation, so hand the message back: requeued, or, if even that

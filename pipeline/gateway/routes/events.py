@@ -29,6 +29,7 @@ from pipeline.events import ObjectEvent, is_test_event, parse_envelope, parse_re
 from pipeline.events.sns import SnsEnvelope, is_aws_sns_url
 from pipeline.gateway.deps import StateDep, bearer, read_body, tokens_match
 from pipeline.ledger.records import RAW_EVENT_CHARS
+from pipeline.tracing import span
 
 router = APIRouter(prefix="/events", tags=["events"])
 log = logging.getLogger(__name__)
@@ -78,9 +79,11 @@ async def _accept(state: StateDep, events: list[ObjectEvent], source: str, body:
     duplicates = 0
     try:
         for event in events:
-            record = await anyio.to_thread.run_sync(
-                state.runtime.intake.accept, event, raw, limiter=_intake_limiter()
-            )
+            # One trace per upload, under FastAPI's request span (anyio carries it into the thread).
+            with span("accept notification", attributes={"pipeline.source": source}):
+                record = await anyio.to_thread.run_sync(
+                    state.runtime.intake.accept, event, raw, limiter=_intake_limiter()
+                )
             invocations.extend(record.invocations)
             duplicates += record.duplicates
             state.metrics.events.labels(source=source, status=record.status).inc()
