@@ -121,11 +121,13 @@ class Executor:
             return self._run_leased(inv, worker)
 
     def _run_leased(self, inv: Invocation, worker: str) -> Invocation | None:
+        # Metering starts before the attempt's start is stamped, so its cost counts as overhead.
+        self.meter.begin(self.pipeline.config.function_settings(inv.function).memory_mb)
         current = self.ledger.invocations.start_attempt(inv.id, worker)
         if current is None:
+            self.meter.end()
             log.info("invocation %s already finished; nothing to do", inv.id)
             return None
-        self.meter.begin(self.pipeline.config.function_settings(inv.function).memory_mb)
         if current.attempts > current.max_attempts:
             # Only a redelivery gets here: the process running an earlier attempt died without
             # recording anything (e.g. killed by the OOM killer). Stop, or a poison input loops.

@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from pipeline.ledger import keys
-from pipeline.ledger.lua import script
+from pipeline.ledger.lua import source
 from pipeline.usage import (
     DIMENSIONS,
     DURATION_BOUNDS_S,
@@ -58,9 +58,9 @@ class FunctionTotals:
     wait_sum: float = 0.0
 
 
-def _fields(sample: Sample) -> tuple[list[tuple[str, float]], ...]:
+def _fields(sample: Sample) -> tuple[list[tuple[str, int | float]], ...]:
     fn = sample.function
-    totals: list[tuple[str, float]] = [
+    totals: list[tuple[str, int | float]] = [
         (f"n|{sample.outcome}|{fn}", 1),
         (f"cpu||{fn}", sample.cpu_s),
         (f"gbs||{fn}", sample.gb_seconds),
@@ -74,7 +74,7 @@ def _fields(sample: Sample) -> tuple[list[tuple[str, float]], ...]:
     if sample.queue_wait_s is not None:
         totals.append((f"w|{bucket_index(QUEUE_WAIT_BOUNDS_S, sample.queue_wait_s)}|{fn}", 1))
         totals.append((f"wsum||{fn}", sample.queue_wait_s))
-    hour: list[tuple[str, float]] = []
+    hour: list[tuple[str, int | float]] = []
     for dim, value in zip(DIMENSIONS, (fn, sample.rule, sample.bucket), strict=True):
         hour += [
             (f"n|{dim}|{value}", 1),
@@ -86,15 +86,15 @@ def _fields(sample: Sample) -> tuple[list[tuple[str, float]], ...]:
         ]
     if sample.cold_start:
         hour.append((f"cold|function|{fn}", 1))
-    minute = [(fn, 1.0)]
-    window = [(f"{fine_index(sample.duration_s)}|{fn}", 1.0)]
+    minute: list[tuple[str, int | float]] = [(fn, 1)]
+    window: list[tuple[str, int | float]] = [(f"{fine_index(sample.duration_s)}|{fn}", 1)]
     return totals, hour, minute, window
 
 
 class UsageStore:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
-        self._record = script(client, "record_usage")
+        self._source = source("record_usage")
 
     def record(self, pipe: Any, sample: Sample) -> None:
         """Queue the counting of one ended attempt on `pipe` (the verdict's transaction)."""
@@ -103,17 +103,17 @@ class UsageStore:
         for group in groups:
             args.append(len(group))
             for name, increment in group:
-                args += [name, repr(float(increment))]
-        self._record(
-            keys=[
-                keys.USAGE_TOTALS,
-                keys.usage_hour(int(sample.at // 3600)),
-                keys.usage_minute(int(sample.at // 60)),
-                keys.usage_window(int(sample.at // WINDOW_S)),
-            ],
-            args=args,
-            client=pipe,
-        )
+                args += [name, increment if isinstance(increment, int) else repr(float(increment))]
+        names = [
+            keys.USAGE_TOTALS,
+            keys.usage_hour(int(sample.at // 3600)),
+            keys.usage_minute(int(sample.at // 60)),
+            keys.usage_window(int(sample.at // WINDOW_S)),
+        ]
+        # EVAL, not EVALSHA: a pipeline running a registered script first asks Redis whether it
+        # has it (a round trip per verdict), and a NOSCRIPT inside the verdict's transaction
+        # would lose the counts. Redis caches the compiled script by its text either way.
+        pipe.eval(self._source, len(names), *names, *args)
 
     # --- reading -----------------------------------------------------------------------------
     def totals(self) -> dict[str, FunctionTotals]:

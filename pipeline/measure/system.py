@@ -33,6 +33,7 @@ from pipeline.measure.testbed import (
     s3_peer,
     stamp,
 )
+from pipeline.measure.usage_bench import bench_usage
 from pipeline.queue.control import FunctionControls
 from pipeline.uploads import upload_file
 
@@ -283,6 +284,7 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
         bed = Testbed(Path(tmp))
         try:
             figures += bench_overhead(bed, k(200))
+            figures += bench_usage(bed, k(120))
             figures += bench_flow_hops(bed, k(60))
             figures += bench_e2e_embedded(bed, k(60))
             figures += bench_e2e_s3(bed, k(30))

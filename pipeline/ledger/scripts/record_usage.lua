@@ -3,13 +3,19 @@
 -- One script, so the caller sends one command (inside the transaction that records the verdict).
 -- KEYS: totals, hour, minute, window.
 -- ARGV: the hour's expiry (s), the minute's and window's expiry (s), then for each key in turn the
---       number of (field, increment) pairs that follow for it, and the pairs.
+--       number of (field, increment) pairs that follow for it, and the pairs. An increment with a
+--       decimal point or an exponent is a float (HINCRBYFLOAT); others are integers (HINCRBY).
 local at = 3
 for k = 1, #KEYS do
   local pairs_for_key = tonumber(ARGV[at])
   at = at + 1
   for _ = 1, pairs_for_key do
-    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[at], ARGV[at + 1])
+    local increment = ARGV[at + 1]
+    if string.find(increment, '[.eE]') then
+      redis.call('HINCRBYFLOAT', KEYS[k], ARGV[at], increment)
+    else
+      redis.call('HINCRBY', KEYS[k], ARGV[at], increment)
+    end
     at = at + 2
   end
 end
