@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 400, 150
-LEFT, BOTTOM, TOP = 50, 18, 10  # room for the y labels, the x labels and the top label
+LEFT, RIGHT, BOTTOM, TOP = 54, 6, 20, 10  # room for the labels, and for a point at either end
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ def _frame(top: float, unit: str, x_labels: Sequence[str], title: str) -> list[s
     ]
     for fraction in (0.0, 0.5, 1.0):
         y = TOP + plot_h * (1 - fraction)
-        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         label = f"{top * fraction:g}{unit}"
         parts.append(
             f'<text class="axis" x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>'
         )
     for i, label in enumerate(x_labels):
-        x = LEFT + (WIDTH - LEFT) * i / max(1, len(x_labels) - 1)
+        x = LEFT + (WIDTH - LEFT - RIGHT) * i / max(1, len(x_labels) - 1)
         anchor = "start" if i == 0 else "end" if i == len(x_labels) - 1 else "middle"
         parts.append(
             f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 4}" text-anchor="{anchor}">{escape(label)}</text>'
@@ -57,7 +57,7 @@ def bar_chart(
     """One bar per value (e.g. per hour), each with its tooltip when `tips` are given."""
     top = _nice_ceiling(max(values, default=0))
     parts = _frame(top, unit, x_labels, title)
-    plot_w, plot_h = WIDTH - LEFT, HEIGHT - BOTTOM - TOP
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - BOTTOM - TOP
     slot = plot_w / max(1, len(values))
     for i, value in enumerate(values):
         h = plot_h * value / top
@@ -76,7 +76,7 @@ def line_chart(series: Sequence[Series], *, unit: str, x_labels: Sequence[str], 
     peak = max((v for s in series for v in s.values if v is not None), default=0.0)
     top = _nice_ceiling(peak)
     parts = _frame(top, unit, x_labels, title)
-    plot_w, plot_h = WIDTH - LEFT, HEIGHT - BOTTOM - TOP
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - BOTTOM - TOP
     for one in series:
         n = max(1, len(one.values) - 1)
         path, pen_down = [], False
@@ -100,6 +100,6 @@ def line_chart(series: Sequence[Series], *, unit: str, x_labels: Sequence[str], 
         parts.append(
             f'<text class="legend {escape(one.css)}" x="{legend_x}" y="{TOP + 10}">{escape(one.name)}</text>'
         )
-        legend_x += 7 * len(one.name) + 14
+        legend_x += 8 * len(one.name) + 14
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - built from numbers and escaped text only

@@ -76,6 +76,11 @@ def run_demo(settings: Settings, pipeline: Pipeline, samples: Path, bucket: str,
         finally:
             supervisor.stop()
     _print_table(uploads, finished)
+    gbs, cpu = sum(i.gb_seconds or 0 for i in finished), sum(i.cpu_ms or 0 for i in finished) / 1000
+    click.echo(
+        f"\nused: {len(finished)} invocations, {gbs:.2f} GB-seconds, {cpu:.1f} CPU seconds, "
+        f"{sum(1 for i in finished if i.cold_start)} cold starts (`pipeline usage` has the bill)"
+    )
     click.echo(
         f"\nOutputs are in the store ({runtime.store.describe()}); fetch one with `pipeline download KEY`."
     )

@@ -100,6 +100,8 @@ def test_every_attempt_is_counted_once_in_the_ledger_metrics_and_usage(
                 upload(runtime, bucket, f"in/clip-{i}.mp4", video, "video/mp4")
             wait_until(lambda: finished(runtime, bucket), 120, "every invocation to finish")
             after = scrape(client)
+            api = client.get("/api/usage", params={"since": "1h", "by": "bucket"}).json()
+            assert client.get("/api/usage", params={"since": "last week"}).status_code == 400
         finally:
             assert worker.stop() == 0, worker.output()[-3000:]
 
@@ -163,6 +165,8 @@ def test_every_attempt_is_counted_once_in_the_ledger_metrics_and_usage(
     assert row["bytes_written"] == total_written
     expected = 4 * N / 1e6 * 0.20 + total_gbs * 0.0000166667 + total_written / 1024**3 * 0.023
     assert row["cost"] == pytest.approx(expected, rel=1e-3)
+    [api_row] = [r for r in api["rows"] if r["name"] == bucket]
+    assert api_row["requests"] == 4 * N and api_row["cost"] is None
     table = subprocess.run(
         [sys.executable, "-m", "pipeline", "usage", "--by", "function", "--since", "1h"],
         env=env, capture_output=True, text=True, check=True, timeout=60,
