@@ -137,6 +137,18 @@ def load_prices(path: Path) -> Prices:
         raise ConfigError(f"{path}: not a price file: {exc}") from exc
 
 
+# The hourly counters' measures and the report columns they add up in.
+_COLUMNS = {
+    "n": "requests",
+    "gbs": "gb_seconds",
+    "cpu": "cpu_seconds",
+    "dur": "duration_seconds",
+    "in": "bytes_read",
+    "out": "bytes_written",
+    "cold": "coldstarts",
+}
+
+
 @dataclass
 class UsageRow:
     """Usage of one function, rule or bucket over a period."""
@@ -152,20 +164,11 @@ class UsageRow:
     cost: float | None = None
 
     def add(self, measure: str, value: float) -> None:
-        if measure == "n":
-            self.requests += int(value)
-        elif measure == "gbs":
-            self.gb_seconds += value
-        elif measure == "cpu":
-            self.cpu_seconds += value
-        elif measure == "dur":
-            self.duration_seconds += value
-        elif measure == "in":
-            self.bytes_read += int(value)
-        elif measure == "out":
-            self.bytes_written += int(value)
-        elif measure == "cold":
-            self.coldstarts += int(value)
+        """Add a counter's value (`n`, `gbs`, `cpu`, `dur`, `in`, `out`, `cold`) to its column."""
+        column = _COLUMNS.get(measure)
+        if column is not None:
+            current = getattr(self, column)
+            setattr(self, column, current + (int(value) if isinstance(current, int) else value))
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -211,14 +214,8 @@ def summarize(
     by: str, since: float, until: float, rows: list[UsageRow], prices: Prices | None
 ) -> UsageReport:
     total = UsageRow("total")
-    for row in rows:
-        total.requests += row.requests
-        total.gb_seconds += row.gb_seconds
-        total.cpu_seconds += row.cpu_seconds
-        total.duration_seconds += row.duration_seconds
-        total.bytes_read += row.bytes_read
-        total.bytes_written += row.bytes_written
-        total.coldstarts += row.coldstarts
+    for column in _COLUMNS.values():
+        setattr(total, column, sum(getattr(row, column) for row in rows))
     if prices is not None:
         for row in [*rows, total]:
             row.cost = prices.cost(row.requests, row.gb_seconds, row.bytes_written)

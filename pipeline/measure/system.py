@@ -284,7 +284,7 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
         bed = Testbed(Path(tmp))
         try:
             figures += bench_overhead(bed, k(200))
-            figures += bench_usage(bed, k(240))
+            figures += bench_usage(bed, k(400))
             figures += bench_flow_hops(bed, k(60))
             figures += bench_e2e_embedded(bed, k(60))
             figures += bench_e2e_s3(bed, k(30))

@@ -14,7 +14,7 @@ from pipeline.measure.testbed import Figure, Testbed, dist, ms, pct, stamp
 from pipeline.metering import Meter
 from pipeline.usage import Measured
 
-ROUNDS = 6
+ROUNDS = 10
 WARM = 3
 
 
