@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 400, 150
-LEFT, RIGHT, BOTTOM, TOP = 54, 6, 20, 10  # room for the labels, and for a point at either end
+WIDTH, HEIGHT = 400, 160
+LEFT, RIGHT, BOTTOM, TOP = 60, 8, 22, 12  # room for the labels, and for a point at either end
 
 
 @dataclass(frozen=True)

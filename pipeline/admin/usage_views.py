@@ -31,11 +31,11 @@ def _clock(at: float) -> str:
 
 
 def _durations(windows: list[dict[int, int]]) -> tuple[list[float | None], list[float | None], str, float]:
-    """p50 and p95 per window in the unit that reads best (ms below a second)."""
+    """p50 and p95 per window in the unit that reads best (ms below half a second)."""
     p50 = [fine_percentile(w, 0.5) for w in windows]
     p95 = [fine_percentile(w, 0.95) for w in windows]
     peak = max((v for v in p95 if v is not None), default=0.0)
-    scale, unit = (1000.0, " ms") if peak < 1 else (1.0, " s")
+    scale, unit = (1000.0, " ms") if peak < 0.5 else (1.0, " s")  # axis labels stay short
     return (
         [v * scale if v is not None else None for v in p50],
         [v * scale if v is not None else None for v in p95],
