@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -11,6 +12,8 @@ import click
 from pipeline import tracing
 from pipeline.cli.runtime import load_or_fail, open_redis, refuse_public_bind
 from pipeline.settings import get_settings, redacted
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -78,11 +81,16 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
     refuse_public_bind(settings, host)
     tracing.setup("media-pipeline-gateway")
     # JSON logs: uvicorn's loggers go through the root handler instead of its own text format.
-    logging: dict[str, Any] = {"log_config": None} if settings.log_format == "json" else {}
+    json_logs = settings.log_format == "json"
+    uvicorn_logging: dict[str, Any] = {"log_config": None} if json_logs else {}
     with open_redis(settings) as redis:
-        click.echo(
-            f"gateway listening on http://{host}:{port}" + (f" ({workers} processes)" if workers > 1 else "")
+        listening = f"gateway listening on http://{host}:{port}" + (
+            f" ({workers} processes)" if workers > 1 else ""
         )
+        if json_logs:
+            log.info(listening)
+        else:
+            click.echo(listening)
         if workers > 1:
             # Each process builds its app from the environment; the bind address decides whether
             # the dashboard may run without a password, so it travels along.
@@ -96,12 +104,18 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
                 log_level="warning",
                 access_log=False,
                 proxy_headers=False,  # the gateway judges forwarded headers (PIPELINE_TRUSTED_PROXIES)
-                **logging,
+                **uvicorn_logging,
             )
             return
         app = create_app(settings.model_copy(update={"redis_url": redis.url, "gateway_host": host}))
         uvicorn.run(
-            app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False, **logging
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            **uvicorn_logging,
         )
 
 

@@ -58,6 +58,10 @@ class FunctionTotals:
     wait_sum: float = 0.0
 
 
+_TOTAL_SUMS = {"cpu": "cpu_seconds", "gbs": "gb_seconds", "dsum": "duration_sum", "wsum": "wait_sum"}
+_TOTAL_COUNTS = {"in": "bytes_read", "out": "bytes_written", "cold": "coldstarts"}
+
+
 def _fields(sample: Sample) -> tuple[list[tuple[str, int | float]], ...]:
     fn = sample.function
     totals: list[tuple[str, int | float]] = [
@@ -127,16 +131,16 @@ class UsageStore:
                 one.duration_buckets[int(detail)] = int(value)
             elif kind == "w":
                 one.wait_buckets[int(detail)] = int(value)
-            elif kind in ("cpu", "gbs", "dsum", "wsum"):
-                attr = {"cpu": "cpu_seconds", "gbs": "gb_seconds", "dsum": "duration_sum", "wsum": "wait_sum"}
-                setattr(one, attr[kind], value)
-            elif kind in ("in", "out", "cold"):
-                attr = {"in": "bytes_read", "out": "bytes_written", "cold": "coldstarts"}
-                setattr(one, attr[kind], int(value))
+            elif kind in _TOTAL_SUMS:
+                setattr(one, _TOTAL_SUMS[kind], value)
+            elif kind in _TOTAL_COUNTS:
+                setattr(one, _TOTAL_COUNTS[kind], int(value))
         return dict(found)
 
     def rows(self, since: float, until: float, by: Dimension) -> list[UsageRow]:
-        """Usage per function, rule or bucket over whole hours from `since`'s hour to `until`'s."""
+        """Usage per function, rule or bucket over whole hours from `since`'s hour to `until`'s
+        (no further back than the hours are kept)."""
+        since = max(since, until - HOURS_KEPT_S)
         hours = range(int(since // 3600), int(until // 3600) + 1)
         pipe = self.r.pipeline(transaction=False)
         for hour in hours:

@@ -87,6 +87,8 @@ def run_webhook_worker(
         notifier.deliver(msg_id)
 
     hostname = f"webhooks.{os.getpid()}@{socket.gethostname()}"
+    # JSON logs: no banner or greeting on stdout either, so every line a log shipper reads parses.
+    json_logs = settings.log_format == "json"
     stop = threading.Event()
 
     @worker_ready.connect(weak=False)
@@ -95,17 +97,18 @@ def run_webhook_worker(
             target=_scheduler, args=(notifier, app, stop, synced), name="webhook-scheduler", daemon=True
         ).start()
         start_heartbeat(runtime.ledger, hostname, [WEBHOOK_QUEUE], concurrency)
-        if not quiet:
-            print(
-                f"webhook worker {hostname} ready: queue {WEBHOOK_QUEUE}, {concurrency} threads", flush=True
-            )
+        ready = f"webhook worker {hostname} ready: queue {WEBHOOK_QUEUE}, {concurrency} threads"
+        if json_logs:
+            log.info(ready)
+        elif not quiet:
+            print(ready, flush=True)
 
     @worker_shutdown.connect(weak=False)
     def _stop_scheduler(**_: Any) -> None:
         stop.set()
 
     argv = [
-        *(["--quiet"] if quiet else []),
+        *(["--quiet"] if quiet or json_logs else []),
         "worker",
         f"--queues={WEBHOOK_QUEUE}",
         f"--hostname={hostname}",
