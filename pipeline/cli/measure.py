@@ -32,14 +32,18 @@ def bench() -> None:
 @click.option("--repeat", default=5, show_default=True, help="Interleaved runs per contender.")
 @write_option("docs/benchmarks.md")
 def bench_functions(repeat: int, doc: Path | None) -> None:
-    """thumbnail vs Pillow and pyvips; one-pass HLS vs separate encodes; transcode vs bare ffmpeg."""
-    from pipeline.measure import function_bench  # noqa: PLC0415 - keeps `pipeline --help` fast
+    """thumbnail vs Pillow and pyvips; one-pass HLS vs separate encodes; transcode vs bare ffmpeg;
+    known-image matching with PDQ vs pHash and dHash."""
+    from pipeline.measure import function_bench, hash_bench  # noqa: PLC0415 - keeps `--help` fast
 
     command = f"pipeline bench functions --repeat {repeat}"
     section = function_bench.render(function_bench.run_function_benchmarks(repeat), command)
     click.echo(section)
+    hashes = hash_bench.render(hash_bench.bench_hashes(), command)
+    click.echo(hashes)
     if doc:
         function_bench.SECTION.write(doc, section)
+        hash_bench.SECTION.write(doc, hashes)
         click.echo(f"written to {doc}")
 
 
