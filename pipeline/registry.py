@@ -132,7 +132,7 @@ def _check_flow(
     for step_name, step in flow.steps.items():
         at = f"{where}.steps.{step_name}"
         _check_call(config, functions, step, at)
-        for need in step.needs:
+        for need in step.needs if step.input == "outputs" else []:
             if not functions[flow.steps[need].function].produces:
                 raise ConfigError(f"{at}.needs: step {need!r} makes no files for this step to run on")
         if step.condition is None:

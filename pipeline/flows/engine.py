@@ -185,7 +185,7 @@ def _ready(pipeline: Pipeline, run: Run, name: str, now: float) -> list[Launch]:
 
 
 def _inputs(run: Run, step: FlowStep) -> list[tuple[str, str]]:
-    if not step.needs:
+    if not step.needs or step.input == "source":
         return [(run.bucket, run.key)]
     found: list[tuple[str, str]] = []
     for need in step.needs:

@@ -32,6 +32,11 @@ class FlowStep(_Strict):
     preset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     needs: list[str] = Field(default_factory=list, description="Steps whose outputs this one runs on.")
+    input: Literal["outputs", "source"] = Field(
+        default="outputs",
+        description="outputs: run on the files the needed steps made; source: wait for them (and "
+        "read what they found in `if`), then run once on the uploaded object itself.",
+    )
     use: UseFilter = UseFilter()
     condition: str | None = Field(
         default=None,

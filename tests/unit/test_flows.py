@@ -316,3 +316,34 @@ flows:
     _finish(pipeline, run, nxt[0].inv_id, Status.SUCCEEDED)
     assert step_status(run, "optional") == StepStatus.DEAD
     assert status_of(run) == RunStatus.SUCCEEDED  # the failure was allowed to pass
+
+
+GATED_FLOW = """
+version: 1
+buckets: [media]
+flows:
+  gated:
+    steps:
+      check: {function: copy}
+      thumbs: {function: thumbnail, needs: [check], input: source, if: 'steps.check.verdict == "pass"'}
+      poster: {function: thumbnail, needs: [check], input: source, if: 'steps.check.verdict != "pass"'}
+rules:
+  - {name: r, bucket: media, flow: gated}
+"""
+
+
+def test_input_source_runs_a_dependent_on_the_upload_gated_by_what_its_parent_reported() -> None:
+    pipeline = load(GATED_FLOW)
+    run = _run(pipeline, "gated", content_type="image/jpeg")
+    [check] = engine.start(pipeline, run)
+    report = OutputRef(bucket="media", key="derived/check.json", content_type="application/json", size=2)
+    report.meta = {"verdict": "pass"}
+    [thumbs] = _finish(pipeline, run, check.inv_id, Status.SUCCEEDED, [report])
+    # On the uploaded object itself, named after it: not on the report the parent wrote.
+    assert (thumbs.step, thumbs.bucket, thumbs.key, thumbs.key_in_outputs) == (
+        "thumbs",
+        "media",
+        "uploads/a.mp4",
+        None,
+    )
+    assert step_status(run, "poster") == StepStatus.SKIPPED and run.steps["poster"].skip_cause == "condition"
