@@ -6,7 +6,13 @@ Built-ins are listed explicitly; user functions are added by dotted path in pipe
 from functions.errors import FunctionError, MediaError, ParamsError, UnsupportedMedia
 from functions.spec import FunctionSpec, Output, Params, media_function
 
-BUILTIN_FUNCTIONS = ["functions.thumbnail", "functions.filter", "functions.transcode", "functions.copy"]
+BUILTIN_FUNCTIONS = [
+    "functions.thumbnail",
+    "functions.filter",
+    "functions.transcode",
+    "functions.copy",
+    "functions.screen",
+]
 
 __all__ = [
     "BUILTIN_FUNCTIONS",

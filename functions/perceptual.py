@@ -14,8 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pdqhash  # type: ignore[import-untyped]  # a C++ binding without type information
 from PIL import Image, ImageOps
 
 from functions.errors import ParamsError
@@ -71,6 +69,10 @@ def reduced(img: Image.Image, edge: int = HASH_INPUT_EDGE) -> Image.Image:
 
 def pdq(img: Image.Image) -> PerceptualHash:
     """The PDQ hash of an (already reduced) RGB image."""
+    # Imported here: every process that loads the pipeline file loads this module, few hash.
+    import numpy as np  # noqa: PLC0415
+    import pdqhash  # type: ignore[import-untyped]  # noqa: PLC0415 - a C++ binding without types
+
     vector, quality = pdqhash.compute(np.asarray(img.convert("RGB")))
     bits = int("".join("1" if b else "0" for b in vector.astype(bool)), 2)
     return PerceptualHash(bits, int(quality))

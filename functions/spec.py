@@ -46,6 +46,9 @@ class FunctionSpec(Generic[P]):
     module: str
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     assets: Callable[[P], list[str]] | None = None
+    # Data files (not media: e.g. a list of known image hashes) it reads besides its input. The
+    # worker downloads them like assets, size-capped, without screening them as media.
+    data: Callable[[P], list[str]] | None = None
     # Content types of the files it writes; () for a function that only reports (flows check that
     # a step's `needs` name steps that make files).
     produces: tuple[str, ...] = ("*/*",)
@@ -53,6 +56,10 @@ class FunctionSpec(Generic[P]):
     def asset_refs(self, params: P) -> list[str]:
         """`s3://bucket/key` objects the worker must download before calling `run`."""
         return self.assets(params) if self.assets else []
+
+    def data_refs(self, params: P) -> list[str]:
+        """`s3://bucket/key` data files (not media) the worker must download before `run`."""
+        return self.data(params) if self.data else []
 
     def accepts_type(self, content_type: str) -> bool:
         return any(fnmatch.fnmatchcase(content_type, pattern) for pattern in self.accepts)
@@ -71,6 +78,7 @@ def media_function(
     params: type[P],
     presets: dict[str, dict[str, Any]] | None = None,
     assets: Callable[[P], list[str]] | None = None,
+    data: Callable[[P], list[str]] | None = None,
     produces: tuple[str, ...] = ("*/*",),
 ) -> Callable[[Callable[[Path, Path, P], list[Output]]], FunctionSpec[P]]:
     """Declare a module's `run` as a media function named `name`, accepting media types `accepts`.
@@ -87,6 +95,7 @@ def media_function(
             module=run.__module__,
             presets=dict(presets or {}),
             assets=assets,
+            data=data,
             produces=produces,
         )
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # How long a worker process waits for a reserved-concurrency slot before putting the work back.
 SLOT_WAIT_S = 2.0
+# The largest data file (e.g. a hash list: 80 bytes an entry) a function may read.
+MAX_DATA_BYTES = 64 * 1024 * 1024
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -171,6 +173,7 @@ class Executor:
                 self._decide(inv, info, media.as_json())
             params = spec.parse_params(inv.params)
             local_assets = self._download_assets(spec.asset_refs(params), Path(tmp))
+            local_assets.update(self._download_data(spec.data_refs(params), Path(tmp)))
             with (
                 span(f"run {inv.function}"),
                 progress.progress_to(self._progress_sink(inv.id)),
@@ -282,6 +285,21 @@ class Executor:
             path = tmp / f"asset-{i}"
             self.meter.bytes_read += self.store.get_file(bucket, key, path).size
             screen(path, self.pipeline.config.screening)  # assets are untrusted input too
+            paths[ref] = path
+        return paths
+
+    def _download_data(self, refs: list[str], tmp: Path) -> dict[str, Path]:
+        """Data files a function reads (not media, so not screened as media): size-capped."""
+        paths: dict[str, Path] = {}
+        for i, ref in enumerate(refs):
+            bucket, key = assets.split_ref(ref)
+            head = self.store.stat(bucket, key)
+            if head.size > MAX_DATA_BYTES:
+                raise FunctionError(
+                    f"{ref} is {head.size} bytes, over the {MAX_DATA_BYTES} a data file may be"
+                )
+            path = tmp / f"data-{i}"
+            self.meter.bytes_read += self.store.get_file(bucket, key, path).size
             paths[ref] = path
         return paths
 

@@ -56,9 +56,21 @@ def rule_matches(rule: Rule, event: ObjectEvent) -> bool:
     return any(fnmatch.fnmatchcase(content_type, pattern) for pattern in rule.content_types)
 
 
+# Where the pipeline keeps its own data files in a bucket (hash lists): never routed to a rule.
+INTERNAL_PREFIX = ".pipeline/"
+
+
+def hash_list_key(name: str) -> str:
+    return f"{INTERNAL_PREFIX}hashes/{name}.txt"
+
+
 def output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
-    """(bucket or None for "the source bucket", key prefix) of everywhere outputs are written."""
-    areas: list[tuple[str | None, str]] = [(config.outputs.bucket, config.outputs.prefix)]
+    """(bucket or None for "the source bucket", key prefix) of everywhere outputs are written,
+    and the pipeline's own data files."""
+    areas: list[tuple[str | None, str]] = [
+        (config.outputs.bucket, config.outputs.prefix),
+        (None, INTERNAL_PREFIX),
+    ]
     targets = [call.output for rule in config.rules for call in rule.functions]
     for flow in config.flows.values():
         targets += [step.output for step in flow.steps.values()]

@@ -12,6 +12,7 @@ from pipeline.cli import (
     demo,
     flows,
     function_commands,
+    hashes,
     measure,
     objects,
     operate,
@@ -35,7 +36,19 @@ def cli(verbose: bool) -> None:
     configure_logging(logging.DEBUG if verbose else logging.INFO, fmt)
 
 
-for module in (demo, serve, objects, operate, flows, usage, function_commands, measure, system, webhooks):
+for module in (
+    demo,
+    serve,
+    objects,
+    operate,
+    flows,
+    usage,
+    hashes,
+    function_commands,
+    measure,
+    system,
+    webhooks,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

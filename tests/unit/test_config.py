@@ -24,7 +24,7 @@ def test_builtin_default_equals_the_sample_file() -> None:
 def test_sample_file_loads_through_settings(tmp_path: Path) -> None:
     pipeline = load_pipeline(Settings(config=REPO / "samples" / "pipeline.yaml", data_dir=tmp_path))
     assert "thumbnail" in pipeline.functions
-    assert pipeline.queues() == ["fn.copy", "fn.filter", "fn.thumbnail", "fn.transcode"]
+    assert pipeline.queues() == ["fn.copy", "fn.filter", "fn.screen", "fn.thumbnail", "fn.transcode"]
 
 
 def errors_for(text: str, tmp_path: Path) -> str:
@@ -53,7 +53,7 @@ def test_missing_field_names_the_path(tmp_path: Path) -> None:
 def test_unknown_function_lists_known_ones(tmp_path: Path) -> None:
     message = errors_for(RULE.format(fn="thumbnale", params="{}"), tmp_path)
     assert "rules[0] (r).functions[0].function: unknown function 'thumbnale'" in message
-    assert "known: copy, filter, thumbnail, transcode" in message
+    assert "known: copy, filter, screen, thumbnail, transcode" in message
 
 
 def test_bad_params_fail_at_load_naming_rule_step_and_parameter(tmp_path: Path) -> None:
