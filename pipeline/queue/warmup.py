@@ -76,7 +76,7 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
             out.mkdir()
             try:
                 params = spec.parse_params(merged_params(pipeline.config, spec, call))
-                if not spec.asset_refs(params):  # assets come from the bucket: not at start
+                if not spec.asset_refs(params) and not spec.data_refs(params):  # from the bucket: not now
                     spec(src, out, params)
             except Exception as exc:  # warming must never stop a worker from starting
                 log.debug("could not warm %s: %s", name, exc)
