@@ -178,7 +178,7 @@ def test_api_lists_and_filters(client: httpx.Client) -> None:
     events = client.get("/api/events").json()["items"]
     assert {e["source"] for e in events} == {"minio", "sns"}
     functions = {f["name"]: f for f in client.get("/api/functions").json()["items"]}
-    assert set(functions) == {"copy", "filter", "thumbnail", "transcode"}
+    assert set(functions) == {"copy", "filter", "screen", "thumbnail", "transcode"}
     fn = functions["thumbnail"]
     assert fn["queue"] == "fn.thumbnail" and "properties" in fn["params_schema"]
     assert functions["transcode"]["queue"] == "fn.transcode"
