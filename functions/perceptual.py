@@ -71,7 +71,7 @@ def pdq(img: Image.Image) -> PerceptualHash:
     """The PDQ hash of an (already reduced) RGB image."""
     # Imported here: every process that loads the pipeline file loads this module, few hash.
     import numpy as np  # noqa: PLC0415
-    import pdqhash  # type: ignore[import-untyped]  # noqa: PLC0415 - a C++ binding without types
+    import pdqhash  # noqa: PLC0415 - a C++ binding without type information
 
     vector, quality = pdqhash.compute(np.asarray(img.convert("RGB")))
     bits = int("".join("1" if b else "0" for b in vector.astype(bool)), 2)
