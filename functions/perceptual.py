@@ -23,8 +23,8 @@ HEX_DIGITS = BITS // 4
 # PDQ hashes every image at 64x64 luminance: decoding more than this many pixels on a side only
 # costs time (a 12 MP JPEG is decoded at an eighth of its size by the JPEG decoder itself).
 HASH_INPUT_EDGE = 512
-# Distances up to this match. Variants of a listed image came within 58 bits and unrelated images
-# stayed above 100 in the benchmark; Meta suggests 31 for near-exact copies only.
+# Distances up to this match. Edited copies of a listed image came within 68 bits and unrelated
+# images no nearer than 96 in `pipeline bench functions`; Meta suggests 31 for near-exact copies.
 DEFAULT_MAX_DISTANCE = 80
 # PDQ's own quality score (0-100): below it, an image has too little detail (flat colour) for its
 # hash to mean much, and it matches nothing.
