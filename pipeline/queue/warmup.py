@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from functions.perceptual import pdq
 from functions.screening import screen
 from pipeline.registry import Pipeline, merged_params
 
@@ -33,6 +34,10 @@ def preload(functions: list[str]) -> None:
         sample.save(buf, fmt)
         buf.seek(0)
         Image.open(buf).load()
+    if "screen" in functions:
+        # numpy and the PDQ binding load on first use (most processes never hash): here, once.
+        with contextlib.suppress(Exception):
+            pdq(sample)
     if "transcode" in functions:
         for tool in ("ffmpeg", "ffprobe"):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
