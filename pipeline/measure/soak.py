@@ -31,7 +31,7 @@ from pipeline.registry import build_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore
-from pipeline.supervisor import Supervisor
+from pipeline.supervisor import Child, Supervisor
 
 CONFIG = """
 version: 1
@@ -146,7 +146,14 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
             def inject() -> None:
                 for _ in range(kills):
                     time.sleep(rng.uniform(0.5, 2.0))
-                    victims = [c for c in supervisor.children if c.process and c.process.poll() is None]
+                    # Every worker may be down for a moment (just killed, or restarting after Redis
+                    # went away): wait for the supervisor to bring one back, so each kill happens.
+                    deadline = time.monotonic() + 30
+                    victims: list[Child] = []
+                    while not victims and time.monotonic() < deadline and not stop[0]:
+                        victims = [c for c in supervisor.children if c.process and c.process.poll() is None]
+                        if not victims:
+                            time.sleep(0.2)
                     if not victims:
                         continue
                     victim = rng.choice(victims)
