@@ -172,8 +172,7 @@ class Executor:
             if inv.condition:
                 self._decide(inv, info, media.as_json())
             params = spec.parse_params(inv.params)
-            local_assets = self._download_assets(spec.asset_refs(params), Path(tmp))
-            local_assets.update(self._download_data(spec.data_refs(params), Path(tmp)))
+            local_assets = self._download_extras(spec, params, Path(tmp))
             with (
                 span(f"run {inv.function}"),
                 progress.progress_to(self._progress_sink(inv.id)),
@@ -278,28 +277,20 @@ class Executor:
         if not holds:
             raise Skip(f"{CONDITION_FALSE}{inv.condition}")
 
-    def _download_assets(self, refs: list[str], tmp: Path) -> dict[str, Path]:
+    def _download_extras(self, spec: FunctionSpec[Any], params: Any, tmp: Path) -> dict[str, Path]:
+        """The files a function reads besides its input: assets (media, screened like any input)
+        and data files (not media: size-capped instead)."""
+        wanted = [(ref, True) for ref in spec.asset_refs(params)]
+        wanted += [(ref, False) for ref in spec.data_refs(params)]
         paths: dict[str, Path] = {}
-        for i, ref in enumerate(refs):
+        for i, (ref, media) in enumerate(wanted):
             bucket, key = assets.split_ref(ref)
-            path = tmp / f"asset-{i}"
+            if not media and (size := self.store.stat(bucket, key).size) > MAX_DATA_BYTES:
+                raise FunctionError(f"{ref} is {size} bytes, over the {MAX_DATA_BYTES} a data file may be")
+            path = tmp / f"extra-{i}"
             self.meter.bytes_read += self.store.get_file(bucket, key, path).size
-            screen(path, self.pipeline.config.screening)  # assets are untrusted input too
-            paths[ref] = path
-        return paths
-
-    def _download_data(self, refs: list[str], tmp: Path) -> dict[str, Path]:
-        """Data files a function reads (not media, so not screened as media): size-capped."""
-        paths: dict[str, Path] = {}
-        for i, ref in enumerate(refs):
-            bucket, key = assets.split_ref(ref)
-            head = self.store.stat(bucket, key)
-            if head.size > MAX_DATA_BYTES:
-                raise FunctionError(
-                    f"{ref} is {head.size} bytes, over the {MAX_DATA_BYTES} a data file may be"
-                )
-            path = tmp / f"data-{i}"
-            self.meter.bytes_read += self.store.get_file(bucket, key, path).size
+            if media:
+                screen(path, self.pipeline.config.screening)  # assets are untrusted input too
             paths[ref] = path
         return paths
 

@@ -10,7 +10,6 @@ invocation before (a cold start, in FaaS terms).
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 from pathlib import Path
 
@@ -49,7 +48,8 @@ class Meter:
     """Measures the attempts of one worker process, one at a time."""
 
     def __init__(self) -> None:
-        self._pid = os.getpid()
+        # One meter per worker process (the executor is built after the fork), so the first
+        # attempt it measures is the process's first: its cold start.
         self._attempts = 0
         self._cpu_start: float | None = None
         self._cold = False
@@ -58,8 +58,6 @@ class Meter:
         self.bytes_written = 0
 
     def begin(self, memory_mb: int | None) -> None:
-        if os.getpid() != self._pid:  # a forked copy: its own process, its own first attempt
-            self._pid, self._attempts = os.getpid(), 0
         self._cold = self._attempts == 0
         self._attempts += 1
         self.memory_mb = memory_mb or DEFAULT_BILLED_MEMORY_MB

@@ -188,6 +188,15 @@ def parse_since(text: str, now: float) -> float:
     return moment.timestamp()
 
 
+def period(since: str, until: str | None, now: float) -> tuple[float, float]:
+    """The start and end of `--since`/`--until` (or `?since=&until=`); ValueError says why not."""
+    start = parse_since(since, now)
+    end = parse_since(until, now) if until else now
+    if end < start:
+        raise ValueError(f"until ({until}) is before since ({since})")
+    return start, end
+
+
 @dataclass
 class UsageReport:
     """Usage per function, rule or bucket over whole hours, with its cost if prices were given."""

@@ -48,9 +48,10 @@ def usage_page(runtime: Runtime, now: float | None = None) -> dict[str, object]:
     now = now or time.time()
     usage = runtime.ledger.usage
     _minutes, per_minute = usage.per_minute(HOURS * 60, now)
-    hours, gb_seconds = usage.gb_seconds_per_hour(HOURS, now)
     _windows, durations = usage.duration_windows(HOURS * 3600 // WINDOW_S, now)
-    rows = {row.name: row for row in usage.rows(now - HOURS * 3600, now, "function")}
+    hourly = usage.hours(now - HOURS * 3600, now)  # the table's period, the last 24 as bars
+    rows = {row.name: row for row in hourly.rows("function")}
+    hours, gb_seconds = hourly.hours[-HOURS:], {fn: v[-HOURS:] for fn, v in hourly.per_hour("gbs").items()}
     active = sorted(
         set(per_minute) | set(rows), key=lambda fn: (-(rows.get(fn) or UsageRow(fn)).requests, fn)
     )

@@ -12,7 +12,7 @@ import click
 
 from pipeline.cli.runtime import open_runtime
 from pipeline.errors import ConfigError
-from pipeline.usage import DIMENSIONS, Dimension, UsageReport, UsageRow, load_prices, parse_since, summarize
+from pipeline.usage import DIMENSIONS, Dimension, UsageReport, UsageRow, load_prices, period
 
 
 def _bytes(n: int) -> str:
@@ -68,18 +68,13 @@ def usage(since: str, until_: str | None, by: str, prices: Path | None, as_json:
 
     Every attempt a worker ran counts as a request (a retried attempt too, as Lambda bills it).
     GB-seconds are each function's memory_mb hint (128 MB without one) x its duration."""
-    now = time.time()
     try:
-        start = parse_since(since, now)
-        end = parse_since(until_, now) if until_ else now
+        start, end = period(since, until_, time.time())
         unit_prices = load_prices(prices) if prices else None
     except (ValueError, ConfigError) as exc:
         raise click.UsageError(str(exc)) from exc
-    if end < start:
-        raise click.UsageError(f"--until ({_utc(end)}) is before --since ({_utc(start)})")
     with open_runtime() as runtime:
-        rows = runtime.ledger.usage.rows(start, end, cast(Dimension, by))
-    report = summarize(by, start, end, rows, unit_prices)
+        report = runtime.ledger.usage.report(start, end, cast(Dimension, by), unit_prices)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:

@@ -42,13 +42,8 @@ _ATTEMPT_FIELDS = ["started_at", "queue_wait_ms", "function", "rule", "bucket"]
 
 @dataclass(frozen=True)
 class EndedAttempt:
-    fields: dict[str, Any]
-    sample: Sample | None
-    usage: UsageStore
-
-    def count(self, pipe: Any) -> None:
-        if self.sample is not None:
-            self.usage.record(pipe, self.sample)
+    fields: dict[str, Any]  # what the invocation's record gets
+    sample: Sample | None  # what the usage counters get, if the attempt is counted
 
 
 class InvocationStore:
@@ -97,10 +92,16 @@ class InvocationStore:
         return bool(done)
 
     def _update(
-        self, inv_id: str, status: Status | None, *, announce: bool = False, also: Any = None, **fields: Any
+        self,
+        inv_id: str,
+        status: Status | None,
+        *,
+        announce: bool = False,
+        counted: Sample | None = None,
+        **fields: Any,
     ) -> None:
-        """Change fields (and the status, with its index) in one transaction; `also(pipe)` adds
-        commands to it."""
+        """Change fields (and the status, with its index) in one transaction, which also counts
+        the usage of an attempt that ended."""
         pipe = self.r.pipeline(transaction=True)
         if status is not None:
             fields["status"] = status.value
@@ -113,8 +114,8 @@ class InvocationStore:
         if announce and status is not None:
             self.outbox.announce(pipe, inv_id, status)
             pipe.publish(keys.finished_channel(inv_id), status.value)
-        if also is not None:
-            also(pipe)
+        if counted is not None:
+            self.usage.record(pipe, counted)
         pipe.execute()
 
     def _set(self, inv_id: str, field: str, value: Any) -> None:
@@ -167,7 +168,7 @@ class InvocationStore:
         """An attempt failed and the invocation runs again after `due_in` seconds."""
         now = time.time()
         ended = self._ended_attempt(inv_id, "retried", now, measured)
-        self._update(inv_id, Status.QUEUED, error=error, enqueued_at=now + due_in, also=ended.count)
+        self._update(inv_id, Status.QUEUED, error=error, enqueued_at=now + due_in, counted=ended.sample)
         self._end_attempt(inv_id, "retrying", error)
 
     def _end_attempt(self, inv_id: str, outcome: str, error: str | None) -> None:
@@ -198,7 +199,7 @@ class InvocationStore:
             inv_id,
             status,
             announce=True,
-            also=ended.count,
+            counted=ended.sample,
             finished_at=now,
             outputs=[o.model_dump(mode="json") for o in outputs or []],
             error=error,
@@ -228,7 +229,7 @@ class InvocationStore:
         if measured.cpu_ms is not None:
             fields["cpu_ms"] = measured.cpu_ms
         if not self.record_usage or duration is None or function is None:
-            return EndedAttempt(fields, None, self.usage)
+            return EndedAttempt(fields, None)
         gbs = gb_seconds(measured.memory_mb, duration)
         fields.update(
             memory_mb=measured.memory_mb,
@@ -252,7 +253,7 @@ class InvocationStore:
             bytes_written=measured.bytes_written,
             cold_start=measured.cold_start,
         )
-        return EndedAttempt(fields, sample, self.usage)
+        return EndedAttempt(fields, sample)
 
     def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
         """Atomically put a finished invocation back to queued with a fresh attempt budget.

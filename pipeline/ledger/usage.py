@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +30,13 @@ from pipeline.usage import (
     DURATION_BOUNDS_S,
     QUEUE_WAIT_BOUNDS_S,
     Dimension,
+    Prices,
     Sample,
+    UsageReport,
     UsageRow,
     bucket_index,
     fine_index,
+    summarize,
 )
 
 HOURS_KEPT_S = 400 * 86400  # a bill is read for last month, or last year's same month
@@ -137,43 +139,29 @@ class UsageStore:
                 setattr(one, _TOTAL_COUNTS[kind], int(value))
         return dict(found)
 
-    def rows(self, since: float, until: float, by: Dimension) -> list[UsageRow]:
-        """Usage per function, rule or bucket over whole hours from `since`'s hour to `until`'s
-        (no further back than the hours are kept)."""
+    def hours(self, since: float, until: float) -> HourlyUsage:
+        """The hourly counters from `since`'s hour to `until`'s, in one round trip (no further
+        back than they are kept)."""
         since = max(since, until - HOURS_KEPT_S)
-        hours = range(int(since // 3600), int(until // 3600) + 1)
-        pipe = self.r.pipeline(transaction=False)
-        for hour in hours:
-            pipe.hgetall(keys.usage_hour(hour))
-        rows: dict[str, UsageRow] = {}
-        for raw in pipe.execute():
-            for name, value in raw.items():
-                measure, dim, row_name = str(name).split("|", 2)
-                if dim == by:
-                    rows.setdefault(row_name, UsageRow(row_name)).add(measure, float(value))
-        return sorted(rows.values(), key=lambda row: (-row.requests, row.name))
+        span = list(range(int(since // 3600), int(until // 3600) + 1))
+        return HourlyUsage(span, self._read([keys.usage_hour(hour) for hour in span]))
+
+    def rows(self, since: float, until: float, by: Dimension) -> list[UsageRow]:
+        """Usage per function, rule or bucket over whole hours from `since`'s hour to `until`'s."""
+        return self.hours(since, until).rows(by)
+
+    def report(self, since: float, until: float, by: Dimension, prices: Prices | None) -> UsageReport:
+        hourly = self.hours(since, until)
+        return summarize(by, hourly.hours[0] * 3600, until, hourly.rows(by), prices)
 
     def per_minute(self, minutes: int, now: float | None = None) -> tuple[list[int], dict[str, list[int]]]:
         """Attempts per function and minute over the last `minutes` (Unix minutes, oldest first)."""
         last = int((now or time.time()) // 60)
         span = list(range(last - minutes + 1, last + 1))
-        counts = self._series([keys.usage_minute(m) for m in span])
-        return span, {fn: [int(v) for v in values] for fn, values in counts.items()}
-
-    def gb_seconds_per_hour(
-        self, hours: int, now: float | None = None
-    ) -> tuple[list[int], dict[str, list[float]]]:
-        last = int((now or time.time()) // 3600)
-        span = list(range(last - hours + 1, last + 1))
-        pipe = self.r.pipeline(transaction=False)
-        for hour in span:
-            pipe.hgetall(keys.usage_hour(hour))
-        series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(span))
-        for i, raw in enumerate(pipe.execute()):
-            for name, value in raw.items():
-                measure, dim, fn = str(name).split("|", 2)
-                if measure == "gbs" and dim == "function":
-                    series[fn][i] = float(value)
+        series: dict[str, list[int]] = defaultdict(lambda: [0] * len(span))
+        for i, raw in enumerate(self._read([keys.usage_minute(m) for m in span])):
+            for fn, value in raw.items():
+                series[fn][i] = int(float(value))
         return span, dict(series)
 
     def duration_windows(
@@ -182,23 +170,43 @@ class UsageStore:
         """Fine duration buckets per function and 10-minute window, oldest first."""
         last = int((now or time.time()) // WINDOW_S)
         span = list(range(last - windows + 1, last + 1))
-        pipe = self.r.pipeline(transaction=False)
-        for window in span:
-            pipe.hgetall(keys.usage_window(window))
         series: dict[str, list[dict[int, int]]] = defaultdict(lambda: [{} for _ in span])
-        for i, raw in enumerate(pipe.execute()):
+        for i, raw in enumerate(self._read([keys.usage_window(w) for w in span])):
             for name, value in raw.items():
-                index, fn = str(name).split("|", 1)
+                index, fn = name.split("|", 1)
                 series[fn][i][int(index)] = int(float(value))
         return span, dict(series)
 
-    def _series(self, names: Iterable[str]) -> dict[str, list[float]]:
+    def _read(self, names: list[str]) -> list[dict[str, str]]:
+        """The hashes `names`, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
-        names = list(names)
         for name in names:
             pipe.hgetall(name)
-        series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(names))
-        for i, raw in enumerate(pipe.execute()):
-            for fn, value in raw.items():
-                series[str(fn)][i] = float(value)
+        return [{str(k): str(v) for k, v in raw.items()} for raw in pipe.execute()]
+
+
+@dataclass
+class HourlyUsage:
+    """The hourly counters of a span of hours (Unix hours, oldest first)."""
+
+    hours: list[int]
+    counters: list[dict[str, str]]  # per hour: `<measure>|<dimension>|<name>` -> value
+
+    def rows(self, by: Dimension) -> list[UsageRow]:
+        rows: dict[str, UsageRow] = {}
+        for raw in self.counters:
+            for name, value in raw.items():
+                measure, dim, row_name = name.split("|", 2)
+                if dim == by:
+                    rows.setdefault(row_name, UsageRow(row_name)).add(measure, float(value))
+        return sorted(rows.values(), key=lambda row: (-row.requests, row.name))
+
+    def per_hour(self, measure: str, by: Dimension = "function") -> dict[str, list[float]]:
+        """One measure per hour for each function (rule, bucket)."""
+        series: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(self.hours))
+        for i, raw in enumerate(self.counters):
+            for name, value in raw.items():
+                kind, dim, row_name = name.split("|", 2)
+                if kind == measure and dim == by:
+                    series[row_name][i] = float(value)
         return dict(series)

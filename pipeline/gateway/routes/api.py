@@ -12,7 +12,7 @@ from pipeline.errors import BadRequest, NotFound
 from pipeline.gateway.deps import StateDep
 from pipeline.invocation import Status
 from pipeline.retry import retry_all_dead, retry_invocation
-from pipeline.usage import Dimension, parse_since, summarize
+from pipeline.usage import Dimension, period
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 # Deep offsets walk an index from its start; past this, narrow the filters instead.
@@ -97,11 +97,8 @@ def get_usage(
 ) -> dict[str, Any]:
     """Requests, GB-seconds, CPU seconds and bytes per function, rule or bucket (whole hours);
     `pipeline usage` prints the same, with costs from a price file."""
-    now = time.time()
     try:
-        start = parse_since(since, now)
-        end = parse_since(until, now) if until else now
+        start, end = period(since, until, time.time())
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
-    rows = state.runtime.ledger.usage.rows(start, end, by)
-    return summarize(by, start, end, rows, None).as_json()
+    return state.runtime.ledger.usage.report(start, end, by, None).as_json()
