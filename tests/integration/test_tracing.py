@@ -19,15 +19,20 @@ from pipeline.gateway.app import create_app
 from pipeline.invocation import Status
 from pipeline.measure.samples import generate
 from pipeline.notify.notifier import notifier_for
-from tests.helpers import REPO, ServedApp, pipeline_runtime, wait_until
+from tests.helpers import REPO, ServedApp, need, pipeline_runtime, wait_until
 from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
-otel_trace = pytest.importorskip("opentelemetry.trace", reason="the `otel` extra is not installed")
-sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
-in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
-export = pytest.importorskip("opentelemetry.sdk.trace.export")
+try:  # the `otel` extra (part of the test extra): skipped without it, except under CI=true
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk import trace as sdk_trace
+    from opentelemetry.sdk.trace import export
+    from opentelemetry.sdk.trace.export import in_memory_span_exporter as in_memory
+
+    HAVE_OTEL = True
+except ImportError:
+    HAVE_OTEL = False
 
 CONFIG = """
 version: 1
@@ -44,6 +49,7 @@ rules:
 @pytest.fixture(scope="module")
 def spans() -> Iterator[Any]:
     """The process's tracer provider (set once per process, as the API allows), exporting here."""
+    need(HAVE_OTEL, "the `otel` extra is not installed (pip install -e '.[otel]')")
     provider = otel_trace.get_tracer_provider()
     if not isinstance(provider, sdk_trace.TracerProvider):
         provider = sdk_trace.TracerProvider()
