@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,9 @@ DEFAULT_ALLOW = [
 ]
 
 
+DEFAULT_QUARANTINE_PREFIX = "quarantine/"
+
+
 class ScreeningPolicy(BaseModel):
     """The `screening:` section of pipeline.yaml."""
 
@@ -57,8 +60,26 @@ class ScreeningPolicy(BaseModel):
         default=500_000_000, gt=0, description="Pixels of all the frames or pages of one image together."
     )
     quarantine_prefix: str | None = Field(
-        default=None, description="Copy rejected objects under this prefix (same bucket) for inspection."
+        default=None,
+        description="Copy rejected objects under this prefix (same bucket) for inspection. Uploads "
+        f"a screening step blocks go there too (default {DEFAULT_QUARANTINE_PREFIX}).",
     )
+    on_block: Literal["move", "copy"] = Field(
+        default="move",
+        description="An upload a screening step blocks (or a reviewer rejects): move = copied under "
+        "the quarantine prefix, then deleted; copy = copied there, the original kept and tagged "
+        "pipeline-screen=blocked.",
+    )
+    clamd: str | None = Field(
+        default=None,
+        description="Scan uploads for malware in the screen function: clamd's socket, "
+        "unix:///run/clamav/clamd.ctl or tcp://host:3310.",
+    )
+
+    @property
+    def quarantine(self) -> str:
+        """Where blocked uploads go: the quarantine prefix, or the default one."""
+        return self.quarantine_prefix or DEFAULT_QUARANTINE_PREFIX
 
 
 @dataclass(frozen=True)

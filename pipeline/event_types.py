@@ -11,6 +11,8 @@ class EventType(StrEnum):
     INVOCATION_FAILED = "invocation.failed"
     INVOCATION_DEAD = "invocation.dead"
     OBJECT_REJECTED = "object.rejected"
+    OBJECT_BLOCKED = "object.blocked"
+    OBJECT_HELD = "object.held"
     OBJECT_PROCESSED = "object.processed"
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"

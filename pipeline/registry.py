@@ -39,7 +39,11 @@ def merged_params(
     config: PipelineConfig, spec: FunctionSpec[Any], call: FunctionCall | FlowStep
 ) -> dict[str, Any]:
     base = presets_for(config, call.function, spec)[call.preset] if call.preset else {}
-    return {**base, **call.params}
+    params = {**base, **call.params}
+    # A function that can scan for malware gets the installation's clamd unless the call names one.
+    if config.screening.clamd and "clamd" in spec.params_model.model_fields and "clamd" not in params:
+        params["clamd"] = config.screening.clamd
+    return params
 
 
 @dataclass(frozen=True)

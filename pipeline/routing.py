@@ -79,8 +79,7 @@ def output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
         if target.template.startswith("{prefix}"):
             prefix = config.outputs.prefix
         areas.append((target.bucket or config.outputs.bucket, prefix))
-    if config.screening.quarantine_prefix:
-        areas.append((None, config.screening.quarantine_prefix))
+    areas.append((None, config.screening.quarantine))
     return areas
 
 

@@ -14,7 +14,7 @@ from pipeline.cli.runtime import open_runtime
 from pipeline.errors import DestinationRefused, PipelineError
 from pipeline.event_types import EventType
 from pipeline.notify.notifier import Notifier, notifier_for
-from pipeline.notify.payloads import docs_section, payload_schemas
+from pipeline.notify.payload_examples import docs_section, payload_schemas
 from pipeline.notify.subscriptions import SecretEntry, Subscription, new_secret
 from pipeline.settings import get_settings
 

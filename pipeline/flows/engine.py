@@ -15,7 +15,17 @@ from pipeline.ceilings import apply_ceilings, ceilings
 from pipeline.errors import Conflict, NotFound
 from pipeline.flows.conditions import ConditionError, Undecided, source_facts
 from pipeline.flows.graph import ancestors, descendants
-from pipeline.flows.model import Run, RunStatus, SkipCause, StepState, StepStatus
+from pipeline.flows.model import (
+    VERDICTS,
+    Decision,
+    Quarantine,
+    Run,
+    RunStatus,
+    Screening,
+    SkipCause,
+    StepState,
+    StepStatus,
+)
 from pipeline.flows.spec import FlowStep
 from pipeline.invocation import Invocation, OutputRef, Status, params_hash
 from pipeline.registry import Pipeline, merged_params
@@ -116,7 +126,94 @@ def invocation_finished(
         step.skip_cause = None
         if not step.status.failure:
             step.reason = None
+    if step.status == StepStatus.SUCCEEDED and _screened(pipeline, run, inv, step, now):
+        return []
     return _after(pipeline, run, now)
+
+
+# Fields of a screening report that are not scores.
+_NOT_SCORES = {"verdict", "reasons", "pdq"}
+
+
+def _screened(pipeline: Pipeline, run: Run, inv: Invocation, step: StepState, now: float) -> bool:
+    """A step that reports a `verdict` screens the upload (the first such step of the run): block
+    ends the run, review holds the steps that depend on it. True if the run was blocked."""
+    verdict = step.fields.get("verdict")
+    name = inv.step or ""
+    if verdict not in VERDICTS or (run.screening is not None and run.screening.step != name):
+        return False
+    run.screening = Screening(
+        step=name,
+        invocation_id=inv.id,
+        at=now,
+        screened=verdict,
+        verdict=verdict,
+        reasons=[str(r) for r in step.fields.get("reasons") or []],
+        scores={k: v for k, v in step.fields.items() if k not in _NOT_SCORES},
+    )
+    why = "; ".join(run.screening.reasons) or verdict
+    if verdict == "block":
+        _block(pipeline, run, f"blocked by {name}: {why}", now)
+        return True
+    if verdict == "review":
+        held = sorted(
+            d for d in descendants(pipeline.flow(run.flow), name) if not run.steps[d].status.finished
+        )
+        for d in held:
+            run.steps[d].status, run.steps[d].reason = StepStatus.HELD, f"held for review: {why}"
+        run.screening.held = held
+    return False
+
+
+def _block(pipeline: Pipeline, run: Run, reason: str, now: float) -> None:
+    """End the run as blocked: every unfinished step is skipped (its queued invocations are left in
+    `pending` for the runner to cancel) and the upload is to be quarantined."""
+    for state in run.steps.values():
+        if not state.status.finished:
+            _skip(state, "blocked", reason, now)
+    policy = pipeline.config.screening
+    if run.screening is not None:
+        run.screening.verdict = "block"
+        run.screening.quarantine = Quarantine(
+            bucket=run.bucket, key=policy.quarantine + run.key, mode=policy.on_block
+        )
+    run.status, run.reason, run.finished_at = RunStatus.BLOCKED, reason, now
+
+
+def blocked_pending(run: Run) -> list[str]:
+    """The invocations a block left queued or running: the runner cancels those still queued."""
+    return [i for s in run.steps.values() if s.skip_cause == "blocked" for i in s.pending]
+
+
+def _decide(run: Run, decision: Decision) -> tuple[Screening, list[str]]:
+    held = [n for n, s in run.steps.items() if s.status == StepStatus.HELD]
+    if run.screening is None or not held:
+        raise Conflict(f"run {run.id} holds no step for review (status {run.status.value})")
+    run.decisions.append(decision)
+    return run.screening, held
+
+
+def approve(pipeline: Pipeline, run: Run, decision: Decision) -> list[Launch]:
+    """A reviewer passed a held upload: the screening step's verdict becomes pass and the held
+    steps run (their `if` now reads the new verdict)."""
+    screening, held = _decide(run, decision)
+    screening.verdict = "pass"
+    gate = run.steps[screening.step]
+    gate.fields["verdict"] = "pass"
+    gate.fields["reviewed"] = f"approved by {decision.by}"
+    _reset(run, set(held))
+    return _after(pipeline, run, decision.at)
+
+
+def reject(pipeline: Pipeline, run: Run, decision: Decision) -> list[Launch]:
+    """A reviewer refused a held upload: it is blocked (quarantined) as screening would have."""
+    screening, _ = _decide(run, decision)
+    gate = run.steps[screening.step]
+    gate.fields["verdict"] = "block"
+    gate.fields["reviewed"] = f"rejected by {decision.by}"
+    note = f": {decision.note}" if decision.note else ""
+    _block(pipeline, run, f"rejected by {decision.by}{note}", decision.at)
+    return []
 
 
 def _after(pipeline: Pipeline, run: Run, now: float) -> list[Launch]:
@@ -238,7 +335,12 @@ def _launch(
 
 
 def _maybe_finish(pipeline: Pipeline, run: Run, now: float) -> None:
-    if run.status != RunStatus.RUNNING or run.unfinished():
+    if run.status != RunStatus.RUNNING:
+        return
+    unfinished = run.unfinished()
+    if unfinished:
+        if all(run.steps[n].status == StepStatus.HELD for n in unfinished):
+            run.status, run.reason = RunStatus.HELD, f"held for review: {', '.join(unfinished)}"
         return
     flow = pipeline.flow(run.flow)
     failed = [n for n, s in run.steps.items() if s.status.failure and flow.steps[n].on_failure == "stop"]
@@ -257,7 +359,7 @@ def _maybe_finish(pipeline: Pipeline, run: Run, now: float) -> None:
 def cancel(run: Run, cause: SkipCause, reason: str, now: float | None = None) -> list[str]:
     """End a running run: its unfinished steps are skipped. Returns the invocations to cancel."""
     now = now or time.time()
-    if run.status != RunStatus.RUNNING:
+    if run.status.ended:
         return []
     pending: list[str] = []
     for state in run.steps.values():
@@ -284,6 +386,8 @@ def redrive(pipeline: Pipeline, run: Run, now: float | None = None) -> list[Laun
     now = now or time.time()
     if run.status == RunStatus.RUNNING:
         raise Conflict(f"run {run.id} is still running; redrive it once it has finished")
+    if run.status == RunStatus.HELD:
+        raise Conflict(f"run {run.id} is held for review: approve or reject it")
     flow = pipeline.flow(run.flow)
     failed = {n for n, s in run.steps.items() if s.status.failure or s.skip_cause in ("failure", "disabled")}
     if not failed:
@@ -304,6 +408,8 @@ def rerun(
     flow = pipeline.flow(run.flow)
     if step not in run.steps:
         raise NotFound(f"run {run.id} has no step {step!r} (steps: {', '.join(run.steps)})")
+    if run.status in (RunStatus.HELD, RunStatus.BLOCKED):
+        raise Conflict(f"run {run.id} is {run.status.value} by screening; a rerun would bypass it")
     if not run.steps[step].status.finished:
         raise Conflict(f"step {step} of run {run.id} has not finished; rerun it once it has")
     if any(not run.steps[n].status.finished for n in ancestors(flow, step)):

@@ -20,6 +20,12 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"  # nothing was left to do: superseded by a newer version, or its source deleted
+    HELD = "held"  # a screening step asked for review: its dependents wait for Approve or Reject
+    BLOCKED = "blocked"  # screening (or a reviewer) blocked the upload: its object is quarantined
+
+    @property
+    def ended(self) -> bool:
+        return self not in (RunStatus.RUNNING, RunStatus.HELD)
 
 
 class StepStatus(StrEnum):
@@ -30,10 +36,11 @@ class StepStatus(StrEnum):
     DEAD = "dead"
     REJECTED = "rejected"
     SKIPPED = "skipped"
+    HELD = "held"  # a screening step it depends on asked for review
 
     @property
     def finished(self) -> bool:
-        return self not in (StepStatus.WAITING, StepStatus.RUNNING)
+        return self not in (StepStatus.WAITING, StepStatus.RUNNING, StepStatus.HELD)
 
     @property
     def failure(self) -> bool:
@@ -41,7 +48,9 @@ class StepStatus(StrEnum):
 
 
 # Why a step was skipped; a redrive re-runs the steps skipped because something failed.
-SkipCause = Literal["condition", "failure", "disabled", "no-input", "stale", "deleted", "skipped"]
+SkipCause = Literal["condition", "failure", "disabled", "no-input", "stale", "deleted", "skipped", "blocked"]
+Verdict = Literal["pass", "review", "block"]
+VERDICTS: tuple[Verdict, ...] = ("pass", "review", "block")
 
 
 class StepState(BaseModel):
@@ -65,6 +74,41 @@ class StepState(BaseModel):
         return {**self.fields, "status": self.status.value, "outputs": outputs, "reason": self.reason or ""}
 
 
+class Decision(BaseModel):
+    """A reviewer's decision on a held upload: who, when, what."""
+
+    action: Literal["approve", "reject"]
+    by: str
+    at: float
+    via: str = Field(default="api", description="dashboard, api or cli")
+    note: str = ""
+
+
+class Quarantine(BaseModel):
+    """Where a blocked upload goes, and whether it got there."""
+
+    bucket: str
+    key: str
+    mode: Literal["move", "copy"]
+    done_at: float | None = None
+    error: str | None = None
+
+
+class Screening(BaseModel):
+    """What a screening step said about the upload (the first step of the run to report a
+    `verdict`), and what became of it."""
+
+    step: str
+    invocation_id: str
+    at: float = Field(description="When the screening step's verdict was applied.")
+    screened: Verdict = Field(description="The verdict the screening step gave.")
+    verdict: Verdict = Field(description="The verdict now: a reviewer's decision replaces review.")
+    reasons: list[str] = Field(default_factory=list)
+    scores: dict[str, Any] = Field(default_factory=dict)
+    held: list[str] = Field(default_factory=list, description="Steps held for review.")
+    quarantine: Quarantine | None = None
+
+
 class Run(BaseModel):
     id: str
     flow: str
@@ -83,6 +127,8 @@ class Run(BaseModel):
     source: dict[str, Any] = Field(default_factory=dict, description="Facts `source` holds in conditions.")
     steps: dict[str, StepState] = Field(default_factory=dict)
     redrives: int = 0
+    screening: Screening | None = None
+    decisions: list[Decision] = Field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude={"order"})

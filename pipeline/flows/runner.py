@@ -21,7 +21,8 @@ from pipeline.events.model import ObjectEvent
 from pipeline.flows import engine
 from pipeline.flows.conditions import source_facts
 from pipeline.flows.engine import Launch
-from pipeline.flows.model import Run, RunStatus, SkipCause, newer, order_of
+from pipeline.flows.model import Decision, Run, RunStatus, SkipCause, newer, order_of
+from pipeline.flows.quarantine import quarantine
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import Ledger, keys
 from pipeline.registry import Pipeline
@@ -135,21 +136,27 @@ class FlowRunner:
         def decide(run: Run) -> Callable[[Any], None] | None:
             launched.clear()
             before = run.status
+            verdict_before = (run.screening.verdict if run.screening else None, len(run.decisions))
             launches = step(run)
             if launches is None:
                 return None
             launched.extend(self._invocations(run, launches, now))
+            screen_event = _screen_event(run, verdict_before)
 
             def also(pipe: Any) -> None:
                 for inv in launched:
                     self.ledger.invocations.add(pipe, inv)
-                if before == RunStatus.RUNNING and run.status != RunStatus.RUNNING:
+                if screen_event:
+                    self.ledger.outbox.announce_screening(pipe, run.id, screen_event, len(run.decisions))
+                if not before.ended and run.status.ended:
                     self.ledger.outbox.announce_run(pipe, run.id, run.status.value)
 
             return also
 
         run = self.ledger.runs.change(run_id, decide)
         self.send(launched)
+        if run is not None and run.status == RunStatus.BLOCKED:
+            self._after_block(run)
         return run, launched
 
     def send(self, invs: list[Invocation], *, tolerant: bool = True) -> None:
@@ -180,6 +187,49 @@ class FlowRunner:
         run, _ = self._change(inv.run_id, apply)
         return run
 
+    # --- screening ----------------------------------------------------------------------------
+    def approve(self, run_id: str, decision: Decision) -> Run:
+        run, _ = self._change(run_id, lambda r: engine.approve(self.pipeline, r, decision))
+        if run is None:
+            raise NotFound(f"no run {run_id}")
+        return run
+
+    def reject(self, run_id: str, decision: Decision) -> Run:
+        run, _ = self._change(run_id, lambda r: engine.reject(self.pipeline, r, decision))
+        if run is None:
+            raise NotFound(f"no run {run_id}")
+        return run
+
+    def _after_block(self, run: Run) -> None:
+        """A blocked run's queued steps are cancelled and its upload quarantined (both safe to
+        repeat: the reconciler's sweep does them again for a run whose worker died first)."""
+        reason = run.reason or "blocked"
+        for inv_id in engine.blocked_pending(run):
+            self.ledger.invocations.transition(
+                inv_id, (Status.QUEUED,), Status.SKIPPED, error=reason, finished_at=time.time()
+            )
+        target = run.screening.quarantine if run.screening else None
+        store = self._store() if self._store else None
+        outcome = None
+        if target is not None and not (target.done_at or target.error) and store is not None:
+            outcome = quarantine(store, run, target)
+
+        def record(current: Run) -> Callable[[Any], None] | None:
+            changed = False
+            for state in current.steps.values():
+                if state.skip_cause == "blocked" and state.pending:
+                    state.pending, changed = [], True
+            now_target = current.screening.quarantine if current.screening else None
+            if now_target is not None and outcome is not None and not now_target.done_at:
+                if isinstance(outcome, str):
+                    now_target.error = outcome
+                else:
+                    now_target.done_at, now_target.error = outcome, None
+                changed = True
+            return (lambda pipe: None) if changed else None
+
+        self.ledger.runs.change(run.id, record)
+
     def redrive(self, run_id: str) -> Run:
         run, _ = self._change(run_id, lambda r: engine.redrive(self.pipeline, r))
         if run is None:
@@ -197,7 +247,7 @@ class FlowRunner:
         pending: list[str] = []
 
         def stop(run: Run) -> list[Launch] | None:
-            if run.status != RunStatus.RUNNING:
+            if run.status.ended:
                 return None
             pending.extend(engine.cancel(run, cause, reason))
             return []
@@ -226,7 +276,7 @@ class FlowRunner:
             self.cancel(run.id, "stale", f"stale: run {newest.id} is for a newer version")
             return False
         for other in others:
-            if other.status == RunStatus.RUNNING:
+            if not other.status.ended:
                 self.cancel(other.id, "stale", f"superseded by run {run.id} (a newer version)")
         return True
 
@@ -236,7 +286,7 @@ class FlowRunner:
         runs = self.ledger.runs.for_object(bucket, key)
         cancelled = 0
         for run in runs:
-            if run.status == RunStatus.RUNNING:
+            if not run.status.ended:
                 self.cancel(run.id, "deleted", f"the source {bucket}/{key} was deleted")
                 cancelled += 1
         return runs, cancelled
@@ -280,4 +330,23 @@ class FlowRunner:
                     applied += 1
         if applied:
             log.warning("applied %d finished flow steps their runs had not seen", applied)
+        for run in self.ledger.runs.get_many(self.ledger.runs.ids_with_status(RunStatus.BLOCKED)):
+            target = run.screening.quarantine if run.screening else None
+            if engine.blocked_pending(run) or (
+                target is not None and not target.done_at and not target.error
+            ):
+                self._after_block(run)
         return applied
+
+
+def _screen_event(run: Run, before: tuple[str | None, int]) -> str | None:
+    """The webhook a change of the run's screening verdict sends: held, blocked or rejected."""
+    if run.screening is None or (run.screening.verdict, len(run.decisions)) == before:
+        return None
+    if run.screening.verdict == "review":
+        return "object.held"
+    if run.screening.verdict == "block":
+        return (
+            "object.rejected" if run.decisions and run.decisions[-1].action == "reject" else "object.blocked"
+        )
+    return None

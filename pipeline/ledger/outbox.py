@@ -20,9 +20,10 @@ OUTBOX_CAP = 100_000
 class Finished:
     """One outbox entry: an invocation or a run that finished with `status`."""
 
-    kind: Literal["invocation", "run"]
+    kind: Literal["invocation", "run", "screening"]
     id: str
-    status: str
+    status: str  # for a screening: the event (object.held, object.blocked, object.rejected)
+    serial: int = 0  # for a screening: how many decisions the run had, so each is announced once
 
 
 class Outbox:
@@ -41,14 +42,13 @@ class Outbox:
         pipe.rpush(keys.OUTBOX, json.dumps({"run": run_id, "status": status}))
         pipe.ltrim(keys.OUTBOX, -OUTBOX_CAP, -1)
 
+    def announce_screening(self, pipe: Any, run_id: str, event: str, decisions: int) -> None:
+        """Queue a run's screening event (held, blocked, rejected) on the transaction that records it."""
+        pipe.rpush(keys.OUTBOX, json.dumps({"screening": run_id, "event": event, "serial": decisions}))
+        pipe.ltrim(keys.OUTBOX, -OUTBOX_CAP, -1)
+
     def read(self, n: int) -> list[Finished]:
-        items = [json.loads(raw) for raw in self.r.lrange(keys.OUTBOX, 0, n - 1)]
-        return [
-            Finished("run", item["run"], item["status"])
-            if "run" in item
-            else Finished("invocation", item["id"], item["status"])
-            for item in items
-        ]
+        return [_finished(json.loads(raw)) for raw in self.r.lrange(keys.OUTBOX, 0, n - 1)]
 
     def done(self, n: int) -> None:
         """Drop the first `n` entries (new ones are only ever appended at the end)."""
@@ -71,3 +71,11 @@ class Outbox:
         return bool(
             self._close_join(keys=[keys.join(event_id), keys.joined(event_id)], args=[inv_id, self.retention])
         )
+
+
+def _finished(item: dict[str, Any]) -> Finished:
+    if "screening" in item:
+        return Finished("screening", item["screening"], item["event"], int(item.get("serial", 0)))
+    if "run" in item:
+        return Finished("run", item["run"], item["status"])
+    return Finished("invocation", item["id"], item["status"])

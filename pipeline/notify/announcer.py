@@ -26,9 +26,11 @@ from pipeline.notify.payloads import (
     STATUS_EVENTS,
     Payload,
     invocation_payload,
+    invocation_screening_payload,
     processed_payload,
     run_data,
     run_payload,
+    run_screening_payload,
 )
 from pipeline.notify.subscriptions import (
     SecretEntry,
@@ -71,6 +73,8 @@ class Announcer:
                 for item in items:
                     if item.kind == "run":
                         self._announce_run(item.id, subs)
+                    elif item.kind == "screening":
+                        self._announce_screening(item.id, EventType(item.status), item.serial, subs)
                     else:
                         self._announce(item.id, Status(item.status), subs)
                 self.ledger.outbox.done(len(items))
@@ -95,6 +99,20 @@ class Announcer:
                 inv.key,
                 [inv.function],
                 subject,
+                subs,
+                inv.callback_url,
+                inv.rule,
+                trace=inv.trace,
+            )
+        screened = invocation_screening_payload(inv) if inv.run_id is None else None
+        if screened is not None:
+            self._fan_out(
+                EventType(screened.type),
+                screened,
+                inv.bucket,
+                inv.key,
+                [inv.function],
+                f"{inv.id}:{inv.finished_at}",
                 subs,
                 inv.callback_url,
                 inv.rule,
@@ -132,6 +150,29 @@ class Announcer:
         member = keys.join_member_for_run(run.id)
         if run.event_id and self.ledger.outbox.close_join(run.event_id, member):
             self._processed(run.event_id, run.bucket, run.key, run.rule, subs)
+
+    def _announce_screening(
+        self, run_id: str, event: EventType, serial: int, subs: list[Subscription]
+    ) -> None:
+        run = self.ledger.runs.get(run_id)
+        if run is None or run.screening is None:
+            return
+        flow = self.config.flows.get(run.flow)
+        step = flow.steps.get(run.screening.step) if flow else None
+        function = step.function if step else "screen"
+        first = self.ledger.invocations.get(run.screening.invocation_id)
+        self._fan_out(
+            event,
+            run_screening_payload(run, event, function),
+            run.bucket,
+            run.key,
+            [function],
+            f"{run.id}:{event.value}:{serial}",
+            subs,
+            first.callback_url if first else None,
+            run.rule,
+            trace=first.trace if first else None,
+        )
 
     def _processed(
         self,

@@ -7,14 +7,13 @@ schema generated from these models and example bodies; a test keeps the two in s
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from pipeline.event_types import EventType
-from pipeline.flows.model import Run, RunStatus, StepStatus
+from pipeline.flows.model import Decision, Run, RunStatus, Verdict
 from pipeline.invocation import Invocation, OutputRef, Status
 
 PAYLOAD_VERSION: Literal[1] = 1
@@ -54,8 +53,44 @@ class InvocationData(BaseModel):
     error: str | None = None
 
 
+class QuarantineData(BaseModel):
+    bucket: str
+    key: str
+    mode: Literal["move", "copy"] = Field(description="move: the original was deleted; copy: kept, tagged.")
+
+
+class DecisionData(BaseModel):
+    action: Literal["approve", "reject"]
+    by: str
+    at: datetime
+    via: str
+    note: str = ""
+
+
+class ScreeningData(BaseModel):
+    """What a screening step (the `screen` function) said about an upload, and what became of it."""
+
+    bucket: str
+    key: str
+    version: str
+    rule: str
+    function: str
+    invocation_id: str = Field(description="The screening invocation.")
+    run_id: str | None = Field(default=None, description="The flow run, when screening is a step of one.")
+    flow: str | None = None
+    step: str | None = None
+    verdict: Verdict = Field(description="The verdict now (a reviewer's decision replaces review).")
+    screened: Verdict = Field(description="The verdict the screening step gave.")
+    reasons: list[str]
+    scores: dict[str, Any] = Field(description="What the checks measured (hash distance, nsfw, malware...).")
+    held_steps: list[str] = Field(default_factory=list, description="Steps waiting for a reviewer.")
+    quarantine: QuarantineData | None = Field(default=None, description="Where a blocked upload goes.")
+    decision: DecisionData | None = Field(default=None, description="The reviewer's decision, if any.")
+
+
 class RejectedData(BaseModel):
-    """Screening refused an object: nothing ran on it."""
+    """Screening refused an object: nothing ran on it. Or a reviewer rejected a held upload
+    (`screening` says which, who and why)."""
 
     bucket: str
     key: str
@@ -63,6 +98,8 @@ class RejectedData(BaseModel):
     function: str
     invocation_id: str
     reason: str
+    run_id: str | None = None
+    screening: ScreeningData | None = None
 
 
 class RunStepData(BaseModel):
@@ -120,6 +157,11 @@ class RejectedPayload(_Envelope):
     data: RejectedData
 
 
+class ScreeningPayload(_Envelope):
+    type: Literal["object.blocked", "object.held"]
+    data: ScreeningData
+
+
 class ProcessedPayload(_Envelope):
     type: Literal["object.processed"] = "object.processed"
     data: ProcessedData
@@ -130,7 +172,7 @@ class RunPayload(_Envelope):
     data: RunData
 
 
-Payload = InvocationPayload | RejectedPayload | ProcessedPayload | RunPayload
+Payload = InvocationPayload | RejectedPayload | ScreeningPayload | ProcessedPayload | RunPayload
 RUN_EVENTS = {RunStatus.SUCCEEDED: EventType.RUN_COMPLETED, RunStatus.FAILED: EventType.RUN_FAILED}
 
 Presign = Any  # Callable[[str, str], str | None]; kept loose so payloads need no storage import
@@ -225,6 +267,83 @@ def invocation_payload(inv: Invocation, presign: Presign = None) -> InvocationPa
     )
 
 
+def _decision(d: Decision) -> DecisionData:
+    return DecisionData(action=d.action, by=d.by, at=_stamp(d.at), via=d.via, note=d.note)
+
+
+def run_screening_data(run: Run, function: str) -> ScreeningData:
+    """The screening of a flow run: its verdict, scores, held steps, quarantine and last decision."""
+    screening = run.screening
+    if screening is None:
+        raise ValueError(f"run {run.id} has not been screened")
+    target = screening.quarantine
+    last = run.decisions[-1] if run.decisions else None
+    return ScreeningData(
+        bucket=run.bucket,
+        key=run.key,
+        version=run.version,
+        rule=run.rule,
+        function=function,
+        invocation_id=screening.invocation_id,
+        run_id=run.id,
+        flow=run.flow,
+        step=screening.step,
+        verdict=screening.verdict,
+        screened=screening.screened,
+        reasons=screening.reasons,
+        scores=screening.scores,
+        held_steps=screening.held,
+        quarantine=QuarantineData(bucket=target.bucket, key=target.key, mode=target.mode) if target else None,
+        decision=DecisionData(
+            action=last.action, by=last.by, at=_stamp(last.at), via=last.via, note=last.note
+        )
+        if last
+        else None,
+    )
+
+
+def run_screening_payload(run: Run, event: EventType, function: str) -> ScreeningPayload | RejectedPayload:
+    data = run_screening_data(run, function)
+    at = _stamp(run.decisions[-1].at if run.decisions else run.screening.at if run.screening else None)
+    if event is EventType.OBJECT_REJECTED:
+        reason = run.reason or "rejected by a reviewer"
+        rejected = RejectedData(
+            bucket=run.bucket,
+            key=run.key,
+            version=run.version,
+            function=function,
+            invocation_id=data.invocation_id,
+            reason=reason,
+            run_id=run.id,
+            screening=data,
+        )
+        return RejectedPayload(timestamp=at, data=rejected)
+    return ScreeningPayload(type=event.value, timestamp=at, data=data)
+
+
+def invocation_screening_payload(inv: Invocation) -> ScreeningPayload | None:
+    """object.blocked / object.held for a screening invocation outside a flow (nothing to hold or
+    quarantine there: the application decides)."""
+    report = next((o.meta for o in inv.outputs if o.meta.get("verdict") in ("review", "block")), None)
+    if report is None:
+        return None
+    verdict = report["verdict"]
+    data = ScreeningData(
+        bucket=inv.bucket,
+        key=inv.key,
+        version=inv.version,
+        rule=inv.rule,
+        function=inv.function,
+        invocation_id=inv.id,
+        verdict=verdict,
+        screened=verdict,
+        reasons=[str(r) for r in report.get("reasons") or []],
+        scores={k: v for k, v in report.items() if k not in ("verdict", "reasons", "pdq")},
+    )
+    event = EventType.OBJECT_BLOCKED if verdict == "block" else EventType.OBJECT_HELD
+    return ScreeningPayload(type=event.value, timestamp=_stamp(inv.finished_at), data=data)
+
+
 def processed_payload(
     event_id: str,
     invocations: list[Invocation],
@@ -252,148 +371,3 @@ def processed_payload(
             runs=runs,
         ),
     )
-
-
-def payload_schemas() -> dict[str, dict[str, Any]]:
-    """JSON schema of each event type's body, for docs/webhooks.md."""
-    return {
-        "invocation.*": InvocationPayload.model_json_schema(),
-        EventType.OBJECT_REJECTED.value: RejectedPayload.model_json_schema(),
-        EventType.OBJECT_PROCESSED.value: ProcessedPayload.model_json_schema(),
-        "run.*": RunPayload.model_json_schema(),
-    }
-
-
-def example_payloads() -> dict[str, Payload]:
-    """One example body per event type, built by the same code as real ones (for the docs)."""
-    common: dict[str, Any] = {
-        "bucket": "media",
-        "key": "uploads/cat.jpg",
-        "version": "3a92975425fdb3f119a1439480c0c4a7",
-        "rule": "images",
-        "params": {},
-        "params_hash": "44136fa355b3678a",
-        "queue": "fn.thumbnail",
-        "event_id": "019ac5e2b7a1f3c9d2e4b6a8",
-        "attempts": 1,
-        "finished_at": 1795000000.25,
-    }
-    thumb = Invocation(
-        id="019ac5e2b7b24d1e8f3a9c0b",
-        function="thumbnail",
-        status=Status.SUCCEEDED,
-        duration_ms=41.7,
-        outputs=[
-            {
-                "bucket": "media",
-                "key": "derived/uploads/cat.jpg/thumbnail/256.jpg",
-                "content_type": "image/jpeg",
-                "size": 9812,
-            },
-            {
-                "bucket": "media",
-                "key": "derived/uploads/cat.jpg/thumbnail/1024.jpg",
-                "content_type": "image/jpeg",
-                "size": 88310,
-            },
-        ],
-        **common,
-    )
-    failed = Invocation(
-        id="019ac5e2b7b35e2f904bad1c",
-        function="filter",
-        status=Status.FAILED,
-        duration_ms=12.0,
-        error="MediaError: image file is truncated (3 bytes not processed)",
-        **{**common, "queue": "fn.filter"},
-    )
-    dead = failed.model_copy(
-        update={
-            "status": Status.DEAD,
-            "attempts": 3,
-            "error": "StorageError: S3 endpoint unreachable (after 3 attempts)",
-        }
-    )
-    rejected = failed.model_copy(
-        update={
-            "status": Status.REJECTED,
-            "duration_ms": None,
-            "error": "media/uploads/cat.jpg: content is text/plain, which is not allowed (screening.allow)",
-        }
-    )
-    return {
-        EventType.INVOCATION_SUCCEEDED.value: invocation_payload(thumb),
-        EventType.INVOCATION_FAILED.value: invocation_payload(failed),
-        EventType.INVOCATION_DEAD.value: invocation_payload(dead),
-        EventType.OBJECT_REJECTED.value: invocation_payload(rejected),
-        EventType.OBJECT_PROCESSED.value: processed_payload(common["event_id"], [thumb, failed]),
-        EventType.RUN_COMPLETED.value: run_payload(_example_run(), _EXAMPLE_FUNCTIONS),
-        EventType.RUN_FAILED.value: run_payload(_example_failed_run(), _EXAMPLE_FUNCTIONS),
-    }
-
-
-_EXAMPLE_FUNCTIONS = {"poster": "transcode", "thumbs": "thumbnail"}
-
-
-def _example_failed_run() -> Run:
-    run = _example_run()
-    poster, thumbs = run.steps["poster"], run.steps["thumbs"]
-    poster.status, poster.outputs = StepStatus.FAILED, []
-    poster.reason = "transcode failed: MediaError: no frame could be read for the poster"
-    thumbs.status, thumbs.invocations, thumbs.outputs = StepStatus.SKIPPED, [], []
-    thumbs.reason = "poster failed"
-    run.status, run.reason = RunStatus.FAILED, "failed: poster"
-    return run
-
-
-def _example_run() -> Run:
-    poster = OutputRef(
-        bucket="media",
-        key="derived/uploads/clip.mp4/transcode/poster.jpg",
-        content_type="image/jpeg",
-        size=48211,
-    )
-    thumb = OutputRef(
-        bucket="media",
-        key="derived/uploads/clip.mp4/transcode/poster.jpg/thumbnail/320.jpg",
-        content_type="image/jpeg",
-        size=8120,
-    )
-    return Run.model_validate(
-        {
-            "id": "019ac5e2c0d14e2a8b7f6c31",
-            "flow": "video",
-            "rule": "video-renditions",
-            "bucket": "media",
-            "key": "uploads/clip.mp4",
-            "version": "5d41402abc4b2a76b9719d911017c592",
-            "status": "succeeded",
-            "started_at": 1764547200.0,
-            "finished_at": 1764547203.4,
-            "steps": {
-                "poster": {
-                    "status": "succeeded",
-                    "invocations": ["019ac5e2c0d2a1b2c3d4e5f6"],
-                    "outputs": [poster],
-                },
-                "thumbs": {
-                    "status": "succeeded",
-                    "needs": ["poster"],
-                    "invocations": ["019ac5e2c41f0a9b8c7d6e5f"],
-                    "outputs": [thumb],
-                },
-            },
-        }
-    )
-
-
-def docs_section() -> str:
-    """The generated part of docs/webhooks.md: example bodies and JSON schemas."""
-    parts = ["### Example bodies\n"]
-    for name, payload in example_payloads().items():
-        parts.append(f"`{name}`\n\n```json\n{payload.model_dump_json(indent=2)}\n```\n")
-    parts.append("### JSON schema\n")
-    for name, schema in payload_schemas().items():
-        body = json.dumps(schema, indent=2)
-        parts.append(f"<details><summary><code>{name}</code></summary>\n\n```json\n{body}\n```\n</details>\n")
-    return "\n".join(parts)

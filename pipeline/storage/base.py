@@ -104,6 +104,18 @@ class ObjectStore(ABC):
         check_bucket(bucket)
         self._ensure_bucket(bucket)
 
+    def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        """Replace the object tags of the current version (S3 object tagging: lifecycle rules and
+        bucket policies can act on them; a new version starts without tags)."""
+        check_bucket(bucket)
+        check_key(key)
+        self._set_tags(bucket, key, dict(tags))
+
+    def get_tags(self, bucket: str, key: str) -> dict[str, str]:
+        check_bucket(bucket)
+        check_key(key)
+        return self._get_tags(bucket, key)
+
     def presigned_get(self, bucket: str, key: str, seconds: int) -> str | None:
         """A time-limited download URL, where the backend has such a thing (the local store has not)."""
         return None
@@ -135,3 +147,9 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def _ensure_bucket(self, bucket: str) -> None: ...
+
+    @abstractmethod
+    def _set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def _get_tags(self, bucket: str, key: str) -> dict[str, str]: ...

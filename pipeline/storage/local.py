@@ -2,8 +2,9 @@
 
 Layout: `<root>/<bucket>/objects/<h[:2]>/<h>/` where `h` is the SHA-256 of the key, so no key can
 name a path (`../`, `%2e%2e`, NUL, 1,024-byte keys are all just hashes). Each object directory holds
-versions as `<version>.data` + `<version>.json` and a `current` pointer replaced atomically by
-rename: a reader sees the old object or the new one, never half of one.
+versions as `<version>.data` + `<version>.json`, the current version's object tags as `tags.json`,
+and a `current` pointer replaced atomically by rename: a reader sees the old object or the new
+one, never half of one.
 
 Like a bucket with notifications configured, every completed write or delete is reported to
 `on_write` as an `ObjectEvent`.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -25,6 +27,7 @@ from pipeline.events.model import ObjectEvent
 from pipeline.storage.base import ObjectInfo, ObjectStore
 
 _CHUNK = 1024 * 1024
+_TAGS = "tags.json"
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -104,6 +107,7 @@ class LocalStore(ObjectStore):
         _write_atomic(obj_dir / f"{version}.json", info.model_dump_json().encode())
         previous = self._current_version(obj_dir)
         _write_atomic(obj_dir / "current", version.encode())  # the moment the new version is visible
+        (obj_dir / _TAGS).unlink(missing_ok=True)  # tags belong to a version, as in S3
         if previous:
             for suffix in (".data", ".json"):
                 (obj_dir / f"{previous}{suffix}").unlink(missing_ok=True)
@@ -167,6 +171,18 @@ class LocalStore(ObjectStore):
             return
         shutil.rmtree(self._object_dir(bucket, key), ignore_errors=True)
         self._emit("s3:ObjectRemoved:Delete", info)
+
+    def _set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        self._read_info(bucket, key)
+        _write_atomic(self._object_dir(bucket, key) / _TAGS, json.dumps(tags).encode())
+
+    def _get_tags(self, bucket: str, key: str) -> dict[str, str]:
+        self._read_info(bucket, key)
+        try:
+            tags: dict[str, str] = json.loads((self._object_dir(bucket, key) / _TAGS).read_bytes())
+        except FileNotFoundError:
+            return {}
+        return tags
 
     def _emit(self, event_name: str, info: ObjectInfo) -> None:
         if self.on_write is None:

@@ -12,6 +12,7 @@ from urllib.parse import quote, unquote
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import Tags
 from minio.error import MinioException, S3Error
 
 from pipeline.errors import InvalidKey, ObjectNotFound, StorageError
@@ -151,3 +152,17 @@ class S3Store(ObjectStore):
                 raise self._wrap(exc, f"bucket {bucket}") from exc
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"bucket {bucket}") from exc
+
+    def _set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        object_tags = Tags.new_object_tags()
+        object_tags.update(tags)
+        try:
+            self.client.set_object_tags(bucket, key, object_tags)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise self._wrap(exc, f"tags of {bucket}/{key}") from exc
+
+    def _get_tags(self, bucket: str, key: str) -> dict[str, str]:
+        try:
+            return dict(self.client.get_object_tags(bucket, key) or {})
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise self._wrap(exc, f"tags of {bucket}/{key}") from exc

@@ -10,7 +10,7 @@ from pipeline.config import parse_config
 from pipeline.errors import ConfigError, Conflict
 from pipeline.flows import engine
 from pipeline.flows.graph import draw
-from pipeline.flows.model import Run, RunStatus, StepStatus
+from pipeline.flows.model import Decision, Run, RunStatus, StepStatus
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.registry import Pipeline, build_pipeline
 
@@ -347,3 +347,94 @@ def test_input_source_runs_a_dependent_on_the_upload_gated_by_what_its_parent_re
         None,
     )
     assert step_status(run, "poster") == StepStatus.SKIPPED and run.steps["poster"].skip_cause == "condition"
+
+
+SCREENED_FLOW = """
+version: 1
+buckets: [media]
+screening: {on_block: copy, quarantine_prefix: held-back/}
+flows:
+  images:
+    steps:
+      screen: {function: screen}
+      probe: {function: copy}
+      thumbs: {function: thumbnail, needs: [screen], input: source, if: 'steps.screen.verdict == "pass"'}
+      small: {function: thumbnail, needs: [thumbs], params: {sizes: [64]}}
+rules:
+  - {name: r, bucket: media, flow: images}
+"""
+
+
+def _screened(verdict: str, reasons: list[str]) -> list[OutputRef]:
+    report = OutputRef(bucket="media", key="derived/screen.json", content_type="application/json", size=2)
+    report.meta = {"verdict": verdict, "reasons": reasons, "hash_distance": 12, "pdq": "ab"}
+    return [report]
+
+
+def test_a_block_verdict_ends_the_run_skips_everything_unfinished_and_names_the_quarantine() -> None:
+    pipeline = load(SCREENED_FLOW)
+    run = _run(pipeline, "images")
+    screen, probe = engine.start(pipeline, run)
+    assert _finish(pipeline, run, screen.inv_id, Status.SUCCEEDED, _screened("block", ["matches x"])) == []
+    assert status_of(run) == RunStatus.BLOCKED and run.reason == "blocked by screen: matches x"
+    assert {n: (s.status, s.skip_cause) for n, s in run.steps.items() if n != "screen"} == {
+        "probe": (StepStatus.SKIPPED, "blocked"),
+        "thumbs": (StepStatus.SKIPPED, "blocked"),
+        "small": (StepStatus.SKIPPED, "blocked"),
+    }
+    # The running sibling's invocation is left for the runner to cancel if it is still queued.
+    assert engine.blocked_pending(run) == [probe.inv_id]
+    assert run.screening is not None and run.screening.scores == {"hash_distance": 12}
+    assert run.screening.quarantine is not None
+    assert (run.screening.quarantine.key, run.screening.quarantine.mode) == (
+        "held-back/uploads/a.mp4",
+        "copy",
+    )
+    with pytest.raises(Conflict, match="no failed step"):
+        engine.redrive(pipeline, run)
+    with pytest.raises(Conflict, match="blocked by screening"):
+        engine.rerun(pipeline, run, "thumbs", downstream=False)
+
+
+def test_review_holds_the_dependents_until_approve_runs_them_with_the_new_verdict() -> None:
+    pipeline = load(SCREENED_FLOW)
+    run = _run(pipeline, "images")
+    screen, probe = engine.start(pipeline, run)
+    assert _finish(pipeline, run, screen.inv_id, Status.SUCCEEDED, _screened("review", ["nsfw 0.7"])) == []
+    assert step_status(run, "thumbs") == StepStatus.HELD and step_status(run, "small") == StepStatus.HELD
+    assert status_of(run) == RunStatus.RUNNING  # probe still runs
+    _finish(pipeline, run, probe.inv_id, Status.SUCCEEDED)
+    assert status_of(run) == RunStatus.HELD and run.reason == "held for review: thumbs, small"
+    assert run.screening is not None and run.screening.held == ["small", "thumbs"]
+    with pytest.raises(Conflict, match="held for review"):
+        engine.redrive(pipeline, run)
+
+    [thumbs] = engine.approve(pipeline, run, Decision(action="approve", by="ana", at=5.0, via="dashboard"))
+    assert thumbs.step == "thumbs" and status_of(run) == RunStatus.RUNNING
+    assert run.screening.verdict == "pass" and run.screening.screened == "review"
+    assert run.steps["screen"].view()["verdict"] == "pass"
+    assert [d.by for d in run.decisions] == ["ana"]
+    with pytest.raises(Conflict, match="holds no step"):
+        engine.approve(pipeline, run, Decision(action="approve", by="ana", at=6.0))
+
+
+def test_reject_blocks_a_held_run() -> None:
+    pipeline = load(SCREENED_FLOW)
+    run = _run(pipeline, "images")
+    screen, probe = engine.start(pipeline, run)
+    _finish(pipeline, run, probe.inv_id, Status.SUCCEEDED)
+    _finish(pipeline, run, screen.inv_id, Status.SUCCEEDED, _screened("review", ["nsfw 0.7"]))
+    assert status_of(run) == RunStatus.HELD
+    engine.reject(pipeline, run, Decision(action="reject", by="bo", at=7.0, note="explicit"))
+    assert status_of(run) == RunStatus.BLOCKED and run.reason == "rejected by bo: explicit"
+    assert step_status(run, "thumbs") == StepStatus.SKIPPED and run.steps["thumbs"].skip_cause == "blocked"
+    assert run.screening is not None and run.screening.verdict == "block" and run.screening.quarantine
+
+
+def test_a_pass_verdict_is_recorded_and_lets_the_flow_go_on() -> None:
+    pipeline = load(SCREENED_FLOW)
+    run = _run(pipeline, "images")
+    screen, _ = engine.start(pipeline, run)
+    [thumbs] = _finish(pipeline, run, screen.inv_id, Status.SUCCEEDED, _screened("pass", []))
+    assert thumbs.step == "thumbs"
+    assert run.screening is not None and run.screening.verdict == "pass" and run.screening.quarantine is None

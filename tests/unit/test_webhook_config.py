@@ -7,7 +7,8 @@ import pytest
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from pipeline.event_types import EventType
-from pipeline.notify.payloads import ProcessedPayload, docs_section, example_payloads
+from pipeline.notify.payload_examples import docs_section, example_payloads
+from pipeline.notify.payloads import ProcessedPayload
 from tests.helpers import REPO
 
 BASE = """
