@@ -62,7 +62,13 @@ def reduced(img: Image.Image, edge: int = HASH_INPUT_EDGE) -> Image.Image:
     classifier need, decoded once (for a JPEG, at a reduced scale by the decoder)."""
     if img.format == "JPEG":
         img.draft("RGB", (edge, edge))
-    upright = ImageOps.exif_transpose(img).convert("RGB")
+    upright = ImageOps.exif_transpose(img)
+    if upright.mode in ("RGBA", "LA", "PA") or (upright.mode == "P" and "transparency" in upright.info):
+        # Transparent areas as a page shows them (on white), not as whatever colour they hide.
+        backdrop = Image.new("RGBA", upright.size, "white")
+        backdrop.alpha_composite(upright.convert("RGBA"))
+        upright = backdrop
+    upright = upright.convert("RGB")
     upright.thumbnail((edge, edge), Image.Resampling.BILINEAR)
     return upright
 

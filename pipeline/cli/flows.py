@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import click
@@ -10,7 +11,7 @@ import click
 from pipeline.cli.runtime import load_or_fail, open_runtime
 from pipeline.errors import PipelineError
 from pipeline.flows.graph import draw
-from pipeline.flows.model import Run, RunStatus, StepStatus
+from pipeline.flows.model import Decision, Run, RunStatus, StepStatus
 from pipeline.settings import get_settings
 
 
@@ -39,6 +40,7 @@ def _took(run: Run) -> str:
 
 
 _MARK = {
+    StepStatus.HELD: "||",
     StepStatus.SUCCEEDED: "ok",
     StepStatus.RUNNING: "..",
     StepStatus.WAITING: "  ",
@@ -156,6 +158,52 @@ def runs_rerun(run_id: str, step: str, downstream: bool) -> None:
             raise click.ClickException(str(exc)) from exc
     waiting = [n for n, s in run.steps.items() if s.status == StepStatus.WAITING]
     click.echo(f"run {run.id}: {step} started again" + (f"; then {', '.join(waiting)}" if waiting else ""))
+
+
+def _decide(run_id: str, action: str, by: str, note: str) -> Run:
+    decision = Decision(
+        action="approve" if action == "approve" else "reject", by=by, at=time.time(), via="cli", note=note
+    )
+    with open_runtime() as runtime:
+        flows_ = runtime.intake.flows
+        try:
+            return (
+                flows_.approve(run_id, decision) if action == "approve" else flows_.reject(run_id, decision)
+            )
+        except PipelineError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+_BY = click.option(
+    "--by",
+    default=lambda: os.environ.get("USER") or "cli",
+    show_default="$USER",
+    help="Who decides (recorded).",
+)
+_NOTE = click.option("--note", default="", help="Why (recorded, sent with the webhook).")
+
+
+@runs.command("approve")
+@click.argument("run_id")
+@_BY
+@_NOTE
+def runs_approve(run_id: str, by: str, note: str) -> None:
+    """Release the steps of a run held for review (its screening verdict becomes pass)."""
+    run = _decide(run_id, "approve", by, note)
+    started = [n for n, s in run.steps.items() if s.status == StepStatus.RUNNING]
+    click.echo(f"run {run.id} approved by {by}: started {', '.join(started) or 'nothing'}")
+
+
+@runs.command("reject")
+@click.argument("run_id")
+@_BY
+@_NOTE
+def runs_reject(run_id: str, by: str, note: str) -> None:
+    """Block a run held for review: its upload is quarantined and object.rejected is sent."""
+    run = _decide(run_id, "reject", by, note)
+    target = run.screening.quarantine if run.screening else None
+    where = f"; quarantined as {target.bucket}/{target.key}" if target else ""
+    click.echo(f"run {run.id} rejected by {by}{where}")
 
 
 COMMANDS = [flows, runs]

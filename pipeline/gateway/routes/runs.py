@@ -1,14 +1,16 @@
-"""Flow runs: list, show, redrive, rerun one step."""
+"""Flow runs: list, show, redrive, rerun one step; approve or reject an upload held for review."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from pipeline.errors import NotFound
-from pipeline.flows.model import RunStatus
+from pipeline.flows.model import Decision, RunStatus
 from pipeline.gateway.deps import StateDep
 from pipeline.gateway.routes.api import Limit, Offset
 
@@ -50,4 +52,27 @@ async def redrive(run_id: str, state: StateDep) -> dict[str, Any]:
 async def rerun(run_id: str, step: str, state: StateDep, downstream: bool = False) -> dict[str, Any]:
     """Run one finished step again; with `downstream=true` also everything that depends on it."""
     run = await run_in_threadpool(state.runtime.intake.flows.rerun, run_id, step, downstream)
+    return run.public()
+
+
+class ReviewDecision(BaseModel):
+    by: str = Field(default="api", min_length=1, max_length=100, description="Who decided (recorded).")
+    note: str = Field(default="", max_length=1000, description="Why (recorded, sent with the webhook).")
+
+
+@router.post("/{run_id}/approve", status_code=status.HTTP_202_ACCEPTED)
+async def approve(run_id: str, state: StateDep, body: ReviewDecision | None = None) -> dict[str, Any]:
+    """Release the steps held for review: the screening verdict becomes pass."""
+    body = body or ReviewDecision()
+    decision = Decision(action="approve", by=body.by, at=time.time(), via="api", note=body.note)
+    run = await run_in_threadpool(state.runtime.intake.flows.approve, run_id, decision)
+    return run.public()
+
+
+@router.post("/{run_id}/reject", status_code=status.HTTP_202_ACCEPTED)
+async def reject(run_id: str, state: StateDep, body: ReviewDecision | None = None) -> dict[str, Any]:
+    """Block an upload held for review: it is quarantined and `object.rejected` is sent."""
+    body = body or ReviewDecision()
+    decision = Decision(action="reject", by=body.by, at=time.time(), via="api", note=body.note)
+    run = await run_in_threadpool(state.runtime.intake.flows.reject, run_id, decision)
     return run.public()
