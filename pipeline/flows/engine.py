@@ -6,15 +6,13 @@ returns the invocations to launch. `runner` applies them in one Redis transactio
 
 from __future__ import annotations
 
-import fnmatch
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline.ceilings import apply_ceilings, ceilings
 from pipeline.errors import Conflict, NotFound
 from pipeline.flows.conditions import ConditionError, Undecided, source_facts
 from pipeline.flows.graph import ancestors, descendants
+from pipeline.flows.launch import Launch, inputs, launch
 from pipeline.flows.model import (
     VERDICTS,
     Decision,
@@ -26,9 +24,8 @@ from pipeline.flows.model import (
     StepState,
     StepStatus,
 )
-from pipeline.flows.spec import FlowStep
-from pipeline.invocation import Invocation, OutputRef, Status, params_hash
-from pipeline.registry import Pipeline, merged_params
+from pipeline.invocation import Invocation, Status
+from pipeline.registry import Pipeline
 
 # A worker that finds a step's `if` false says so with this prefix; the step is then skipped for
 # its condition (not re-run by a redrive).
@@ -51,25 +48,6 @@ _SEVERITY = [
     StepStatus.SUCCEEDED,
     StepStatus.SKIPPED,
 ]
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One invocation a step asks for, on one input object."""
-
-    step: str
-    function: str
-    params: dict[str, Any]
-    params_hash: str
-    bucket: str
-    key: str
-    key_in_outputs: str | None
-    output_bucket: str
-    output_template: str
-    max_attempts: int
-    time_limit: float
-    condition: str | None  # decided by the worker once it has screened the input
-    inv_id: str
 
 
 def new_run(
@@ -267,11 +245,11 @@ def _ready(pipeline: Pipeline, run: Run, name: str, now: float) -> list[Launch]:
         except ConditionError as exc:
             state.status, state.reason, state.finished_at = StepStatus.FAILED, str(exc), now
             return []
-    inputs = _inputs(run, step)
-    if not inputs:
+    found = inputs(run, step)
+    if not found:
         _skip(state, "no-input", f"no output of {', '.join(step.needs)} matches this step's use", now)
         return []
-    launches = [_launch(pipeline, run, name, step, bucket, key, deferred) for bucket, key in inputs]
+    launches = [launch(pipeline, run, name, step, bucket, key, deferred) for bucket, key in found]
     state.status, state.reason, state.skip_cause = StepStatus.RUNNING, None, None
     state.started_at, state.finished_at = now, None
     state.pending = [launch.inv_id for launch in launches]
@@ -279,59 +257,6 @@ def _ready(pipeline: Pipeline, run: Run, name: str, now: float) -> list[Launch]:
     state.invocations += state.pending
     state.rounds += 1
     return launches
-
-
-def _inputs(run: Run, step: FlowStep) -> list[tuple[str, str]]:
-    if not step.needs or step.input == "source":
-        return [(run.bucket, run.key)]
-    found: list[tuple[str, str]] = []
-    for need in step.needs:
-        for output in run.steps[need].outputs:
-            if _wanted(step, output) and (output.bucket, output.key) not in found:
-                found.append((output.bucket, output.key))
-    return found
-
-
-def _wanted(step: FlowStep, output: OutputRef) -> bool:
-    use = step.use
-    if use.suffixes and not output.key.lower().endswith(tuple(s.lower() for s in use.suffixes)):
-        return False
-    return not use.content_types or any(
-        fnmatch.fnmatchcase(output.content_type, p) for p in use.content_types
-    )
-
-
-def _launch(
-    pipeline: Pipeline, run: Run, name: str, step: FlowStep, bucket: str, key: str, condition: str | None
-) -> Launch:
-    config = pipeline.config
-    spec = pipeline.function(step.function)
-    parsed = apply_ceilings(
-        spec.parse_params(merged_params(config, spec, step)), ceilings(config, step.function)
-    )
-    params = parsed.model_dump(mode="json")
-    prefix = config.outputs.prefix
-    derived = (bucket, key) != (run.bucket, run.key)
-    # An output named after another output drops the outputs prefix, so a poster's thumbnails land
-    # in derived/uploads/a.mp4/transcode/poster.jpg/thumbnail/, not derived/derived/...
-    base = key[len(prefix) :] if derived and prefix and key.startswith(prefix) else None
-    return Launch(
-        step=name,
-        function=step.function,
-        params=params,
-        params_hash=params_hash(params),
-        bucket=bucket,
-        key=key,
-        key_in_outputs=base,
-        output_bucket=step.output.bucket or config.outputs.bucket or run.bucket,
-        output_template=(step.output.template or "{prefix}{key}/{function}/{name}").replace(
-            "{prefix}", prefix
-        ),
-        max_attempts=step.max_attempts or config.max_attempts_for(step.function),
-        time_limit=step.time_limit or config.time_limit_for(step.function),
-        condition=condition,
-        inv_id=Invocation.new_id(),
-    )
 
 
 def _maybe_finish(pipeline: Pipeline, run: Run, now: float) -> None:

@@ -20,7 +20,7 @@ from pipeline.errors import NotFound
 from pipeline.events.model import ObjectEvent
 from pipeline.flows import engine
 from pipeline.flows.conditions import source_facts
-from pipeline.flows.engine import Launch
+from pipeline.flows.launch import Launch
 from pipeline.flows.model import Decision, Run, RunStatus, SkipCause, newer, order_of
 from pipeline.flows.quarantine import quarantine
 from pipeline.invocation import Invocation, Status

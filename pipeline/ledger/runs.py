@@ -94,6 +94,9 @@ class RunStore:
     def ids_with_status(self, status: RunStatus) -> list[str]:
         return ids(self.r.zrange(keys.run_status_index(status), 0, -1))
 
+    def count_with_status(self, status: RunStatus) -> int:
+        return int(self.r.zcard(keys.run_status_index(status)))
+
     def counts(self) -> dict[str, int]:
         pipe = self.r.pipeline(transaction=False)
         for status in RunStatus:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from functions import nsfw
 from functions.perceptual import pdq
 from functions.screening import screen
 from pipeline.registry import Pipeline, merged_params
@@ -73,6 +74,10 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
         src = warm_photo(Path(tmp) / "photo.jpg")
         with contextlib.suppress(Exception):
             screen(src, pipeline.config.screening)  # every invocation is screened first
+        if "screen" in functions:
+            # The nudity model (after the fork: onnxruntime's threads do not survive one).
+            with contextlib.suppress(Exception):
+                nsfw.preload()
         for name, call in calls.items():
             spec = pipeline.function(name)
             if not spec.accepts_type("image/jpeg"):

@@ -10,6 +10,7 @@ from pipeline.config import parse_config
 from pipeline.errors import ConfigError, Conflict
 from pipeline.flows import engine
 from pipeline.flows.graph import draw
+from pipeline.flows.launch import Launch
 from pipeline.flows.model import Decision, Run, RunStatus, StepStatus
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.registry import Pipeline, build_pipeline
@@ -138,7 +139,7 @@ def _finish(
     outputs: list[OutputRef] | None = None,
     media: dict[str, object] | None = None,
     error: str | None = None,
-) -> list[engine.Launch]:
+) -> list[Launch]:
     step = next(name for name, s in run.steps.items() if inv_id in s.invocations)
     inv = Invocation(
         id=inv_id,

@@ -27,3 +27,12 @@
   source.addEventListener("error", function () { if (badge) badge.classList.remove("on"); });
   source.addEventListener("change", refresh);
 })();
+
+// Review previews are blurred until the reviewer chooses to look (and can blur them again).
+document.addEventListener("click", function (event) {
+  const figure = event.target.closest && event.target.closest("[data-reveal]");
+  if (!figure) return;
+  figure.classList.toggle("blurred");
+  const caption = figure.querySelector("figcaption");
+  if (caption) caption.textContent = figure.classList.contains("blurred") ? "blurred: click to show" : "click to blur";
+});

@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pipeline.admin import stats, usage_views, views
+from pipeline.admin import review_views, stats, usage_views, views
 from pipeline.admin.auth import COOKIE, SESSION_SECONDS, password_matches
 from pipeline.errors import BadRequest, Forbidden, NotFound, PipelineError, TooManyRequests
 from pipeline.flows.graph import draw
@@ -148,6 +148,11 @@ def usagepage(request: Request, state: StateDep, session: SessionDep) -> HTMLRes
     return page(request, state, session, "usage", **usage_views.usage_page(state.runtime))
 
 
+@router.get("/review")
+def reviewpage(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
+    return page(request, state, session, "review", **review_views.review_page(state.runtime))
+
+
 @router.get("/webhooks")
 def webhookspage(request: Request, state: StateDep, session: SessionDep) -> HTMLResponse:
     notifier = state.notifier
@@ -252,7 +257,16 @@ def object_preview(state: StateDep, _session: SessionDep, bucket: str, key: str)
         tmp.cleanup()
         raise NotFound(str(exc)) from exc
     content_type = info.content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
-    inline = content_type in ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif")
+    # Media the browser shows itself (the Review page plays held videos); never a page or a script.
+    inline = content_type in (
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/avif",
+        "video/mp4",
+        "video/webm",
+    )
     return FileResponse(
         path,
         media_type=content_type if inline else "application/octet-stream",

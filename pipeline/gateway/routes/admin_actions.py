@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from pipeline.errors import BadRequest, NotFound, PipelineError
+from pipeline.flows.model import Decision
 from pipeline.gateway.deps import StateDep, save_upload
 from pipeline.gateway.routes.admin_common import (
     CheckedDep,
@@ -54,6 +56,31 @@ async def redrive_action(request: Request, state: StateDep, _session: CheckedDep
     return await back(
         request, f"run {run.flow} on {run.key} redriven: {', '.join(started) or 'nothing'} started"
     )
+
+
+@router.post("/runs/{run_id}/decide")
+async def decide_action(request: Request, state: StateDep, _session: CheckedDep, run_id: str) -> Response:
+    """Approve or Reject an upload held for review; the reviewer's name and note are recorded."""
+    form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
+    action, by, note = (str(form.get(name) or "").strip() for name in ("action", "by", "note"))
+    if action not in ("approve", "reject"):
+        raise BadRequest(f"unknown decision {action!r}: approve or reject")
+    if not by:
+        return await back(request, "not decided: say who you are (the decision is recorded with your name)")
+    decision = Decision(action=action, by=by[:100], at=time.time(), via="dashboard", note=note[:1000])
+    flows = state.runtime.intake.flows
+    try:
+        run = await run_in_threadpool(
+            flows.approve if action == "approve" else flows.reject, run_id, decision
+        )
+    except PipelineError as exc:
+        return await back(request, f"not decided: {exc}")
+    if action == "approve":
+        started = [name for name, step in run.steps.items() if step.status.value == "running"]
+        return await back(request, f"{run.key} approved by {by}: {', '.join(started) or 'nothing'} started")
+    target = run.screening.quarantine if run.screening else None
+    where = f", quarantined as {target.key}" if target else ""
+    return await back(request, f"{run.key} rejected by {by}{where}")
 
 
 @router.post("/runs/{run_id}/steps/{step}/rerun")

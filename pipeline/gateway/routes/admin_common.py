@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 
 from pipeline.admin.auth import COOKIE, Session, csrf_matches
 from pipeline.errors import Forbidden
+from pipeline.flows.model import RunStatus
 from pipeline.gateway.deps import StateDep
 from pipeline.settings import is_loopback
 
@@ -129,6 +130,8 @@ def page(
             "flash": request.query_params.get("flash", ""),
             "here": here(request),
             "dev_mode": state.settings.admin_password is None,
+            # Uploads waiting for a reviewer, beside the Review link on every page (one ZCARD).
+            "held_count": state.runtime.ledger.runs.count_with_status(RunStatus.HELD) if session else 0,
             **context,
         },
     )
