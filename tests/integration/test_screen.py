@@ -99,10 +99,14 @@ def test_screen_blocks_an_edited_listed_image_and_passes_an_unrelated_one(
         "matches 'listed.jpg' in s3://media/.pipeline/hashes/known-bad.txt"
         in blocked.steps["screen"].fields["reasons"][0]
     )
+    assert blocked.status == RunStatus.BLOCKED
     assert (
         blocked.steps["thumbs"].status == StepStatus.SKIPPED
-        and blocked.steps["thumbs"].skip_cause == "condition"
+        and blocked.steps["thumbs"].skip_cause == "blocked"
     )
+    # Moved to quarantine (on_block: move), where it starts nothing.
+    quarantined = runtime.store.stat("media", "quarantine/uploads/variant.jpg")
+    assert "matches 'listed.jpg'" in quarantined.metadata["pipeline-blocked"]
 
     passed = ended_run(runtime, "uploads/unrelated.jpg")
     assert passed is not None and passed.status == RunStatus.SUCCEEDED

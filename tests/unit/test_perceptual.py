@@ -3,6 +3,7 @@ flat images match nothing, and hash lists are parsed strictly."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from functions import perceptual
 from functions.errors import ParamsError
 from pipeline.measure.hash_bench import edits, scene
+from tests.helpers import need
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +64,63 @@ def test_hash_lists_round_trip_and_bad_lines_name_the_list_and_line(listed: list
         perceptual.parse_list("# ok\nabc label\n", "known-bad.txt")
     with pytest.raises(ParamsError, match=r"line 1: .* is not hexadecimal"):
         perceptual.parse_list("z" * 64, "known-bad.txt")
+
+
+def _screen(tmp_path: Path, image: Image.Image, **params: object) -> dict[str, object]:
+    from functions import screen
+
+    src = tmp_path / "src.png"
+    image.save(src)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    [report] = screen.run(src, out, screen.ScreenParams.model_validate(params))
+    return report.meta
+
+
+def test_the_classifier_scores_an_image_once_loaded_and_its_thresholds_decide(
+    tmp_path: Path, listed: list[Image.Image]
+) -> None:
+    from functions import nsfw
+
+    need(nsfw.available() is None, nsfw.NOT_INSTALLED)  # the [moderation] extra is in the test install
+    meta = _screen(tmp_path, listed[0])
+    assert meta["verdict"] == "pass" and meta["notes"] == []
+    score = meta["nsfw"]
+    assert isinstance(score, float) and 0.0 <= score < 0.6
+    at = math.floor(score * 10_000) / 10_000  # the report rounds to 4 places
+    held = _screen(tmp_path, listed[0], review_at=at)  # at the threshold: review
+    assert held["verdict"] == "review" and "nudity score" in str(held["reasons"])
+    blocked = _screen(tmp_path, listed[0], review_at=0.0, block_at=at)
+    assert blocked["verdict"] == "block"
+    with pytest.raises(ValueError, match="block_at"):
+        _screen(tmp_path, listed[0], review_at=0.5, block_at=0.4)
+
+
+def test_without_the_classifier_the_report_says_so_and_the_hash_check_still_decides(
+    tmp_path: Path, listed: list[Image.Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions import nsfw
+
+    monkeypatch.setattr(nsfw, "model_path", lambda: None)  # as if `nudenet` were not installed
+    meta = _screen(tmp_path, listed[0])
+    assert meta["nsfw"] is None and meta["notes"] == [nsfw.NOT_INSTALLED]
+    assert meta["verdict"] == "pass" and meta["pdq"]
+
+
+def test_a_clamd_that_cannot_be_reached_sends_the_upload_to_review(
+    tmp_path: Path, listed: list[Image.Image]
+) -> None:
+    meta = _screen(tmp_path, listed[0], clamd=f"unix://{tmp_path}/no-clamd.sock", nsfw=False)
+    assert meta["verdict"] == "review" and meta["malware"] is None
+    [reason] = meta["reasons"]  # type: ignore[misc]
+    assert str(reason).startswith(
+        f"not scanned for malware: clamd at unix://{tmp_path}/no-clamd.sock is unreachable"
+    )
+
+
+def test_a_transparent_image_is_judged_as_shown_on_white() -> None:
+    ring = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ring.paste((30, 90, 220, 255), (16, 16, 48, 48))
+    shown = perceptual.reduced(ring)
+    assert shown.mode == "RGB" and shown.getpixel((0, 0)) == (255, 255, 255)
+    assert shown.getpixel((32, 32)) == (30, 90, 220)
