@@ -124,8 +124,7 @@ def test_screening_blocks_holds_and_passes_and_reviewers_decide(
             for key, path in uploads.items():
                 content_type = "video/mp4" if key.endswith(".mp4") else "image/jpeg"
                 runtime.store.put_file("media", key, path, content_type=content_type)
-            for key in uploads:
-                wait_until(lambda key=key: settled(runtime, key), 90, f"the run of {key}", interval=0.1)
+            wait_until(lambda: all(settled(runtime, k) for k in uploads), 90, "every run", interval=0.1)
             _check_screened(runtime, tmp_path)
             _check_reviews(runtime, env, receiver, tmp_path)
         except AssertionError as exc:
