@@ -32,7 +32,7 @@ test: $(STAMP)
 ## Dashboard screenshots for docs/ (the browser tests, keeping what they see).
 screenshots: $(STAMP)
 	scripts/test-services
-	PIPELINE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/integration/test_admin_browser.py tests/integration/test_admin_flows_browser.py tests/integration/test_admin_usage_browser.py
+	PIPELINE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/integration/test_admin_browser.py tests/integration/test_admin_flows_browser.py tests/integration/test_admin_usage_browser.py tests/integration/test_admin_review_browser.py
 
 ## The unit tests only: no subprocesses, no services.
 unit: $(STAMP)
