@@ -37,7 +37,19 @@ def _size(n: int) -> str:
 MAX_LISTED = 3
 
 
+def _verdict(out: OutputRef) -> str:
+    """A screening report in a few words: the verdict and what decided it."""
+    meta = out.meta
+    nsfw = meta.get("nsfw")
+    nudity = f"nudity {nsfw:.2f}" if isinstance(nsfw, float) else "nudity not scored: no [moderation] extra"
+    lists = meta.get("lists_checked") or 0
+    known = f"matches {meta['hash_match']}" if meta.get("hash_match") else f"no match in {lists} hash list(s)"
+    return f"{out.key.rsplit('/', 1)[-1]}: {meta['verdict']} ({nudity}, {known})"
+
+
 def _describe(out: OutputRef) -> str:
+    if "verdict" in out.meta:
+        return _verdict(out)
     width, height = out.meta.get("width"), out.meta.get("height")
     shape = f"{width}x{height}, " if width and height else ""
     return f"{out.key} ({shape}{_size(out.size)})"

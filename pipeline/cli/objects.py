@@ -9,6 +9,7 @@ import click
 
 from pipeline.cli.runtime import default_bucket, load_or_fail, open_runtime
 from pipeline.errors import PipelineError
+from pipeline.flows.model import RunStatus
 from pipeline.invocation import Invocation, Status
 from pipeline.settings import get_settings
 
@@ -51,11 +52,18 @@ def upload(
             if inv.status == Status.RUNNING and inv.progress and inv.progress.get("percent") is not None:
                 speed = inv.progress.get("speed")
                 detail = f" {inv.progress['percent']:.0f}%" + (f" at {speed:g}x" if speed else "")
-            step = f" ({inv.step})" if inv.step else ""
+            step = f" ({inv.step})" if inv.step and inv.step != inv.function else ""
             click.echo(f"  {inv.key} {inv.function}{step}: {inv.status}{detail}")
 
         finished = wait_for(runtime, uploads, timeout, on_change=progress)
+        runs = runtime.ledger.runs.get_many(r for u in uploads for r in u.run_ids)
     failed = False
+    for run in runs:
+        if run.status == RunStatus.HELD:
+            click.echo(f"{run.key} held for review ({run.reason}): approve or reject it (Review page)")
+        elif run.status == RunStatus.BLOCKED:
+            failed = True
+            click.echo(f"{run.key} blocked: {run.reason}", err=True)
     for inv in finished:
         if succeeded(inv):
             for out in inv.outputs:

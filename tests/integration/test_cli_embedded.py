@@ -90,7 +90,7 @@ def test_up_upload_wait_and_clean_shutdown(up: tuple[Proc, str, dict[str, str]],
     bad.write_text("just text, named like a photo")
     failed = run_cli(["upload", str(bad), "--wait"], env, tmp_path)
     assert failed.returncode == 1
-    assert "uploads/notes.jpg thumbnail rejected" in failed.stderr
+    assert "uploads/notes.jpg screen rejected" in failed.stderr
     assert (
         "media/uploads/notes.jpg: content is application/octet-stream, which is not allowed" in failed.stderr
     )

@@ -36,7 +36,7 @@ flows:
         params: {sizes: [64]}
   unlisted:
     steps:
-      screen: {function: screen, params: {hash_lists: ["s3://media/.pipeline/hashes/missing.txt"]}}
+      screen: {function: screen, params: {hash_lists: ["s3://media/lists/missing.txt"]}}
 rules:
   - {name: images, bucket: media, prefix: uploads/, content_types: ["image/*"], flow: screened}
   - {name: other, bucket: media, prefix: other/, content_types: ["image/*"], flow: unlisted}
