@@ -117,10 +117,10 @@ def _example_screened(verdict: Verdict) -> Run:
     thumbs = StepState(needs=["screen"], status=StepStatus.HELD, reason="held for review")
     run.steps = {"screen": screen, "thumbs": thumbs}
     reason = (
-        "matches 'incident-4411.jpg' in s3://media/.pipeline/hashes/default.txt (12 of 256 bits differ; "
-        "at most 80 match)"
+        "the image matches 'incident-4411.jpg' in s3://media/.pipeline/hashes/known-bad.txt "
+        "(12 of 256 bits differ; at most 80 match)"
         if verdict == "block"
-        else "nsfw score 0.91 is at or over review_at 0.6"
+        else "the image: nudity score 0.91 is at or over review_at 0.6"
     )
     scores: dict[str, Any] = (
         {"hash_match": "incident-4411.jpg", "hash_distance": 12, "nsfw": None}
