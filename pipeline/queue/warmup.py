@@ -21,6 +21,8 @@ from PIL import Image
 from functions import nsfw
 from functions.perceptual import pdq
 from functions.screening import screen
+from pipeline.config import FunctionCall
+from pipeline.flows.spec import FlowStep
 from pipeline.registry import Pipeline, merged_params
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,15 @@ def warm_photo(path: Path, width: int = 1224, height: int = 816) -> Path:
 def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> None:
     """In each pool process as it starts. Best effort: a function that cannot run on the sample
     (it needs an asset from the bucket, say) is simply not warmed."""
+    config = pipeline.config
+    candidates: list[FunctionCall | FlowStep] = [s for f in config.flows.values() for s in f.steps.values()]
+    candidates += [call for rule in config.rules for call in rule.functions]
     calls = {
         call.function: call
-        for rule in pipeline.config.rules
-        for call in rule.functions
+        for call in candidates
         # Built-in functions only: they write nothing but their outputs. A user function may have
         # side effects (or sleep, or crash) and runs only for real work.
-        if call.function in functions and not pipeline.config.function_settings(call.function).module
+        if call.function in functions and not config.function_settings(call.function).module
     }
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=f"warm-{os.getpid()}-") as tmp:
