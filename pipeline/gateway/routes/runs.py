@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
@@ -60,19 +60,23 @@ class ReviewDecision(BaseModel):
     note: str = Field(default="", max_length=1000, description="Why (recorded, sent with the webhook).")
 
 
+async def _decide(
+    state: StateDep, run_id: str, action: Literal["approve", "reject"], body: ReviewDecision | None
+) -> dict[str, Any]:
+    body = body or ReviewDecision()
+    decision = Decision(action=action, by=body.by, at=time.time(), via="api", note=body.note)
+    flows = state.runtime.intake.flows
+    run = await run_in_threadpool(flows.approve if action == "approve" else flows.reject, run_id, decision)
+    return run.public()
+
+
 @router.post("/{run_id}/approve", status_code=status.HTTP_202_ACCEPTED)
 async def approve(run_id: str, state: StateDep, body: ReviewDecision | None = None) -> dict[str, Any]:
     """Release the steps held for review: the screening verdict becomes pass."""
-    body = body or ReviewDecision()
-    decision = Decision(action="approve", by=body.by, at=time.time(), via="api", note=body.note)
-    run = await run_in_threadpool(state.runtime.intake.flows.approve, run_id, decision)
-    return run.public()
+    return await _decide(state, run_id, "approve", body)
 
 
 @router.post("/{run_id}/reject", status_code=status.HTTP_202_ACCEPTED)
 async def reject(run_id: str, state: StateDep, body: ReviewDecision | None = None) -> dict[str, Any]:
     """Block an upload held for review: it is quarantined and `object.rejected` is sent."""
-    body = body or ReviewDecision()
-    decision = Decision(action="reject", by=body.by, at=time.time(), via="api", note=body.note)
-    run = await run_in_threadpool(state.runtime.intake.flows.reject, run_id, decision)
-    return run.public()
+    return await _decide(state, run_id, "reject", body)
