@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -139,3 +140,44 @@ def test_local_write_is_atomic_old_version_until_complete(tmp_path: Path) -> Non
     assert (tmp_path / "read").read_bytes() == b"old"
     store.put_file("media", "k", write(tmp_path, b"new"))
     assert len(list(obj_dir.glob("*.data"))) == 1  # the previous version is cleaned up
+
+
+def test_object_tags_belong_to_the_current_version(store: ObjectStore, bucket: str, tmp_path: Path) -> None:
+    store.put_file(bucket, "a/tagged.jpg", write(tmp_path, b"one"))
+    assert store.get_tags(bucket, "a/tagged.jpg") == {}
+    store.set_tags(bucket, "a/tagged.jpg", {"pipeline-screen": "blocked", "pipeline-run": "r1"})
+    assert store.get_tags(bucket, "a/tagged.jpg") == {"pipeline-screen": "blocked", "pipeline-run": "r1"}
+    store.put_file(bucket, "a/tagged.jpg", write(tmp_path, b"two"))  # a new version starts untagged
+    assert store.get_tags(bucket, "a/tagged.jpg") == {}
+    with pytest.raises(ObjectNotFound):
+        store.set_tags(bucket, "a/missing.jpg", {"k": "v"})
+
+
+@pytest.mark.parametrize("mode", ["move", "copy"])
+def test_quarantine_moves_or_copies_and_tags_and_is_safe_to_repeat(
+    store: ObjectStore, bucket: str, tmp_path: Path, mode: Literal["move", "copy"]
+) -> None:
+    from pipeline.flows.model import Quarantine, Run, RunStatus
+    from pipeline.flows.quarantine import quarantine
+
+    info = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"bad bytes"), content_type="image/jpeg")
+    run = Run(
+        id="r1", flow="f", rule="r", bucket=bucket, key="up/bad.jpg", version=info.version_tag,
+        etag=info.etag, status=RunStatus.BLOCKED, reason="blocked by screen: matches x",
+    )  # fmt: skip
+    target = Quarantine(bucket=bucket, key="quarantine/up/bad.jpg", mode=mode)
+    assert isinstance(quarantine(store, run, target), float)
+    copy = store.stat(bucket, "quarantine/up/bad.jpg")
+    assert copy.size == 9 and copy.metadata["pipeline-blocked"] == "blocked by screen: matches x"
+    if mode == "move":
+        with pytest.raises(ObjectNotFound):
+            store.stat(bucket, "up/bad.jpg")
+    else:
+        assert store.get_tags(bucket, "up/bad.jpg") == {"pipeline-screen": "blocked", "pipeline-run": "r1"}
+    assert isinstance(quarantine(store, run, target), float)  # a repeat finds it done
+    # A newer version uploaded meanwhile is left alone.
+    newer = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"fixed"), content_type="image/jpeg")
+    assert newer.etag != info.etag
+    outcome = quarantine(store, run, target)
+    assert isinstance(outcome, str) and "replaced by a newer version" in outcome
+    assert store.stat(bucket, "up/bad.jpg").etag == newer.etag
