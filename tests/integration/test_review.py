@@ -230,3 +230,36 @@ def _check_reviews(runtime: Runtime, env: dict[str, str], receiver: Receiver, tm
     assert rejected_body["screening"]["decision"]["via"] == "cli"
     completed = {r.json["data"]["key"] for r in receiver.at("/app", "run.completed")}
     assert "strict/a.jpg" in completed and "strict/b.jpg" not in completed
+
+
+def test_the_reconciler_sweep_finishes_a_quarantine_a_dead_worker_left(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The worker that blocked the run died before it moved the upload: the sweep moves it, once."""
+    from pipeline.flows.model import Quarantine, Screening
+
+    runtime, _ = pipeline_runtime(
+        CONFIG.format(clamd="unix:///nowhere", receiver="http://127.0.0.1:9"), redis_url, tmp_path
+    )
+    runtime.store.ensure_bucket("media")
+    image = generate(tmp_path / "samples")[0]
+    info = runtime.store.put_file("media", "other/left.jpg", image, content_type="image/jpeg")
+    run = Run(
+        id="run-left-behind", flow="images", rule="images", bucket="media", key="other/left.jpg",
+        version=info.version_tag, etag=info.etag, status=RunStatus.BLOCKED, reason="blocked by screen: x",
+        screening=Screening(
+            step="screen", invocation_id="i1", at=1.0, screened="block", verdict="block",
+            quarantine=Quarantine(bucket="media", key="quarantine/other/left.jpg", mode="move"),
+        ),
+    )  # fmt: skip
+    pipe = runtime.redis.pipeline(transaction=True)
+    runtime.ledger.runs.add(pipe, run)
+    pipe.execute()
+    runtime.intake.flows.sweep()
+    assert gone(runtime, "other/left.jpg")
+    assert runtime.store.stat("media", "quarantine/other/left.jpg").size == info.size
+    swept = runtime.ledger.runs.get(run.id)
+    assert swept is not None and swept.screening is not None and swept.screening.quarantine is not None
+    assert swept.screening.quarantine.done_at is not None
+    runtime.intake.flows.sweep()  # done: nothing more happens
+    assert runtime.ledger.runs.get(run.id) == swept
