@@ -127,6 +127,8 @@ def test_screening_blocks_holds_and_passes_and_reviewers_decide(
             wait_until(lambda: all(settled(runtime, k) for k in uploads), 90, "every run", interval=0.1)
             _check_screened(runtime, tmp_path)
             _check_reviews(runtime, env, receiver, tmp_path)
+            # Seven screenings, one model load per pool process (at its warm-up).
+            assert worker.output().count("nudity classifier loaded") == 2
         except AssertionError as exc:
             raise AssertionError(
                 f"{exc}\n--- worker:\n{worker.output()[-4000:]}\n--- webhooks:\n{hooks.output()[-2000:]}"
