@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -9,10 +11,12 @@ import redis
 
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation
-from pipeline.ledger import Ledger, connect
+from pipeline.ledger import Ledger, connect, tune
 from pipeline.registry import Pipeline
 from pipeline.settings import Settings
 from pipeline.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
 
 
 class Dispatcher(Protocol):
@@ -39,6 +43,9 @@ class Runtime:
 
 def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispatcher: Dispatcher) -> Runtime:
     client = connect(redis_url)
+    with contextlib.suppress(redis.RedisError):  # Redis away at start: the next process tunes it
+        if refused := tune(client):
+            log.warning("%s", refused)
     ledger = Ledger(
         client, retention_seconds=settings.retention_days * 86400, record_usage=settings.record_usage
     )

@@ -17,6 +17,7 @@ from pipeline.ledger.events import EventStore
 from pipeline.ledger.invocations import InvocationStore
 from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.records import AttemptRecord, EventRecord, WorkerInfo
+from pipeline.ledger.retention import Retention
 from pipeline.ledger.runs import RunStore
 from pipeline.ledger.usage import UsageStore
 from pipeline.ledger.workers import FunctionFlags, Stats, Workers
@@ -24,6 +25,26 @@ from pipeline.ledger.workers import FunctionFlags, Stats, Workers
 __all__ = ["AttemptRecord", "EventRecord", "Ledger", "WorkerInfo", "connect"]
 
 DEFAULT_RETENTION_S = 7 * 86400
+
+
+# Redis keeps a hash whose values are all at most this long as one compact listpack. An invocation
+# record is ~15-30 short JSON values, but its outputs, params or error can pass the default 64
+# bytes, which turns the whole record into a hash table three times the size.
+COMPACT_HASH_VALUE = 1024
+
+
+def tune(client: redis.Redis) -> str | None:
+    """Raise `hash-max-listpack-value` (alias `hash-max-ziplist-value`, also understood by Redis
+    6) to COMPACT_HASH_VALUE if it is lower. Returns why not when the server refuses CONFIG (a
+    managed Redis: set it there, docs/deploy.md)."""
+    name = "hash-max-ziplist-value"
+    try:
+        current = int(client.config_get(name).get(name) or 0)
+        if current < COMPACT_HASH_VALUE:
+            client.config_set(name, COMPACT_HASH_VALUE)
+    except redis.ResponseError as exc:
+        return f"{name} not raised to {COMPACT_HASH_VALUE} ({exc}): records take about 3x the memory"
+    return None
 
 
 def connect(url: str) -> redis.Redis:
@@ -51,6 +72,7 @@ class Ledger:
         self.workers = Workers(client)
         self.flags = FunctionFlags(client)
         self.stats = Stats(client)
+        self.retention_sweeper = Retention(client, self.retention)
 
     def record_intake(
         self, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None

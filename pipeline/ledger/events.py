@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import time
+import zlib
 from typing import Any
 
 import redis
@@ -11,8 +12,27 @@ import redis
 from pipeline.ledger import keys
 from pipeline.ledger.paging import ids
 from pipeline.ledger.records import EventRecord
+from pipeline.ledger.retention import record_ttl
 
 OBJECT_EVENTS_SHOWN = 200
+# A notification body is JSON with much repetition (MinIO's and S3's are 1-2 KB): kept deflated,
+# as base64 text (the ledger's client reads strings), when that is shorter.
+PACKED = "zlib:"
+
+
+def pack(raw: str) -> str:
+    packed = PACKED + base64.b64encode(zlib.compress(raw.encode(), 6)).decode()
+    return packed if len(packed) < len(raw) else raw
+
+
+def unpack(stored: str) -> str:
+    if stored.startswith(PACKED):
+        return zlib.decompress(base64.b64decode(stored[len(PACKED) :])).decode()
+    return stored
+
+
+def _dump(record: EventRecord) -> str:
+    return record.model_dump_json(exclude_defaults=True)
 
 
 class EventStore:
@@ -25,11 +45,10 @@ class EventStore:
         is kept once, under its digest, however many of its records are recorded."""
         if record.raw:
             digest = hashlib.sha256(record.raw.encode()).hexdigest()[:32]
-            pipe.set(keys.raw_notification(digest), record.raw, nx=True, ex=self.retention)
+            pipe.set(keys.raw_notification(digest), pack(record.raw), nx=True, ex=record_ttl(self.retention))
             record = record.model_copy(update={"raw": "", "raw_digest": digest})
-        pipe.set(keys.event(record.id), record.model_dump_json(), ex=self.retention)
+        pipe.set(keys.event(record.id), _dump(record), ex=record_ttl(self.retention))
         pipe.zadd(keys.EVENTS_INDEX, {record.id: record.received_at})
-        pipe.zremrangebyscore(keys.EVENTS_INDEX, "-inf", time.time() - self.retention)
         by_object = keys.object_events_index(record.bucket, record.key)
         pipe.zadd(by_object, {record.id: record.received_at})
         pipe.expire(by_object, self.retention)
@@ -46,7 +65,9 @@ class EventStore:
         digest = stored.raw_digest if stored else ""
         update = {"raw": "", "raw_digest": digest} if digest else {}
         self.r.set(
-            keys.event(record.id), record.model_copy(update=update).model_dump_json(), ex=self.retention
+            keys.event(record.id),
+            _dump(record.model_copy(update=update)),
+            ex=record_ttl(self.retention),
         )
 
     def get(self, event_id: str) -> EventRecord | None:
@@ -58,7 +79,7 @@ class EventStore:
         records = [EventRecord.model_validate_json(raw) for raw in raws if raw]
         digests = sorted({r.raw_digest for r in records if r.raw_digest})
         found = self.r.mget([keys.raw_notification(d) for d in digests]) if digests else []
-        bodies = dict(zip(digests, found, strict=True))
+        bodies = {d: unpack(str(raw)) for d, raw in zip(digests, found, strict=True) if raw}
         return [
             r.model_copy(update={"raw": bodies.get(r.raw_digest) or ""}) if r.raw_digest else r
             for r in records

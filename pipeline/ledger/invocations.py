@@ -18,6 +18,7 @@ from pipeline.ledger.lua import script
 from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.paging import ids, newest_first
 from pipeline.ledger.records import AttemptRecord
+from pipeline.ledger.retention import record_ttl
 from pipeline.ledger.usage import UsageStore
 from pipeline.tracing import carrier
 from pipeline.usage import Measured, Sample, gb_seconds
@@ -35,6 +36,13 @@ def _indexes(inv: Invocation) -> tuple[str, ...]:
         keys.bucket_index(inv.bucket),
         keys.object_index(inv.bucket, inv.key),
     )
+
+
+def _load(inv_id: str, raw: dict[Any, Any]) -> Invocation | None:
+    inv = _HASH.load(raw, implied={"id": inv_id})
+    if inv is not None and inv.etag is None and inv.version_id is None and "etag" not in raw:
+        inv.etag = inv.version  # left out when it is the version (`add`)
+    return inv
 
 
 _ATTEMPT_FIELDS = ["started_at", "queue_wait_ms", "function", "rule", "bucket"]
@@ -66,12 +74,14 @@ class InvocationStore:
     def add(self, pipe: Any, inv: Invocation) -> None:
         """Queue the commands that record a new invocation on `pipe` (a transaction)."""
         name = keys.invocation(inv.id)
-        pipe.hset(name, mapping=_HASH.dump(inv))
-        pipe.expire(name, self.retention)
+        fields = _HASH.dump(inv, always=("status",), implied={"id": inv.id})  # transition.lua reads status
+        if inv.etag is not None and inv.etag == inv.version and inv.version_id is None:
+            del fields["etag"]  # the version is the ETag when there is no version id (`_load`)
+        pipe.hset(name, mapping=fields)
+        pipe.expire(name, record_ttl(self.retention))
         for index in _indexes(inv):
             pipe.zadd(index, {inv.id: inv.created_at})
             pipe.expire(index, self.retention)
-        pipe.zremrangebyscore(keys.INDEX_ALL, "-inf", time.time() - self.retention)
         if inv.status.finished:
             self.outbox.announce(pipe, inv.id, inv.status)
 
@@ -136,7 +146,7 @@ class InvocationStore:
         pipe = self.r.pipeline(transaction=False)
         pipe.rpush(keys.attempts(inv_id), record.model_dump_json())
         pipe.ltrim(keys.attempts(inv_id), -ATTEMPTS_KEPT, -1)
-        pipe.expire(keys.attempts(inv_id), self.retention)
+        pipe.expire(keys.attempts(inv_id), record_ttl(self.retention))
         pipe.execute()
         return inv.model_copy(
             update={
@@ -265,13 +275,15 @@ class InvocationStore:
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, inv_id: str) -> Invocation | None:
-        return _HASH.load(self.r.hgetall(keys.invocation(inv_id)))
+        return _load(inv_id, self.r.hgetall(keys.invocation(inv_id)))
 
     def get_many(self, inv_ids: Iterable[str]) -> list[Invocation]:
+        inv_ids = list(inv_ids)
         pipe = self.r.pipeline(transaction=False)
         for inv_id in inv_ids:
             pipe.hgetall(keys.invocation(inv_id))
-        return [inv for raw in pipe.execute() if (inv := _HASH.load(raw)) is not None]
+        found = (_load(inv_id, raw) for inv_id, raw in zip(inv_ids, pipe.execute(), strict=True))
+        return [inv for inv in found if inv is not None]
 
     def attempts(self, inv_id: str) -> list[AttemptRecord]:
         return [AttemptRecord.model_validate_json(raw) for raw in self.r.lrange(keys.attempts(inv_id), 0, -1)]

@@ -1,6 +1,7 @@
 """Every Redis key the pipeline writes, in one place (no `pl:` literal anywhere else).
 
-Records expire after the retention period unless noted.
+Records are removed with their index entries once older than the retention period, in bounded
+batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic)
 - `att:<id>`            list of an invocation's attempts (JSON)
 - `event:<id>`          JSON of an EventRecord (a notification record that matched a rule)
@@ -20,6 +21,7 @@ Records expire after the retention period unless noted.
 - `idx:runs|runs:status:<s>|runs:flow:<name>|runs:obj:<digest>`  sorted sets of run ids by start
 - `runclaim:<hash>`     the run that claimed (rule, object version): one run per upload and rule
 - `idem:<hash>`         the invocation an API idempotency key named
+- `retention:lock`      the one retention sweeper at work
 - `reconcile:cursor:<bucket>\\0<prefix>`  where an interrupted reconciler pass continues
 - `admin:*`             dashboard signing key, sessions and failed-login counters
 - `wh:*`                outgoing webhooks: subscriptions, messages, attempts, schedule, notices
@@ -160,6 +162,9 @@ def idempotency(function: str, key: str) -> str:
 
 def reconcile_cursor(bucket: str, prefix: str) -> str:
     return f"{PREFIX}reconcile:cursor:{bucket}\x00{prefix}"
+
+
+RETENTION_LOCK = f"{PREFIX}retention:lock"
 
 
 # --- outbox and joins ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ steps of one run at the same moment each see the other's write, or retry.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,6 +16,7 @@ from pipeline.errors import BadRequest
 from pipeline.flows.model import Run, RunStatus
 from pipeline.ledger import keys
 from pipeline.ledger.paging import ids, newest_first
+from pipeline.ledger.retention import record_ttl
 
 # A change that lost a race is tried again; this many losses in a row means something is wrong.
 MAX_CHANGE_TRIES = 50
@@ -38,10 +38,9 @@ class RunStore:
         for index in self._indexes(run):
             pipe.zadd(index, {run.id: run.started_at})
             pipe.expire(index, self.retention)
-        pipe.zremrangebyscore(keys.RUNS_INDEX, "-inf", time.time() - self.retention)
 
     def _write(self, pipe: Any, run: Run, before: RunStatus | None) -> None:
-        pipe.set(keys.run(run.id), run.model_dump_json(), ex=self.retention)
+        pipe.set(keys.run(run.id), run.model_dump_json(), ex=record_ttl(self.retention))
         if before != run.status:
             if before is not None:
                 pipe.zrem(keys.run_status_index(before), run.id)

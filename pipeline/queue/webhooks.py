@@ -2,7 +2,8 @@
 
 Deliveries are network waits, not CPU work, so threads serve them: a slow receiver holds one
 thread for at most the webhook timeout while the others go on. Beside the pool, a scheduler thread
-announces finished invocations (the ledger's outbox) and hands due messages to the queue. Any
+announces finished invocations (the ledger's outbox), hands due messages to the queue, and once a
+minute removes what is past the retention period (`ledger/retention.py`). Any
 number of webhook workers can run; the outbox has one drainer at a time, and each due message is
 claimed by one scheduler.
 """
@@ -13,12 +14,15 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
+from pipeline.ledger.retention import Swept
 from pipeline.notify.notifier import Notifier, notifier_for
 from pipeline.queue.app import CeleryDispatcher, create_celery
 from pipeline.queue.heartbeat import start_heartbeat
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_TASK = "pipeline.deliver_webhook"
 WEBHOOK_QUEUE = "webhooks"
 SCHEDULER_PAUSE_S = 0.1
+RETENTION_EVERY_S = 60.0
 
 
 def send_delivery(app: Celery, msg_id: str) -> None:
@@ -43,7 +48,10 @@ def send_delivery(app: Celery, msg_id: str) -> None:
     )
 
 
-def _scheduler(notifier: Notifier, app: Celery, stop: threading.Event, synced: bool) -> None:
+def _scheduler(
+    notifier: Notifier, app: Celery, stop: threading.Event, synced: bool, sweep: Callable[[], Swept]
+) -> None:
+    next_sweep = time.monotonic()
     while not stop.is_set():
         busy = 0
         try:
@@ -52,6 +60,11 @@ def _scheduler(notifier: Notifier, app: Celery, stop: threading.Event, synced: b
                 synced = True
             busy = notifier.drain()
             busy += notifier.schedule_due(lambda msg_id: send_delivery(app, msg_id))
+            if time.monotonic() >= next_sweep:  # retention, in bounded batches (one sweeper at a time)
+                next_sweep = time.monotonic() + RETENTION_EVERY_S
+                swept = sweep()
+                if swept.invocations or swept.events or swept.runs:
+                    log.info("retention: removed %s", swept.as_dict())
         except Exception as exc:  # Redis restarting: keep trying, nothing is lost meanwhile
             log.warning("webhook scheduler: %s", exc)
             stop.wait(1.0)
@@ -94,7 +107,10 @@ def run_webhook_worker(
     @worker_ready.connect(weak=False)
     def _ready(**_: Any) -> None:
         threading.Thread(
-            target=_scheduler, args=(notifier, app, stop, synced), name="webhook-scheduler", daemon=True
+            target=_scheduler,
+            args=(notifier, app, stop, synced, runtime.ledger.retention_sweeper.sweep),
+            name="webhook-scheduler",
+            daemon=True,
         ).start()
         start_heartbeat(runtime.ledger, hostname, [WEBHOOK_QUEUE], concurrency)
         ready = f"webhook worker {hostname} ready: queue {WEBHOOK_QUEUE}, {concurrency} threads"

@@ -148,11 +148,45 @@ def test_attempts_lifecycle_and_query_filters(redis_url: str) -> None:
     assert ledger.invocations.counts()["succeeded"] == 1 and ledger.invocations.counts()["queued"] == 1
 
 
-def test_records_expire_with_retention(redis_url: str) -> None:
+def test_records_carry_a_ttl_a_day_past_retention_as_a_safety_net(redis_url: str) -> None:
     intake, _, sent = make(redis_url)
     intake.accept(event())
     ttl = redis.Redis.from_url(redis_url).ttl(keys.invocation(sent.sent[0].id))
-    assert 0 < ttl <= 7 * 86400
+    assert 7 * 86400 < ttl <= 8 * 86400
+
+
+def test_retention_removes_old_records_with_their_index_entries_and_no_slow_command(redis_url: str) -> None:
+    """20,000 synthetic invocations over six days, a retention of three: about half are removed,
+    from every index, in batches; SLOWLOG (at 10 ms) stays empty."""
+    from pipeline.measure.ledger_bench import load
+
+    client = connect(redis_url)
+    ledger = Ledger(client, retention_seconds=3 * 86400)
+    now = time.time()
+    loaded = load(ledger, client, 20_000, now)
+    cutoff = now - 3 * 86400
+    kept = [i for i in client.zrange(keys.INDEX_ALL, 0, -1, withscores=True) if i[1] >= cutoff]
+    client.config_set("slowlog-log-slower-than", 10_000)
+    client.slowlog_reset()
+    swept = ledger.retention_sweeper.sweep(now=now)
+    slow = client.slowlog_get(128)
+    client.config_set("slowlog-log-slower-than", 10_000)
+    assert slow == [], slow
+    assert swept.done and swept.batches > 10
+    assert 0.4 * loaded.invocations < swept.invocations < 0.6 * loaded.invocations
+    assert swept.invocations + len(kept) == loaded.invocations
+    assert client.zcard(keys.INDEX_ALL) == len(kept)
+    indexes = [keys.INDEX_ALL, keys.bucket_index("media"), keys.function_index("thumbnail")]
+    indexes += [keys.function_index("filter"), keys.EVENTS_INDEX, keys.RUNS_INDEX]
+    indexes += [keys.status_index(s.value) for s in Status]
+    for index in indexes:  # nothing older than the cutoff is named by any index
+        assert client.zrangebyscore(index, "-inf", cutoff) == [], index
+    assert sum(client.zcard(keys.status_index(s.value)) for s in Status) == len(kept)
+    old_id = ledger.invocations.query(limit=1)  # a kept one still loads
+    assert old_id and old_id[0].created_at >= cutoff
+    survivors = {k.split(":")[-1] for k in client.scan_iter(f"{keys.invocation('')}*", count=5000)}
+    assert survivors == {member for member, _ in kept}
+    assert ledger.retention_sweeper.sweep(now=now).invocations == 0  # nothing left to do
 
 
 def test_ids_sort_by_creation_and_never_collide() -> None:

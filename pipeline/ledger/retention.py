@@ -1,0 +1,168 @@
+"""Retention: records older than the retention period removed with their index entries, in
+bounded batches, so no single Redis command grows with the ledger.
+
+Each store's records also carry a TTL, a day longer than the retention (`record_ttl`): the safety
+net if no sweeper runs. The sweeper, not the TTL, normally removes a record, because only it knows
+which indexes name the record (an index entry whose record expired first would stay until the
+index's own TTL, and be read and skipped by every query meanwhile).
+
+One sweeper at a time (a lock); the webhook worker's scheduler runs it every minute.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from pipeline.invocation import Status
+from pipeline.ledger import keys
+from pipeline.ledger.paging import ids
+
+# At most this many records per command: a ZREM of 500 members from a sorted set of millions, or
+# 500 DELs, each take a millisecond or two.
+BATCH = 500
+GRACE_S = 86400
+LOCK_S = 120
+
+
+def record_ttl(retention: int) -> int:
+    """The TTL of a record: a day past its retention, after which the sweeper has removed it."""
+    return retention + GRACE_S
+
+
+@dataclass
+class Swept:
+    invocations: int = 0
+    events: int = 0
+    runs: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    slowest_batch_s: float = 0.0
+    done: bool = True  # False when `max_batches` stopped it with more left
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Kind:
+    name: str
+    index: str  # the index the sweeper walks, by creation time
+    fields: Callable[[redis.client.Pipeline, str], None]  # queue what it needs to know of one record
+    drop: Callable[[redis.client.Pipeline, str, object], None]  # queue the removals for one record
+    count: Callable[[Swept, int], None]
+
+
+class Retention:
+    def __init__(self, client: redis.Redis, retention: int) -> None:
+        self.r = client
+        self.retention = retention
+
+    def sweep(self, now: float | None = None, max_batches: int | None = None) -> Swept:
+        """Remove what is older than the retention. Returns what was removed (nothing when another
+        sweeper holds the lock)."""
+        token = uuid.uuid4().hex
+        swept = Swept()
+        if not self.r.set(keys.RETENTION_LOCK, token, nx=True, ex=LOCK_S):
+            return swept
+        started = time.monotonic()
+        cutoff = (now or time.time()) - self.retention
+        try:
+            for kind in self._kinds():
+                while max_batches is None or swept.batches < max_batches:
+                    batch_started = time.monotonic()
+                    found = ids(self.r.zrangebyscore(kind.index, "-inf", cutoff, start=0, num=BATCH))
+                    if not found:
+                        break
+                    self._drop(kind, found)
+                    kind.count(swept, len(found))
+                    swept.batches += 1
+                    swept.slowest_batch_s = max(swept.slowest_batch_s, time.monotonic() - batch_started)
+                    self.r.expire(keys.RETENTION_LOCK, LOCK_S)
+                else:
+                    swept.done = False
+                    break
+        finally:
+            if self.r.get(keys.RETENTION_LOCK) == token:
+                self.r.delete(keys.RETENTION_LOCK)
+        swept.seconds = time.monotonic() - started
+        return swept
+
+    def _drop(self, kind: _Kind, found: list[str]) -> None:
+        read = self.r.pipeline(transaction=False)
+        for record_id in found:
+            kind.fields(read, record_id)
+        facts = read.execute()
+        write = self.r.pipeline(transaction=False)
+        for record_id, known in zip(found, facts, strict=True):
+            kind.drop(write, record_id, known)
+        write.zrem(kind.index, *found)
+        write.execute()
+
+    def _kinds(self) -> list[_Kind]:
+        return [
+            _Kind("invocations", keys.INDEX_ALL, _invocation_fields, _drop_invocation, _count_invocations),
+            _Kind("events", keys.EVENTS_INDEX, _event_fields, _drop_event, _count_events),
+            _Kind("runs", keys.RUNS_INDEX, _run_fields, _drop_run, _count_runs),
+        ]
+
+
+def _count_invocations(swept: Swept, n: int) -> None:
+    swept.invocations += n
+
+
+def _count_events(swept: Swept, n: int) -> None:
+    swept.events += n
+
+
+def _count_runs(swept: Swept, n: int) -> None:
+    swept.runs += n
+
+
+def _invocation_fields(pipe: redis.client.Pipeline, inv_id: str) -> None:
+    pipe.hmget(keys.invocation(inv_id), ["status", "function", "bucket", "key"])
+
+
+def _drop_invocation(pipe: redis.client.Pipeline, inv_id: str, known: object) -> None:
+    values = [json.loads(v) if v else None for v in known] if isinstance(known, list) else []
+    status, function, bucket, key = (values + [None] * 4)[:4]
+    # A record whose TTL ran out first: its status is unknown, so every status index is cleaned.
+    for name in [status] if status else [s.value for s in Status]:
+        pipe.zrem(keys.status_index(str(name)), inv_id)
+    if function:
+        pipe.zrem(keys.function_index(str(function)), inv_id)
+    if bucket:
+        pipe.zrem(keys.bucket_index(str(bucket)), inv_id)
+        if key is not None:
+            pipe.zrem(keys.object_index(str(bucket), str(key)), inv_id)
+    pipe.delete(keys.invocation(inv_id), keys.attempts(inv_id))
+
+
+def _event_fields(pipe: redis.client.Pipeline, event_id: str) -> None:
+    pipe.get(keys.event(event_id))
+
+
+def _drop_event(pipe: redis.client.Pipeline, event_id: str, known: object) -> None:
+    if isinstance(known, str):
+        record = json.loads(known)
+        pipe.zrem(keys.object_events_index(record["bucket"], record["key"]), event_id)
+        pipe.delete(keys.joined(event_id), keys.join(event_id))
+    pipe.delete(keys.event(event_id))
+
+
+def _run_fields(pipe: redis.client.Pipeline, run_id: str) -> None:
+    pipe.get(keys.run(run_id))
+
+
+def _drop_run(pipe: redis.client.Pipeline, run_id: str, known: object) -> None:
+    if isinstance(known, str):
+        run = json.loads(known)
+        pipe.zrem(keys.run_status_index(run["status"]), run_id)
+        pipe.zrem(keys.run_flow_index(run["flow"]), run_id)
+        pipe.zrem(keys.run_object_index(run["bucket"], run["key"]), run_id)
+    pipe.delete(keys.run(run_id))
