@@ -85,8 +85,10 @@ class InvocationFilter:
 
     def apply(self, runtime: Runtime, limit: int = 100) -> list[Invocation]:
         status = Status(self.status) if self.status else None
+        # The key prefix and the time window are filtered here: read more candidates only for them.
+        wanted = 1000 if self.prefix or self.since_minutes else limit
         candidates = runtime.ledger.invocations.query(
-            status=status, function=self.function or None, bucket=self.bucket or None, limit=1000
+            status=status, function=self.function or None, bucket=self.bucket or None, limit=wanted
         )
         cutoff = time.time() - self.since_minutes * 60 if self.since_minutes else 0.0
         out = [i for i in candidates if i.key.startswith(self.prefix) and i.created_at >= cutoff]

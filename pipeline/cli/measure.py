@@ -1,4 +1,4 @@
-"""`pipeline bench functions | system` and `pipeline soak`: figures measured beside their baselines."""
+"""`pipeline bench functions | system | ledger` and `pipeline soak`: figures beside their baselines."""
 
 from __future__ import annotations
 
@@ -60,6 +60,25 @@ def bench_system(quick: bool, doc: Path | None) -> None:
     click.echo(section)
     if doc:
         system.SECTION.write(doc, section)
+        click.echo(f"written to {doc}")
+
+
+@bench.command("ledger")
+@click.option("--invocations", default=1_000_000, show_default=True, help="The large ledger.")
+@click.option("--baseline", default=10_000, show_default=True, help="The small ledger it is compared with.")
+@click.option("--rounds", default=20, show_default=True, help="Timed requests per query and ledger.")
+@write_option("docs/benchmarks.md")
+def bench_ledger(invocations: int, baseline: int, rounds: int, doc: Path | None) -> None:
+    """The ledger at scale: API, dashboard and CLI queries on a large synthetic ledger beside a
+    small one, Redis memory per invocation, and retention watched by SLOWLOG."""
+    from pipeline.measure import ledger_bench  # noqa: PLC0415
+
+    figures = ledger_bench.bench_ledger(invocations, baseline, rounds)
+    command = f"pipeline bench ledger --invocations {invocations} --baseline {baseline} --rounds {rounds}"
+    section = ledger_bench.render(figures, command)
+    click.echo(section)
+    if doc:
+        ledger_bench.SECTION.write(doc, section)
         click.echo(f"written to {doc}")
 
 

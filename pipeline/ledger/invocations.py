@@ -291,6 +291,9 @@ class InvocationStore:
     def ids_with_status(self, status: Status) -> list[str]:
         return ids(self.r.zrange(keys.status_index(status), 0, -1))
 
+    def count_with_status(self, status: Status) -> int:
+        return int(self.r.zcard(keys.status_index(status)))
+
     def counts(self) -> dict[str, int]:
         """Invocations by status, and notifications that were duplicates."""
         pipe = self.r.pipeline(transaction=False)

@@ -13,7 +13,7 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `outbox`              finished invocations not yet announced to webhooks (same transaction as
                         the verdict, so no outcome goes unannounced)
 - `join:<event>`        the invocations of one upload still running; `joined:<event>` once all have
-- `worker:<hostname>`   a worker's heartbeat (expires unless renewed)
+- `worker:<hostname>`   a worker's heartbeat (expires unless renewed); `workers` names them all
 - `fn:paused|disabled`  the operator's function switches (kept until changed)
 - `stat:<name>`, `tp:<minute>`  counters, and finished invocations per minute (kept 3 hours)
 - `usage:totals|h:<hour>|m:<minute>|w:<window>`  usage counters (see ledger/usage.py)
@@ -184,7 +184,7 @@ def worker(hostname: str) -> str:
     return f"{PREFIX}worker:{hostname}"
 
 
-WORKERS_PATTERN = f"{PREFIX}worker:*"
+WORKERS_REGISTRY = f"{PREFIX}workers"  # hostname -> when its heartbeat runs out
 
 
 def function_flag(flag: str) -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from pipeline.ledger import keys
+from pipeline.ledger.paging import ids
 from pipeline.ledger.records import WorkerInfo
 
 # How often the delivery guarantees stepped in: duplicates claimed nothing, loops stopped, objects
 # found by the reconciler, messages re-sent after loss in the broker.
+# A worker whose heartbeat ran out this long ago leaves the registry.
+FORGET_AFTER_S = 3600
 GUARDS = ("duplicates", "loops_stopped", "reconciled", "resent")
 
 
@@ -17,14 +22,24 @@ class Workers:
         self.r = client
 
     def beat(self, info: WorkerInfo, ttl: int = 30) -> None:
-        self.r.set(keys.worker(info.hostname), info.model_dump_json(), ex=ttl)
+        """A worker is alive for `ttl` seconds more. The registry names every worker seen, so
+        listing them reads a few keys, never the whole keyspace (a SCAN would read millions)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(keys.worker(info.hostname), info.model_dump_json(), ex=ttl)
+        pipe.zadd(keys.WORKERS_REGISTRY, {info.hostname: time.time() + ttl})
+        pipe.execute()
 
     def gone(self, hostname: str) -> None:
-        self.r.delete(keys.worker(hostname))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(keys.worker(hostname))
+        pipe.zrem(keys.WORKERS_REGISTRY, hostname)
+        pipe.execute()
 
     def live(self) -> list[WorkerInfo]:
-        names = list(self.r.scan_iter(keys.WORKERS_PATTERN, count=100))
-        raws = self.r.mget(names) if names else []
+        now = time.time()
+        self.r.zremrangebyscore(keys.WORKERS_REGISTRY, "-inf", now - FORGET_AFTER_S)  # a handful
+        names = ids(self.r.zrangebyscore(keys.WORKERS_REGISTRY, now, "+inf"))
+        raws = self.r.mget([keys.worker(n) for n in names]) if names else []
         return [WorkerInfo.model_validate_json(raw) for raw in raws if raw]
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import pytest
 import redis
@@ -165,7 +166,8 @@ def test_retention_removes_old_records_with_their_index_entries_and_no_slow_comm
     now = time.time()
     loaded = load(ledger, client, 20_000, now)
     cutoff = now - 3 * 86400
-    kept = [i for i in client.zrange(keys.INDEX_ALL, 0, -1, withscores=True) if i[1] >= cutoff]
+    scored = cast(list[tuple[str, float]], client.zrange(keys.INDEX_ALL, 0, -1, withscores=True))
+    kept = [member for member, created in scored if created >= cutoff]
     client.config_set("slowlog-log-slower-than", 10_000)
     client.slowlog_reset()
     swept = ledger.retention_sweeper.sweep(now=now)
@@ -185,7 +187,7 @@ def test_retention_removes_old_records_with_their_index_entries_and_no_slow_comm
     old_id = ledger.invocations.query(limit=1)  # a kept one still loads
     assert old_id and old_id[0].created_at >= cutoff
     survivors = {k.split(":")[-1] for k in client.scan_iter(f"{keys.invocation('')}*", count=5000)}
-    assert survivors == {member for member, _ in kept}
+    assert survivors == set(kept)
     assert ledger.retention_sweeper.sweep(now=now).invocations == 0  # nothing left to do
 
 

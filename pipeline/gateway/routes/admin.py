@@ -134,7 +134,7 @@ def invocations(
         filters=filters,
         statuses=[s.value for s in Status],
         functions=sorted(state.runtime.pipeline.functions),
-        dead=len(state.runtime.ledger.invocations.ids_with_status(Status.DEAD)),
+        dead=state.runtime.ledger.invocations.count_with_status(Status.DEAD),
     )
 
 
