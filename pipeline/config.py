@@ -23,6 +23,17 @@ from pipeline.output_target import OutputTarget
 BUILTIN_NAME = "<built-in pipeline.yaml>"
 
 
+BACKFILL_SUFFIX = ".backfill"
+
+
+def backfill_lane(queue: str) -> str:
+    return f"{queue}{BACKFILL_SUFFIX}"
+
+
+def is_backfill_lane(queue: str) -> bool:
+    return queue.endswith(BACKFILL_SUFFIX)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -217,6 +228,13 @@ class PipelineConfig(_Strict):
 
     def function_settings(self, name: str) -> FunctionSettings:
         return self.functions.get(name) or FunctionSettings()
+
+    def lane_for(self, name: str, backfill: bool) -> str:
+        """The queue an invocation of `name` goes to: its function's queue, or for work a backfill
+        found (`pipeline reconcile`) the backfill lane beside it, which workers take from only
+        when the function's own queue is empty (`pipeline.queue.lanes`)."""
+        queue = self.queue_for(name)
+        return backfill_lane(queue) if backfill else queue
 
     def queue_for(self, name: str) -> str:
         return self.function_settings(name).queue or f"fn.{name}"

@@ -13,7 +13,7 @@ import time
 import redis
 
 from pipeline.errors import BrokerUnavailable
-from pipeline.events.model import ObjectEvent
+from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
 from pipeline.flows.model import Run
 from pipeline.flows.runner import Enqueue, FlowRunner
 from pipeline.invocation import Invocation, Status, dedup_key
@@ -77,7 +77,7 @@ class Intake:
             params=plan.params,
             params_hash=plan.params_hash,
             rule=plan.rule,
-            queue=config.queue_for(plan.function),
+            queue=config.lane_for(plan.function, backfill=event.source == BACKFILL_SOURCE),
             bucket=event.bucket,
             key=event.key,
             version=event.version_tag,

@@ -15,15 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.events.model import ObjectEvent
+from pipeline.config import Rule
+from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
 from pipeline.invocation import Status, dedup_key
 from pipeline.ledger import keys
+from pipeline.ledger.backfill import Progress
 from pipeline.routing import route, route_flows
 from pipeline.runtime import Runtime
 from pipeline.storage.base import ObjectInfo
 
 log = logging.getLogger(__name__)
-CURSOR_KEPT_S = 3600
+CURSOR_KEPT_S = 7 * 86400  # an interrupted backfill resumes where it stopped, within a week
+# Messages a backfill lets wait in one lane; more wait until workers have taken some.
+LANE_WINDOW = 200
+LANE_POLL_S = 0.1
+REPORT_EVERY_S = 1.0
 
 
 @dataclass
@@ -38,7 +44,7 @@ class ReconcileSummary:
 
 def _event(info: ObjectInfo) -> ObjectEvent:
     return ObjectEvent(
-        source="reconcile",
+        source=BACKFILL_SOURCE,
         event_name="s3:ObjectCreated:Put",
         bucket=info.bucket,
         key=info.key,
@@ -93,13 +99,23 @@ def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float |
 
 
 def reconcile(
-    runtime: Runtime, *, dry_run: bool = False, rate: float = 200.0, resume: bool = True
+    runtime: Runtime,
+    *,
+    dry_run: bool = False,
+    rate: float = 200.0,
+    resume: bool = True,
+    window: int = LANE_WINDOW,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> ReconcileSummary:
-    """One pass. `rate` caps objects handed to the intake per second; with `resume`, a pass that
-    was interrupted continues after the last key it handled. Also re-sends stuck messages."""
+    """One pass: a backfill. Its work goes to the backfill lanes, behind fresh uploads; it waits
+    while a lane holds `window` messages, so queues stay bounded however large the bucket; `rate`
+    caps objects handed on per second. With `resume`, a pass that was interrupted continues after
+    the last key it handled, and its progress counts on. Also re-sends stuck messages."""
     summary = ReconcileSummary(resent=resend_stuck(runtime, dry_run=dry_run))
     if not dry_run:
         summary.steps_applied = runtime.intake.flows.sweep()
+        runtime.ledger.backfill.start(resume)
+    progress = _Reporter(runtime, on_progress, dry_run)
     oldest = time.time() - runtime.ledger.retention
     for bucket, prefix in watched(runtime):
         cursor_key = keys.reconcile_cursor(bucket, prefix)
@@ -109,6 +125,7 @@ def reconcile(
             if after and info.key <= after:
                 continue
             summary.scanned += 1
+            progress.listed(1)
             if info.last_modified and info.last_modified < oldest:
                 continue
             event = _event(info)
@@ -129,23 +146,91 @@ def reconcile(
             ]
             if not missing and not missing_runs:
                 continue
-            summary.missing += len(missing_runs)
+            summary.missing += len(missing_runs) + len(missing)
             if dry_run:
                 summary.would_run += [(bucket, info.key, f"flow {r.flow}") for r in missing_runs]
-            summary.missing += len(missing)
-            if dry_run:
                 summary.would_run += [(bucket, info.key, p.function) for p in missing]
                 continue
+            _wait_for_room(
+                runtime, [p.function for p in missing] + _first_steps(runtime, missing_runs), window
+            )
             record = runtime.intake.accept(event)
-            summary.enqueued += len(record.invocations) + len(record.runs) - record.duplicates
-            runtime.redis.set(cursor_key, info.key, ex=CURSOR_KEPT_S)
+            enqueued = len(record.invocations) + len(record.runs) - record.duplicates
+            summary.enqueued += enqueued
+            progress.handed_on(enqueued, cursor_key, info.key)
             time.sleep(1.0 / rate if rate > 0 else 0)
         if not dry_run:
             runtime.redis.delete(cursor_key)  # a complete pass starts from the top next time
+    progress.flush(final=not dry_run)
     if summary.enqueued:
         runtime.ledger.stats.incr("reconciled", summary.enqueued)
         log.warning("reconciler enqueued %d invocations that had no notification", summary.enqueued)
     return summary
+
+
+def _first_steps(runtime: Runtime, rules: list[Rule]) -> list[str]:
+    functions = []
+    for rule in rules:
+        flow = runtime.pipeline.flow(rule.flow or "")
+        functions += [flow.steps[name].function for name in flow.roots()]
+    return functions
+
+
+def _wait_for_room(runtime: Runtime, functions: list[str], window: int) -> None:
+    """Hold the backfill while any lane it would add to holds `window` messages: the lanes drain
+    only as fast as workers are free of fresh work, and a backfill must not pile up a bucket's
+    worth of messages in Redis."""
+    config = runtime.pipeline.config
+    lanes = {config.lane_for(fn, backfill=True) for fn in functions}
+    while any(runtime.dispatcher.depth(lane) >= window for lane in lanes):
+        time.sleep(LANE_POLL_S)
+
+
+class _Reporter:
+    """Counts into the ledger's backfill progress. Each object handed on moves the cursor and the
+    counts in one transaction, so a pass killed at any point resumes with both right; the
+    listing's count is added with it (or at the end), and `on_progress` hears about it about once
+    a second."""
+
+    def __init__(
+        self, runtime: Runtime, on_progress: Callable[[Progress], None] | None, dry_run: bool
+    ) -> None:
+        self.runtime, self.on_progress, self.dry_run = runtime, on_progress, dry_run
+        self._listed = 0
+        self._last = time.monotonic()
+
+    def listed(self, n: int) -> None:
+        self._listed += n
+        if time.monotonic() - self._last >= REPORT_EVERY_S:
+            self.flush()
+
+    def handed_on(self, enqueued: int, cursor_key: str, key: str) -> None:
+        pipe = self.runtime.redis.pipeline(transaction=True)
+        pipe.set(cursor_key, key, ex=CURSOR_KEPT_S)
+        self.runtime.ledger.backfill.count(pipe, self._listed, enqueued)
+        pipe.execute()
+        self._listed = 0
+        self._tell()
+
+    def flush(self, final: bool = False) -> None:
+        if self.dry_run:
+            return
+        backfill = self.runtime.ledger.backfill
+        pipe = self.runtime.redis.pipeline(transaction=True)
+        backfill.count(pipe, self._listed, 0)
+        pipe.execute()
+        self._listed = 0
+        if final:
+            backfill.finish()
+        self._tell(force=True)
+
+    def _tell(self, force: bool = False) -> None:
+        if self.on_progress is None or (not force and time.monotonic() - self._last < REPORT_EVERY_S):
+            return
+        self._last = time.monotonic()
+        current = self.runtime.ledger.backfill.read()
+        if current is not None:
+            self.on_progress(current)
 
 
 def reconcile_periodically(

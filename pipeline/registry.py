@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from functions import BUILTIN_FUNCTIONS, FunctionSpec
 from pipeline.ceilings import AboveCeiling, apply_ceilings, ceilings
-from pipeline.config import FunctionCall, PipelineConfig, format_location, load_config
+from pipeline.config import FunctionCall, PipelineConfig, backfill_lane, format_location, load_config
 from pipeline.errors import ConfigError
 from pipeline.flows.conditions import Condition, ConditionError, check_condition, compile_condition
 from pipeline.flows.graph import GraphError, ancestors, check_graph
@@ -64,6 +64,11 @@ class Pipeline:
 
     def queues(self, names: list[str] | None = None) -> list[str]:
         return [self.config.queue_for(name) for name in (names or sorted(self.functions))]
+
+    def consumed_queues(self, names: list[str] | None = None) -> list[str]:
+        """What a worker for `names` takes from: their queues, then their backfill lanes."""
+        fresh = self.queues(names)
+        return fresh + [backfill_lane(q) for q in fresh]
 
 
 def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:

@@ -131,7 +131,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Most records one notification may carry (S3 and MinIO send one); more answers 413.",
     )
-    retention_days: float = Field(7.0, description="How long the ledger keeps events and invocations.")
+    retention_days: float = Field(
+        7.0,
+        description="How long the ledger keeps events, invocations and runs; older ones are removed in "
+        "bounded batches by the webhook worker (docs/deploy.md).",
+    )
     record_usage: bool = Field(
         True,
         description="Workers measure each attempt (memory peak, bytes, cold start) and count it in "

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from pipeline.invocation import Status
+from pipeline.ledger.backfill import Progress
 from pipeline.runtime import Runtime
 
 RECENT = 200  # invocations per function that latency and usage are computed from
@@ -35,6 +36,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
                 "name": name,
                 "queue": queue,
                 "depth": runtime.dispatcher.depth(queue),
+                "lane_depth": runtime.dispatcher.depth(config.lane_for(name, backfill=True)),
                 "concurrency": config.function_settings(name).concurrency,
                 "p50_ms": _percentile(durations, 50),
                 "p95_ms": _percentile(durations, 95),
@@ -58,9 +60,28 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
     ]
     counts = ledger.invocations.counts()
     return {
+        "backfill": _backfill(ledger.backfill.read()),
         "at": time.time(),
         "counts": {s.value: counts.get(s.value, 0) for s in Status},
         "functions": functions,
         "workers": workers,
         "throughput": throughput,
+    }
+
+
+def _backfill(progress: Progress | None) -> dict[str, Any] | None:
+    """The latest backfill, while it runs and for an hour after."""
+    if progress is None or (progress.complete and time.time() - (progress.finished_at or 0) > 3600):
+        return None
+    share = progress.done / progress.enqueued if progress.enqueued else (1.0 if progress.complete else 0.0)
+    return {
+        "started_at": progress.started_at,
+        "listed": progress.listed,
+        "enqueued": progress.enqueued,
+        "done": progress.done,
+        "rate": round(progress.rate, 1),
+        "eta_s": progress.eta_s(),
+        "percent": round(100 * share, 1),
+        "listing_done": progress.finished_at is not None,
+        "complete": progress.complete,
     }

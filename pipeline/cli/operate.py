@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import click
 
 from pipeline.cli.runtime import open_runtime
 from pipeline.errors import PipelineError
 from pipeline.invocation import Status
+from pipeline.ledger.backfill import Progress
+from pipeline.runtime import Runtime
 
 
 @click.command()
@@ -108,13 +111,21 @@ def retry(invocation_id: str | None, all_dead: bool) -> None:
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Print what would run; change nothing.")
 @click.option("--rate", default=200.0, show_default=True, help="Objects handed to the queue per second.")
+@click.option("--window", default=200, show_default=True, help="Messages a backfill lane may hold at once.")
 @click.option("--no-resume", is_flag=True, help="Start from the first key even if a pass was interrupted.")
-def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
-    """Enqueue every watched object that has no invocation (lost notifications, backlogs, new rules)."""
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reconcile(dry_run: bool, rate: float, window: int, no_resume: bool, quiet: bool) -> None:
+    """Backfill: enqueue every watched object that has no invocation (lost notifications, backlogs,
+    rules added later), in the backfill lanes behind fresh uploads; resumes where it stopped."""
     from pipeline.reconcile import reconcile as reconcile_pass  # noqa: PLC0415
 
+    show = None if quiet or dry_run else _progress_line
     with open_runtime() as runtime:
-        summary = reconcile_pass(runtime, dry_run=dry_run, rate=rate, resume=not no_resume)
+        summary = reconcile_pass(
+            runtime, dry_run=dry_run, rate=rate, resume=not no_resume, window=window, on_progress=show
+        )
+        if show is not None:
+            _follow(runtime, show)
     for bucket, key, function in summary.would_run:
         click.echo(f"would run {function} on {bucket}/{key}")
     verb = "would enqueue" if dry_run else "enqueued"
@@ -122,6 +133,34 @@ def reconcile(dry_run: bool, rate: float, no_resume: bool) -> None:
         f"scanned {summary.scanned} objects; {summary.missing} invocations missing; {verb} "
         f"{summary.missing if dry_run else summary.enqueued}; queued too long, sent again: {summary.resent}"
     )
+
+
+def _follow(runtime: Runtime, show: Callable[[Progress], None]) -> None:
+    """After the listing: the bar goes on until the lanes have drained (Ctrl-C leaves them to
+    the workers; nothing is lost)."""
+    try:
+        while (progress := runtime.ledger.backfill.read()) is not None:
+            show(progress)
+            if progress.complete or runtime.ledger.workers.live() == []:
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    click.echo(err=True)
+
+
+def _progress_line(p: Progress) -> None:
+    """`[#########-----------]  43%  listed 43,210 · enqueued 86,420 · done 37,000 · 310/s · ETA 2m 20s`"""
+    share = p.done / p.enqueued if p.enqueued else 0.0
+    bar = "#" * int(share * 24) + "-" * (24 - int(share * 24))
+    eta = p.eta_s()
+    left = "-" if eta is None else f"{int(eta // 60)}m {int(eta % 60):02d}s"
+    listing = "" if p.finished_at else " (listing)"
+    line = (
+        f"[{bar}] {share:4.0%}  listed {p.listed:,}{listing} · enqueued {p.enqueued:,} · done {p.done:,}"
+        f" · {p.rate:,.0f}/s · ETA {left}"
+    )
+    click.echo("\r" + line, nl=False, err=True)
 
 
 COMMANDS = [invocations, invocation, retry, reconcile]

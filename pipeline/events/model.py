@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 EventSource = Literal["minio", "s3", "sns", "local", "api", "reconcile"]
 
 
+# The source of events a backfill makes by listing a bucket (`pipeline reconcile`): their work
+# goes to the backfill lanes, behind fresh uploads.
+BACKFILL_SOURCE = "reconcile"
+
+
 class ObjectEvent(BaseModel):
     """One change to one object. `key` is decoded (exactly once) and never used as a local path."""
 

@@ -129,6 +129,9 @@ class Run(BaseModel):
     redrives: int = 0
     screening: Screening | None = None
     decisions: list[Decision] = Field(default_factory=list)
+    backfill: bool = Field(
+        default=False, description="Started by a backfill: its steps use the backfill lanes."
+    )
 
     def public(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude={"order"})

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import NotFound
-from pipeline.events.model import ObjectEvent
+from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
 from pipeline.flows import engine
 from pipeline.flows.conditions import source_facts
 from pipeline.flows.launch import Launch
@@ -66,6 +66,7 @@ class FlowRunner:
             event_id=event_id,
             started_at=now,
             order=order_of(event.sequencer),
+            backfill=event.source == BACKFILL_SOURCE,
             source=source_facts(
                 event.bucket, event.key, event.size, content_type_of(event), None, event.metadata or None
             ),
@@ -105,7 +106,7 @@ class FlowRunner:
             params=launch.params,
             params_hash=launch.params_hash,
             rule=run.rule,
-            queue=self.pipeline.config.queue_for(launch.function),
+            queue=self.pipeline.config.lane_for(launch.function, backfill=run.backfill),
             bucket=launch.bucket,
             key=launch.key,
             version=run.version if on_source else "",

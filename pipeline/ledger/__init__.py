@@ -12,6 +12,7 @@ import redis
 from pipeline.flows.model import Run, RunStatus
 from pipeline.invocation import Invocation
 from pipeline.ledger import keys
+from pipeline.ledger.backfill import BackfillProgress
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.events import EventStore
 from pipeline.ledger.invocations import InvocationStore
@@ -73,6 +74,7 @@ class Ledger:
         self.flags = FunctionFlags(client)
         self.stats = Stats(client)
         self.retention_sweeper = Retention(client, self.retention)
+        self.backfill = BackfillProgress(client)
 
     def record_intake(
         self, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from pipeline.config import is_backfill_lane
 from pipeline.errors import BadRequest
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import keys
@@ -45,13 +46,14 @@ def _load(inv_id: str, raw: dict[Any, Any]) -> Invocation | None:
     return inv
 
 
-_ATTEMPT_FIELDS = ["started_at", "queue_wait_ms", "function", "rule", "bucket"]
+_ATTEMPT_FIELDS = ["started_at", "queue_wait_ms", "function", "rule", "bucket", "queue"]
 
 
 @dataclass(frozen=True)
 class EndedAttempt:
     fields: dict[str, Any]  # what the invocation's record gets
     sample: Sample | None  # what the usage counters get, if the attempt is counted
+    backfill: bool = False  # it came through a backfill lane
 
 
 class InvocationStore:
@@ -220,6 +222,8 @@ class InvocationStore:
         minute = int(now // 60)
         pipe = self.r.pipeline(transaction=False)
         pipe.incr(keys.stat(status.value))
+        if ended.backfill:  # a backfill's progress (`ledger/backfill.py`)
+            pipe.incr(keys.stat("backfill_done"))
         pipe.hincrby(keys.throughput(minute), status.value, 1)
         pipe.expire(keys.throughput(minute), THROUGHPUT_KEPT_S)
         pipe.execute()
@@ -229,7 +233,7 @@ class InvocationStore:
     ) -> EndedAttempt:
         """The fields an ended attempt sets, and its usage sample (if the attempt ever started)."""
         raw = self.r.hmget(keys.invocation(inv_id), _ATTEMPT_FIELDS)
-        started, wait_ms, function, rule, bucket = (json.loads(v) if v else None for v in raw)
+        started, wait_ms, function, rule, bucket, queue = (json.loads(v) if v else None for v in raw)
         measured = measured or Measured()
         duration = max(0.0, now - started) if started else None
         fields: dict[str, Any] = {"duration_ms": round(duration * 1000, 1) if duration is not None else None}
@@ -238,8 +242,9 @@ class InvocationStore:
             fields["trace"] = trace
         if measured.cpu_ms is not None:
             fields["cpu_ms"] = measured.cpu_ms
+        backfill = is_backfill_lane(str(queue or ""))
         if not self.record_usage or duration is None or function is None:
-            return EndedAttempt(fields, None)
+            return EndedAttempt(fields, None, backfill)
         gbs = gb_seconds(measured.memory_mb, duration)
         fields.update(
             memory_mb=measured.memory_mb,
@@ -263,7 +268,7 @@ class InvocationStore:
             bytes_written=measured.bytes_written,
             cold_start=measured.cold_start,
         )
-        return EndedAttempt(fields, sample)
+        return EndedAttempt(fields, sample, backfill)
 
     def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
         """Atomically put a finished invocation back to queued with a fresh attempt budget.

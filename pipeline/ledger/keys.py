@@ -21,7 +21,7 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `idx:runs|runs:status:<s>|runs:flow:<name>|runs:obj:<digest>`  sorted sets of run ids by start
 - `runclaim:<hash>`     the run that claimed (rule, object version): one run per upload and rule
 - `idem:<hash>`         the invocation an API idempotency key named
-- `retention:lock`      the one retention sweeper at work
+- `retention:lock`      the one retention sweeper at work; `backfill` the latest backfill's progress
 - `reconcile:cursor:<bucket>\\0<prefix>`  where an interrupted reconciler pass continues
 - `admin:*`             dashboard signing key, sessions and failed-login counters
 - `wh:*`                outgoing webhooks: subscriptions, messages, attempts, schedule, notices
@@ -165,6 +165,7 @@ def reconcile_cursor(bucket: str, prefix: str) -> str:
 
 
 RETENTION_LOCK = f"{PREFIX}retention:lock"
+BACKFILL = f"{PREFIX}backfill"  # the progress of the latest backfill (`backfill.py`)
 
 
 # --- outbox and joins ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from celery import Celery
 from pipeline.invocation import Invocation
 from pipeline.ledger import connect
 from pipeline.logs import InvocationFields
+from pipeline.queue.lanes import STRATEGY
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
@@ -42,6 +43,8 @@ def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
             # seconds (100 s by default): sweep at a pace that matches the timeout instead.
             "unacked_restore_interval": max(1, min(10, int(visibility // 3))),
             "unacked_restore_throttle": 1,
+            # Function queues round robin, backfill lanes only when they are empty (`lanes`).
+            "queue_order_strategy": STRATEGY,
         },
         broker_connection_retry_on_startup=True,
         task_create_missing_queues=True,

@@ -26,11 +26,11 @@ def set_paused(app: Celery, ledger: Ledger, config: PipelineConfig, name: str, p
     ledger.flags.switch("paused", name, paused)
     if not paused and name in config.held_by_config():
         return  # the pipeline file still holds it: resuming here would be undone by the followers
-    queue = config.queue_for(name)
-    targets = [w.hostname for w in ledger.workers.live() if queue in w.queues]
-    if targets:
-        command = app.control.cancel_consumer if paused else app.control.add_consumer
-        command(queue, destination=targets)
+    for queue in (config.queue_for(name), config.lane_for(name, backfill=True)):
+        targets = [w.hostname for w in ledger.workers.live() if queue in w.queues]
+        if targets:
+            command = app.control.cancel_consumer if paused else app.control.add_consumer
+            command(queue, destination=targets)
 
 
 class PauseFollower:
@@ -52,7 +52,7 @@ class PauseFollower:
 
     def _paused(self) -> set[str]:
         held = self.ledger.flags.members("paused") | self.config.held_by_config()
-        return {self.config.queue_for(n) for n in held}
+        return {self.config.lane_for(n, backfill) for n in held for backfill in (False, True)}
 
     def follow(self) -> None:
         paused = self._paused()

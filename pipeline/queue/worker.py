@@ -219,7 +219,7 @@ def run_worker(
         ctx.get()
         warm_functions(pipeline, functions, settings.data_dir / "tmp")
 
-    queues = pipeline.queues(functions)
+    queues = pipeline.consumed_queues(functions)
     # JSON logs: no banner or greeting on stdout either, so every line a log shipper reads parses.
     json_logs = settings.log_format == "json"
     hostname = f"{'+'.join(functions)}.{os.getpid()}@{socket.gethostname()}"
