@@ -21,6 +21,7 @@ import redis
 
 from functions import thumbnail
 from pipeline.measure import bare_celery
+from pipeline.measure.backfill_bench import bench_backfill
 from pipeline.measure.docs import DocSection, machine
 from pipeline.measure.ingest import bench_ingest
 from pipeline.measure.testbed import (
@@ -286,6 +287,7 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
             figures += bench_overhead(bed, k(200))
             figures += bench_usage(bed, k(400))
             figures += bench_flow_hops(bed, k(60))
+            figures += bench_backfill(bed, k(40))
             figures += bench_e2e_embedded(bed, k(60))
             figures += bench_e2e_s3(bed, k(30))
             figures += bench_cold_start(bed, 5, 11)
