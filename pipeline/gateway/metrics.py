@@ -39,7 +39,7 @@ class LedgerCollector(Collector):
                 by_status.add_metric([name], value)
             for name, value in self.runtime.ledger.runs.counts().items():
                 runs.add_metric([name], value)
-            for queue in self.runtime.pipeline.queues():
+            for queue in self.runtime.pipeline.consumed_queues():  # backfill lanes too
                 depth.add_metric([queue], self.runtime.dispatcher.depth(queue))
             for kind, value in self.runtime.ledger.stats.guards().items():
                 guards.add_metric([kind], value)

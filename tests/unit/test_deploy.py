@@ -16,6 +16,7 @@ from pipeline import __version__
 from pipeline.cli import cli
 from pipeline.gateway.app import create_app
 from pipeline.registry import load_pipeline
+from pipeline.config import backfill_lane
 from pipeline.settings import Settings
 from tests.helpers import REPO, need
 
@@ -189,11 +190,12 @@ def test_every_function_queue_scales_with_keda_down_to_zero(rendered: list[dict[
         if "--webhooks" in args:
             assert lists == {"webhooks"} and obj["spec"]["minReplicaCount"] >= 1
             continue
-        served = {f"fn.{f}" for f in args[args.index("--functions") + 1].split(",")}
+        fresh = {f"fn.{f}" for f in args[args.index("--functions") + 1].split(",")}
+        served = fresh | {backfill_lane(q) for q in fresh}
         assert lists == served, f"{name} scales on {lists} but its workers serve {served}"
         assert obj["spec"]["minReplicaCount"] == 0
         covered |= lists
-    assert covered == QUEUES
+    assert covered == QUEUES | {backfill_lane(q) for q in QUEUES}
 
 
 def test_disruption_budgets_select_real_pods(rendered: list[dict[str, Any]]) -> None:
