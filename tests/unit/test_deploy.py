@@ -14,9 +14,9 @@ import yaml
 
 from pipeline import __version__
 from pipeline.cli import cli
+from pipeline.config import backfill_lane
 from pipeline.gateway.app import create_app
 from pipeline.registry import load_pipeline
-from pipeline.config import backfill_lane
 from pipeline.settings import Settings
 from tests.helpers import REPO, need
 
