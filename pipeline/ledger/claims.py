@@ -18,8 +18,14 @@ from pipeline.ledger.lua import script
 
 log = logging.getLogger(__name__)
 
-# A claim with no invocation record after this long was left by an intake that died mid-call.
-ORPHAN_CLAIM_S = 60
+# A claim with no invocation record after this long was left by an intake that died mid-call (or
+# whose Redis failed over between its two round trips): three times the client's socket timeout,
+# longer than a live intake call can take between them. Until then a resent notification is
+# answered 503, never acknowledged without its work recorded.
+ORPHAN_CLAIM_S = 15
+
+
+UNRECORDED = "!"
 
 
 class Claims:
@@ -35,7 +41,8 @@ class Claims:
     def claim_all(self, units: list[tuple[str, str, str, str]]) -> list[str | bool]:
         """Claim units of work at once, skipping functions switched off. A unit is (claim key,
         function, the claimant's id, the prefix of the key of a claimant's record). Per unit: True
-        if claimed now, False if its function is disabled, else the id of the earlier claimant."""
+        if claimed now, False if its function is disabled, else the id of the earlier claimant
+        (prefixed with UNRECORDED when it has not written its record, or never will)."""
         if not units:
             return []
         claim_keys = [keys.function_flag("disabled"), keys.stat("duplicates")]

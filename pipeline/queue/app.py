@@ -9,7 +9,7 @@ import redis
 from celery import Celery
 
 from pipeline.invocation import Invocation
-from pipeline.ledger import connect
+from pipeline.ledger import connect, endpoints
 from pipeline.logs import InvocationFields
 from pipeline.queue.lanes import STRATEGY
 from pipeline.registry import Pipeline
@@ -20,7 +20,8 @@ from pipeline.tracing import Carrier, carrier, span
 TASK_NAME = "pipeline.run_invocation"
 
 
-def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
+def create_celery(redis_url: str, pipeline: Pipeline) -> Celery:
+    broker_url, sentinel_options = endpoints.broker(redis_url)
     app = Celery("pipeline", broker=broker_url, set_as_current=False)
     longest = pipeline.config.longest_time_limit(list(pipeline.functions))
     visibility = pipeline.config.limits.visibility_timeout or longest * 2 + 60
@@ -45,6 +46,7 @@ def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
             "unacked_restore_throttle": 1,
             # Function queues round robin, backfill lanes only when they are empty (`lanes`).
             "queue_order_strategy": STRATEGY,
+            **sentinel_options,
         },
         broker_connection_retry_on_startup=True,
         task_create_missing_queues=True,
@@ -52,6 +54,8 @@ def create_celery(broker_url: str, pipeline: Pipeline) -> Celery:
         worker_send_task_events=False,
         worker_enable_remote_control=True,
         worker_hijack_root_logger=False,
+        # Where Redis is, as the pipeline names it (a Sentinel URL is not a kombu one).
+        pipeline_redis_url=redis_url,
     )
     return app
 
@@ -75,7 +79,7 @@ class CeleryDispatcher:
 
     def depth(self, queue: str) -> int:
         if self._client is None:  # made on first use: most dispatchers only enqueue
-            self._client = connect(str(self.app.conf.broker_url))
+            self._client = connect(str(self.app.conf.pipeline_redis_url))
         return queue_depth(self._client, queue)
 
     def enqueue(self, inv: Invocation, countdown: float | None = None) -> None:
