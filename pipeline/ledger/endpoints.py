@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -53,7 +53,7 @@ class SentinelURL:
     def kombu(self) -> tuple[str, dict[str, Any]]:
         """The same place as kombu's Sentinel transport names it: a URL per sentinel, and the
         master's name as a transport option."""
-        auth = f":{self.password}@" if self.password else ""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
         url = ";".join(f"sentinel://{auth}{host}:{port}/{self.db}" for host, port in self.sentinels)
         return url, {"master_name": self.master}
 

@@ -301,3 +301,19 @@ def test_compose_monitoring_profile_scrapes_the_gateway_with_real_files(compose:
     assert "8000:8000" in services["gateway"]["ports"][0]
     assert "${GRAFANA_PASSWORD:?" in (DEPLOY / "compose.yaml").read_text()
     assert "GRAFANA_PASSWORD=" in (DEPLOY / "example.env").read_text()
+
+
+def test_the_sentinel_compose_file_names_a_sentinel_url_the_pipeline_understands() -> None:
+    from pipeline.ledger.endpoints import SentinelURL
+
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.sentinel.yaml").read_text())
+    services = data["services"]
+    assert {"redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3"} <= set(services)
+    for name in ("gateway", "worker-images", "worker-video", "worker-webhooks"):
+        env = services[name]["environment"]
+        url = env["PIPELINE_REDIS_URL"].replace("${REDIS_PASSWORD:?}", "secret")
+        parsed = SentinelURL.parse(url)
+        assert parsed is not None and parsed.master == "main" and len(parsed.sentinels) == 3
+        assert parsed.password == "secret" and env["PIPELINE_REDIS_MIN_REPLICAS"] == "1"
+    sentinel = " ".join(services["sentinel-1"]["command"])
+    assert "sentinel monitor main redis 6379 2" in sentinel
