@@ -70,8 +70,11 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
 
 
 def _backfill(progress: Progress | None) -> dict[str, Any] | None:
-    """The latest backfill, while it runs and for an hour after."""
-    if progress is None or (progress.complete and time.time() - (progress.finished_at or 0) > 3600):
+    """The latest backfill that found work, while it runs and for an hour after (the periodic
+    reconciler passes of `pipeline up` that find nothing are not shown)."""
+    if progress is None or progress.enqueued == 0:
+        return None
+    if progress.complete and time.time() - (progress.finished_at or 0) > 3600:
         return None
     share = progress.done / progress.enqueued if progress.enqueued else (1.0 if progress.complete else 0.0)
     return {
