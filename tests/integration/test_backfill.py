@@ -15,10 +15,11 @@ import pytest
 from PIL import Image
 
 from pipeline.config import backfill_lane
+from pipeline.gateway.app import create_app
 from pipeline.invocation import Invocation, Status
 from pipeline.runtime import Runtime
 from pipeline.storage import LocalStore
-from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_runtime, wait_until
+from tests.helpers import THUMBNAILS_ONLY, Proc, ServedApp, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,15 @@ def test_a_backfill_waits_behind_fresh_uploads_stays_bounded_and_resumes(
     done = runtime.ledger.backfill.read()
     assert done is not None and done.complete and done.done == done.enqueued
     assert "scanned" in out and f"enqueued {OBJECTS - (progress.enqueued if progress else 0)}" in out
+    # The dashboard's Overview shows it.
+    with ServedApp(create_app(runtime.settings)) as http:
+        http.post(
+            "/admin/login",
+            data={"password": "-", "next": "/admin"},
+            headers={"origin": http.base_url.scheme + "://" + http.base_url.netloc.decode()},
+        )
+        page = http.get("/admin").text
+    assert 'id="backfill" data-complete="yes"' in page and f"done {OBJECTS:,}" in page
 
 
 def _fresh(runtime: Runtime) -> Invocation | None:
