@@ -60,8 +60,10 @@ class RedisGroup:
     def _start(self, name: str, args: list[str]) -> None:
         home = self.root / name
         home.mkdir(parents=True, exist_ok=True)
-        log = (home / "log").open("wb")
-        self.procs[name] = subprocess.Popen([self.binary, *args, "--dir", str(home)], stdout=log, stderr=log)
+        with (home / "log").open("wb") as log:  # the child keeps its own handle
+            self.procs[name] = subprocess.Popen(
+                [self.binary, *args, "--dir", str(home)], stdout=log, stderr=subprocess.STDOUT
+            )
 
     def start(self) -> str:
         master = self.ports[0]

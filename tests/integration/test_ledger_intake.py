@@ -162,10 +162,10 @@ def test_records_carry_a_ttl_a_day_past_retention_as_a_safety_net(redis_url: str
 def test_retention_removes_old_records_with_their_index_entries_and_no_slow_command(redis_url: str) -> None:
     """20,000 synthetic invocations over six days, a retention of three: about half are removed,
     from every index, in batches. SLOWLOG records every command of the sweep: none names more
-    than one batch, none is of a kind that walks a whole key (ZREMRANGEBYSCORE, KEYS, SCAN), and
-    none takes 10 ms except by the machine's noise (a single-member command, descheduled while
-    parallel tests load both cores; `pipeline bench ledger` measures the slowest on a quiet
-    machine at a million invocations)."""
+    than one batch, and none is of a kind that walks a whole key (ZREMRANGEBYSCORE, KEYS, SCAN),
+    so none grows with the ledger. How long the slowest takes is measured by `pipeline bench
+    ledger` on a quiet machine at a million invocations: here, parallel tests load both cores and
+    any command can be descheduled for tens of milliseconds."""
     from pipeline.ledger.retention import BATCH
     from pipeline.measure.ledger_bench import load
 
@@ -189,8 +189,6 @@ def test_retention_removes_old_records_with_their_index_entries_and_no_slow_comm
     sizes = [_arguments(c["command"]) for c in commands]
     assert max(sizes) > BATCH // 2  # the batches are there, and SLOWLOG shows how big they are
     assert max(sizes) <= BATCH + 6, max(sizes)  # ZREM key 500 ids, ZRANGEBYSCORE ... LIMIT 0 500
-    slow = [c for c in commands if c["duration"] > 10_000]
-    assert all(_arguments(c["command"]) <= 3 for c in slow), slow  # only noise, never a batch
     assert swept.done and swept.batches > 10
     assert 0.4 * loaded.invocations < swept.invocations < 0.6 * loaded.invocations
     assert swept.invocations + len(kept) == loaded.invocations
