@@ -13,6 +13,7 @@ rejected and skipped, a few queued and running.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import statistics
@@ -335,6 +336,7 @@ def _retention(side: Side, now: float) -> tuple[Swept, float]:
 
 
 def bench_ledger(large: int = 1_000_000, small: int = 10_000, rounds: int = 20) -> list[Figure]:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     now = time.time()
     with tempfile.TemporaryDirectory(prefix="pipeline-ledger-bench-") as tmp:
         root = Path(tmp)
