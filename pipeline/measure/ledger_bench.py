@@ -37,7 +37,7 @@ from pipeline.ledger import Ledger, connect, keys, tune
 from pipeline.ledger.records import EventRecord
 from pipeline.ledger.retention import BATCH, Retention, Swept
 from pipeline.measure.docs import DocSection, machine
-from pipeline.measure.testbed import Figure, ms
+from pipeline.measure.testbed import Figure, figure_rows, ms
 
 GRAY = {"steps": [{"op": "grayscale"}]}
 MEDIA = {"media_type": "image/jpeg", "size": 245812, "width": 1600, "height": 1067}
@@ -207,14 +207,10 @@ SECTION = DocSection("bench:ledger", "The ledger at scale")
 
 
 def render(figures: list[Figure], command: str) -> str:
-    def met(f: Figure) -> str:
-        return "—" if f.met is None else ("yes" if f.met else "**no**")
-
     return SECTION.render(
         f"Command: `{command}`. Machine: {machine()}. Both ledgers, both gateways and the client ran "
         "on this machine in one run; each query alternates between the two ledgers.",
-        ["figure", "measured", "baseline, same run", "goal", "met"],
-        [(f.what, f.measured, f.baseline, f.goal, met(f)) for f in figures],
+        *figure_rows(figures),
     )
 
 

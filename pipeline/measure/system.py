@@ -29,6 +29,7 @@ from pipeline.measure.testbed import (
     Figure,
     Testbed,
     dist,
+    figure_rows,
     ms,
     pct,
     s3_peer,
@@ -299,12 +300,8 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
 
 
 def render(figures: list[Figure], command: str) -> str:
-    def met(f: Figure) -> str:
-        return "—" if f.met is None else ("yes" if f.met else "**no**")
-
     return SECTION.render(
         f"Command: `{command}`. Machine: {machine()}. Everything (load generator included) "
         "ran on this machine in one run.",
-        ["figure", "measured", "baseline, same run", "goal", "met"],
-        [(f.what, f.measured, f.baseline, f.goal, met(f)) for f in figures],
+        *figure_rows(figures),
     )

@@ -67,6 +67,16 @@ class Figure:
     met: bool | None = None
 
 
+def figure_rows(figures: list[Figure]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The columns and rows of a table of figures, for `DocSection.render`."""
+
+    def met(f: Figure) -> str:
+        return "—" if f.met is None else ("yes" if f.met else "**no**")
+
+    columns = ["figure", "measured", "baseline, same run", "goal", "met"]
+    return columns, [(f.what, f.measured, f.baseline, f.goal, met(f)) for f in figures]
+
+
 def pct(values: list[float], q: float) -> float:
     """Nearest-rank percentile: the value below which `q` of the samples lie."""
     ordered = sorted(values)
