@@ -14,6 +14,7 @@ from pipeline.flows.conditions import ConditionError, Undecided, source_facts
 from pipeline.flows.graph import ancestors, descendants
 from pipeline.flows.launch import Launch, inputs, launch
 from pipeline.flows.model import (
+    NOT_SCORES,
     VERDICTS,
     Decision,
     Quarantine,
@@ -109,10 +110,6 @@ def invocation_finished(
     return _after(pipeline, run, now)
 
 
-# Fields of a screening report that are not scores.
-_NOT_SCORES = {"verdict", "reasons", "pdq"}
-
-
 def _screened(pipeline: Pipeline, run: Run, inv: Invocation, step: StepState, now: float) -> bool:
     """A step that reports a `verdict` screens the upload (the first such step of the run): block
     ends the run, review holds the steps that depend on it. True if the run was blocked."""
@@ -127,7 +124,7 @@ def _screened(pipeline: Pipeline, run: Run, inv: Invocation, step: StepState, no
         screened=verdict,
         verdict=verdict,
         reasons=[str(r) for r in step.fields.get("reasons") or []],
-        scores={k: v for k, v in step.fields.items() if k not in _NOT_SCORES},
+        scores={k: v for k, v in step.fields.items() if k not in NOT_SCORES},
     )
     why = "; ".join(run.screening.reasons) or verdict
     if verdict == "block":

@@ -51,6 +51,8 @@ class StepStatus(StrEnum):
 SkipCause = Literal["condition", "failure", "disabled", "no-input", "stale", "deleted", "skipped", "blocked"]
 Verdict = Literal["pass", "review", "block"]
 VERDICTS: tuple[Verdict, ...] = ("pass", "review", "block")
+# Fields of a screening report that are not scores (the PDQ hash is an identifier, not a measure).
+NOT_SCORES = frozenset({"verdict", "reasons", "pdq"})
 
 
 class StepState(BaseModel):

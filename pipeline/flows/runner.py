@@ -204,15 +204,18 @@ class FlowRunner:
     def _after_block(self, run: Run) -> None:
         """A blocked run's queued steps are cancelled and its upload quarantined (both safe to
         repeat: the reconciler's sweep does them again for a run whose worker died first)."""
+        target = run.screening.quarantine if run.screening else None
+        quarantine_due = target is not None and not (target.done_at or target.error)
+        if not engine.blocked_pending(run) and not quarantine_due:
+            return  # done already (a late step of the run finished, or the sweep looked again)
         reason = run.reason or "blocked"
         for inv_id in engine.blocked_pending(run):
             self.ledger.invocations.transition(
                 inv_id, (Status.QUEUED,), Status.SKIPPED, error=reason, finished_at=time.time()
             )
-        target = run.screening.quarantine if run.screening else None
         store = self._store() if self._store else None
         outcome = None
-        if target is not None and not (target.done_at or target.error) and store is not None:
+        if target is not None and quarantine_due and store is not None:
             outcome = quarantine(store, run, target)
 
         def record(current: Run) -> Callable[[Any], None] | None:
@@ -332,11 +335,7 @@ class FlowRunner:
         if applied:
             log.warning("applied %d finished flow steps their runs had not seen", applied)
         for run in self.ledger.runs.get_many(self.ledger.runs.ids_with_status(RunStatus.BLOCKED)):
-            target = run.screening.quarantine if run.screening else None
-            if engine.blocked_pending(run) or (
-                target is not None and not target.done_at and not target.error
-            ):
-                self._after_block(run)
+            self._after_block(run)  # nothing to do for a run whose block is complete
         return applied
 
 

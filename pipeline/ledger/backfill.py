@@ -17,7 +17,7 @@ KEPT_S = 7 * 86400
 @dataclass(frozen=True)
 class Progress:
     started_at: float
-    updated_at: float
+    read_at: float  # when it was read: the rate is measured up to then
     listed: int
     enqueued: int
     done: int
@@ -30,7 +30,7 @@ class Progress:
     @property
     def rate(self) -> float:
         """Invocations finished per second since the backfill started."""
-        elapsed = max(1e-6, self.updated_at - self.started_at)
+        elapsed = max(1e-6, self.read_at - self.started_at)
         return self.done / elapsed
 
     @property
@@ -48,17 +48,12 @@ class BackfillProgress:
 
     def start(self, resume: bool) -> None:
         """A pass begins. Resuming keeps the counts of the interrupted pass."""
-        now = time.time()
-        if (
-            resume
-            and self.r.hget(keys.BACKFILL, "started_at")
-            and not self.r.hget(keys.BACKFILL, "finished_at")
-        ):
-            self.r.hset(keys.BACKFILL, "updated_at", now)
+        started, finished = self.r.hmget(keys.BACKFILL, ["started_at", "finished_at"])
+        if resume and started and not finished:
             return
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(keys.BACKFILL)
-        pipe.hset(keys.BACKFILL, mapping={"started_at": now, "updated_at": now, "listed": 0, "enqueued": 0})
+        pipe.hset(keys.BACKFILL, mapping={"started_at": time.time(), "listed": 0, "enqueued": 0})
         pipe.set(keys.stat("backfill_done"), 0)
         pipe.expire(keys.BACKFILL, KEPT_S)
         pipe.execute()
@@ -70,7 +65,6 @@ class BackfillProgress:
             pipe.hincrby(keys.BACKFILL, "listed", listed)
         if enqueued:
             pipe.hincrby(keys.BACKFILL, "enqueued", enqueued)
-        pipe.hset(keys.BACKFILL, "updated_at", time.time())
 
     def finish(self) -> None:
         self.r.hset(keys.BACKFILL, "finished_at", time.time())
@@ -82,7 +76,7 @@ class BackfillProgress:
         finished = raw.get("finished_at")
         return Progress(
             started_at=float(raw["started_at"]),
-            updated_at=time.time(),
+            read_at=time.time(),
             listed=int(raw.get("listed", 0)),
             enqueued=int(raw.get("enqueued", 0)),
             done=int(self.r.get(keys.stat("backfill_done")) or 0),

@@ -41,7 +41,7 @@ def _indexes(inv: Invocation) -> tuple[str, ...]:
 
 def _load(inv_id: str, raw: dict[Any, Any]) -> Invocation | None:
     inv = _HASH.load(raw, implied={"id": inv_id})
-    if inv is not None and inv.etag is None and inv.version_id is None and "etag" not in raw:
+    if inv is not None and inv.version and inv.etag is None and inv.version_id is None and "etag" not in raw:
         inv.etag = inv.version  # left out when it is the version (`add`)
     return inv
 

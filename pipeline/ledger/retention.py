@@ -51,11 +51,10 @@ class Swept:
 
 @dataclass
 class _Kind:
-    name: str
+    name: str  # also the `Swept` field that counts it
     index: str  # the index the sweeper walks, by creation time
     fields: Callable[[redis.client.Pipeline, str], None]  # queue what it needs to know of one record
     drop: Callable[[redis.client.Pipeline, str, object], None]  # queue the removals for one record
-    count: Callable[[Swept, int], None]
 
 
 class Retention:
@@ -80,7 +79,7 @@ class Retention:
                     if not found:
                         break
                     self._drop(kind, found)
-                    kind.count(swept, len(found))
+                    setattr(swept, kind.name, getattr(swept, kind.name) + len(found))
                     swept.batches += 1
                     swept.slowest_batch_s = max(swept.slowest_batch_s, time.monotonic() - batch_started)
                     self.r.expire(keys.RETENTION_LOCK, LOCK_S)
@@ -106,22 +105,10 @@ class Retention:
 
     def _kinds(self) -> list[_Kind]:
         return [
-            _Kind("invocations", keys.INDEX_ALL, _invocation_fields, _drop_invocation, _count_invocations),
-            _Kind("events", keys.EVENTS_INDEX, _event_fields, _drop_event, _count_events),
-            _Kind("runs", keys.RUNS_INDEX, _run_fields, _drop_run, _count_runs),
+            _Kind("invocations", keys.INDEX_ALL, _invocation_fields, _drop_invocation),
+            _Kind("events", keys.EVENTS_INDEX, _event_fields, _drop_event),
+            _Kind("runs", keys.RUNS_INDEX, _run_fields, _drop_run),
         ]
-
-
-def _count_invocations(swept: Swept, n: int) -> None:
-    swept.invocations += n
-
-
-def _count_events(swept: Swept, n: int) -> None:
-    swept.events += n
-
-
-def _count_runs(swept: Swept, n: int) -> None:
-    swept.runs += n
 
 
 def _invocation_fields(pipe: redis.client.Pipeline, inv_id: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pipeline.event_types import EventType
-from pipeline.flows.model import Decision, Run, RunStatus, Verdict
+from pipeline.flows.model import NOT_SCORES, Decision, Run, RunStatus, Verdict
 from pipeline.invocation import Invocation, OutputRef, Status
 
 PAYLOAD_VERSION: Literal[1] = 1
@@ -338,7 +338,7 @@ def invocation_screening_payload(inv: Invocation) -> ScreeningPayload | None:
         verdict=verdict,
         screened=verdict,
         reasons=[str(r) for r in report.get("reasons") or []],
-        scores={k: v for k, v in report.items() if k not in ("verdict", "reasons", "pdq")},
+        scores={k: v for k, v in report.items() if k not in NOT_SCORES},
     )
     event = EventType.OBJECT_BLOCKED if verdict == "block" else EventType.OBJECT_HELD
     return ScreeningPayload(type=event.value, timestamp=_stamp(inv.finished_at), data=data)
