@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
-from pipeline.errors import BrokerUnavailable
+from pipeline.errors import BrokerUnavailable, PipelineError
 from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
 from pipeline.flows.model import Run
 from pipeline.flows.runner import Enqueue, FlowRunner
@@ -30,57 +33,309 @@ from pipeline.routing import (
     route_flows,
     rule_matches,
 )
-from pipeline.tracing import span
+from pipeline.tracing import Carrier, span
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Notification:
+    """One object event to take in. `raw`: the notification as received, kept (first 16 KB) for
+    the dashboard's timeline. `plans`: run these instead of what the rules say (a function invoked
+    over HTTP). `trace`: the span the intake's own span continues (the request's, across the
+    thread that commits a batch)."""
+
+    event: ObjectEvent
+    raw: str = ""
+    plans: list[Planned] | None = None
+    trace: Carrier | None = None
+
+
+@dataclass
+class _Work:
+    """One notification on its way through a batch."""
+
+    note: Notification
+    record: EventRecord
+    units: list[tuple[str, Invocation]] = field(default_factory=list)
+    runs: list[tuple[Run, list[Invocation]]] = field(default_factory=list)
+    claimed: list[tuple[Invocation, str]] = field(default_factory=list)
+    started: list[tuple[Run, list[Invocation]]] = field(default_factory=list)
+    outcome: EventRecord | PipelineError | None = None
+
+
+Stage = Callable[[Any, Invocation], None]
+
+
 class Intake:
-    def __init__(self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue) -> None:
+    def __init__(
+        self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue, stage: Stage | None = None
+    ) -> None:
+        """`stage`: puts an invocation's queue message on the transaction that records it (the
+        Celery dispatcher's); without it, messages are sent with `enqueue` after the records."""
         self.pipeline = pipeline
         self.ledger = ledger
         self.enqueue = enqueue
+        self.stage = stage
         self.flows = FlowRunner(pipeline, ledger, enqueue)
         # PIPELINE_REDIS_MIN_REPLICAS: acknowledge a notification only once replicas have it.
         self.min_replicas = 0
         self.replica_timeout_ms = 500
 
     def accept(self, event: ObjectEvent, raw: str = "", plans: list[Planned] | None = None) -> EventRecord:
-        """`raw`: the notification as received, kept (first 16 KB) for the dashboard's timeline.
-        `plans`: run these instead of what the rules say (a function invoked over HTTP)."""
+        """Take in one event: see `accept_many`. Raises what that would return for it."""
+        [outcome] = self.accept_many([Notification(event, raw, plans)])
+        if isinstance(outcome, PipelineError):
+            raise outcome
+        return outcome
+
+    def accept_many(self, notes: list[Notification]) -> list[EventRecord | PipelineError]:
+        """Take in a batch of events (group commit): claim all their units of work in one script,
+        then record them and put their queue messages in one transaction, so a batch costs two
+        round trips to Redis whatever its size. Returns, per event, its record or the error to
+        answer its sender with (BrokerUnavailable when it must be sent again): one event's
+        trouble is its own, except Redis failing, which fails the whole batch."""
+        works: list[_Work] = []
+        for note in notes:
+            record = self._new_record(note)
+            work = _Work(note, record)
+            if note.event.event_name.startswith("s3:ObjectRemoved") and note.plans is None:
+                try:
+                    work.outcome = self._removed(note.event, record)
+                except redis.RedisError as exc:
+                    work.outcome = self._unavailable(note.event, exc)
+            else:
+                self._plan(work)
+            works.append(work)
+        live = [w for w in works if w.outcome is None]
         try:
+            if live:
+                self._claim(live)
+                self._commit([w for w in live if w.outcome is None])
+        except redis.RedisError as exc:
+            for work in live:
+                if work.outcome is None or isinstance(work.outcome, EventRecord):
+                    work.outcome = self._unavailable(work.note.event, exc)
+        for work in live:
+            if isinstance(work.outcome, EventRecord) and (work.claimed or work.started):
+                self._send_after_commit(work)
+        self._await_replicas(works)
+        return [w.outcome if w.outcome is not None else w.record for w in works]
+
+    # --- the phases of a batch -------------------------------------------------------------------
+    def _new_record(self, note: Notification) -> EventRecord:
+        event = note.event
+        return EventRecord(
+            id=Invocation.new_id(),
+            received_at=time.time(),
+            source=event.source,
+            event_name=event.event_name,
+            bucket=event.bucket,
+            key=event.key,
+            version=event.version_tag,
+            size=event.size,
+            content_type=content_type_of(event),
+            status="ignored",
+            raw=note.raw[:RAW_EVENT_CHARS],
+        )
+
+    def _plan(self, work: _Work) -> None:
+        """What the rules (or the caller's plans) say should run for the event."""
+        event, plans = work.note.event, work.note.plans
+        try:
+            planned = route(self.pipeline, event) if plans is None else plans
+            flow_rules = route_flows(self.pipeline, event) if plans is None else []
+            # Stamped a moment before the send: the reconciler only asks whether a queued
+            # invocation's message has been gone for long.
+            now = time.time()
+            work.units = [
+                (
+                    dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash),
+                    self._invocation(plan, event, work.record.id, enqueued_at=now),
+                )
+                for plan in planned
+            ]
+            work.runs = [
+                self.flows.plan(event, work.record.id, r.name, r.flow, now) for r in flow_rules if r.flow
+            ]
+        except redis.RedisError as exc:
+            work.outcome = self._unavailable(event, exc)
+
+    def _claim(self, works: list[_Work]) -> None:
+        """Claim every unit of work and every run of the batch in one script. Per event: the
+        invocations claimed now, the runs started now, the functions switched off; duplicates go
+        on its record."""
+        claim_units: list[tuple[str, str, str, str]] = []
+        for work in works:
+            claim_units += [
+                (keys.dedup(claim), inv.function, inv.id, keys.invocation("")) for claim, inv in work.units
+            ]
+            # One run per (rule, object version): its claim stands for all of its steps.
+            claim_units += [
+                (FlowRunner.claim_key(run), f"flow:{run.flow}", run.id, keys.run("")) for run, _ in work.runs
+            ]
+        outcomes = iter(self.ledger.claims.claim_all(claim_units))
+        in_batch = {claimant for _, _, claimant, _ in claim_units}
+        for work in works:
+            mine = [next(outcomes) for _ in range(len(work.units) + len(work.runs))]
+            self._settle_claims(work, mine, in_batch)
+
+    def _settle_claims(self, work: _Work, outcomes: list[str | bool], in_batch: set[str]) -> None:
+        record, event = work.record, work.note.event
+        # Claimed earlier in this batch: recorded in the same transaction as this event, or not
+        # at all (then both are refused), so it is an ordinary duplicate.
+        outcomes = [o[1:] if isinstance(o, str) and o[1:] in in_batch else o for o in outcomes]
+        unrecorded = [o for o in outcomes if isinstance(o, str) and o.startswith(UNRECORDED)]
+        unit_outcomes, run_outcomes = outcomes[: len(work.units)], outcomes[len(work.units) :]
+        if unrecorded:
+            claimed_here = [
+                keys.dedup(c) for (c, _), o in zip(work.units, unit_outcomes, strict=True) if o is True
+            ]
+            claimed_here += [
+                FlowRunner.claim_key(run)
+                for (run, _), o in zip(work.runs, run_outcomes, strict=True)
+                if o is True
+            ]
+            for claim_key in claimed_here:  # what this call claimed: the retry claims it again
+                self.ledger.claims.release_key(claim_key)
+            # An earlier delivery claimed this work and has not recorded it: it is still being
+            # recorded, or it failed there (Redis failed over). Acknowledging now could lose it.
+            work.outcome = BrokerUnavailable(
+                f"an earlier delivery of the notification for {event.bucket}/{event.key} claimed "
+                f"{unrecorded[0][1:]} and has not recorded it yet; send it again"
+            )
+            return
+        for (run, run_invs), outcome in zip(work.runs, run_outcomes, strict=True):
+            if outcome is True:
+                work.started.append((run, run_invs))
+                record.runs.append(run.id)
+            else:
+                record.duplicates += 1
+                record.runs.append(str(outcome))
+        disabled: list[str] = []
+        for (claim, inv), outcome in zip(work.units, unit_outcomes, strict=True):
+            if outcome is False:
+                disabled.append(inv.function)
+            elif outcome is True:
+                work.claimed.append((inv, claim))
+                record.invocations.append(inv.id)
+            else:
+                record.duplicates += 1
+                record.invocations.append(str(outcome))
+        if disabled:
+            # Functions switched off in the dashboard get no new work; the record says so.
+            record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
+
+    def _commit(self, works: list[_Work]) -> None:
+        """Record every event of the batch, its invocations and runs, and put the messages of its
+        single-step invocations, in one transaction. A transaction Redis refused changed nothing,
+        so its claims are released and the retry is new work; one whose answer was lost may have
+        run, so its claims stay (a retry is answered 503 until they are found recorded, or old)."""
+        pipe = self.ledger.transaction()
+        for work in works:
+            event = work.note.event
             attributes = {
                 "pipeline.bucket": event.bucket,
                 "pipeline.key": event.key,
                 "pipeline.event": event.event_name,
             }
-            with span("intake", attributes=attributes):
-                record = self._accept(event, raw[:RAW_EVENT_CHARS], plans)
-            if self.min_replicas and record.status in ("accepted", "duplicate"):
-                self._replicated(event)
-            return record
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(
-                f"Redis unavailable, event for {event.bucket}/{event.key} not accepted"
-            ) from exc
+            with span("intake", parent=work.note.trace, attributes=attributes):
+                self._stage(pipe, work)
+        try:
+            pipe.execute()
+        except redis.ResponseError:
+            for work in works:
+                for _, claim in work.claimed:
+                    self.ledger.claims.release(claim)
+                for run, _ in work.started:
+                    self.ledger.claims.release_key(FlowRunner.claim_key(run))
+            raise
 
-    def _replicated(self, event: ObjectEvent) -> None:
-        """Acknowledge only what a replica has too: a failover then cannot lose an acknowledged
-        notification. A duplicate waits as well (its first try may be the one not replicated)."""
-        acked = self.ledger.replicated(self.min_replicas, self.replica_timeout_ms)
-        if acked < self.min_replicas:
-            raise BrokerUnavailable(
-                f"Redis replication: {acked} of {self.min_replicas} replicas confirmed the records of "
-                f"{event.bucket}/{event.key} within {self.replica_timeout_ms} ms; send it again"
+    def _stage(self, pipe: Any, work: _Work) -> None:
+        record, event = work.record, work.note.event
+        work.outcome = record
+        if not record.invocations and not record.runs:
+            reason, matched = (record.reason, True) if record.reason else self._why_unrouted(pipe, event)
+            record.reason = reason
+            if matched:
+                self.ledger.events.add(pipe, record)
+            else:
+                pipe.incr(keys.stat("events:ignored"))
+            return
+        if work.claimed or work.started:
+            record.status = "accepted"
+        else:
+            record.status, record.reason = "duplicate", "every invocation was already claimed"
+        run_invs = [inv for _, invs in work.started for inv in invs]
+        started_runs = [run for run, _ in work.started]
+        max_bytes = self.pipeline.config.screening.max_bytes
+        if work.claimed and event.size is not None and event.size > max_bytes:
+            # Checked from the event, before anything is downloaded (a run's first steps are
+            # refused by their workers' own check, which the run records as each step's end).
+            reason = (
+                f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
+                f"of {max_bytes} bytes (screening.max_bytes)"
             )
+            update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
+            rejected = [inv.model_copy(update=update) for inv, _ in work.claimed]
+            self.ledger.stage_intake(pipe, rejected + run_invs, event=record, runs=started_runs)
+            work.claimed = []
+            return
+        self.ledger.stage_intake(
+            pipe, [inv for inv, _ in work.claimed] + run_invs, event=record, runs=started_runs
+        )
+        if self.stage is not None:
+            for inv, _ in work.claimed:
+                self.stage(pipe, inv)
+            work.claimed = []  # sent with the records
+        log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
 
-    def _why_unrouted(self, event: ObjectEvent) -> tuple[str, bool]:
+    def _send_after_commit(self, work: _Work) -> None:
+        try:
+            self._send(work.claimed, work.started, work.record, work.note.event)
+        except BrokerUnavailable as exc:
+            work.outcome = exc
+        except redis.RedisError as exc:
+            work.outcome = self._unavailable(work.note.event, exc)
+
+    def _await_replicas(self, works: list[_Work]) -> None:
+        """Acknowledge only what a replica has too: a failover then cannot lose an acknowledged
+        notification. A duplicate waits as well (its first try may be the one not replicated).
+        One WAIT covers the batch: replication keeps the master's order."""
+        waiting = [
+            w
+            for w in works
+            if isinstance(w.outcome, EventRecord) and w.outcome.status in ("accepted", "duplicate")
+        ]
+        if not self.min_replicas or not waiting:
+            return
+        try:
+            acked = self.ledger.replicated(self.min_replicas, self.replica_timeout_ms)
+        except redis.RedisError as exc:
+            for work in waiting:
+                work.outcome = self._unavailable(work.note.event, exc)
+            return
+        if acked < self.min_replicas:
+            for work in waiting:
+                event = work.note.event
+                work.outcome = BrokerUnavailable(
+                    f"Redis replication: {acked} of {self.min_replicas} replicas confirmed the records of "
+                    f"{event.bucket}/{event.key} within {self.replica_timeout_ms} ms; send it again"
+                )
+
+    @staticmethod
+    def _unavailable(event: ObjectEvent, exc: Exception) -> BrokerUnavailable:
+        error = BrokerUnavailable(f"Redis unavailable, event for {event.bucket}/{event.key} not accepted")
+        error.__cause__ = exc
+        return error
+
+    def _why_unrouted(self, pipe: Any, event: ObjectEvent) -> tuple[str, bool]:
         """Why nothing runs for `event`, and whether a rule matched it (worth a record) or not
         (worth only a counter: a notification may carry any number of records nobody wants)."""
         config = self.pipeline.config
         generation = generation_of(event)
         if generation and any(rule_matches(r, event) for r in config.rules):
-            self.ledger.stats.incr("loops_stopped")
+            pipe.incr(keys.stat("loops_stopped"))
             return f"loop guard: written by the pipeline (generation {generation})", True
         if is_output_key(config, event.bucket, event.key):
             return "a pipeline output (outputs never trigger rules)", False
@@ -107,121 +362,6 @@ class Intake:
             time_limit=config.time_limit_for(plan.function),
             enqueued_at=enqueued_at,
         )
-
-    def _accept(self, event: ObjectEvent, raw: str, plans: list[Planned] | None) -> EventRecord:
-        """Two round trips to Redis whatever the fan-out, then one message per invocation: claim
-        every unit of work (skipping functions switched off), record the invocations with the
-        event and the upload's join set, enqueue. Notifications are many and small; each round
-        trip counts."""
-        config = self.pipeline.config
-        record = EventRecord(
-            id=Invocation.new_id(),
-            received_at=time.time(),
-            source=event.source,
-            event_name=event.event_name,
-            bucket=event.bucket,
-            key=event.key,
-            version=event.version_tag,
-            size=event.size,
-            content_type=content_type_of(event),
-            status="ignored",
-            raw=raw,
-        )
-        if event.event_name.startswith("s3:ObjectRemoved") and plans is None:
-            return self._removed(event, record)
-        planned = route(self.pipeline, event) if plans is None else plans
-        flow_rules = route_flows(self.pipeline, event) if plans is None else []
-        # Stamped a moment before the send: the reconciler only asks whether a queued
-        # invocation's message has been gone for long.
-        now = time.time()
-        units = [
-            (
-                dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash),
-                self._invocation(plan, event, record.id, enqueued_at=now),
-            )
-            for plan in planned
-        ]
-        runs = [self.flows.plan(event, record.id, r.name, r.flow, now) for r in flow_rules if r.flow]
-        claimed, started, disabled = self._claim(units, runs, record)
-        if disabled:
-            # Functions switched off in the dashboard get no new work; the record says so.
-            record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
-        if not record.invocations and not record.runs:
-            reason, matched = (record.reason, True) if record.reason else self._why_unrouted(event)
-            record.reason = reason
-            if matched:
-                self.ledger.events.record(record)
-            else:
-                self.ledger.stats.incr("events:ignored")
-            return record
-        if claimed or started:
-            record.status = "accepted"
-        else:
-            record.status, record.reason = "duplicate", "every invocation was already claimed"
-        run_invs = [inv for _, invs in started for inv in invs]
-        started_runs = [run for run, _ in started]
-        if claimed and event.size is not None and event.size > config.screening.max_bytes:
-            # Checked from the event, before anything is downloaded (a run's first steps are
-            # refused by their workers' own check, which the run records as each step's end).
-            reason = (
-                f"{event.bucket}/{event.key}: {event.size} bytes is over the limit "
-                f"of {config.screening.max_bytes} bytes (screening.max_bytes)"
-            )
-            update = {"status": Status.REJECTED, "finished_at": time.time(), "error": reason}
-            rejected = [inv.model_copy(update=update) for inv, _ in claimed]
-            self.ledger.record_intake(rejected + run_invs, event=record, runs=started_runs)
-            self._send([], started, record, event)
-            return record
-        self.ledger.record_intake([inv for inv, _ in claimed] + run_invs, event=record, runs=started_runs)
-        self._send(claimed, started, record, event)
-        log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
-        return record
-
-    def _claim(
-        self,
-        units: list[tuple[str, Invocation]],
-        runs: list[tuple[Run, list[Invocation]]],
-        record: EventRecord,
-    ) -> tuple[list[tuple[Invocation, str]], list[tuple[Run, list[Invocation]]], list[str]]:
-        """Claim every unit of work and every run in one script. Returns the invocations claimed
-        now, the runs started now, and the functions switched off; duplicates go on the record."""
-        claim_units = [(keys.dedup(claim), inv.function, inv.id, keys.invocation("")) for claim, inv in units]
-        # One run per (rule, object version): its claim stands for all of its steps.
-        claim_units += [
-            (FlowRunner.claim_key(run), f"flow:{run.flow}", run.id, keys.run("")) for run, _ in runs
-        ]
-        outcomes = self.ledger.claims.claim_all(claim_units)
-        unrecorded = [o for o in outcomes if isinstance(o, str) and o.startswith(UNRECORDED)]
-        if unrecorded:
-            for (claim_key, _, _, _), outcome in zip(claim_units, outcomes, strict=True):
-                if outcome is True:  # what this call claimed: the retry claims it again
-                    self.ledger.claims.release_key(claim_key)
-            # An earlier delivery claimed this work and has not recorded it: it is still being
-            # recorded, or it failed there (Redis failed over). Acknowledging now could lose it.
-            raise BrokerUnavailable(
-                f"an earlier delivery of this notification claimed {unrecorded[0][1:]} and has not "
-                "recorded it yet; send it again"
-            )
-        started: list[tuple[Run, list[Invocation]]] = []
-        for (run, run_invs), outcome in zip(runs, outcomes[len(units) :], strict=True):
-            if outcome is True:
-                started.append((run, run_invs))
-                record.runs.append(run.id)
-            else:
-                record.duplicates += 1
-                record.runs.append(str(outcome))
-        claimed: list[tuple[Invocation, str]] = []
-        disabled: list[str] = []
-        for (claim, inv), outcome in zip(units, outcomes[: len(units)], strict=True):
-            if outcome is False:
-                disabled.append(inv.function)
-            elif outcome is True:
-                claimed.append((inv, claim))
-                record.invocations.append(inv.id)
-            else:
-                record.duplicates += 1
-                record.invocations.append(str(outcome))
-        return claimed, started, disabled
 
     def _send(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -23,6 +23,10 @@ class Dispatcher(Protocol):
     """Where invocations go to be run: the queue package's Celery dispatcher, or a stand-in."""
 
     def enqueue(self, inv: Invocation) -> None: ...
+
+    def stage(self, pipe: Any, inv: Invocation) -> None:
+        """Put `inv`'s message on `pipe`, the Redis transaction that records it."""
+        ...
 
     def depth(self, queue: str) -> int:
         """Messages waiting in a function's queue."""
@@ -49,7 +53,7 @@ def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispat
     ledger = Ledger(
         client, retention_seconds=settings.retention_days * 86400, record_usage=settings.record_usage
     )
-    intake = Intake(pipeline, ledger, dispatcher.enqueue)
+    intake = Intake(pipeline, ledger, dispatcher.enqueue, dispatcher.stage)
     intake.min_replicas, intake.replica_timeout_ms = (
         settings.redis_min_replicas,
         settings.redis_replica_timeout_ms,

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most records one notification may carry (S3 and MinIO send one); more answers 413.",
     )
+    intake_batch: int = Field(
+        64,
+        ge=1,
+        description="Most notifications the gateway commits together (group commit: those that arrive "
+        "while a commit runs go in the next one; 1 commits each alone).",
+    )
     retention_days: float = Field(
         7.0,
         description="How long the ledger keeps events, invocations and runs; older ones are removed in "

@@ -16,6 +16,7 @@ from pipeline.admin.auth import Sessions
 from pipeline.errors import PipelineError
 from pipeline.events.sns import SignatureVerifier
 from pipeline.gateway.gate import RequestGate
+from pipeline.gateway.group_commit import GroupCommit
 from pipeline.gateway.metrics import LedgerCollector, UsageCollector
 from pipeline.gateway.routes import admin, admin_actions, api, events, health, invoke, runs, webhooks
 from pipeline.gateway.routes.admin_common import ADMIN_DIR, LoginRequired, login_redirect
@@ -66,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             runtime.redis, settings.admin_password.get_secret_value() if settings.admin_password else None
         ),
         controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
+        intake=GroupCommit(runtime.intake, settings.intake_batch),
     )
     # Outermost: where a request comes from, its type, its token and its size are checked before
     # any route reads a byte of it.

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.admin.auth import Sessions
 from pipeline.events.sns import SignatureVerifier
+from pipeline.gateway.group_commit import GroupCommit
 from pipeline.ledger import endpoints
 from pipeline.notify.notifier import Notifier
 from pipeline.queue.control import FunctionControls
@@ -32,6 +33,7 @@ class GatewayState:
     notifier: Notifier
     sessions: Sessions
     controls: FunctionControls
+    intake: GroupCommit
     _async_redis: redis.asyncio.Redis | None = field(default=None, init=False)
 
     def async_redis(self) -> redis.asyncio.Redis:

@@ -7,6 +7,8 @@ runs), `workers`, `flags` and `stats`. `keys` names every Redis key; Lua scripts
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from pipeline.flows.model import Run, RunStatus
@@ -75,15 +77,18 @@ class Ledger:
         self.retention_sweeper = Retention(client, self.retention)
         self.backfill = BackfillProgress(client)
 
-    def record_intake(
-        self, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None
+    def transaction(self) -> Any:
+        """A MULTI/EXEC pipeline on the ledger's connection pool, for writes that go together."""
+        return self._client.pipeline(transaction=True)
+
+    def stage_intake(
+        self, pipe: Any, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None
     ) -> None:
-        """Record a notification and the invocations and flow runs it started in one transaction,
-        with the upload's join set (its single-step invocations and its runs): it is complete
-        before any of them can finish, so `object.processed` cannot fire while some are still to
-        come. `invs` includes the first steps of the runs."""
+        """Queue on `pipe` (a transaction) the records of a notification and of the invocations
+        and flow runs it started, with the upload's join set (its single-step invocations and its
+        runs): it is complete before any of them can finish, so `object.processed` cannot fire
+        while some are still to come. `invs` includes the first steps of the runs."""
         runs = runs or []
-        pipe = self._client.pipeline(transaction=True)
         members = [inv.id for inv in invs if inv.run_id is None]
         members += [keys.join_member_for_run(run.id) for run in runs]
         if members:
@@ -95,7 +100,6 @@ class Ledger:
                 self.outbox.announce_run(pipe, run.id, run.status.value)
         for inv in invs:
             self.invocations.add(pipe, inv)
-        pipe.execute()
 
     def replicated(self, replicas: int, timeout_ms: int) -> int:
         """How many replicas have every write made so far, waiting up to `timeout_ms` (WAIT). The

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import redis
@@ -10,14 +9,12 @@ from celery import Celery
 
 from pipeline.invocation import Invocation
 from pipeline.ledger import connect, endpoints
-from pipeline.logs import InvocationFields
 from pipeline.queue.lanes import STRATEGY
+from pipeline.queue.messages import TASK_NAME, envelope, payload_of, task_options
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
 from pipeline.tracing import Carrier, carrier, span
-
-TASK_NAME = "pipeline.run_invocation"
 
 
 def create_celery(redis_url: str, pipeline: Pipeline) -> Celery:
@@ -88,30 +85,21 @@ class CeleryDispatcher:
             self._send(inv, countdown, carrier())
 
     def _send(self, inv: Invocation, countdown: float | None, trace: Carrier | None) -> None:
-        soft = math.ceil(inv.time_limit)
-        payload = inv.model_dump(mode="json")
-        if trace:  # the worker's span continues the trace from this message
-            payload["trace"] = trace
         self.app.send_task(
             TASK_NAME,
-            args=[payload],
+            args=[payload_of(inv, trace)],
             queue=inv.queue,
             countdown=countdown,
-            # The soft limit raises inside the function so it can be recorded; the hard limit kills
-            # the process if the function ignores that.
-            soft_time_limit=soft,
-            time_limit=soft + hard_limit_margin(soft),
             retry=True,
             retry_policy=self.retry_policy,
-            # What monitors (Flower, `celery inspect`) show for the task. Given here, Celery skips
-            # rendering the whole payload with saferepr, a third of the cost of an enqueue.
-            argsrepr=InvocationFields(inv.id, inv.function, inv.bucket, inv.key).argsrepr(),
-            kwargsrepr="",
+            **task_options(inv),
         )
 
-
-def hard_limit_margin(soft_limit: int) -> int:
-    return max(1, min(15, soft_limit // 10))
+    def stage(self, pipe: redis.client.Pipeline, inv: Invocation) -> None:
+        """Put `inv`'s message on `pipe`, the transaction that records it (`messages`)."""
+        attributes = {"messaging.destination.name": inv.queue, "pipeline.invocation": inv.id}
+        with span(f"enqueue {inv.function}", "producer", attributes=attributes):
+            pipe.lpush(inv.queue, envelope(self.app, inv, carrier()))
 
 
 def queued_runtime(settings: Settings, pipeline: Pipeline, redis_url: str) -> Runtime:

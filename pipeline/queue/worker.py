@@ -22,9 +22,10 @@ from pipeline.errors import LeaseHeld, Skip, Throttled
 from pipeline.execution import Executor, clean_abandoned_work_dirs, is_permanent
 from pipeline.invocation import Invocation, Status
 from pipeline.logs import InvocationFields, about_invocation, remember_task
-from pipeline.queue.app import TASK_NAME, CeleryDispatcher, create_celery
+from pipeline.queue.app import CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
 from pipeline.queue.heartbeat import start_heartbeat
+from pipeline.queue.messages import TASK_NAME
 from pipeline.queue.warmup import preload, warm_functions
 from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime

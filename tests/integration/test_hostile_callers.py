@@ -213,12 +213,21 @@ def test_a_large_notification_does_not_hold_up_the_others(redis_url: str, tmp_pa
         sender = threading.Thread(target=send_big)
         sender.start()
         wait_until(lambda: gateway.runtime.ledger.events.count() > 0, 30, "the large notification")
-        smalls = []
-        for n in range(5):
+        smalls: list[float] = []
+
+        def send_small(n: int) -> None:
             answer = post_notification(gateway, minio_notification([f"uploads/small/{n}.jpg"]))
             assert answer.status_code == 200 and len(answer.json()["invocations"]) == 1
             smalls.append(time.monotonic())
+
+        # Sent together while the large one is being taken in: each shares the next batch with it.
+        small_senders = [threading.Thread(target=send_small, args=(n,)) for n in range(5)]
+        for thread in small_senders:
+            thread.start()
+        for thread in small_senders:
+            thread.join(60)
         sender.join(60)
+        assert len(smalls) == 5
         assert done and max(smalls) < done[0], "the small notifications waited for the large one"
         assert gateway.runtime.ledger.invocations.counts()["queued"] == 1005
 

@@ -11,8 +11,6 @@ import logging
 import time
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import httpx
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -28,25 +26,14 @@ from pipeline.errors import (
 from pipeline.events import ObjectEvent, is_test_event, parse_envelope, parse_records
 from pipeline.events.sns import SnsEnvelope, is_aws_sns_url
 from pipeline.gateway.deps import StateDep, bearer, read_body, tokens_match
+from pipeline.intake import Notification
 from pipeline.ledger.records import RAW_EVENT_CHARS
-from pipeline.tracing import span
+from pipeline.tracing import carrier, span
 
 router = APIRouter(prefix="/events", tags=["events"])
 log = logging.getLogger(__name__)
 
-# An intake call is a few Redis round trips with a little Python between them. Forty threads at
-# once (the default pool) mostly queue for the GIL, each reply waiting for a thread switch; a few
-# threads get more notifications through, with a far shorter tail (`pipeline bench system`).
-INTAKE_THREADS = 2
 CLOCK_SKEW_S = 300  # how far ahead of ours a sender's clock may be
-_limiter: anyio.CapacityLimiter | None = None
-
-
-def _intake_limiter() -> anyio.CapacityLimiter:
-    global _limiter  # noqa: PLW0603 - made on first use, inside the server's event loop
-    if _limiter is None:
-        _limiter = anyio.CapacityLimiter(INTAKE_THREADS)
-    return _limiter
 
 
 def _check_token(state: StateDep, given: str | None) -> None:
@@ -77,21 +64,24 @@ async def _accept(state: StateDep, events: list[ObjectEvent], source: str, body:
     raw = body[:RAW_EVENT_CHARS].decode("utf-8", "replace")
     invocations: list[str] = []
     duplicates = 0
-    try:
-        for event in events:
-            # One trace per upload, under FastAPI's request span (anyio carries it into the thread).
-            with span("accept notification", attributes={"pipeline.source": source}):
-                record = await anyio.to_thread.run_sync(
-                    state.runtime.intake.accept, event, raw, limiter=_intake_limiter()
-                )
-            invocations.extend(record.invocations)
-            duplicates += record.duplicates
-            state.metrics.events.labels(source=source, status=record.status).inc()
-            state.metrics.invocations.inc(len(record.invocations) - record.duplicates)
-    except BrokerUnavailable as exc:  # 503: the sender retries later
-        state.metrics.events.labels(source=source, status="unavailable").inc()
-        log.error("refusing notification: %s", exc)
-        raise
+    # One trace per upload, under FastAPI's request span; the batch's thread continues it.
+    with span("accept notification", attributes={"pipeline.source": source}):
+        notes = [Notification(event, raw, trace=carrier()) for event in events]
+        outcomes = await state.intake.accept(notes)
+    refused: Exception | None = None
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            refused = refused or outcome
+            status = "unavailable" if isinstance(outcome, BrokerUnavailable) else "error"
+            state.metrics.events.labels(source=source, status=status).inc()
+            continue
+        invocations.extend(outcome.invocations)
+        duplicates += outcome.duplicates
+        state.metrics.events.labels(source=source, status=outcome.status).inc()
+        state.metrics.invocations.inc(len(outcome.invocations) - outcome.duplicates)
+    if refused is not None:  # 503 (BrokerUnavailable): the sender retries later
+        log.error("refusing notification: %s", refused)
+        raise refused
     return {"status": "accepted", "events": len(events), "invocations": invocations, "duplicates": duplicates}
 
 
