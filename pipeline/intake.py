@@ -231,7 +231,7 @@ class Intake:
         single-step invocations, in one transaction. A transaction Redis refused changed nothing,
         so its claims are released and the retry is new work; one whose answer was lost may have
         run, so its claims stay (a retry is answered 503 until they are found recorded, or old)."""
-        pipe = self.ledger.transaction()
+        pipe = self.ledger.batch()
         for work in works:
             event = work.note.event
             attributes = {

@@ -15,6 +15,7 @@ from pipeline.flows.model import Run, RunStatus
 from pipeline.invocation import Invocation
 from pipeline.ledger import endpoints, keys
 from pipeline.ledger.backfill import BackfillProgress
+from pipeline.ledger.batch import ScriptedWrites
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.events import EventStore
 from pipeline.ledger.invocations import InvocationStore
@@ -77,9 +78,9 @@ class Ledger:
         self.retention_sweeper = Retention(client, self.retention)
         self.backfill = BackfillProgress(client)
 
-    def transaction(self) -> Any:
-        """A MULTI/EXEC pipeline on the ledger's connection pool, for writes that go together."""
-        return self._client.pipeline(transaction=True)
+    def batch(self) -> ScriptedWrites:
+        """Writes that go together, applied by one script call (`batch.py`)."""
+        return ScriptedWrites(self._client)
 
     def stage_intake(
         self, pipe: Any, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None

@@ -60,7 +60,13 @@ def envelope(app: Celery, inv: Invocation, trace: Carrier | None) -> str:
     """The queue entry for `inv` (no countdown: the intake sends work to run now)."""
     task_id = str(uuid.uuid4())
     message = app.amqp.create_task_message(
-        task_id, TASK_NAME, [payload_of(inv, trace)], {}, reply_to=app.thread_oid, **task_options(inv)
+        task_id,
+        TASK_NAME,
+        [payload_of(inv, trace)],
+        {},
+        reply_to=app.thread_oid,
+        ignore_result=None,  # as `send_task` leaves it: the app's task_ignore_result decides
+        **task_options(inv),
     )
     body = json.dumps(message.body).encode()
     properties = {
