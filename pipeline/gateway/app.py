@@ -77,9 +77,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.mount("/admin/static", StaticFiles(directory=str(ADMIN_DIR / "static")), name="admin-static")
     app.add_exception_handler(LoginRequired, login_redirect)
     app.add_exception_handler(PipelineError, error_response)
+    app.router.routes[:0] = events.routes  # first: the route most requests take
     app.include_router(admin.router)
     app.include_router(admin_actions.router)
-    app.include_router(events.router)
     app.include_router(api.router)
     app.include_router(runs.router)
     app.include_router(invoke.router)

@@ -37,8 +37,10 @@ def check_cli(argv: list[str]) -> None:
 
 
 def gateway_paths() -> set[str]:
+    """Every route the gateway answers (the notification routes are plain Starlette ones, outside
+    the OpenAPI description)."""
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
-    return set(app.openapi()["paths"])
+    return set(app.openapi()["paths"]) | {getattr(route, "path", "") for route in app.routes}
 
 
 # --- compose ---------------------------------------------------------------------------------------
