@@ -49,14 +49,23 @@ def bench_functions(repeat: int, doc: Path | None) -> None:
 
 @bench.command("system")
 @click.option("--quick", is_flag=True, help="A quarter of the samples: a smoke run, not figures to keep.")
+@click.option(
+    "--only",
+    type=click.Choice(["overhead", "usage", "flows", "backfill", "embedded", "s3", "cold-start", "throughput",
+                       "ingest"]),
+    default=None,
+    help="Run one part (its figures are printed, never written).",
+)  # fmt: skip
 @write_option("docs/benchmarks.md")
-def bench_system(quick: bool, doc: Path | None) -> None:
+def bench_system(quick: bool, only: str | None, doc: Path | None) -> None:
     """Upload -> thumbnail latency (local store and S3 peer), overhead beside bare Celery, 1 vs 2
-    workers, cold start, gateway ingest."""
+    workers, cold start, backfill, gateway ingest."""
     from pipeline.measure import system  # noqa: PLC0415
 
-    command = "pipeline bench system" + (" --quick" if quick else "")
-    section = system.render(system.run_system_benchmarks(quick=quick), command)
+    if only and doc:
+        raise click.UsageError("--write keeps the whole table: run every part to write it")
+    command = "pipeline bench system" + (" --quick" if quick else "") + (f" --only {only}" if only else "")
+    section = system.render(system.run_system_benchmarks(quick=quick, only=only), command)
     click.echo(section)
     if doc:
         system.SECTION.write(doc, section)

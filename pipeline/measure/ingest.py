@@ -1,11 +1,14 @@
-"""Gateway ingest: notifications per second with one and two gateway processes, beside GET /healthz
-on the same server; loaded by wrk when it is installed, else by an httpx client in this process."""
+"""Gateway ingest: notifications per second at saturation and the response time at 1,000/s, with
+two gateway processes, beside GET /healthz on the same server and beside the same gateway with group
+commit off (PIPELINE_INTAKE_BATCH=1), all in one run; loaded by wrk when it is installed, else by
+an httpx client in this process. Each load alternates with its baselines, three rounds, medians."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -16,6 +19,7 @@ from urllib.parse import quote_plus
 import httpx
 
 from pipeline.embedded import free_port
+from pipeline.intake import Notification
 from pipeline.measure.testbed import TOKEN, Figure, Testbed, ms, pct, wait_http
 
 
@@ -53,6 +57,7 @@ local threads = 0
 function setup(thread) thread:set("id", threads); threads = threads + 1 end
 function init(args)
   prefix = args[1] or ""
+  pause = tonumber(args[2] or "0")
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer TOKEN"
 end
@@ -67,6 +72,7 @@ function request()
     .. '","contentType":"image/jpeg","sequencer":"1"}}}]}'
   return wrk.format("POST", "/events/minio", nil, body)
 end
+function delay() return pause end
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.status + summary.errors.timeout
@@ -76,9 +82,11 @@ end
 """.replace("TOKEN", TOKEN)
 
 
-def wrk_load(base: str, script: Path, prefix: str, seconds: int, connections: int) -> Load:
+def wrk_load(base: str, script: Path, prefix: str, seconds: int, connections: int, pause_ms: int = 0) -> Load:
+    """`pause_ms`: each connection waits this long after an answer before its next request."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), base, "--", prefix],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), base, "--", prefix,
+         str(pause_ms)],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
     line = next(x for x in out.splitlines() if x.startswith("RESULT"))
@@ -112,65 +120,139 @@ async def _httpx_load(base: str, prefix: str, n: int, connections: int) -> Load:
     return Load(n / elapsed, pct(latencies, 0.5), pct(latencies, 0.99), n)
 
 
-def bench_ingest(bed: Testbed, seconds: int, connections: int) -> list[Figure]:
-    """MinIO-format notifications POSTed to the gateway, each for a new object, so each one is
-    validated, deduplicated, recorded and enqueued before its 200; beside GET /healthz (one Redis
-    ping) against the same server. With one and with two gateway processes; the rate at saturation
-    (`connections` clients) and the response time under a light load (two clients per process)."""
-    use_wrk = shutil.which("wrk") is not None
-    # The intake alone, without HTTP: one thread in this process, sequential.
-    events = [
-        bed.event_for(f"uploads/ingest/direct-{n}.jpg", bed.small, "image/jpeg") for n in range(seconds * 150)
+ROUNDS = 3
+PACED_RATE = 1000  # notifications/s for the response-time figure
+PACED_CONNECTIONS = 20
+
+
+def median_load(loads: list[Load]) -> Load:
+    return Load(
+        statistics.median(x.rate for x in loads),
+        statistics.median(x.p50 for x in loads),
+        statistics.median(x.p99 for x in loads),
+        sum(x.requests for x in loads),
+    )
+
+
+def direct_intake(bed: Testbed, n: int, batch: int) -> float:
+    """Notifications/s through `Intake.accept_many` in batches of `batch`, without HTTP."""
+    notes = [
+        Notification(bed.event_for(f"uploads/ingest/direct-{batch}-{i}.jpg", bed.small, "image/jpeg"))
+        for i in range(n)
     ]
     started = time.perf_counter()
-    for event in events:
-        bed.accept(event)
-    direct = len(events) / (time.perf_counter() - started)
+    for i in range(0, n, batch):
+        bed.runtime.intake.accept_many(notes[i : i + batch])
+    return n / (time.perf_counter() - started)
+
+
+class Gateway:
+    """`pipeline gateway` with `processes` processes, loaded by wrk (or httpx)."""
+
+    def __init__(self, bed: Testbed, script: Path, processes: int, env: dict[str, str] | None = None) -> None:
+        self.bed, self.script, self.processes = bed, script, processes
+        self.base = f"http://127.0.0.1:{free_port()}"
+        port = self.base.rsplit(":", 1)[1]
+        self.proc = bed.spawn(
+            [sys.executable, "-m", "pipeline", "gateway", "--host", "127.0.0.1", "--port", port,
+             "--workers", str(processes)],
+            env={**bed.env, **(env or {})},
+        )  # fmt: skip
+        wait_http(f"{self.base}/healthz", self.proc)
+
+    def load(self, prefix: str, seconds: int, clients: int, pause_ms: int = 0) -> Load:
+        if shutil.which("wrk"):
+            return wrk_load(self.base, self.script, prefix, seconds, clients, pause_ms)
+        return asyncio.run(_httpx_load(self.base, prefix, seconds * 150, clients))
+
+    def pause_for(self, rate: float, clients: int) -> int:
+        """The pause between a connection's answer and its next request that makes `clients`
+        connections send about `rate` notifications/s, found by trying (wrk sends no faster
+        than each connection's answers come back, so the pause makes up the rest of the cycle)."""
+        cycle_ms = clients * 1000 / rate
+        pause = max(0, int(cycle_ms) - 3)
+        for attempt in range(3):
+            got = self.load(f"pace{attempt}", 2, clients, pause).rate
+            pause = max(0, round(pause + cycle_ms - clients * 1000 / got))
+        return pause
+
+    def stop(self) -> None:
+        self.bed.stop(self.proc)
+
+
+def bench_ingest(bed: Testbed, seconds: int, connections: int) -> list[Figure]:
+    """MinIO-format notifications POSTed to the gateway, each for a new object, so each one is
+    validated, deduplicated, recorded and enqueued before its 200. Two gateway processes (and one,
+    for scale), at saturation (`connections` clients) and paced at 1,000/s; beside GET /healthz
+    (one Redis ping) on the same server, and the same gateway with group commit off."""
     script = bed.tmp / "ingest.lua"
     script.write_text(WRK_SCRIPT)
     queue = bed.pipeline.config.queue_for("thumbnail")
-    figures = []
-    for processes in (1, 2):
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        gateway = bed.spawn(
-            [sys.executable, "-m", "pipeline", "gateway", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(processes)]
-        )  # fmt: skip
-        before = bed.runtime.dispatcher.depth(queue)
-        try:
-            wait_http(f"{base}/healthz", gateway)
-
-            def load(prefix: str, duration: int, clients: int = connections, base: str = base) -> Load:
-                if use_wrk:
-                    return wrk_load(base, script, prefix, duration, clients)
-                return asyncio.run(_httpx_load(base, prefix, duration * 150, clients))
-
-            load(f"warm{processes}", 1)
-            health = load("", seconds)
-            ours = load(f"p{processes}", seconds)
-            # At saturation the latency is mostly waiting behind the other connections' requests
-            # (Little's law); with a few connections it is the time one notification takes.
-            light = load(f"l{processes}", seconds, clients=processes * 2)
-            queued = bed.runtime.dispatcher.depth(queue) - before
-        finally:
-            bed.stop(gateway)
-        if queued < ours.requests + light.requests:
-            raise RuntimeError(
-                f"{ours.requests} notifications answered 200 but only {queued} invocations queued"
-            )
-        client = "wrk" if use_wrk else "an httpx client in this process (install wrk for a lighter one)"
-        figures.append(
-            Figure(
-                f"Gateway ingest, {processes} gateway process{'es' if processes > 1 else ''}: "
-                f"MinIO notifications accepted and queued, {connections} connections from {client}",
-                f"{ours.rate:.0f}/s (p99 {ms(ours.p99)} at saturation); with {processes * 2} connections: "
-                f"{light.rate:.0f}/s, p50 {ms(light.p50)}, p99 {ms(light.p99)}",
-                f"GET /healthz on the same server: {health.rate:.0f}/s, p99 {ms(health.p99)}; "
-                f"the intake without HTTP (one thread, in-process): {direct:.0f}/s",
-                ">= 1,500/s, p99 <= 25 ms",
-                ours.rate >= 1500 and light.p99 <= 0.025,
-            )
-        )
+    before = bed.runtime.dispatcher.depth(queue)
+    direct_one = direct_intake(bed, seconds * 200, 1)
+    direct_batched = direct_intake(bed, seconds * 200, 64)
+    grouped = Gateway(bed, script, 2)
+    single = Gateway(bed, script, 2, {"PIPELINE_INTAKE_BATCH": "1"})
+    one_process = Gateway(bed, script, 1)
+    rounds: dict[str, list[Load]] = {}
+    answered = 0
+    try:
+        for gateway in (grouped, single, one_process):
+            gateway.load(f"warm{gateway.base[-5:]}", 1, connections)
+        pause_ms = grouped.pause_for(PACED_RATE, PACED_CONNECTIONS)
+        for r in range(ROUNDS):
+            for name, gateway, prefix, clients, pause in (
+                ("health", grouped, "", connections, 0),
+                ("grouped", grouped, f"g{r}", connections, 0),
+                ("single", single, f"s{r}", connections, 0),
+                ("one", one_process, f"o{r}", connections, 0),
+                ("health_paced", grouped, "", PACED_CONNECTIONS, pause_ms),
+                ("paced", grouped, f"p{r}", PACED_CONNECTIONS, pause_ms),
+            ):
+                result = gateway.load(prefix, seconds, clients, pause)
+                rounds.setdefault(name, []).append(result)
+                answered += result.requests if prefix else 0
+        queued = bed.runtime.dispatcher.depth(queue) - before
+    finally:
+        for gateway in (grouped, single, one_process):
+            gateway.stop()
     bed.runtime.redis.delete(queue)
-    return figures
+    if queued < answered:
+        raise RuntimeError(f"{answered} notifications answered 200 but only {queued} invocations queued")
+    m = {name: median_load(loads) for name, loads in rounds.items()}
+    client = (
+        "wrk" if shutil.which("wrk") else "an httpx client in this process (install wrk for a lighter one)"
+    )
+    return [
+        Figure(
+            f"Gateway ingest at saturation, 2 gateway processes, {connections} connections from {client}: "
+            "MinIO notifications claimed, recorded and queued before their 200",
+            f"{m['grouped'].rate:.0f}/s, {m['grouped'].rate / m['health'].rate:.2f}x GET /healthz",
+            f"GET /healthz on the same server: {m['health'].rate:.0f}/s; group commit off "
+            f"(PIPELINE_INTAKE_BATCH=1): {m['single'].rate:.0f}/s "
+            f"({m['grouped'].rate / m['single'].rate:.2f}x with it)",
+            ">= 1,500/s",
+            m["grouped"].rate >= 1500,
+        ),
+        Figure(
+            f"Response time at about {PACED_RATE}/s, 2 gateway processes ({PACED_CONNECTIONS} paced "
+            "connections)",
+            f"{m['paced'].rate:.0f}/s: p50 {ms(m['paced'].p50)}, p99 {ms(m['paced'].p99)}",
+            f"GET /healthz paced alike: {m['health_paced'].rate:.0f}/s, p50 {ms(m['health_paced'].p50)}, "
+            f"p99 {ms(m['health_paced'].p99)}",
+            "p99 <= 25 ms",
+            m["paced"].p99 <= 0.025 and m["paced"].rate >= 0.9 * PACED_RATE,
+        ),
+        Figure(
+            "Gateway ingest at saturation, 1 gateway process",
+            f"{m['one'].rate:.0f}/s",
+            f"2 processes: {m['grouped'].rate:.0f}/s ({m['grouped'].rate / m['one'].rate:.2f}x)",
+            "—",
+        ),
+        Figure(
+            "The intake without HTTP (one thread, in-process): notifications/s in batches of 64",
+            f"{direct_batched:.0f}/s",
+            f"one at a time: {direct_one:.0f}/s ({direct_batched / direct_one:.2f}x batched)",
+            "—",
+        ),
+    ]

@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -273,7 +274,8 @@ def bench_cold_start(bed: Testbed, rounds: int, queued: int) -> list[Figure]:
 
 
 # --- the run -----------------------------------------------------------------------------------------
-def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
+def run_system_benchmarks(*, quick: bool = False, only: str | None = None) -> list[Figure]:
+    """Every part in turn, or the one named `only` (a smoke run of one part, not figures to keep)."""
     for noisy in ("httpx", "werkzeug"):  # one line per request otherwise (client; the S3 peer)
         logging.getLogger(noisy).setLevel(logging.WARNING)
     scale = 0.25 if quick else 1.0
@@ -281,19 +283,24 @@ def run_system_benchmarks(*, quick: bool = False) -> list[Figure]:
     def k(n: int) -> int:
         return max(3, int(n * scale))
 
+    parts: dict[str, Callable[[Testbed], list[Figure]]] = {
+        "overhead": lambda bed: bench_overhead(bed, k(200)),
+        "usage": lambda bed: bench_usage(bed, k(400)),
+        "flows": lambda bed: bench_flow_hops(bed, k(60)),
+        "backfill": lambda bed: bench_backfill(bed, k(40)),
+        "embedded": lambda bed: bench_e2e_embedded(bed, k(60)),
+        "s3": lambda bed: bench_e2e_s3(bed, k(30)),
+        "cold-start": lambda bed: bench_cold_start(bed, 5, 11),
+        "throughput": lambda bed: bench_throughput(bed, k(40), 5),
+        "ingest": lambda bed: bench_ingest(bed, max(2, int(8 * scale)), 32),
+    }
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
         bed = Testbed(Path(tmp))
         try:
-            figures += bench_overhead(bed, k(200))
-            figures += bench_usage(bed, k(400))
-            figures += bench_flow_hops(bed, k(60))
-            figures += bench_backfill(bed, k(40))
-            figures += bench_e2e_embedded(bed, k(60))
-            figures += bench_e2e_s3(bed, k(30))
-            figures += bench_cold_start(bed, 5, 11)
-            figures += bench_throughput(bed, k(40), 5)
-            figures += bench_ingest(bed, max(2, int(8 * scale)), 32)
+            for name, part in parts.items():
+                if only in (None, name):
+                    figures += part(bed)
         finally:
             bed.close()
     return figures
