@@ -1,8 +1,9 @@
-"""Intake: turn one `ObjectEvent` into recorded, deduplicated, enqueued invocations.
+"""Intake: turn `ObjectEvent`s into recorded, deduplicated, enqueued invocations.
 
-The gateway, the local store and the CLI all hand events to `Intake.accept`. It never does media
-work: it routes, claims each unit of work once, records it, and enqueues it. If the broker is down
-it raises `BrokerUnavailable` after undoing its claims, so the sender can retry the event later.
+The local store and the CLI hand events to `Intake.accept`, the gateway hands batches to
+`accept_many` (group commit). It never does media work: it routes, claims each unit of work once,
+records it, and enqueues it. If the broker is down it answers `BrokerUnavailable` after undoing
+its claims, so the sender can retry the event later.
 """
 
 from __future__ import annotations
@@ -24,15 +25,7 @@ from pipeline.ledger import EventRecord, Ledger, keys
 from pipeline.ledger.claims import UNRECORDED
 from pipeline.ledger.records import RAW_EVENT_CHARS
 from pipeline.registry import Pipeline
-from pipeline.routing import (
-    Planned,
-    content_type_of,
-    generation_of,
-    is_output_key,
-    route,
-    route_flows,
-    rule_matches,
-)
+from pipeline.routing import LOOP_GUARD, Planned, content_type_of, route, route_flows, why_unrouted
 from pipeline.tracing import Carrier, span
 
 log = logging.getLogger(__name__)
@@ -91,7 +84,7 @@ class Intake:
 
     def accept_many(self, notes: list[Notification]) -> list[EventRecord | PipelineError]:
         """Take in a batch of events (group commit): claim all their units of work in one script,
-        then record them and put their queue messages in one transaction, so a batch costs two
+        then record them and put their queue messages in one script call, so a batch costs two
         round trips to Redis whatever its size. Returns, per event, its record or the error to
         answer its sender with (BrokerUnavailable when it must be sent again): one event's
         trouble is its own, except Redis failing, which fails the whole batch."""
@@ -255,9 +248,13 @@ class Intake:
         record, event = work.record, work.note.event
         work.outcome = record
         if not record.invocations and not record.runs:
-            reason, matched = (record.reason, True) if record.reason else self._why_unrouted(pipe, event)
+            reason, matched = (
+                (record.reason, True) if record.reason else why_unrouted(self.pipeline.config, event)
+            )
             record.reason = reason
             if matched:
+                if reason.startswith(LOOP_GUARD):
+                    pipe.incr(keys.stat("loops_stopped"))
                 self.ledger.events.add(pipe, record)
             else:
                 pipe.incr(keys.stat("events:ignored"))
@@ -329,18 +326,6 @@ class Intake:
         error.__cause__ = exc
         return error
 
-    def _why_unrouted(self, pipe: Any, event: ObjectEvent) -> tuple[str, bool]:
-        """Why nothing runs for `event`, and whether a rule matched it (worth a record) or not
-        (worth only a counter: a notification may carry any number of records nobody wants)."""
-        config = self.pipeline.config
-        generation = generation_of(event)
-        if generation and any(rule_matches(r, event) for r in config.rules):
-            pipe.incr(keys.stat("loops_stopped"))
-            return f"loop guard: written by the pipeline (generation {generation})", True
-        if is_output_key(config, event.bucket, event.key):
-            return "a pipeline output (outputs never trigger rules)", False
-        return "no rule matches", False
-
     def _invocation(self, plan: Planned, event: ObjectEvent, event_id: str, enqueued_at: float) -> Invocation:
         config = self.pipeline.config
         return Invocation(
@@ -378,7 +363,7 @@ class Intake:
             try:
                 self.enqueue(inv)
             except Exception as exc:
-                self._undo(claimed[i:], started, record, exc)
+                self.ledger.undo_intake(claimed[i:], started, record, exc)
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
@@ -391,34 +376,10 @@ class Intake:
             try:
                 self.flows.send(invs if current else [], tolerant=False)
             except Exception as exc:
-                self._undo([], started[i:], record, exc)
+                self.ledger.undo_intake([], started[i:], record, exc)
                 raise BrokerUnavailable(
                     f"cannot start flow {run.flow} for {run.bucket}/{run.key}: {exc}"
                 ) from exc
-
-    def _undo(
-        self,
-        claimed: list[tuple[Invocation, str]],
-        started: list[tuple[Run, list[Invocation]]],
-        record: EventRecord,
-        exc: Exception,
-    ) -> None:
-        for inv, claim in claimed:
-            self.ledger.invocations.delete(inv)
-            self.ledger.claims.release(claim)
-            self.ledger.outbox.leave_join(record.id, inv.id)
-        for run, invs in started:  # a run is undone whole, its first message sent or not
-            for inv in invs:
-                self.ledger.invocations.delete(inv)
-            self.ledger.runs.delete(run)
-            self.ledger.claims.release_key(FlowRunner.claim_key(run))
-            self.ledger.outbox.leave_join(record.id, keys.join_member_for_run(run.id))
-        undone = {inv.id for inv, _ in claimed} | {run.id for run, _ in started}
-        record.invocations = [x for x in record.invocations if x not in undone]
-        record.runs = [x for x in record.runs if x not in undone]
-        record.status = "unavailable"
-        record.reason = f"the queue refused the work, the sender will retry: {exc}"
-        self.ledger.events.amend(record)
 
     def _removed(self, event: ObjectEvent, record: EventRecord) -> EventRecord:
         """The source was deleted: its runs' queued steps are cancelled, and rules that say

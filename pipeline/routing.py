@@ -163,3 +163,18 @@ def output_key(template: str, source_key: str, function: str, name: str) -> str:
     digest = hashlib.sha256(source_key.encode()).hexdigest()
     short = {**fields, "key": f"_long/{digest}", "stem": f"_long/{digest}"}
     return template.format(**short)
+
+
+LOOP_GUARD = "loop guard: "
+
+
+def why_unrouted(config: PipelineConfig, event: ObjectEvent) -> tuple[str, bool]:
+    """Why nothing runs for `event`, and whether a rule matched it (worth a record: the loop guard
+    stopped it) or not (worth only a counter: a notification may carry any number of records
+    nobody wants)."""
+    generation = generation_of(event)
+    if generation and any(rule_matches(r, event) for r in config.rules):
+        return f"{LOOP_GUARD}written by the pipeline (generation {generation})", True
+    if is_output_key(config, event.bucket, event.key):
+        return "a pipeline output (outputs never trigger rules)", False
+    return "no rule matches", False

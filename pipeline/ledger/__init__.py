@@ -102,6 +102,33 @@ class Ledger:
         for inv in invs:
             self.invocations.add(pipe, inv)
 
+    def undo_intake(
+        self,
+        claimed: list[tuple[Invocation, str]],
+        started: list[tuple[Run, list[Invocation]]],
+        record: EventRecord,
+        exc: Exception,
+    ) -> None:
+        """Undo what the intake recorded for work the queue then refused (a run is undone whole,
+        its first message sent or not), so the sender's retry is new work, not a duplicate; the
+        notification's record says what happened."""
+        for inv, claim in claimed:
+            self.invocations.delete(inv)
+            self.claims.release(claim)
+            self.outbox.leave_join(record.id, inv.id)
+        for run, invs in started:
+            for inv in invs:
+                self.invocations.delete(inv)
+            self.runs.delete(run)
+            self.claims.release_key(keys.run_claim(run.rule, run.bucket, run.key, run.version))
+            self.outbox.leave_join(record.id, keys.join_member_for_run(run.id))
+        undone = {inv.id for inv, _ in claimed} | {run.id for run, _ in started}
+        record.invocations = [x for x in record.invocations if x not in undone]
+        record.runs = [x for x in record.runs if x not in undone]
+        record.status = "unavailable"
+        record.reason = f"the queue refused the work, the sender will retry: {exc}"
+        self.events.amend(record)
+
     def replicated(self, replicas: int, timeout_ms: int) -> int:
         """How many replicas have every write made so far, waiting up to `timeout_ms` (WAIT). The
         write before the WAIT is on the same connection and after this process's other writes,
