@@ -54,7 +54,7 @@ def bench_functions(repeat: int, doc: Path | None) -> None:
     type=click.Choice(["overhead", "usage", "flows", "backfill", "embedded", "s3", "cold-start", "throughput",
                        "ingest"]),
     default=None,
-    help="Run one part (its figures are printed, never written).",
+    help="Run one part (--write puts its figures in a table of their own).",
 )  # fmt: skip
 @write_option("docs/benchmarks.md")
 def bench_system(quick: bool, only: str | None, doc: Path | None) -> None:
@@ -62,13 +62,12 @@ def bench_system(quick: bool, only: str | None, doc: Path | None) -> None:
     workers, cold start, backfill, gateway ingest."""
     from pipeline.measure import system  # noqa: PLC0415
 
-    if only and doc:
-        raise click.UsageError("--write keeps the whole table: run every part to write it")
     command = "pipeline bench system" + (" --quick" if quick else "") + (f" --only {only}" if only else "")
-    section = system.render(system.run_system_benchmarks(quick=quick, only=only), command)
+    doc_section = system.part_section(only) if only else system.SECTION
+    section = system.render(system.run_system_benchmarks(quick=quick, only=only), command, doc_section)
     click.echo(section)
     if doc:
-        system.SECTION.write(doc, section)
+        doc_section.write(doc, section)
         click.echo(f"written to {doc}")
 
 

@@ -306,8 +306,13 @@ def run_system_benchmarks(*, quick: bool = False, only: str | None = None) -> li
     return figures
 
 
-def render(figures: list[Figure], command: str) -> str:
-    return SECTION.render(
+def part_section(part: str) -> DocSection:
+    """Where `--only PART --write` puts its figures: a table of their own, beside the whole run's."""
+    return DocSection(f"bench:system-{part}", f"The pipeline, one part: {part}")
+
+
+def render(figures: list[Figure], command: str, section: DocSection = SECTION) -> str:
+    return section.render(
         f"Command: `{command}`. Machine: {machine()}. Everything (load generator included) "
         "ran on this machine in one run.",
         *figure_rows(figures),
