@@ -36,8 +36,6 @@ class GroupCommit:
         self._waiting: list[collections.deque[_Pending]] = []
         self._committing = False
         self._task: asyncio.Task[None] | None = None  # kept: the loop holds tasks weakly
-        self.batches = 0  # batches committed, for `pipeline bench ingest`
-        self.notifications = 0
 
     async def accept(self, notes: list[Notification]) -> list[EventRecord | Exception]:
         """Each event's record once it is committed, or what refused it. The events of one
@@ -79,8 +77,6 @@ class GroupCommit:
         except Exception as exc:  # a bug, not a refusal: every sender of the batch gets a 500
             log.exception("intake batch of %d notifications failed", len(batch))
             outcomes = [exc for _ in batch]
-        self.batches += 1
-        self.notifications += len(batch)
         for (_, done), outcome in zip(batch, outcomes, strict=True):
             if not done.done():  # else the sender went away; its event is committed all the same
                 done.set_result(outcome)
