@@ -24,6 +24,7 @@ from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger, keys
 from pipeline.ledger.claims import UNRECORDED
 from pipeline.ledger.records import RAW_EVENT_CHARS
+from pipeline.ledger.runs import RunStore
 from pipeline.registry import Pipeline
 from pipeline.routing import LOOP_GUARD, Planned, content_type_of, route, route_flows, why_unrouted
 from pipeline.tracing import Carrier, span
@@ -64,7 +65,7 @@ class Intake:
     def __init__(
         self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue, stage: Stage | None = None
     ) -> None:
-        """`stage`: puts an invocation's queue message on the transaction that records it (the
+        """`stage`: puts an invocation's queue message on the writes that record it (the
         Celery dispatcher's); without it, messages are sent with `enqueue` after the records."""
         self.pipeline = pipeline
         self.ledger = ledger
@@ -165,7 +166,7 @@ class Intake:
             ]
             # One run per (rule, object version): its claim stands for all of its steps.
             claim_units += [
-                (FlowRunner.claim_key(run), f"flow:{run.flow}", run.id, keys.run("")) for run, _ in work.runs
+                (RunStore.claim_key(run), f"flow:{run.flow}", run.id, keys.run("")) for run, _ in work.runs
             ]
         outcomes = iter(self.ledger.claims.claim_all(claim_units))
         in_batch = {claimant for _, _, claimant, _ in claim_units}
@@ -175,7 +176,7 @@ class Intake:
 
     def _settle_claims(self, work: _Work, outcomes: list[str | bool], in_batch: set[str]) -> None:
         record, event = work.record, work.note.event
-        # Claimed earlier in this batch: recorded in the same transaction as this event, or not
+        # Claimed earlier in this batch: recorded by the same script call as this event, or not
         # at all (then both are refused), so it is an ordinary duplicate.
         outcomes = [o[1:] if isinstance(o, str) and o[1:] in in_batch else o for o in outcomes]
         unrecorded = [o for o in outcomes if isinstance(o, str) and o.startswith(UNRECORDED)]
@@ -185,7 +186,7 @@ class Intake:
                 keys.dedup(c) for (c, _), o in zip(work.units, unit_outcomes, strict=True) if o is True
             ]
             claimed_here += [
-                FlowRunner.claim_key(run)
+                RunStore.claim_key(run)
                 for (run, _), o in zip(work.runs, run_outcomes, strict=True)
                 if o is True
             ]
@@ -221,9 +222,10 @@ class Intake:
 
     def _commit(self, works: list[_Work]) -> None:
         """Record every event of the batch, its invocations and runs, and put the messages of its
-        single-step invocations, in one transaction. A transaction Redis refused changed nothing,
-        so its claims are released and the retry is new work; one whose answer was lost may have
-        run, so its claims stay (a retry is answered 503 until they are found recorded, or old)."""
+        single-step invocations, in one script call. A call Redis refused (out of memory refuses
+        its first write) changed nothing, so its claims are released and the retry is new work;
+        one whose answer was lost may have run, so its claims stay (a retry is answered 503 until
+        they are found recorded, or old)."""
         pipe = self.ledger.batch()
         for work in works:
             event = work.note.event
@@ -241,7 +243,7 @@ class Intake:
                 for _, claim in work.claimed:
                     self.ledger.claims.release(claim)
                 for run, _ in work.started:
-                    self.ledger.claims.release_key(FlowRunner.claim_key(run))
+                    self.ledger.claims.release_key(RunStore.claim_key(run))
             raise
 
     def _stage(self, pipe: Any, work: _Work) -> None:

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from pipeline.measure import SYSTEM_PARTS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -51,11 +53,10 @@ def bench_functions(repeat: int, doc: Path | None) -> None:
 @click.option("--quick", is_flag=True, help="A quarter of the samples: a smoke run, not figures to keep.")
 @click.option(
     "--only",
-    type=click.Choice(["overhead", "usage", "flows", "backfill", "embedded", "s3", "cold-start", "throughput",
-                       "ingest"]),
+    type=click.Choice(SYSTEM_PARTS),
     default=None,
     help="Run one part (--write puts its figures in a table of their own).",
-)  # fmt: skip
+)
 @write_option("docs/benchmarks.md")
 def bench_system(quick: bool, only: str | None, doc: Path | None) -> None:
     """Upload -> thumbnail latency (local store and S3 peer), overhead beside bare Celery, 1 vs 2

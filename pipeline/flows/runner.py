@@ -24,7 +24,7 @@ from pipeline.flows.launch import Launch
 from pipeline.flows.model import Decision, Run, RunStatus, SkipCause, newer, order_of
 from pipeline.flows.quarantine import quarantine
 from pipeline.invocation import Invocation, Status
-from pipeline.ledger import Ledger, keys
+from pipeline.ledger import Ledger
 from pipeline.registry import Pipeline
 from pipeline.routing import content_type_of
 from pipeline.storage.base import ObjectStore
@@ -93,10 +93,6 @@ class FlowRunner:
                 out.append(inv)
             launches = more
         return out
-
-    @staticmethod
-    def claim_key(run: Run) -> str:
-        return keys.run_claim(run.rule, run.bucket, run.key, run.version)
 
     def _invocation(self, run: Run, launch: Launch, now: float) -> Invocation:
         on_source = (launch.bucket, launch.key) == (run.bucket, run.key)

@@ -67,7 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             runtime.redis, settings.admin_password.get_secret_value() if settings.admin_password else None
         ),
         controls=FunctionControls(runtime.redis_url, runtime.pipeline, runtime.ledger),
-        intake=GroupCommit(runtime.intake, settings.intake_batch),
+        group_commit=GroupCommit(runtime.intake, settings.intake_batch),
     )
     # Outermost: where a request comes from, its type, its token and its size are checked before
     # any route reads a byte of it.

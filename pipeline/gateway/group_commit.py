@@ -21,7 +21,7 @@ from pipeline.ledger import EventRecord
 
 log = logging.getLogger(__name__)
 
-# Enough to amortize the round trips; few enough that one batch's transaction stays short
+# Enough to amortize the round trips; few enough that one batch's script call stays short
 # (a few hundred commands) and a failing batch refuses few senders.
 DEFAULT_MAX_BATCH = 64
 

@@ -33,7 +33,7 @@ class GatewayState:
     notifier: Notifier
     sessions: Sessions
     controls: FunctionControls
-    intake: GroupCommit
+    group_commit: GroupCommit
     _async_redis: redis.asyncio.Redis | None = field(default=None, init=False)
 
     def async_redis(self) -> redis.asyncio.Redis:

@@ -85,10 +85,11 @@ class Ledger:
     def stage_intake(
         self, pipe: Any, invs: list[Invocation], event: EventRecord, runs: list[Run] | None = None
     ) -> None:
-        """Queue on `pipe` (a transaction) the records of a notification and of the invocations
-        and flow runs it started, with the upload's join set (its single-step invocations and its
-        runs): it is complete before any of them can finish, so `object.processed` cannot fire
-        while some are still to come. `invs` includes the first steps of the runs."""
+        """Queue on `pipe` (a transaction, or the intake's `batch()`) the records of a
+        notification and of the invocations and flow runs it started, with the upload's join set
+        (its single-step invocations and its runs): it is complete before any of them can finish,
+        so `object.processed` cannot fire while some are still to come. `invs` includes the first
+        steps of the runs."""
         runs = runs or []
         members = [inv.id for inv in invs if inv.run_id is None]
         members += [keys.join_member_for_run(run.id) for run in runs]
@@ -120,7 +121,7 @@ class Ledger:
             for inv in invs:
                 self.invocations.delete(inv)
             self.runs.delete(run)
-            self.claims.release_key(keys.run_claim(run.rule, run.bucket, run.key, run.version))
+            self.claims.release_key(RunStore.claim_key(run))
             self.outbox.leave_join(record.id, keys.join_member_for_run(run.id))
         undone = {inv.id for inv, _ in claimed} | {run.id for run, _ in started}
         record.invocations = [x for x in record.invocations if x not in undone]

@@ -29,6 +29,11 @@ class RunStore:
         self.r = client
         self.retention = retention
 
+    @staticmethod
+    def claim_key(run: Run) -> str:
+        """The claim that makes one run per (rule, object version): it stands for all its steps."""
+        return keys.run_claim(run.rule, run.bucket, run.key, run.version)
+
     def _indexes(self, run: Run) -> tuple[str, ...]:
         return (keys.RUNS_INDEX, keys.run_flow_index(run.flow), keys.run_object_index(run.bucket, run.key))
 

@@ -163,6 +163,7 @@ class Gateway:
     def load(self, prefix: str, seconds: int, clients: int, pause_ms: int = 0) -> Load:
         if shutil.which("wrk"):
             return wrk_load(self.base, self.script, prefix, seconds, clients, pause_ms)
+        # Without wrk nothing paces the requests: the paced figure is then one more saturated load.
         return asyncio.run(_httpx_load(self.base, prefix, seconds * 150, clients))
 
     def pause_for(self, rate: float, clients: int) -> int:

@@ -234,8 +234,8 @@ rules:
 
 
 def test_broker_failure_undoes_the_runs_too_and_an_orphaned_run_claim_is_taken_over(redis_url: str) -> None:
-    from pipeline.flows.runner import FlowRunner
     from pipeline.ledger.claims import ORPHAN_CLAIM_S
+    from pipeline.ledger.runs import RunStore
 
     ledger = Ledger(connect(redis_url))
     pipeline = build_pipeline(parse_config(FLOW_AND_FUNCTIONS, "test.yaml"), "test.yaml")
@@ -258,7 +258,7 @@ def test_broker_failure_undoes_the_runs_too_and_an_orphaned_run_claim_is_taken_o
     # A run claim whose run was never recorded (its intake died in between) is taken over once old.
     [run] = ledger.runs.query()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    orphan = FlowRunner.claim_key(run.model_copy(update={"version": "e9"}))
+    orphan = RunStore.claim_key(run.model_copy(update={"version": "e9"}))
     client.set(orphan, "run-that-was-never-recorded", ex=ledger.retention)
     with pytest.raises(BrokerUnavailable, match="run-that-was-never-recorded"):
         intake.accept(event(etag="e9"))  # a fresh claim may belong to a live intake: try again

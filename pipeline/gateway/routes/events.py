@@ -69,7 +69,7 @@ async def _accept(state: GatewayState, events: list[ObjectEvent], source: str, b
     # One trace per upload, under FastAPI's request span; the batch's thread continues it.
     with span("accept notification", attributes={"pipeline.source": source}):
         notes = [Notification(event, raw, trace=carrier()) for event in events]
-        outcomes = await state.intake.accept(notes)
+        outcomes = await state.group_commit.accept(notes)
     refused: Exception | None = None
     for outcome in outcomes:
         if isinstance(outcome, Exception):
@@ -125,8 +125,9 @@ async def sns_push(request: Request) -> JSONResponse:
 
 
 # Plain Starlette routes, matched before any other: a notification skips FastAPI's dependency
-# solving and response validation, a tenth of the time the gateway spends on one (`pipeline
-# bench ingest`). They take no parameters FastAPI would check; docs/api.md describes them.
+# solving and response validation (about 1.4x the notifications/s beside GET /healthz, measured
+# by `pipeline bench system --only ingest`; docs/benchmarks.md). They take no parameters FastAPI
+# would check, so they are not in the OpenAPI description; the README describes them.
 routes = [
     Route("/events/minio", minio_webhook, methods=["POST"]),
     Route("/events/sns", sns_push, methods=["POST"]),
