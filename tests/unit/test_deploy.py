@@ -99,19 +99,23 @@ def test_compose_secrets_come_from_the_environment(compose: dict[str, Any]) -> N
 
 
 # --- Kubernetes ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def rendered() -> list[dict[str, Any]]:
+def render(overlay: str) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     need(kubectl is not None, "kubectl is not installed")
     assert kubectl is not None
     out = subprocess.run(
-        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / "example")],
+        [kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    return render("example")
 
 
 def kinds(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -319,3 +323,35 @@ def test_the_sentinel_compose_file_names_a_sentinel_url_the_pipeline_understands
         assert parsed.password == "secret" and env["PIPELINE_REDIS_MIN_REPLICAS"] == "1"
     sentinel = " ".join(services["sentinel-1"]["command"])
     assert "sentinel monitor main redis 6379 2" in sentinel
+
+
+def test_the_sentinel_overlay_scales_on_the_same_lists_through_the_sentinels(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """KEDA reads every list the plain manifests scale on, at the same length, from the master
+    the sentinels name; the pipeline waits for a replica, and workers may reach the sentinels."""
+    with_sentinel = render("example-sentinel")
+    plain = kinds(rendered, "ScaledObject")
+    scaled = kinds(with_sentinel, "ScaledObject")
+    assert set(scaled) == set(plain)
+    auth = kinds(with_sentinel, "TriggerAuthentication")["pipeline-redis-sentinel"]
+    assert auth["metadata"]["namespace"] == "media"
+    assert {(r["parameter"], r["name"]) for r in auth["spec"]["secretTargetRef"]} == {
+        ("password", "pipeline-secrets"),
+        ("sentinelPassword", "pipeline-secrets"),
+    }
+    for name, obj in scaled.items():
+        triggers = obj["spec"]["triggers"]
+        assert {t["type"] for t in triggers} == {"redis-sentinel"}
+        assert {t["authenticationRef"]["name"] for t in triggers} == {"pipeline-redis-sentinel"}
+        for t in triggers:
+            assert t["metadata"]["sentinelMaster"] == "main"
+            assert all(a.endswith(":26379") for a in t["metadata"]["addresses"].split(","))
+        lengths = {t["metadata"]["listName"]: t["metadata"]["listLength"] for t in triggers}
+        expected = {t["metadata"]["listName"]: t["metadata"]["listLength"] for t in plain[name]["spec"]["triggers"]}
+        assert lengths == expected, f"{name} scales on other lists or lengths behind Sentinel"
+    config = kinds(with_sentinel, "ConfigMap")["pipeline-config"]["data"]
+    assert config["PIPELINE_REDIS_MIN_REPLICAS"] == "1"
+    assert set(config) <= SETTINGS
+    egress = kinds(with_sentinel, "NetworkPolicy")["workers-egress"]["spec"]["egress"][0]
+    assert {p["port"] for p in egress["ports"]} == {6379, 26379}
