@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import zlib
 from typing import Any
 
 import redis
 
 from pipeline.ledger import keys
+from pipeline.ledger.packing import EVENT, NOTIFICATION, pack, read_values, unpack
 from pipeline.ledger.paging import ids
 from pipeline.ledger.records import EventRecord
 from pipeline.ledger.retention import record_ttl
 
 OBJECT_EVENTS_SHOWN = 200
-# A notification body is JSON with much repetition (MinIO's and S3's are 1-2 KB): kept deflated,
-# as base64 text (the ledger's client reads strings), when that is shorter.
-PACKED = "zlib:"
 
 
-def pack(raw: str) -> str:
-    packed = PACKED + base64.b64encode(zlib.compress(raw.encode(), 6)).decode()
-    return packed if len(packed) < len(raw) else raw
-
-
-def unpack(stored: str) -> str:
-    if stored.startswith(PACKED):
-        return zlib.decompress(base64.b64decode(stored[len(PACKED) :])).decode()
-    return stored
-
-
-def _dump(record: EventRecord) -> str:
-    return record.model_dump_json(exclude_defaults=True)
+def _dump(record: EventRecord) -> bytes:
+    return pack(record.model_dump_json(exclude_defaults=True), EVENT)
 
 
 class EventStore:
@@ -45,7 +30,12 @@ class EventStore:
         is kept once, under its digest, however many of its records are recorded."""
         if record.raw:
             digest = hashlib.sha256(record.raw.encode()).hexdigest()[:32]
-            pipe.set(keys.raw_notification(digest), pack(record.raw), nx=True, ex=record_ttl(self.retention))
+            pipe.set(
+                keys.raw_notification(digest),
+                pack(record.raw, NOTIFICATION),
+                nx=True,
+                ex=record_ttl(self.retention),
+            )
             record = record.model_copy(update={"raw": "", "raw_digest": digest})
         pipe.set(keys.event(record.id), _dump(record), ex=record_ttl(self.retention))
         pipe.zadd(keys.EVENTS_INDEX, {record.id: record.received_at})
@@ -75,11 +65,11 @@ class EventStore:
         return found[0] if found else None
 
     def _load(self, event_ids: list[str]) -> list[EventRecord]:
-        raws = self.r.mget([keys.event(i) for i in event_ids]) if event_ids else []
-        records = [EventRecord.model_validate_json(raw) for raw in raws if raw]
+        raws = read_values(self.r, [keys.event(i) for i in event_ids])
+        records = [EventRecord.model_validate_json(unpack(raw)) for raw in raws if raw]
         digests = sorted({r.raw_digest for r in records if r.raw_digest})
-        found = self.r.mget([keys.raw_notification(d) for d in digests]) if digests else []
-        bodies = {d: unpack(str(raw)) for d, raw in zip(digests, found, strict=True) if raw}
+        found = read_values(self.r, [keys.raw_notification(d) for d in digests])
+        bodies = {d: unpack(raw) for d, raw in zip(digests, found, strict=True) if raw}
         return [
             r.model_copy(update={"raw": bodies.get(r.raw_digest) or ""}) if r.raw_digest else r
             for r in records

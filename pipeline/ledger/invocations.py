@@ -5,28 +5,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from pipeline.config import is_backfill_lane
 from pipeline.errors import BadRequest
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import keys
+from pipeline.ledger.attempts import ended_attempt
 from pipeline.ledger.json_hash import JsonHash, encode
 from pipeline.ledger.lua import script
 from pipeline.ledger.outbox import Outbox
+from pipeline.ledger.packing import pack_hash, read_hash, unpack_hash
 from pipeline.ledger.paging import ids, newest_first
 from pipeline.ledger.records import AttemptRecord
 from pipeline.ledger.retention import record_ttl
 from pipeline.ledger.usage import UsageStore
-from pipeline.tracing import carrier
-from pipeline.usage import Measured, Sample, gb_seconds
+from pipeline.usage import Measured, Sample
 
 ATTEMPTS_KEPT = 50
 THROUGHPUT_KEPT_S = 3 * 3600
 _HASH = JsonHash(Invocation)
+# A finished record is packed (`packing.py`): these stay plain fields, for the scripts that compare
+# the status and for HINCRBY of attempts when it is retried.
+KEPT = ("status", "attempts")
 
 
 def _indexes(inv: Invocation) -> tuple[str, ...]:
@@ -39,21 +41,27 @@ def _indexes(inv: Invocation) -> tuple[str, ...]:
     )
 
 
-def _load(inv_id: str, raw: dict[Any, Any]) -> Invocation | None:
-    inv = _HASH.load(raw, implied={"id": inv_id})
-    if inv is not None and inv.version and inv.etag is None and inv.version_id is None and "etag" not in raw:
-        inv.etag = inv.version  # left out when it is the version (`add`)
+def _load(inv_id: str, raw: dict[bytes, bytes]) -> Invocation | None:
+    """The record from its stored hash (packed or not)."""
+    fields = unpack_hash(raw)
+    inv = _HASH.load(fields, implied={"id": inv_id})
+    if (
+        inv is not None
+        and inv.version
+        and inv.etag is None
+        and inv.version_id is None
+        and "etag" not in fields
+    ):
+        inv.etag = inv.version  # left out when it is the version (`_dump`)
     return inv
 
 
-_ATTEMPT_FIELDS = ["started_at", "queue_wait_ms", "function", "rule", "bucket", "queue"]
-
-
-@dataclass(frozen=True)
-class EndedAttempt:
-    fields: dict[str, Any]  # what the invocation's record gets
-    sample: Sample | None  # what the usage counters get, if the attempt is counted
-    backfill: bool = False  # it came through a backfill lane
+def _dump(inv: Invocation) -> dict[str, Any]:
+    """The hash of a record: packed once it is finished, since it then changes only if retried."""
+    fields = _HASH.dump(inv, always=("status",), implied={"id": inv.id})  # transition.lua reads status
+    if inv.etag is not None and inv.etag == inv.version and inv.version_id is None:
+        del fields["etag"]  # the version is the ETag when there is no version id (`_load`)
+    return pack_hash(fields, KEPT) if inv.status.finished else fields
 
 
 class InvocationStore:
@@ -76,10 +84,7 @@ class InvocationStore:
     def add(self, pipe: Any, inv: Invocation) -> None:
         """Queue the commands that record a new invocation on `pipe` (a transaction)."""
         name = keys.invocation(inv.id)
-        fields = _HASH.dump(inv, always=("status",), implied={"id": inv.id})  # transition.lua reads status
-        if inv.etag is not None and inv.etag == inv.version and inv.version_id is None:
-            del fields["etag"]  # the version is the ETag when there is no version id (`_load`)
-        pipe.hset(name, mapping=fields)
+        pipe.hset(name, mapping=_dump(inv))
         pipe.expire(name, record_ttl(self.retention))
         for index in _indexes(inv):
             pipe.zadd(index, {inv.id: inv.created_at})
@@ -115,20 +120,42 @@ class InvocationStore:
         """Change fields (and the status, with its index) in one transaction, which also counts
         the usage of an attempt that ended."""
         pipe = self.r.pipeline(transaction=True)
+        created = self.r.zscore(keys.INDEX_ALL, inv_id) if status is not None else None
+        self._queue_update(pipe, inv_id, status, created, announce=announce, counted=counted, **fields)
+        pipe.execute()
+
+    def _queue_update(
+        self,
+        pipe: Any,
+        inv_id: str,
+        status: Status | None,
+        created: float | None,
+        *,
+        announce: bool = False,
+        counted: Sample | None = None,
+        stored: dict[bytes, bytes] | None = None,
+        **fields: Any,
+    ) -> None:
+        """`_update`'s commands. With the `stored` hash, the record is written whole, packed."""
         if status is not None:
             fields["status"] = status.value
-            created = self.r.zscore(keys.INDEX_ALL, inv_id) or time.time()
             for other in Status:
                 pipe.zrem(keys.status_index(other), inv_id)
-            pipe.zadd(keys.status_index(status), {inv_id: created})
+            pipe.zadd(keys.status_index(status), {inv_id: created or time.time()})
             pipe.expire(keys.status_index(status), self.retention)
-        pipe.hset(keys.invocation(inv_id), mapping=encode(fields))
+        inv = _load(inv_id, stored) if stored else None
+        if inv is not None:
+            record = _dump(Invocation.model_validate({**inv.model_dump(), **fields}))
+            if stale := [name for name in stored or {} if name.decode() not in record]:
+                pipe.hdel(keys.invocation(inv_id), *stale)  # never `status`: the TTL stays
+            pipe.hset(keys.invocation(inv_id), mapping=record)
+        else:
+            pipe.hset(keys.invocation(inv_id), mapping=encode(fields))
         if announce and status is not None:
             self.outbox.announce(pipe, inv_id, status)
             pipe.publish(keys.finished_channel(inv_id), status.value)
         if counted is not None:
             self.usage.record(pipe, counted)
-        pipe.execute()
 
     def _set(self, inv_id: str, field: str, value: Any) -> None:
         self.r.hset(keys.invocation(inv_id), field, json.dumps(value))
@@ -179,7 +206,8 @@ class InvocationStore:
     ) -> None:
         """An attempt failed and the invocation runs again after `due_in` seconds."""
         now = time.time()
-        ended = self._ended_attempt(inv_id, "retried", now, measured)
+        stored = unpack_hash(read_hash(self.r, keys.invocation(inv_id)))
+        ended = ended_attempt(stored, "retried", now, measured, self.record_usage)
         self._update(inv_id, Status.QUEUED, error=error, enqueued_at=now + due_in, counted=ended.sample)
         self._end_attempt(inv_id, "retrying", error)
 
@@ -206,17 +234,28 @@ class InvocationStore:
         measured: Measured | None = None,
     ) -> None:
         now = time.time()
-        ended = self._ended_attempt(inv_id, status.value, now, measured)
-        self._update(
-            inv_id,
-            status,
-            announce=True,
-            counted=ended.sample,
-            finished_at=now,
-            outputs=[o.model_dump(mode="json") for o in outputs or []],
-            error=error,
-            **ended.fields,
-        )
+        name = keys.invocation(inv_id)
+        with self.r.pipeline(transaction=True) as pipe:
+            # The record is read and rewritten packed unless something changes it meanwhile (a
+            # last progress report): then the new fields are written as they are, unpacked.
+            pipe.watch(name)  # type: ignore[no-untyped-call]
+            stored = read_hash(pipe, name)
+            ended = ended_attempt(unpack_hash(stored), status.value, now, measured, self.record_usage)
+            fields = dict(
+                finished_at=now,
+                outputs=[o.model_dump(mode="json") for o in outputs or []],
+                error=error,
+                **ended.fields,
+            )
+            created = pipe.zscore(keys.INDEX_ALL, inv_id)
+            pipe.multi()
+            self._queue_update(
+                pipe, inv_id, status, created, announce=True, counted=ended.sample, stored=stored, **fields
+            )
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                self._update(inv_id, status, announce=True, counted=ended.sample, **fields)
         self._end_attempt(inv_id, status.value, error)
         # Per-minute counts of finished invocations, for the dashboard's throughput chart.
         minute = int(now // 60)
@@ -228,48 +267,6 @@ class InvocationStore:
         pipe.expire(keys.throughput(minute), THROUGHPUT_KEPT_S)
         pipe.execute()
 
-    def _ended_attempt(
-        self, inv_id: str, outcome: str, now: float, measured: Measured | None
-    ) -> EndedAttempt:
-        """The fields an ended attempt sets, and its usage sample (if the attempt ever started)."""
-        raw = self.r.hmget(keys.invocation(inv_id), _ATTEMPT_FIELDS)
-        started, wait_ms, function, rule, bucket, queue = (json.loads(v) if v else None for v in raw)
-        measured = measured or Measured()
-        duration = max(0.0, now - started) if started else None
-        fields: dict[str, Any] = {"duration_ms": round(duration * 1000, 1) if duration is not None else None}
-        trace = carrier()
-        if trace:  # the attempt's span: webhooks about this outcome continue the trace from it
-            fields["trace"] = trace
-        if measured.cpu_ms is not None:
-            fields["cpu_ms"] = measured.cpu_ms
-        backfill = is_backfill_lane(str(queue or ""))
-        if not self.record_usage or duration is None or function is None:
-            return EndedAttempt(fields, None, backfill)
-        gbs = gb_seconds(measured.memory_mb, duration)
-        fields.update(
-            memory_mb=measured.memory_mb,
-            gb_seconds=round(gbs, 6),
-            peak_memory_mb=measured.peak_memory_mb,
-            bytes_read=measured.bytes_read,
-            bytes_written=measured.bytes_written,
-            cold_start=measured.cold_start,
-        )
-        sample = Sample(
-            function=function,
-            rule=rule or "",
-            bucket=bucket or "",
-            outcome=outcome,
-            at=now,
-            duration_s=duration,
-            queue_wait_s=wait_ms / 1000 if wait_ms is not None else None,
-            cpu_s=(measured.cpu_ms or 0.0) / 1000,
-            gb_seconds=gbs,
-            bytes_read=measured.bytes_read,
-            bytes_written=measured.bytes_written,
-            cold_start=measured.cold_start,
-        )
-        return EndedAttempt(fields, sample, backfill)
-
     def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
         """Atomically put a finished invocation back to queued with a fresh attempt budget.
         None if it is unknown or no longer in an `allowed` state (someone else retried it)."""
@@ -280,13 +277,13 @@ class InvocationStore:
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, inv_id: str) -> Invocation | None:
-        return _load(inv_id, self.r.hgetall(keys.invocation(inv_id)))
+        return _load(inv_id, read_hash(self.r, keys.invocation(inv_id)))
 
     def get_many(self, inv_ids: Iterable[str]) -> list[Invocation]:
         inv_ids = list(inv_ids)
         pipe = self.r.pipeline(transaction=False)
         for inv_id in inv_ids:
-            pipe.hgetall(keys.invocation(inv_id))
+            read_hash(pipe, keys.invocation(inv_id))
         found = (_load(inv_id, raw) for inv_id, raw in zip(inv_ids, pipe.execute(), strict=True))
         return [inv for inv in found if inv is not None]
 

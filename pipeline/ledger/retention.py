@@ -21,6 +21,7 @@ import redis
 
 from pipeline.invocation import Status
 from pipeline.ledger import keys
+from pipeline.ledger.packing import read_hash, read_value, unpack, unpack_hash
 from pipeline.ledger.paging import ids
 
 # At most this many records per command: a ZREM of 500 members from a sorted set of millions, or
@@ -112,12 +113,15 @@ class Retention:
 
 
 def _invocation_fields(pipe: redis.client.Pipeline, inv_id: str) -> None:
-    pipe.hmget(keys.invocation(inv_id), ["status", "function", "bucket", "key"])
+    read_hash(pipe, keys.invocation(inv_id))
 
 
 def _drop_invocation(pipe: redis.client.Pipeline, inv_id: str, known: object) -> None:
-    values = [json.loads(v) if v else None for v in known] if isinstance(known, list) else []
-    status, function, bucket, key = (values + [None] * 4)[:4]
+    fields = unpack_hash(known) if isinstance(known, dict) else {}
+    status, function, bucket, key = (
+        json.loads(fields[name]) if name in fields else None
+        for name in ("status", "function", "bucket", "key")
+    )
     # A record whose TTL ran out first: its status is unknown, so every status index is cleaned.
     for name in [status] if status else [s.value for s in Status]:
         pipe.zrem(keys.status_index(str(name)), inv_id)
@@ -131,12 +135,12 @@ def _drop_invocation(pipe: redis.client.Pipeline, inv_id: str, known: object) ->
 
 
 def _event_fields(pipe: redis.client.Pipeline, event_id: str) -> None:
-    pipe.get(keys.event(event_id))
+    read_value(pipe, keys.event(event_id))
 
 
 def _drop_event(pipe: redis.client.Pipeline, event_id: str, known: object) -> None:
-    if isinstance(known, str):
-        record = json.loads(known)
+    if isinstance(known, bytes):
+        record = json.loads(unpack(known))
         pipe.zrem(keys.object_events_index(record["bucket"], record["key"]), event_id)
         pipe.delete(keys.joined(event_id), keys.join(event_id))
     pipe.delete(keys.event(event_id))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -34,11 +34,11 @@ def event(key: str, etag: str = "e1") -> ObjectEvent:
     )  # fmt: skip
 
 
-def snapshot(client: redis.Redis) -> dict[str, Any]:
-    """Every key: its type, its value, and whether it expires."""
-    found: dict[str, Any] = {}
-    for name in sorted(str(k) for k in client.keys("*")):
-        kind = client.type(name)
+def snapshot(client: redis.Redis) -> dict[Any, Any]:
+    """Every key: its type, its value (as bytes: records may be packed), and whether it expires."""
+    found: dict[Any, Any] = {}
+    for name in sorted(client.keys("*")):
+        kind = cast(bytes, client.type(name)).decode()
         value: Any
         if kind == "string":
             value = client.get(name)
@@ -55,7 +55,7 @@ def snapshot(client: redis.Redis) -> dict[str, Any]:
 
 
 def test_batched_writes_leave_what_a_transaction_leaves(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
     ledger = Ledger(connect(redis_url))
     now = time.time()
     invs = [

@@ -348,7 +348,9 @@ def test_the_sentinel_overlay_scales_on_the_same_lists_through_the_sentinels(
             assert t["metadata"]["sentinelMaster"] == "main"
             assert all(a.endswith(":26379") for a in t["metadata"]["addresses"].split(","))
         lengths = {t["metadata"]["listName"]: t["metadata"]["listLength"] for t in triggers}
-        expected = {t["metadata"]["listName"]: t["metadata"]["listLength"] for t in plain[name]["spec"]["triggers"]}
+        expected = {
+            t["metadata"]["listName"]: t["metadata"]["listLength"] for t in plain[name]["spec"]["triggers"]
+        }
         assert lengths == expected, f"{name} scales on other lists or lengths behind Sentinel"
     config = kinds(with_sentinel, "ConfigMap")["pipeline-config"]["data"]
     assert config["PIPELINE_REDIS_MIN_REPLICAS"] == "1"
