@@ -15,4 +15,5 @@ SYSTEM_PARTS = (
     "cold-start",
     "throughput",
     "ingest",
+    "failover",
 )

@@ -24,6 +24,7 @@ from functions import thumbnail
 from pipeline.measure import SYSTEM_PARTS, bare_celery
 from pipeline.measure.backfill_bench import bench_backfill
 from pipeline.measure.docs import DocSection, machine
+from pipeline.measure.failover import bench_failover
 from pipeline.measure.ingest import bench_ingest
 from pipeline.measure.testbed import (
     THUMBNAIL,
@@ -40,7 +41,7 @@ from pipeline.measure.usage_bench import bench_usage
 from pipeline.queue.control import FunctionControls
 from pipeline.uploads import upload_file
 
-SECTION = DocSection("bench:system", "The pipeline: latency, overhead, scaling, ingest")
+SECTION = DocSection("bench:system", "The pipeline: latency, overhead, scaling, ingest, failover")
 
 
 def bench_overhead(bed: Testbed, n: int) -> list[Figure]:
@@ -293,6 +294,7 @@ def run_system_benchmarks(*, quick: bool = False, only: str | None = None) -> li
         "cold-start": lambda bed: bench_cold_start(bed, 5, 11),
         "throughput": lambda bed: bench_throughput(bed, k(40), 5),
         "ingest": lambda bed: bench_ingest(bed, max(2, int(8 * scale)), 32),
+        "failover": lambda bed: bench_failover(bed.tmp / "failover"),
     }
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:

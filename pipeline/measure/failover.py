@@ -1,0 +1,330 @@
+"""Redis failing over under load: a master, two replicas and a sentinel (each a real redis-server
+process), a real gateway (`PIPELINE_REDIS_URL=redis+sentinel://...`, `PIPELINE_REDIS_MIN_REPLICAS=1`)
+and a real worker. About 100 notifications/s are sent for 30 s and the master is SIGKILLed after
+10 s. A notification refused during the failover (503, or no answer) is sent again half a second
+later, as MinIO and SNS do. Afterwards every acknowledged notification must have been processed
+exactly once. `tests/integration/test_failover.py` holds it to that; `pipeline bench system`
+reports its figures."""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import httpx
+from PIL import Image
+
+from pipeline.embedded import free_port, redis_server_binary
+from pipeline.ledger import Ledger, connect
+from pipeline.measure.testbed import Figure
+from pipeline.queue.app import queued_runtime
+from pipeline.reconcile import resend_stuck
+from pipeline.registry import load_pipeline
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore
+
+TOKEN = secrets.token_urlsafe(16)  # the gateway's notification token, this run's own
+CONFIG = """
+version: 1
+buckets: [media]
+functions:
+  copy: {concurrency: 2, max_attempts: 5}
+rules:
+  - {name: copies, bucket: media, prefix: uploads/, functions: [{function: copy}]}
+"""
+# A MinIO notification of one upload (its key, ETag and size are filled in per object).
+NOTIFICATION: dict[str, Any] = {
+    "EventName": "s3:ObjectCreated:Put",
+    "Key": "",
+    "Records": [
+        {
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "eventName": "s3:ObjectCreated:Put",
+            "s3": {"bucket": {"name": "media"}, "object": {"key": "", "size": 0, "eTag": ""}},
+        }
+    ],
+}
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisGroup:
+    """A master, two replicas and one sentinel (quorum 1), each a redis-server process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.binary = redis_server_binary()
+        self.ports = [free_port() for _ in range(3)]
+        self.sentinel_port = free_port()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _start(self, name: str, args: list[str]) -> None:
+        home = self.root / name
+        home.mkdir(parents=True, exist_ok=True)
+        with (home / "log").open("wb") as log:  # the child keeps its own handle
+            self.procs[name] = subprocess.Popen(
+                [self.binary, *args, "--dir", str(home)], stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def start(self) -> str:
+        """Start them all and wait until both replicas are in sync; returns the sentinel URL."""
+        master = self.ports[0]
+        for i, port in enumerate(self.ports):
+            args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            self._start(f"redis{i}", args + (["--replicaof", "127.0.0.1", str(master)] if i else []))
+        conf = self.root / "sentinel.conf"
+        conf.write_text(
+            f"port {self.sentinel_port}\nbind 127.0.0.1\n"
+            f"sentinel monitor main 127.0.0.1 {master} 1\n"
+            "sentinel down-after-milliseconds main 1000\n"
+            "sentinel failover-timeout main 5000\n"
+            "sentinel parallel-syncs main 2\n"
+        )
+        self._start("sentinel", [str(conf), "--sentinel"])
+        url = f"redis+sentinel://127.0.0.1:{self.sentinel_port}/main/0"
+        client = connect(url)
+        wait_for(lambda: _replicas(client) == 2, 30, "both replicas in sync")
+        return url
+
+    def kill_master(self) -> None:
+        self.procs["redis0"].send_signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+def _replicas(client: Any) -> int:
+    try:
+        return int(client.info("replication").get("connected_slaves", 0))
+    except Exception:
+        return 0
+
+
+@dataclass
+class Outcome:
+    sent: int
+    acknowledged: int = 0
+    answers: Counter[int | str] = field(default_factory=Counter)  # status code or error -> count
+    processed: int = 0  # acknowledged uploads whose one invocation succeeded
+    lost: int = 0  # acknowledged, and never processed
+    duplicated: int = 0  # acknowledged, and processed more than once
+    outputs: int = 0  # results found in the bucket
+    resent: int = 0  # queue messages the reconciler sent again
+    longest_gap_s: float = 0.0  # the longest time without an acknowledgement, after the kill
+
+    @property
+    def refused(self) -> int:
+        return sum(n for answer, n in self.answers.items() if not (isinstance(answer, int) and answer < 300))
+
+
+class _Process:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", *argv],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+def _body(key: str, etag: str, size: int) -> dict[str, Any]:
+    body = copy.deepcopy(NOTIFICATION)
+    body["Key"] = f"media/{key}"
+    body["Records"][0]["s3"]["object"].update(key=quote_plus(key), eTag=etag, size=size)
+    return body
+
+
+def run_failover(root: Path, rate: int = 100, seconds: int = 30, kill_at: float = 10) -> Outcome:
+    """Send `rate` notifications/s for `seconds`, kill the master after `kill_at` s, and count."""
+    root.mkdir(parents=True, exist_ok=True)
+    group = RedisGroup(root / "redis")
+    try:
+        url = group.start()
+        return _under_load(root, group, url, rate, seconds, kill_at)
+    finally:
+        group.stop()
+
+
+def _under_load(root: Path, group: RedisGroup, url: str, rate: int, seconds: int, kill_at: float) -> Outcome:
+    config = root / "pipeline.yaml"
+    config.write_text(CONFIG)
+    data = root / "data"
+    store, infos = _objects(root, data, rate * seconds)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(
+        PIPELINE_REDIS_URL=url,
+        PIPELINE_REDIS_MIN_REPLICAS="1",
+        PIPELINE_CONFIG=str(config),
+        PIPELINE_DATA_DIR=str(data),
+        PIPELINE_WEBHOOK_TOKEN=TOKEN,
+        PIPELINE_RECONCILE_INTERVAL="0",
+    )
+    gateway = _Process(["gateway", "--port", str(port)], env, root / "gateway.log")
+    worker = _Process(["worker", "--functions", "copy", "--concurrency", "2"], env, root / "worker.log")
+    ledger = Ledger(connect(url))
+    gateway_url = f"http://127.0.0.1:{port}"
+    outcome = Outcome(sent=len(infos))
+    acked: dict[str, float] = {}
+    lock = threading.Lock()
+    try:
+        wait_for(lambda: _up(gateway_url) or not gateway.alive(), 30, "the gateway")
+        wait_for(lambda: ledger.workers.live() or not worker.alive(), 30, "the worker")
+        start = time.monotonic()
+
+        def send(i: int, key: str) -> None:
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            body = _body(key, infos[key].etag, infos[key].size)
+            deadline = time.monotonic() + 120  # MinIO and SNS retry for longer still
+            with httpx.Client(timeout=5) as http:
+                while time.monotonic() < deadline:
+                    answer: int | str
+                    try:
+                        answer = http.post(
+                            f"{gateway_url}/events/minio",
+                            json=body,
+                            headers={"Authorization": f"Bearer {TOKEN}"},
+                        ).status_code
+                    except httpx.HTTPError as exc:
+                        answer = type(exc).__name__
+                    with lock:
+                        outcome.answers[answer] += 1
+                        if isinstance(answer, int) and answer < 300:
+                            acked[key] = time.monotonic() - start
+                            return
+                    time.sleep(0.5)  # as a store's retry would, later
+
+        killer = threading.Timer(kill_at, group.kill_master)
+        killer.start()
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            for future in [pool.submit(send, i, key) for i, key in enumerate(infos)]:
+                future.result()
+        killer.join()
+        if not (gateway.alive() and worker.alive()):
+            raise RuntimeError(f"a process did not survive the failover; see {root}")
+        outcome.resent = _drain(ledger, url, data, config, len(acked))
+        _count(outcome, acked, ledger, store, kill_at)
+    finally:
+        gateway.stop()
+        worker.stop()
+    return outcome
+
+
+def _objects(root: Path, data: Path, n: int) -> tuple[LocalStore, dict[str, Any]]:
+    """`n` stored objects (nobody is notified: the notifications are what the run sends)."""
+    store = LocalStore(data / "store")
+    store.ensure_bucket("media")
+    image = root / "tile.png"
+    Image.new("RGB", (48, 48), (120, 30, 60)).save(image)
+    return store, {
+        f"uploads/{i:05d}.png": store.put_file("media", f"uploads/{i:05d}.png", image) for i in range(n)
+    }
+
+
+def _count(
+    outcome: Outcome, acked: dict[str, float], ledger: Ledger, store: LocalStore, kill_at: float
+) -> None:
+    """What became of the acknowledged notifications, and how long acknowledgements stopped."""
+    outcome.acknowledged = len(acked)
+    times = sorted(t for t in acked.values() if t >= kill_at)
+    outcome.longest_gap_s = max((b - a for a, b in zip([kill_at, *times], times, strict=False)), default=0.0)
+    for key in acked:
+        invs = ledger.invocations.for_object("media", key)
+        done = [inv for inv in invs if inv.status.value == "succeeded"]
+        outcome.processed += len(done) == 1
+        outcome.lost += not done
+        outcome.duplicated += len(invs) > 1
+        outcome.outputs += store.stat("media", f"derived/{key}/copy/original.png").size > 0
+
+
+def _drain(ledger: Ledger, url: str, data: Path, config: Path, acknowledged: int) -> int:
+    """Wait until every acknowledged notification's invocation has finished; returns how many
+    queue messages the reconciler sent again. A message a worker popped in the instant before the
+    kill can be gone from the promoted replica while the ledger (replicated before the 2xx) still
+    has its invocation queued: the reconciler resends it, as it does any message lost in a broker."""
+    settings = Settings(redis_url=url, data_dir=data, config=config)
+    runtime = queued_runtime(settings, load_pipeline(Settings(config=config)), url)
+    resent: list[int] = []
+    last = [time.monotonic()]
+
+    def drained() -> bool:
+        counts = ledger.invocations.counts()
+        waiting = counts["queued"] + counts["running"]
+        if waiting and time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            resent.append(resend_stuck(runtime, older_than=10))
+        return waiting == 0 and sum(counts[s] for s in ("succeeded", "failed", "dead")) >= acknowledged
+
+    try:
+        wait_for(drained, 240, "every acknowledged notification processed", interval=1)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {ledger.invocations.counts()}, resent {resent}") from None
+    return sum(resent)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def bench_failover(root: Path) -> list[Figure]:
+    """`pipeline bench system`'s failover part."""
+    o = run_failover(root)
+    lost_or_twice = o.lost + o.duplicated
+    return [
+        Figure(
+            "Redis master killed under 100 notifications/s (Sentinel, PIPELINE_REDIS_MIN_REPLICAS=1): "
+            "acknowledged / processed / lost / processed twice",
+            f"{o.acknowledged:,} / {o.processed:,} / {o.lost} / {o.duplicated}",
+            f"{o.sent:,} sent; {o.refused} refused during the failover and sent again; "
+            f"{o.resent} message(s) resent by the reconciler",
+            "every acknowledged one processed once",
+            lost_or_twice == 0 and o.processed == o.acknowledged == o.sent,
+        ),
+        Figure(
+            "longest time without an acknowledgement after the kill",
+            f"{o.longest_gap_s:.1f} s",
+            "sentinel down-after 1 s",
+            "—",
+            None,
+        ),
+    ]
