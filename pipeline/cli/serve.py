@@ -72,7 +72,7 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
     """Run only the HTTP gateway (notifications in, API out)."""
     import uvicorn  # noqa: PLC0415
 
-    from pipeline.gateway.app import create_app  # noqa: PLC0415
+    from pipeline.gateway.app import create_app, settle_heap  # noqa: PLC0415
 
     settings = get_settings()
     host = host or settings.gateway_host
@@ -108,6 +108,7 @@ def gateway(host: str | None, port: int | None, workers: int | None) -> None:
             )
             return
         app = create_app(settings.model_copy(update={"redis_url": redis.url, "gateway_host": host}))
+        settle_heap()
         uvicorn.run(
             app,
             host=host,
