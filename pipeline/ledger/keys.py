@@ -2,17 +2,18 @@
 
 Records are removed with their index entries once older than the retention period, in bounded
 batches (`retention.py`); their TTL, a day longer, is the safety net.
-- `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic)
+- `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic);
+                        once finished, packed: its status, attempts and one deflated field
 - `att:<id>`            list of an invocation's attempts (JSON)
-- `event:<id>`          JSON of an EventRecord (a notification record that matched a rule)
-- `raw:<digest>`        the start of a notification's body, once per notification
+- `event:<id>`          an EventRecord (a notification record that matched a rule), packed JSON
+- `raw:<digest>`        the start of a notification's body, once per notification, packed
 - `idx:all|status:<s>|fn:<name>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation
 - `idx:events`, `idx:obj-events:<digest>`  sorted sets of event ids by arrival
 - `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
 - `lease:<id>`          the execution holding an invocation; `slots:<fn>` reserved-concurrency holders
 - `outbox`              finished invocations not yet announced to webhooks (same transaction as
                         the verdict, so no outcome goes unannounced)
-- `join:<event>`        the invocations of one upload still running; `joined:<event>` once all have
+- `join:<event>`        the invocations of one upload still running (gone once all have finished)
 - `worker:<hostname>`   a worker's heartbeat (expires unless renewed); `workers` names them all
 - `fn:paused|disabled`  the operator's function switches (kept until changed)
 - `stat:<name>`, `tp:<minute>`  counters, and finished invocations per minute (kept 3 hours)
@@ -174,10 +175,6 @@ OUTBOX = f"{PREFIX}outbox"
 
 def join(event_id: str) -> str:
     return f"{PREFIX}join:{event_id}"
-
-
-def joined(event_id: str) -> str:
-    return f"{PREFIX}joined:{event_id}"
 
 
 # --- workers, switches, counters -----------------------------------------------------------------

@@ -68,9 +68,7 @@ class Outbox:
 
     def close_join(self, event_id: str, inv_id: str) -> bool:
         """True exactly once per upload: when its last invocation has finished."""
-        return bool(
-            self._close_join(keys=[keys.join(event_id), keys.joined(event_id)], args=[inv_id, self.retention])
-        )
+        return bool(self._close_join(keys=[keys.join(event_id)], args=[inv_id]))
 
 
 def _finished(item: dict[str, Any]) -> Finished:

@@ -142,7 +142,7 @@ def _drop_event(pipe: redis.client.Pipeline, event_id: str, known: object) -> No
     if isinstance(known, bytes):
         record = json.loads(unpack(known))
         pipe.zrem(keys.object_events_index(record["bucket"], record["key"]), event_id)
-        pipe.delete(keys.joined(event_id), keys.join(event_id))
+        pipe.delete(keys.join(event_id))
     pipe.delete(keys.event(event_id))
 
 

@@ -5,9 +5,9 @@ a tenth of it in bounded batches, watched by SLOWLOG.
 
 The synthetic ledger is written by the stores' own `add` methods, so it has what the intake writes:
 per notification an event record, its raw body (once), two invocations (thumbnail and filter) with
-their five indexes, the dedup claims and the upload's join marker; every twentieth upload also
-starts a three-step flow run. Statuses are a plausible mix: mostly succeeded, some failed, dead,
-rejected and skipped, a few queued and running.
+their five indexes, the dedup claims and, while some of its work runs, the upload's join set;
+every twentieth upload also starts a three-step flow run. Statuses are a plausible mix: mostly
+succeeded, some failed, dead, rejected and skipped, a few queued and running.
 """
 
 from __future__ import annotations
@@ -169,10 +169,8 @@ def load(ledger: Ledger, client: redis.Redis, invocations: int, now: float, seed
                 ledger.invocations.add(pipe, inv)
             invs += steps
             runs += 1
-        if all(i.status.finished for i in invs):
-            pipe.set(keys.joined(event_id), "1", ex=ledger.retention)
-        else:
-            pipe.sadd(keys.join(event_id), *[i.id for i in invs if not i.status.finished])
+        if running := [i.id for i in invs if not i.status.finished]:
+            pipe.sadd(keys.join(event_id), *running)
         made += len(invs)
         events += 1
         if n % 200 == 0:
@@ -386,7 +384,7 @@ def _memory(high: Side, low: Side) -> Figure:
     per_low = low.loaded.used_memory / low.loaded.invocations
     return Figure(
         "Redis memory per invocation, with its share of its notification (raw body once), claims, "
-        "join marker, indexes and runs",
+        "join sets, indexes and runs",
         f"{per:,.0f} B at {high.loaded.invocations:,}",
         f"{per_low:,.0f} B at {low.loaded.invocations:,}",
         "<= 1,536 B",

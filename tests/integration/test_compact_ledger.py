@@ -1,6 +1,7 @@
-"""Finished invocation records are packed (one deflated field beside the status and attempts)
-and still behave as records: read back whole, retried, finished again, counted in usage, and
-records written before packing keep working."""
+"""The ledger's compact forms. Finished invocation records are packed (one deflated field beside
+the status and attempts) and still behave as records: read back whole, retried, finished again,
+counted in usage, and records written before packing keep working. An upload's join set closes
+once, and leaves no marker behind."""
 
 from __future__ import annotations
 
@@ -89,3 +90,19 @@ def test_a_record_written_before_packing_still_reads_retries_and_is_packed(redis
     done = ledger.invocations.get(old.id)
     assert done is not None and done.status == Status.SUCCEEDED and done.error is None and done.key == old.key
     assert fields_of(redis_url, old.id) == {b"status", b"attempts", PACKED_FIELD.encode()}
+
+
+def test_an_upload_closes_once_when_its_last_member_finishes(redis_url: str) -> None:
+    """`object.processed` fires once per upload: for the member whose finish emptied its join
+    set, not for a repeated finish, nor for one that comes after (a retried invocation), and the
+    closed upload leaves no key behind."""
+    client = connect(redis_url)
+    ledger = Ledger(client)
+    pipe = client.pipeline(transaction=True)
+    ledger.outbox.open_join(pipe, "ev1", ["a", "b", "run:r1"])
+    pipe.execute()
+    assert [ledger.outbox.close_join("ev1", m) for m in ("a", "a", "run:r1")] == [False, False, False]
+    assert ledger.outbox.close_join("ev1", "b") is True
+    assert ledger.outbox.close_join("ev1", "b") is False  # redelivered
+    assert ledger.outbox.close_join("ev1", "a") is False  # retried, finished again
+    assert not redis.Redis.from_url(redis_url).keys("*ev1*")
