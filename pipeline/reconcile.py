@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.config import Rule
+from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
 from pipeline.invocation import Status, dedup_key
-from pipeline.ledger import keys
+from pipeline.ledger import EventRecord, keys
 from pipeline.ledger.backfill import Progress
+from pipeline.ledger.claims import ORPHAN_CLAIM_S
 from pipeline.routing import route, route_flows
 from pipeline.runtime import Runtime
 from pipeline.storage.base import ObjectInfo
@@ -130,18 +132,20 @@ def reconcile(
                 continue
             event = _event(info)
             planned = route(runtime.pipeline, event)
+            # Done means claimed and recorded: a pass interrupted between the two (Ctrl-C, a
+            # killed process) left a claim without a record, and its object is not done.
             missing = [
                 p
                 for p in planned
-                if not runtime.ledger.claims.claimed(
+                if not runtime.ledger.claims.done(
                     dedup_key(bucket, info.key, event.version_tag, p.function, p.params_hash)
                 )
             ]
             missing_runs = [
                 rule
                 for rule in route_flows(runtime.pipeline, event)
-                if not runtime.ledger.claims.claimed_key(
-                    keys.run_claim(rule.name, bucket, info.key, event.version_tag)
+                if not runtime.ledger.claims.done_key(
+                    keys.run_claim(rule.name, bucket, info.key, event.version_tag), keys.run("")
                 )
             ]
             if not missing and not missing_runs:
@@ -154,7 +158,7 @@ def reconcile(
             _wait_for_room(
                 runtime, [p.function for p in missing] + _first_steps(runtime, missing_runs), window
             )
-            record = runtime.intake.accept(event)
+            record = _accept(runtime, event)
             enqueued = len(record.invocations) + len(record.runs) - record.duplicates
             summary.enqueued += enqueued
             progress.handed_on(enqueued, cursor_key, info.key)
@@ -166,6 +170,20 @@ def reconcile(
         runtime.ledger.stats.incr("reconciled", summary.enqueued)
         log.warning("reconciler enqueued %d invocations that had no notification", summary.enqueued)
     return summary
+
+
+def _accept(runtime: Runtime, event: ObjectEvent) -> EventRecord:
+    """Hand one object to the intake. A claim left without its record is refused (503 to a
+    notification's sender) until it is old enough to be taken over: the pass waits that out, as a
+    sender's retry would, rather than skip the object."""
+    deadline = time.monotonic() + ORPHAN_CLAIM_S + 10
+    while True:
+        try:
+            return runtime.intake.accept(event)
+        except BrokerUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _first_steps(runtime: Runtime, rules: list[Rule]) -> list[str]:

@@ -1,4 +1,4 @@
-"""`pipeline bench functions | system | ledger` and `pipeline soak`: figures beside their baselines."""
+"""`pipeline bench functions | system | ledger | backfill` and `pipeline soak`: figures, with baselines."""
 
 from __future__ import annotations
 
@@ -88,6 +88,22 @@ def bench_ledger(invocations: int, baseline: int, rounds: int, doc: Path | None)
     click.echo(section)
     if doc:
         ledger_bench.SECTION.write(doc, section)
+        click.echo(f"written to {doc}")
+
+
+@bench.command("backfill")
+@click.option("--objects", default=100_000, show_default=True, help="Objects in the bucket to backfill.")
+@write_option("docs/benchmarks.md")
+def bench_backfill(objects: int, doc: Path | None) -> None:
+    """A backfill of a whole bucket: `pipeline reconcile` over OBJECTS objects nobody was notified
+    about, interrupted and resumed, while fresh uploads arrive. Takes minutes (about 10 at 100,000)."""
+    from pipeline.measure import backfill_scale  # noqa: PLC0415
+
+    figures = backfill_scale.bench_backfill_at_scale(objects)
+    section = backfill_scale.render(figures, f"pipeline bench backfill --objects {objects}")
+    click.echo(section)
+    if doc:
+        backfill_scale.SECTION.write(doc, section)
         click.echo(f"written to {doc}")
 
 

@@ -59,11 +59,15 @@ class Claims:
     def release(self, unit: str) -> None:
         self.r.delete(keys.dedup(unit))
 
-    def claimed_key(self, claim: str) -> bool:
-        return bool(self.r.exists(claim))
+    def done_key(self, claim: str, record_prefix: str) -> bool:
+        """Whether the work `claim` names was claimed and its claimant recorded (its record's key
+        is `record_prefix` and its id). A claim without a record was left by an intake that died
+        between its two steps: the work is not done, and the intake takes the claim over."""
+        claimant = self.r.get(claim)
+        return bool(claimant) and bool(self.r.exists(f"{record_prefix}{claimant!s}"))
 
-    def claimed(self, unit: str) -> bool:
-        return bool(self.r.exists(keys.dedup(unit)))
+    def done(self, unit: str) -> bool:
+        return self.done_key(keys.dedup(unit), keys.invocation(""))
 
     # --- the execution lease: at most one run of an invocation at a time -------------------
     def acquire_lease(self, inv_id: str, token: str, ttl_ms: int) -> bool:

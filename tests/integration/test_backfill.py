@@ -115,3 +115,31 @@ def _done(runtime: Runtime) -> int:
     return sum(
         1 for i in runtime.ledger.invocations.query(function="thumbnail", limit=500) if i.status.finished
     )
+
+
+def test_an_object_claimed_but_never_recorded_is_not_taken_for_done(redis_url: str, tmp_path: Path) -> None:
+    """A pass stopped between claiming an object's work and recording it (Ctrl-C, a killed
+    process) leaves a claim with no invocation behind: the next pass does that object, taking the
+    claim over once it is old enough, instead of skipping it for done."""
+    from pipeline.invocation import dedup_key
+    from pipeline.ledger import keys
+    from pipeline.ledger.claims import ORPHAN_CLAIM_S
+    from pipeline.reconcile import reconcile
+    from pipeline.routing import route
+
+    runtime, _ = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+    silent = LocalStore(tmp_path / "data" / "store")
+    image = tmp_path / "tile.png"
+    Image.new("RGB", (64, 64), (40, 90, 160)).save(image)
+    silent.ensure_bucket("media")
+    event = silent.put_file("media", "uploads/half-done.png", image, content_type="image/png").event("local")
+    [plan] = route(runtime.pipeline, event)
+    unit = dedup_key("media", event.key, event.version_tag, plan.function, plan.params_hash)
+    age = ORPHAN_CLAIM_S + 1  # as old as a claim the intake takes over
+    runtime.redis.set(keys.dedup(unit), "never-recorded", ex=runtime.ledger.retention - age)
+    assert not runtime.ledger.claims.done(unit)
+    summary = reconcile(runtime, rate=0, resume=False)
+    assert summary.enqueued == 1
+    [inv] = runtime.ledger.invocations.for_object("media", event.key)
+    assert inv.status == Status.QUEUED and runtime.ledger.claims.done(unit)
+    assert reconcile(runtime, rate=0, resume=False).enqueued == 0  # now it is done
