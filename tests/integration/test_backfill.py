@@ -61,7 +61,16 @@ def test_a_backfill_waits_behind_fresh_uploads_stays_bounded_and_resumes(
         second = subprocess.Popen(
             [sys.executable, "-m", "pipeline", *reconcile], env=env, stdout=subprocess.PIPE, text=True
         )
-        wait_until(lambda: (runtime.ledger.backfill.read() or progress).done >= 20, 60, "backfill work")
+        # The fresh upload arrives behind a full lane: the pass (a process of its own, which parallel
+        # tests can starve) refills it as the worker takes from it.
+        wait_until(
+            lambda: (
+                (runtime.ledger.backfill.read() or progress).done >= 20
+                and runtime.dispatcher.depth(lane) >= WINDOW - 1
+            ),
+            60,
+            "backfill work, and a full lane",
+        )
         runtime.store.put_file("media", "uploads/fresh.png", image, content_type="image/png")
         wait_until(lambda: _fresh(runtime) is not None, 30, "the fresh upload's thumbnail")
         out, _ = second.communicate(timeout=120)
