@@ -99,8 +99,8 @@ def unpack(stored: bytes | str) -> str:
 
 
 def pack_hash(fields: Mapping[str, str], kept: tuple[str, ...]) -> dict[str, str | bytes]:
-    """A hash record's fields (JSON values) as the `kept` ones, which scripts and HINCRBY change
-    in place, and one packed field with all the others."""
+    """An invocation record's hash fields (JSON values) as the `kept` ones, which scripts and
+    HINCRBY change in place, and one packed field with all the others."""
     rest = {name: json.loads(value) for name, value in fields.items() if name not in kept}
     packed: dict[str, str | bytes] = {name: fields[name] for name in kept if name in fields}
     packed[PACKED_FIELD] = pack(json.dumps(rest, separators=(",", ":")), INVOCATION)
