@@ -96,7 +96,7 @@ def bench_ledger(invocations: int, baseline: int, rounds: int, doc: Path | None)
 @write_option("docs/benchmarks.md")
 def bench_backfill(objects: int, doc: Path | None) -> None:
     """A backfill of a whole bucket: `pipeline reconcile` over OBJECTS objects nobody was notified
-    about, interrupted and resumed, while fresh uploads arrive. Takes minutes (about 10 at 100,000)."""
+    about, interrupted and resumed, while fresh uploads arrive. Takes minutes (about 15 at 100,000)."""
     from pipeline.measure import backfill_scale  # noqa: PLC0415
 
     figures = backfill_scale.bench_backfill_at_scale(objects)
