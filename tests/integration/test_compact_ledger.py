@@ -106,3 +106,31 @@ def test_an_upload_closes_once_when_its_last_member_finishes(redis_url: str) -> 
     assert ledger.outbox.close_join("ev1", "b") is False  # redelivered
     assert ledger.outbox.close_join("ev1", "a") is False  # retried, finished again
     assert not redis.Redis.from_url(redis_url).keys("*ev1*")
+
+
+def test_a_write_while_finishing_leaves_the_record_whole_unpacked(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verdict rewrites the record packed only if nothing wrote to it since it was read; a
+    last progress report landing in between (injected here) makes the verdict fall back to a plain
+    write, and the record keeps both."""
+    from pipeline.ledger import invocations as store
+    from pipeline.ledger.attempts import ended_attempt as real
+
+    intake, ledger, sent = make(redis_url)
+    intake.accept(event())
+    [inv] = sent.sent
+    assert ledger.invocations.start_attempt(inv.id, "w1") is not None
+
+    def with_a_late_report(*args: object, **kwargs: object) -> object:
+        ledger.invocations.set_progress(inv.id, 99.0, None)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "ended_attempt", with_a_late_report)
+    ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=[OUTPUT], measured=Measured(cpu_ms=5.0))
+    assert PACKED_FIELD.encode() not in fields_of(redis_url, inv.id)
+    done = ledger.invocations.get(inv.id)
+    assert done is not None and done.status == Status.SUCCEEDED and done.outputs == [OUTPUT]
+    assert done.progress is not None and done.progress["percent"] == 99.0 and done.cpu_ms == 5.0
+    assert ledger.invocations.ids_with_status(Status.SUCCEEDED) == [inv.id]
+    assert ledger.usage.totals()["thumbnail"].invocations == {"succeeded": 1}
