@@ -15,7 +15,8 @@ BACKLOG = 400
 WINDOW = 50
 
 
-def _fresh(bed: Testbed, tag: str, n: int) -> list[float]:
+def fresh_uploads(bed: Testbed, tag: str, n: int) -> list[float]:
+    """`n` uploads of the 1 MP photo one after another: each one's upload -> thumbnails stored."""
     took: list[float] = []
     for i in range(n):
         event = bed.event_for(f"uploads/fresh/{tag}-{i:04d}.jpg", bed.photo, "image/jpeg")
@@ -31,8 +32,8 @@ def bench_backfill(bed: Testbed, n: int) -> list[Figure]:
     worker = bed.worker(2)
     try:
         bed.wait_worker(worker)
-        _fresh(bed, "warm", 3)
-        idle = _fresh(bed, "idle", n)
+        fresh_uploads(bed, "warm", 3)
+        idle = fresh_uploads(bed, "idle", n)
         lane = bed.pipeline.config.lane_for("thumbnail", backfill=True)
         depths: list[int] = []
         pass_done = threading.Event()
@@ -52,7 +53,7 @@ def bench_backfill(bed: Testbed, n: int) -> list[Figure]:
             depths.append(bed.runtime.dispatcher.depth(lane))
             if depths[-1] == 0 and pass_done.is_set():
                 break  # the backfill is over: what follows would be idle again
-            during += _fresh(bed, f"busy{i}", 1)
+            during += fresh_uploads(bed, f"busy{i}", 1)
         progress = bed.ledger.backfill.read()
         thread.join(timeout=300)
     finally:

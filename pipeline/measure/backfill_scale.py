@@ -10,10 +10,8 @@ during a smaller backfill)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,19 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from pipeline.config import parse_config
-from pipeline.embedded import EmbeddedRedis
 from pipeline.ledger.backfill import Progress
+from pipeline.measure.backfill_bench import fresh_uploads
 from pipeline.measure.docs import DocSection, machine
-from pipeline.measure.samples import make_photo
-from pipeline.measure.testbed import Figure, dist, figure_rows
-from pipeline.queue.app import queued_runtime
-from pipeline.registry import build_pipeline
-from pipeline.runtime import Runtime
-from pipeline.settings import Settings
-from pipeline.storage import LocalStore
+from pipeline.measure.testbed import Figure, Testbed, dist, figure_rows, rss_mb
 
 CONFIG = """
 version: 1
@@ -60,102 +49,35 @@ class Samples:
     progress: list[Progress] = field(default_factory=list)
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-class Bench:
-    def __init__(self, root: Path, objects: int) -> None:
-        self.root, self.objects = root, objects
-        config = root / "pipeline.yaml"
-        config.write_text(CONFIG)
-        data = root / "data"
-        self.redis = EmbeddedRedis(data, persist=False)
-        url = self.redis.start()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-        self.env.update(
-            PIPELINE_REDIS_URL=url, PIPELINE_CONFIG=str(config), PIPELINE_DATA_DIR=str(data),
-            PIPELINE_RECONCILE_INTERVAL="0",
-        )  # fmt: skip
-        settings = Settings(redis_url=url, data_dir=data, config=config, s3_endpoint=None)
-        self.runtime: Runtime = queued_runtime(
-            settings, build_pipeline(parse_config(CONFIG, str(config)), str(config)), url
-        )
-        self.store = LocalStore(data / "store")
-        self.store.ensure_bucket("media")
-        self.tile = root / "tile.png"
-        Image.new("RGB", (32, 32), (40, 90, 160)).save(self.tile)
-        self.photo = make_photo(root / "photo-1mp.jpg")
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
-        with (self.root / f"{argv[0]}-{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", *argv], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.procs.append(proc)
-        return proc
-
-    def fresh(self, n: int) -> float:
-        """One upload the gateway would have been notified of: stored, accepted, waited for."""
-        event = self.store.put_file(
-            "media", f"uploads/fresh-{n:05d}.jpg", self.photo, content_type="image/jpeg"
-        )
-        sent = time.time()
-        record = self.runtime.intake.accept(event.event("local"))
-        while True:
-            invs = self.runtime.ledger.invocations.get_many(record.invocations)
-            if invs and all(i.status.finished for i in invs):
-                return max(i.finished_at or sent for i in invs) - sent
-            time.sleep(0.005)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=60)
-        self.redis.stop()
-
-
 def run(root: Path, objects: int) -> list[Figure]:
-    bench = Bench(root, objects)
+    bed = Testbed(root, CONFIG, persist=False)
     try:
-        return _run(bench)
+        return _run(bed, objects)
     finally:
-        bench.close()
+        bed.close()
 
 
-def _run(bench: Bench) -> list[Figure]:
+def _run(bed: Testbed, objects: int) -> list[Figure]:
     started = time.monotonic()
-    for i in range(bench.objects):
-        bench.store.put_file("media", f"backlog/{i:07d}.png", bench.tile, content_type="image/png")
+    for i in range(objects):
+        bed.silent.put_file("media", f"backlog/{i:07d}.png", bed.small, content_type="image/png")
     stored_s = time.monotonic() - started
-    bench.spawn("worker", "--functions", "copy,thumbnail", "--concurrency", "4", "--loglevel", "WARNING")
-    while not bench.runtime.ledger.workers.live():
-        time.sleep(0.1)
-    for n in range(3):
-        bench.fresh(n)  # warm
-    idle = [bench.fresh(100 + n) for n in range(20)]
-    lane = bench.runtime.pipeline.config.lane_for("copy", backfill=True)
+    bed.wait_worker(bed.worker(4, functions="copy,thumbnail"))
+    fresh_uploads(bed, "warm", 3)
+    idle = fresh_uploads(bed, "idle", 20)
+    lane = bed.pipeline.config.lane_for("copy", backfill=True)
     samples, done_event = Samples(), threading.Event()
-    argv = ("reconcile", "--rate", "0", "--window", str(WINDOW), "--quiet")
-    passes = [bench.spawn(*argv)]
+    argv = [sys.executable, "-m", "pipeline", "reconcile", "--rate", "0", "--window", str(WINDOW), "--quiet"]
+    passes = [bed.spawn(argv)]
     began = time.monotonic()
 
     def sample() -> None:
         while not done_event.is_set():
-            samples.lane_depth.append(bench.runtime.dispatcher.depth(lane))
-            progress = bench.runtime.ledger.backfill.read()
+            samples.lane_depth.append(bed.runtime.dispatcher.depth(lane))
+            progress = bed.ledger.backfill.read()
             if progress is not None:
                 samples.progress.append(progress)
-                rss = _rss_mb(passes[-1].pid) if passes[-1].poll() is None else None
-                if rss is not None:
+                if rss := rss_mb([passes[-1].pid]) if passes[-1].poll() is None else 0.0:
                     samples.reconciler_rss_mb.append((progress.listed, rss))
             time.sleep(1.0)
 
@@ -163,27 +85,26 @@ def _run(bench: Bench) -> list[Figure]:
     sampler.start()
     during: list[float] = []
     interrupted: Progress | None = None
-    n = 1000
     while True:
-        progress = bench.runtime.ledger.backfill.read()
-        if interrupted is None and progress and progress.listed >= INTERRUPT_AT * bench.objects:
+        progress = bed.ledger.backfill.read()
+        if interrupted is None and progress and progress.listed >= INTERRUPT_AT * objects:
             passes[0].send_signal(signal.SIGINT)  # Ctrl-C: the pass stops; its cursor stays
             passes[0].wait(timeout=60)
-            interrupted = bench.runtime.ledger.backfill.read()
-            passes.append(bench.spawn(*argv))  # resumes after the last key handed on
+            interrupted = bed.ledger.backfill.read()
+            passes.append(bed.spawn(argv))  # resumes after the last key handed on
         elif progress and progress.complete and passes[-1].poll() is not None:
             break
-        n += 1
-        during.append(bench.fresh(n))
+        during += fresh_uploads(bed, f"busy{len(during)}", 1)
         time.sleep(FRESH_EVERY_S)
     took = time.monotonic() - began
     done_event.set()
     sampler.join()
-    return _figures(bench, stored_s, took, idle, during, samples, interrupted)
+    return _figures(bed, objects, stored_s, took, idle, during, samples, interrupted)
 
 
 def _figures(
-    bench: Bench,
+    bed: Testbed,
+    n: int,
     stored_s: float,
     took: float,
     idle: list[float],
@@ -191,15 +112,14 @@ def _figures(
     samples: Samples,
     interrupted: Progress | None,
 ) -> list[Figure]:
-    final = bench.runtime.ledger.backfill.read()
-    counts = bench.runtime.ledger.invocations.counts()
-    made = sum(n for status, n in counts.items() if status != "duplicates")
+    final = bed.ledger.backfill.read()
+    counts = bed.ledger.invocations.counts()
+    made = sum(count for status, count in counts.items() if status != "duplicates")
     backlog_invocations = made - (len(idle) + len(during) + 3)
     ratio = statistics.median(during) / statistics.median(idle)
     rss = samples.reconciler_rss_mb
-    early = [mb for listed, mb in rss if listed < bench.objects * 0.2]
-    late = [mb for listed, mb in rss if listed > bench.objects * 0.8]
-    n = bench.objects
+    early = [mb for listed, mb in rss if listed < n * 0.2]
+    late = [mb for listed, mb in rss if listed > n * 0.8]
     assert final is not None and interrupted is not None
     return [
         Figure(

@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipeline.embedded import free_port, redis_server_binary
 from pipeline.ledger import Ledger, connect
-from pipeline.measure.testbed import Figure
+from pipeline.measure.testbed import Figure, spawn_logged, stop_process
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import resend_stuck
 from pipeline.registry import load_pipeline
@@ -140,30 +140,6 @@ class Outcome:
         return sum(n for answer, n in self.answers.items() if not (isinstance(answer, int) and answer < 300))
 
 
-class _Process:
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", *argv],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-
-
 def _body(key: str, etag: str, size: int) -> dict[str, Any]:
     body = copy.deepcopy(NOTIFICATION)
     body["Key"] = f"media/{key}"
@@ -197,16 +173,19 @@ def _under_load(root: Path, group: RedisGroup, url: str, rate: int, seconds: int
         PIPELINE_WEBHOOK_TOKEN=TOKEN,
         PIPELINE_RECONCILE_INTERVAL="0",
     )
-    gateway = _Process(["gateway", "--port", str(port)], env, root / "gateway.log")
-    worker = _Process(["worker", "--functions", "copy", "--concurrency", "2"], env, root / "worker.log")
+    pipeline = [sys.executable, "-m", "pipeline"]
+    gateway = spawn_logged([*pipeline, "gateway", "--port", str(port)], env, root / "gateway.log")
+    worker = spawn_logged(
+        [*pipeline, "worker", "--functions", "copy", "--concurrency", "2"], env, root / "worker.log"
+    )
     ledger = Ledger(connect(url))
     gateway_url = f"http://127.0.0.1:{port}"
     outcome = Outcome(sent=len(infos))
     acked: dict[str, float] = {}
     lock = threading.Lock()
     try:
-        wait_for(lambda: _up(gateway_url) or not gateway.alive(), 30, "the gateway")
-        wait_for(lambda: ledger.workers.live() or not worker.alive(), 30, "the worker")
+        wait_for(lambda: _up(gateway_url) or gateway.poll() is not None, 30, "the gateway")
+        wait_for(lambda: ledger.workers.live() or worker.poll() is not None, 30, "the worker")
         start = time.monotonic()
 
         def send(i: int, key: str) -> None:
@@ -237,13 +216,13 @@ def _under_load(root: Path, group: RedisGroup, url: str, rate: int, seconds: int
             for future in [pool.submit(send, i, key) for i, key in enumerate(infos)]:
                 future.result()
         killer.join()
-        if not (gateway.alive() and worker.alive()):
+        if gateway.poll() is not None or worker.poll() is not None:
             raise RuntimeError(f"a process did not survive the failover; see {root}")
         outcome.resent = _drain(ledger, url, data, config, len(acked))
         _count(outcome, acked, ledger, store, kill_at)
     finally:
-        gateway.stop()
-        worker.stop()
+        stop_process(gateway, timeout=60)
+        stop_process(worker, timeout=60)
     return outcome
 
 

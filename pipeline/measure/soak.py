@@ -25,6 +25,7 @@ from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Status
 from pipeline.measure.docs import DocSection
+from pipeline.measure.testbed import rss_mb
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
 from pipeline.registry import build_pipeline
@@ -88,18 +89,6 @@ def _descendants(roots: list[int]) -> list[int]:
                 found.add(pid)
                 changed = True
     return sorted(pid for pid in found if pid in parents)
-
-
-def _rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 def send_until_accepted(runtime: Runtime, event: ObjectEvent, deadline: float) -> None:
@@ -170,7 +159,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
             def sample_memory() -> None:
                 while not stop[0]:
                     roots = [c.process.pid for c in supervisor.children if c.process]
-                    outcome.peak_worker_rss_mb = max(outcome.peak_worker_rss_mb, _rss_mb(_descendants(roots)))
+                    outcome.peak_worker_rss_mb = max(outcome.peak_worker_rss_mb, rss_mb(_descendants(roots)))
                     time.sleep(0.5)
 
             threads += [

@@ -92,14 +92,45 @@ def dist(values: list[float]) -> str:
     return f"p50 {p50} · p95 {p95} · p99 {p99} (n={len(values)})"
 
 
+def spawn_logged(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A child process in a session of its own (so `stop_process` can kill what it started), its
+    output in `log`."""
+    with log.open("wb") as out:  # the child keeps its own handle
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM (a worker's warm shutdown finishes its task), SIGKILL to its group after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def rss_mb(pids: list[int]) -> float:
+    """The resident memory of these processes together, in MiB (those gone count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
 class Testbed:
     """An embedded Redis, the benchmark's pipeline file, a runtime to enqueue with, child processes."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, config: str = CONFIG, *, persist: bool = True) -> None:
         self.tmp = tmp
         config_path = tmp / "pipeline.yaml"
-        config_path.write_text(CONFIG)
-        self.redis = EmbeddedRedis(tmp / "data")
+        config_path.write_text(config)
+        self.redis = EmbeddedRedis(tmp / "data", persist=persist)
         self.url = self.redis.start()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
         self.env.update(
@@ -108,7 +139,7 @@ class Testbed:
             PIPELINE_DATA_DIR=str(tmp / "data"),
             PIPELINE_WEBHOOK_TOKEN=TOKEN,
         )
-        self.pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
+        self.pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
         settings = Settings(redis_url=self.url, data_dir=tmp / "data", config=config_path, s3_endpoint=None)
         self.runtime = queued_runtime(settings, self.pipeline, self.url)
         self.ledger = self.runtime.ledger
@@ -122,11 +153,7 @@ class Testbed:
 
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self._n += 1
-        log = (self.tmp / f"proc-{self._n}.log").open("wb")
-        proc = subprocess.Popen(
-            argv, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        proc = spawn_logged(argv, env or self.env, self.tmp / f"proc-{self._n}.log")
         self.procs.append(proc)
         return proc
 
@@ -157,13 +184,7 @@ class Testbed:
         raise TimeoutError("the worker did not come up")
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc)
         for info in self.ledger.workers.live():
             if info.pid == proc.pid:
                 self.ledger.workers.gone(info.hostname)
