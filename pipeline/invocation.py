@@ -34,6 +34,18 @@ class OutputRef(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+class AttemptRecord(BaseModel):
+    """One try of an invocation: who ran it, how long, and how it ended."""
+
+    n: int
+    worker: str
+    started_at: float
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    outcome: str = "running"
+    error: str | None = None
+
+
 class Invocation(BaseModel):
     """The queue payload and the ledger record share this shape (JSON only, never pickle)."""
 
@@ -76,6 +88,12 @@ class Invocation(BaseModel):
     cold_start: bool | None = Field(default=None, description="The first invocation of a new worker process.")
     outputs: list[OutputRef] = Field(default_factory=list)
     error: str | None = None
+    earlier_attempts: list[AttemptRecord] = Field(
+        default_factory=list,
+        description="Attempts before the latest, oldest first: retried, or cut short when their worker "
+        "died. The latest is the record's own worker, started_at, finished_at, duration_ms, status and "
+        "error (`attempt_history`).",
+    )
     worker: str | None = None
     progress: dict[str, float | None] | None = None
     callback_url: str | None = Field(
@@ -105,6 +123,32 @@ class Invocation(BaseModel):
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def latest_attempt(self, outcome: str | None = None) -> AttemptRecord | None:
+        """The attempt the record's own fields describe, if one started after the earlier ones
+        (`outcome` overrides how it ended, for one that is being closed now)."""
+        earlier = self.earlier_attempts
+        if (
+            self.started_at is None
+            or (earlier and self.started_at <= earlier[-1].started_at)  # it is the last earlier one
+            or (self.status == Status.QUEUED and not outcome)
+        ):
+            return None
+        finished = self.status.finished
+        return AttemptRecord(
+            n=self.attempts,
+            worker=self.worker or "",
+            started_at=self.started_at,
+            finished_at=self.finished_at if finished else None,
+            duration_ms=self.duration_ms if finished else None,
+            outcome=outcome or (self.status.value if finished else "running"),
+            error=self.error if finished else None,
+        )
+
+    def attempt_history(self) -> list[AttemptRecord]:
+        """Every attempt kept, oldest first."""
+        latest = self.latest_attempt()
+        return [*self.earlier_attempts, *([latest] if latest else [])]
 
 
 def params_hash(params: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from pipeline.errors import BadRequest
-from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.invocation import AttemptRecord, Invocation, OutputRef, Status
 from pipeline.ledger import keys
 from pipeline.ledger.attempts import ended_attempt
 from pipeline.ledger.json_hash import JsonHash, encode
@@ -18,7 +18,6 @@ from pipeline.ledger.lua import script
 from pipeline.ledger.outbox import Outbox
 from pipeline.ledger.packing import pack_hash, read_hash, unpack_hash
 from pipeline.ledger.paging import ids, newest_first
-from pipeline.ledger.records import AttemptRecord
 from pipeline.ledger.retention import record_ttl
 from pipeline.ledger.usage import UsageStore
 from pipeline.usage import Measured, Sample
@@ -31,11 +30,14 @@ _HASH = JsonHash(Invocation)
 KEPT = ("status", "attempts")
 
 
+def _kept(history: list[AttemptRecord]) -> list[dict[str, Any]]:
+    """The earlier attempts a record keeps: the latest ATTEMPTS_KEPT, with the one it runs now."""
+    return [a.model_dump(mode="json", exclude_defaults=True) for a in history[-(ATTEMPTS_KEPT - 1) :]]
+
+
 def _indexes(inv: Invocation) -> tuple[str, ...]:
     return (
-        keys.INDEX_ALL,
-        keys.status_index(inv.status),
-        keys.function_index(inv.function),
+        keys.invocation_index(inv.function, inv.status),
         keys.bucket_index(inv.bucket),
         keys.object_index(inv.bucket, inv.key),
     )
@@ -89,39 +91,44 @@ class InvocationStore:
         for index in _indexes(inv):
             pipe.zadd(index, {inv.id: inv.created_at})
             pipe.expire(index, self.retention)
+        pipe.sadd(keys.INDEXED_FUNCTIONS, inv.function)
         if inv.status.finished:
             self.outbox.announce(pipe, inv.id, inv.status)
 
     def delete(self, inv: Invocation) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(keys.invocation(inv.id))
-        for index in _indexes(inv):
+        for index in _indexes(inv)[1:]:
             pipe.zrem(index, inv.id)
+        for status in Status:  # whichever it is in now
+            pipe.zrem(keys.invocation_index(inv.function, status), inv.id)
         pipe.execute()
 
     def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
         """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
+        inv = self.get(inv_id)
+        if inv is None:
+            return False
         done = self._transition(
-            keys=[keys.invocation(inv_id), keys.INDEX_ALL],
-            args=[keys.STATUS_INDEX_PREFIX, inv_id, to.value, json.dumps(encode(fields))]
+            keys=[keys.invocation(inv_id)],
+            args=[keys.invocation_index_prefix(inv.function), inv_id, to.value, json.dumps(encode(fields))]
             + [s.value for s in allowed],
         )
         return bool(done)
 
     def _update(
         self,
-        inv_id: str,
+        inv: Invocation,
         status: Status | None,
         *,
         announce: bool = False,
         counted: Sample | None = None,
         **fields: Any,
     ) -> None:
-        """Change fields (and the status, with its index) in one transaction, which also counts
-        the usage of an attempt that ended."""
+        """Change fields (and the status, with its index) of the record `inv` was read from, in one
+        transaction, which also counts the usage of an attempt that ended."""
         pipe = self.r.pipeline(transaction=True)
-        created = self.r.zscore(keys.INDEX_ALL, inv_id) if status is not None else None
-        self._queue_update(pipe, inv_id, status, created, announce=announce, counted=counted, **fields)
+        self._queue_update(pipe, inv.id, status, inv, announce=announce, counted=counted, **fields)
         pipe.execute()
 
     def _queue_update(
@@ -129,21 +136,24 @@ class InvocationStore:
         pipe: Any,
         inv_id: str,
         status: Status | None,
-        created: float | None,
+        was: Invocation | None,
         *,
         announce: bool = False,
         counted: Sample | None = None,
         stored: dict[bytes, bytes] | None = None,
         **fields: Any,
     ) -> None:
-        """`_update`'s commands. With the `stored` hash, the record is written whole, packed."""
+        """`_update`'s commands. With the `stored` hash, the record is written whole, packed. `was`
+        is the record as read before (its function and creation place it in the indexes)."""
         if status is not None:
             fields["status"] = status.value
+        if status is not None and was is not None:
             for other in Status:
-                pipe.zrem(keys.status_index(other), inv_id)
-            pipe.zadd(keys.status_index(status), {inv_id: created or time.time()})
-            pipe.expire(keys.status_index(status), self.retention)
-        inv = _load(inv_id, stored) if stored else None
+                pipe.zrem(keys.invocation_index(was.function, other), inv_id)
+            index = keys.invocation_index(was.function, status)
+            pipe.zadd(index, {inv_id: was.created_at})
+            pipe.expire(index, self.retention)
+        inv = was if stored else None
         if inv is not None:
             record = _dump(Invocation.model_validate({**inv.model_dump(), **fields}))
             if stale := [name for name in stored or {} if name.decode() not in record]:
@@ -166,17 +176,18 @@ class InvocationStore:
         inv = self.get(inv_id)
         if inv is None or inv.status.finished:
             return None
-        attempts = int(self.r.hincrby(keys.invocation(inv_id), "attempts", 1))
         now = time.time()
+        fields: dict[str, Any] = {}
+        if inv.status == Status.RUNNING and (cut := inv.latest_attempt("interrupted")):
+            # Still running: its worker died mid-run and the message came back (only the holder of
+            # the execution lease gets here).
+            fields["earlier_attempts"] = _kept([*inv.earlier_attempts, cut])
+        attempts = int(self.r.hincrby(keys.invocation(inv_id), "attempts", 1))
         sent = inv.enqueued_at or inv.created_at
         wait_ms = round(max(0.0, now - sent) * 1000, 1)
-        self._update(inv_id, Status.RUNNING, started_at=now, worker=worker, error=None, queue_wait_ms=wait_ms)
-        record = AttemptRecord(n=attempts, worker=worker, started_at=now)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.rpush(keys.attempts(inv_id), record.model_dump_json())
-        pipe.ltrim(keys.attempts(inv_id), -ATTEMPTS_KEPT, -1)
-        pipe.expire(keys.attempts(inv_id), record_ttl(self.retention))
-        pipe.execute()
+        self._update(
+            inv, Status.RUNNING, started_at=now, worker=worker, error=None, queue_wait_ms=wait_ms, **fields
+        )
         return inv.model_copy(
             update={
                 "attempts": attempts,
@@ -206,23 +217,20 @@ class InvocationStore:
     ) -> None:
         """An attempt failed and the invocation runs again after `due_in` seconds."""
         now = time.time()
-        stored = unpack_hash(read_hash(self.r, keys.invocation(inv_id)))
+        raw = read_hash(self.r, keys.invocation(inv_id))
+        stored = unpack_hash(raw)
         ended = ended_attempt(stored, "retried", now, measured, self.record_usage)
-        self._update(inv_id, Status.QUEUED, error=error, enqueued_at=now + due_in, counted=ended.sample)
-        self._end_attempt(inv_id, "retrying", error)
-
-    def _end_attempt(self, inv_id: str, outcome: str, error: str | None) -> None:
-        """Close the latest attempt's record (only the attempt holding the lease writes here)."""
-        raw = self.r.lindex(keys.attempts(inv_id), -1)
-        if not raw:
+        inv = _load(inv_id, raw)
+        if inv is None:
             return
-        record = AttemptRecord.model_validate_json(raw)
-        if record.finished_at is not None:
-            return
-        now = time.time()
-        record.finished_at, record.outcome, record.error = now, outcome, error
-        record.duration_ms = round((now - record.started_at) * 1000, 1)
-        self.r.lset(keys.attempts(inv_id), -1, record.model_dump_json())
+        fields: dict[str, Any] = {}
+        if cut := inv.latest_attempt("retrying"):
+            cut.finished_at, cut.error = now, error
+            cut.duration_ms = ended.fields["duration_ms"]
+            fields["earlier_attempts"] = _kept([*inv.earlier_attempts, cut])
+        self._update(
+            inv, Status.QUEUED, error=error, enqueued_at=now + due_in, counted=ended.sample, **fields
+        )
 
     def finish(
         self,
@@ -247,16 +255,16 @@ class InvocationStore:
                 error=error,
                 **ended.fields,
             )
-            created = pipe.zscore(keys.INDEX_ALL, inv_id)
+            was = _load(inv_id, stored)
             pipe.multi()
             self._queue_update(
-                pipe, inv_id, status, created, announce=True, counted=ended.sample, stored=stored, **fields
+                pipe, inv_id, status, was, announce=True, counted=ended.sample, stored=stored, **fields
             )
             try:
                 pipe.execute()
             except redis.WatchError:
-                self._update(inv_id, status, announce=True, counted=ended.sample, **fields)
-        self._end_attempt(inv_id, status.value, error)
+                if was is not None:
+                    self._update(was, status, announce=True, counted=ended.sample, **fields)
         # Per-minute counts of finished invocations, for the dashboard's throughput chart.
         minute = int(now // 60)
         pipe = self.r.pipeline(transaction=False)
@@ -270,7 +278,12 @@ class InvocationStore:
     def reset_for_retry(self, inv_id: str, allowed: tuple[Status, ...]) -> Invocation | None:
         """Atomically put a finished invocation back to queued with a fresh attempt budget.
         None if it is unknown or no longer in an `allowed` state (someone else retried it)."""
+        inv = self.get(inv_id)
+        if inv is None:
+            return None
         fields: dict[str, Any] = {"attempts": 0, "error": None, "finished_at": None, "duration_ms": None}
+        # Its attempts so far stay in its history; the next one is numbered 1 again.
+        fields["earlier_attempts"] = _kept(inv.attempt_history())
         if not self.transition(inv_id, allowed, Status.QUEUED, **fields):
             return None
         return self.get(inv_id)
@@ -288,22 +301,50 @@ class InvocationStore:
         return [inv for inv in found if inv is not None]
 
     def attempts(self, inv_id: str) -> list[AttemptRecord]:
-        return [AttemptRecord.model_validate_json(raw) for raw in self.r.lrange(keys.attempts(inv_id), 0, -1)]
+        """Its attempts, oldest first: kept in its record (earlier versions of the ledger wrote
+        them to a list of their own, read while such records last)."""
+        pipe = self.r.pipeline(transaction=False)
+        read_hash(pipe, keys.invocation(inv_id))
+        pipe.lrange(keys.attempts(inv_id), 0, -1)
+        raw, listed = pipe.execute()
+        if listed:
+            return [AttemptRecord.model_validate_json(item) for item in listed]
+        inv = _load(inv_id, raw)
+        return inv.attempt_history() if inv is not None else []
+
+    def functions(self) -> list[str]:
+        """The functions that have invocations in the ledger (or had, within its retention)."""
+        return sorted(ids(self.r.smembers(keys.INDEXED_FUNCTIONS)))
+
+    def indexes(self, status: str | None = None, function: str | None = None) -> list[str]:
+        """The indexes that together list the invocations of `status` and `function` (either or
+        both may be None: all)."""
+        functions = [function] if function else self.functions()
+        statuses = [status] if status else [s.value for s in Status]
+        return [keys.invocation_index(fn, st) for fn in functions for st in statuses]
 
     def ids_with_status(self, status: Status) -> list[str]:
-        return ids(self.r.zrange(keys.status_index(status), 0, -1))
+        pipe = self.r.pipeline(transaction=False)
+        for index in self.indexes(status):
+            pipe.zrange(index, 0, -1)
+        return [inv_id for found in pipe.execute() for inv_id in ids(found)]
 
     def count_with_status(self, status: Status) -> int:
-        return int(self.r.zcard(keys.status_index(status)))
+        return self.counts()[status.value]
 
     def counts(self) -> dict[str, int]:
         """Invocations by status, and notifications that were duplicates."""
+        functions = self.functions()
         pipe = self.r.pipeline(transaction=False)
-        for status in Status:
-            pipe.zcard(keys.status_index(status))
+        for fn in functions:
+            for status in Status:
+                pipe.zcard(keys.invocation_index(fn, status))
         pipe.get(keys.stat("duplicates"))
-        *by_status, duplicates = pipe.execute()
-        out = {status.value: int(n) for status, n in zip(Status, by_status, strict=True)}
+        *by_index, duplicates = pipe.execute()
+        statuses = [s.value for s in Status]
+        out = dict.fromkeys(statuses, 0)
+        for i, n in enumerate(by_index):  # function by function, each status in turn
+            out[statuses[i % len(statuses)]] += int(n)
         out["duplicates"] = int(duplicates or 0)
         return out
 
@@ -330,16 +371,13 @@ class InvocationStore:
         needs its bucket (the per-object index); a key alone would mean reading the whole ledger."""
         if key is not None and bucket is None:
             raise BadRequest("a key filter needs its bucket")
+        index: str | list[str]
         if bucket is not None and key is not None:
             index = keys.object_index(bucket, key)
-        elif status:
-            index = keys.status_index(status)
-        elif function:
-            index = keys.function_index(function)
-        elif bucket:
-            index = keys.bucket_index(bucket)
+        elif status or function or not bucket:
+            index = self.indexes(status, function)
         else:
-            index = keys.INDEX_ALL
+            index = keys.bucket_index(bucket)
 
         def keep(inv: Invocation) -> bool:
             return not (

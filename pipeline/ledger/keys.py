@@ -3,11 +3,13 @@
 Records are removed with their index entries once older than the retention period, in bounded
 batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic);
-                        once finished, packed: its status, attempts and one deflated field
-- `att:<id>`            list of an invocation's attempts (JSON)
+                        once finished, packed: its status, attempts and one deflated field. Its
+                        attempts are in it (`earlier_attempts`, and the latest its own fields)
+- `att:<id>`            an invocation's attempts as earlier versions kept them (read, not written)
 - `event:<id>`          an EventRecord (a notification record that matched a rule), packed JSON
 - `raw:<digest>`        the start of a notification's body, once per notification, packed
-- `idx:all|status:<s>|fn:<name>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation
+- `idx:fn:<name>:<status>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation;
+                        `idx:functions` names the functions indexed
 - `idx:events`, `idx:obj-events:<digest>`  sorted sets of event ids by arrival
 - `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
 - `lease:<id>`          the execution holding an invocation; `slots:<fn>` reserved-concurrency holders
@@ -49,17 +51,18 @@ def attempts(inv_id: str) -> str:
     return f"{PREFIX}att:{inv_id}"
 
 
-INDEX_ALL = f"{PREFIX}idx:all"
-# The Lua status transition builds status index names itself from this prefix.
-STATUS_INDEX_PREFIX = f"{PREFIX}idx:status:"
+INDEXED_FUNCTIONS = f"{PREFIX}idx:functions"  # the functions that have invocation indexes
 
 
-def status_index(status: str) -> str:
-    return f"{STATUS_INDEX_PREFIX}{status}"
+def invocation_index_prefix(function: str) -> str:
+    """The start of `invocation_index`'s names (the Lua status transition adds the status)."""
+    return f"{PREFIX}idx:fn:{function}:"
 
 
-def function_index(function: str) -> str:
-    return f"{PREFIX}idx:fn:{function}"
+def invocation_index(function: str, status: str) -> str:
+    """Invocations of one function in one status, by creation: listings by status, by function
+    or of all invocations merge these (one entry per invocation instead of one in each of three)."""
+    return f"{invocation_index_prefix(function)}{status}"
 
 
 def bucket_index(bucket: str) -> str:

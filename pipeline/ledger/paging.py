@@ -1,8 +1,15 @@
-"""Reading a sorted-set index newest first, with the filters an index cannot apply itself."""
+"""Reading sorted-set indexes newest first, with the filters an index cannot apply itself.
+
+A query may span several indexes (invocations are indexed by function and status together, so
+"all failed" is the failed index of every function): their ids are merged newest first, each index
+read a chunk at a time, so a page costs one round trip per chunk, never a read of a whole index.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import TypeVar
 
 import redis
@@ -15,25 +22,55 @@ def ids(values: Iterable[object]) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def merged(client: redis.Redis, indexes: list[str], chunk: int) -> Iterator[str]:
+    """The members of `indexes`, newest (highest score) first across all of them."""
+    start = dict.fromkeys(indexes, 0)
+    pending: dict[str, list[tuple[object, float]]] = {}
+    exhausted: set[str] = set()
+
+    def read(names: list[str]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.zrevrange(name, start[name], start[name] + chunk - 1, withscores=True)
+        for name, got in zip(names, pipe.execute(), strict=True):
+            start[name] += chunk
+            pending[name] = list(reversed(got))  # popped from the end: newest first
+            if len(got) < chunk:
+                exhausted.add(name)
+
+    read(indexes)
+    heads = [(-pending[name][-1][1], name) for name in indexes if pending[name]]
+    heapq.heapify(heads)
+    while heads:
+        _, name = heapq.heappop(heads)
+        member, _ = pending[name].pop()
+        yield ids([member])[0]
+        if not pending[name] and name not in exhausted:
+            read([name])
+        if pending[name]:
+            heapq.heappush(heads, (-pending[name][-1][1], name))
+
+
 def newest_first(
     client: redis.Redis,
-    index: str,
+    index: str | list[str],
     load: Callable[[list[str]], list[T]],
     keep: Callable[[T], bool],
     limit: int,
     offset: int,
 ) -> list[T]:
-    """Up to `limit` records of `index` that `keep` accepts, skipping the first `offset` of them.
-    Ids are read a page at a time (twice the limit, at least 100), so a selective index costs one
-    page and a loose filter a few."""
+    """Up to `limit` records of `index` (or several, merged) that `keep` accepts, skipping the
+    first `offset` of them. Ids are read a page at a time (twice the limit, at least 100), so a
+    selective index costs one page and a loose filter a few."""
+    page = max(limit * 2, 100)
+    found = merged(client, [index] if isinstance(index, str) else index, page)
     out: list[T] = []
-    skipped, start, page = 0, 0, max(limit * 2, 100)
+    skipped = 0
     while len(out) < limit:
-        found = ids(client.zrevrange(index, start, start + page - 1))
-        if not found:
+        batch = list(islice(found, page))
+        if not batch:
             break
-        start += page
-        for record in load(found):
+        for record in load(batch):
             if not keep(record):
                 continue
             if skipped < offset:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pipeline.invocation import AttemptRecord
+
+__all__ = ["AttemptRecord", "EventRecord", "WorkerInfo"]
+
 # The start of a notification's body kept for the dashboard's timeline.
 RAW_EVENT_CHARS = 16384
 
@@ -25,18 +29,6 @@ class EventRecord(BaseModel):
     duplicates: int = 0
     raw: str = Field(default="", description="The notification as received (first 16 KB), for the dashboard.")
     raw_digest: str = Field(default="", description="Where `raw` is stored: once per notification.")
-
-
-class AttemptRecord(BaseModel):
-    """One try of an invocation: who ran it, how long, and how it ended."""
-
-    n: int
-    worker: str
-    started_at: float
-    finished_at: float | None = None
-    duration_ms: float | None = None
-    outcome: str = "running"
-    error: str | None = None
 
 
 class WorkerInfo(BaseModel):

@@ -105,8 +105,14 @@ class Retention:
         write.execute()
 
     def _kinds(self) -> list[_Kind]:
+        # Invocations are walked index by index: each is in the one of its function and status.
+        functions = sorted(ids(self.r.smembers(keys.INDEXED_FUNCTIONS)))
         return [
-            _Kind("invocations", keys.INDEX_ALL, _invocation_fields, _drop_invocation),
+            *(
+                _Kind("invocations", keys.invocation_index(fn, st), _invocation_fields, _drop_invocation)
+                for fn in functions
+                for st in Status
+            ),
             _Kind("events", keys.EVENTS_INDEX, _event_fields, _drop_event),
             _Kind("runs", keys.RUNS_INDEX, _run_fields, _drop_run),
         ]
@@ -122,11 +128,9 @@ def _drop_invocation(pipe: redis.client.Pipeline, inv_id: str, known: object) ->
         json.loads(fields[name]) if name in fields else None
         for name in ("status", "function", "bucket", "key")
     )
-    # A record whose TTL ran out first: its status is unknown, so every status index is cleaned.
-    for name in [status] if status else [s.value for s in Status]:
-        pipe.zrem(keys.status_index(str(name)), inv_id)
-    if function:
-        pipe.zrem(keys.function_index(str(function)), inv_id)
+    # The index walked names it; so does its current one, should its status have changed since.
+    if function and status:
+        pipe.zrem(keys.invocation_index(str(function), str(status)), inv_id)
     if bucket:
         pipe.zrem(keys.bucket_index(str(bucket)), inv_id)
         if key is not None:

@@ -32,7 +32,7 @@ import redis
 
 from pipeline.embedded import EmbeddedRedis, free_port
 from pipeline.flows.model import Run, RunStatus, StepState, StepStatus
-from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.invocation import AttemptRecord, Invocation, OutputRef, Status, dedup_key
 from pipeline.ledger import Ledger, connect, keys, tune
 from pipeline.ledger.records import EventRecord
 from pipeline.ledger.retention import BATCH, Retention, Swept
@@ -118,6 +118,12 @@ def _invocation(
     duration = rng.uniform(0.04, 0.6)
     params = {"sizes": [256, 1024], "format": "jpeg", "quality": 82} if fn == "thumbnail" else GRAY
     ran = status != Status.QUEUED
+    # Its attempts before the last (a dead one ran out of three): kept in its record.
+    retried = [
+        AttemptRecord(n=n + 1, worker="images.4711@worker-7f9c", started_at=at + n, finished_at=at + n + 0.2,
+                      duration_ms=200.0, outcome="retrying", error="StorageError: S3 endpoint unreachable")
+        for n in range(2 if status == Status.DEAD else 0)
+    ]  # fmt: skip
     return Invocation(
         id=f"{int(at * 1000):012x}{n:012x}", function=fn, params=params,
         params_hash="44136fa355b3678a" if fn == "thumbnail" else "9f1c2a7be0d35e61", rule="image-thumbnails",
@@ -131,7 +137,7 @@ def _invocation(
         gb_seconds=round(duration / 2, 6) if finished else None,
         peak_memory_mb=142.0 if finished else None, bytes_read=245812 if finished else None,
         bytes_written=sum(o.size for o in outputs) if finished else None, outputs=outputs, error=error,
-        media=MEDIA if finished else None,
+        media=MEDIA if finished else None, earlier_attempts=retried,
     )  # fmt: skip
 
 
@@ -161,7 +167,8 @@ def load(ledger: Ledger, client: redis.Redis, invocations: int, now: float, seed
         ledger.events.add(pipe, event)
         for inv in invs:
             ledger.invocations.add(pipe, inv)
-            pipe.set(keys.dedup(f"{inv.id}-claim"), inv.id, ex=ledger.retention)
+            unit = dedup_key(inv.bucket, inv.key, inv.version, inv.function, inv.params_hash)
+            pipe.set(keys.dedup(unit), inv.id, ex=ledger.retention)
         if n % 20 == 0:
             run, steps = _run(rng, n, key, etag, event_id, at)
             ledger.runs.add(pipe, run)

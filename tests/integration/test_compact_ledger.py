@@ -81,8 +81,8 @@ def test_a_record_written_before_packing_still_reads_retries_and_is_packed(redis
     )  # fmt: skip
     pipe = redis.Redis.from_url(redis_url, decode_responses=True).pipeline(transaction=True)
     pipe.hset(keys.invocation(old.id), mapping=JsonHash(Invocation).dump(old, always=("status",)))
-    for index in (keys.INDEX_ALL, keys.status_index("dead")):
-        pipe.zadd(index, {old.id: old.created_at})
+    pipe.zadd(keys.invocation_index("thumbnail", "dead"), {old.id: old.created_at})
+    pipe.sadd(keys.INDEXED_FUNCTIONS, "thumbnail")
     pipe.execute()
     assert ledger.invocations.get(old.id) == old
     assert ledger.invocations.reset_for_retry(old.id, (Status.DEAD,)) is not None
