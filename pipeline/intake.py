@@ -159,7 +159,7 @@ class Intake:
         """Claim every unit of work and every run of the batch in one script. Per event: the
         invocations claimed now, the runs started now, the functions switched off; duplicates go
         on its record."""
-        claim_units: list[tuple[str, str, str, str]] = []
+        claim_units: list[tuple[keys.Claim, str, str, str]] = []
         for work in works:
             claim_units += [
                 (keys.dedup(claim), inv.function, inv.id, keys.invocation("")) for claim, inv in work.units
@@ -190,8 +190,8 @@ class Intake:
                 for (run, _), o in zip(work.runs, run_outcomes, strict=True)
                 if o is True
             ]
-            for claim_key in claimed_here:  # what this call claimed: the retry claims it again
-                self.ledger.claims.release_key(claim_key)
+            for mine in claimed_here:  # what this call claimed: the retry claims it again
+                self.ledger.claims.release(mine)
             # An earlier delivery claimed this work and has not recorded it: it is still being
             # recorded, or it failed there (Redis failed over). Acknowledging now could lose it.
             work.outcome = BrokerUnavailable(
@@ -240,10 +240,10 @@ class Intake:
             pipe.execute()
         except redis.ResponseError:
             for work in works:
-                for _, claim in work.claimed:
-                    self.ledger.claims.release(claim)
+                for _, unit in work.claimed:
+                    self.ledger.claims.release(keys.dedup(unit))
                 for run, _ in work.started:
-                    self.ledger.claims.release_key(RunStore.claim_key(run))
+                    self.ledger.claims.release(RunStore.claim_key(run))
             raise
 
     def _stage(self, pipe: Any, work: _Work) -> None:

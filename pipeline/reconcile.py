@@ -138,13 +138,13 @@ def reconcile(
                 p
                 for p in planned
                 if not runtime.ledger.claims.done(
-                    dedup_key(bucket, info.key, event.version_tag, p.function, p.params_hash)
+                    keys.dedup(dedup_key(bucket, info.key, event.version_tag, p.function, p.params_hash))
                 )
             ]
             missing_runs = [
                 rule
                 for rule in route_flows(runtime.pipeline, event)
-                if not runtime.ledger.claims.done_key(
+                if not runtime.ledger.claims.done(
                     keys.run_claim(rule.name, bucket, info.key, event.version_tag), keys.run("")
                 )
             ]

@@ -17,6 +17,9 @@ import pytest
 from PIL import Image
 
 if TYPE_CHECKING:
+    import redis
+
+    from pipeline.ledger.keys import Claim
     from pipeline.runtime import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,3 +178,11 @@ def load_image(path: Path) -> Image.Image:
         copy = img.copy()
         copy.format, copy.info = img.format, dict(img.info)
         return copy
+
+
+def plant_claim(client: redis.Redis, claim: Claim, seconds_ago: float, suffix: str = "never-rec") -> str:
+    """Claim `claim` as an intake that then died would have, `seconds_ago` (a claimant's id begins
+    with when it was made). Returns the claimant's id, which has no record."""
+    claimant = f"{int((time.time() - seconds_ago) * 1000):012x}{suffix}"
+    client.hset(claim.shard, claim.field, claimant)
+    return claimant

@@ -115,13 +115,13 @@ class Ledger:
         notification's record says what happened."""
         for inv, claim in claimed:
             self.invocations.delete(inv)
-            self.claims.release(claim)
+            self.claims.release(keys.dedup(claim))
             self.outbox.leave_join(record.id, inv.id)
         for run, invs in started:
             for inv in invs:
                 self.invocations.delete(inv)
             self.runs.delete(run)
-            self.claims.release_key(RunStore.claim_key(run))
+            self.claims.release(RunStore.claim_key(run))
             self.outbox.leave_join(record.id, keys.join_member_for_run(run.id))
         undone = {inv.id for inv, _ in claimed} | {run.id for run, _ in started}
         record.invocations = [x for x in record.invocations if x not in undone]

@@ -15,6 +15,7 @@ import redis
 from pipeline.errors import LeaseHeld, Throttled
 from pipeline.ledger import keys
 from pipeline.ledger.lua import script
+from pipeline.ledger.retention import record_ttl
 
 log = logging.getLogger(__name__)
 
@@ -36,38 +37,47 @@ class Claims:
         self._renew_if_owner = script(client, "renew_if_owner")
         self._release_if_owner = script(client, "release_if_owner")
         self._take_slot = script(client, "take_slot")
+        self._forget = script(client, "forget_claim")
 
     # --- dedup: each unit of work is claimed once ------------------------------------------
-    def claim_all(self, units: list[tuple[str, str, str, str]]) -> list[str | bool]:
-        """Claim units of work at once, skipping functions switched off. A unit is (claim key,
+    def claim_all(self, units: list[tuple[keys.Claim, str, str, str]]) -> list[str | bool]:
+        """Claim units of work at once, skipping functions switched off. A unit is (its claim,
         function, the claimant's id, the prefix of the key of a claimant's record). Per unit: True
         if claimed now, False if its function is disabled, else the id of the earlier claimant
         (prefixed with UNRECORDED when it has not written its record, or never will)."""
         if not units:
             return []
         claim_keys = [keys.function_flag("disabled"), keys.stat("duplicates")]
-        claim_keys += [claim for claim, _, _, _ in units]
-        args: list[str | int] = [self.retention, ORPHAN_CLAIM_S]
-        for _, function, claimant, record_prefix in units:
-            args += [function, claimant, record_prefix]
+        claim_keys += [claim.shard for claim, _, _, _ in units]
+        args: list[str | int] = [record_ttl(self.retention), ORPHAN_CLAIM_S]
+        for claim, function, claimant, record_prefix in units:
+            args += [claim.field, claim.legacy, function, claimant, record_prefix]
         raw = self._claim_units(keys=claim_keys, args=args)
         return [bool(r) if isinstance(r, int) else str(r) for r in raw]
 
-    def release_key(self, claim: str) -> None:
-        self.r.delete(claim)
+    def release(self, claim: keys.Claim) -> None:
+        self.r.hdel(claim.shard, claim.field)
 
-    def release(self, unit: str) -> None:
-        self.r.delete(keys.dedup(unit))
+    def forget(self, pipe: redis.client.Pipeline, claim: keys.Claim, claimant: str) -> None:
+        """Queue the removal of `claimant`'s claim on `pipe`, once its record goes (a claim taken
+        over by another claimant since stays)."""
+        self._forget(keys=[claim.shard], args=[claim.field, claimant], client=pipe)
 
-    def done_key(self, claim: str, record_prefix: str) -> bool:
+    def claimant(self, claim: keys.Claim) -> str | None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(claim.shard, claim.field)
+        pipe.get(claim.legacy)
+        found, legacy = pipe.execute()
+        return str(found or legacy) if found or legacy else None
+
+    def done(self, claim: keys.Claim, record_prefix: str | None = None) -> bool:
         """Whether the work `claim` names was claimed and its claimant recorded (its record's key
-        is `record_prefix` and its id). A claim without a record was left by an intake that died
-        between its two steps: the work is not done, and the intake takes the claim over."""
-        claimant = self.r.get(claim)
-        return bool(claimant) and bool(self.r.exists(f"{record_prefix}{claimant!s}"))
-
-    def done(self, unit: str) -> bool:
-        return self.done_key(keys.dedup(unit), keys.invocation(""))
+        is `record_prefix`, an invocation's by default, and its id). A claim without a record was
+        left by an intake that died between its two steps: the work is not done, and the intake
+        takes the claim over."""
+        claimant = self.claimant(claim)
+        prefix = keys.invocation("") if record_prefix is None else record_prefix
+        return bool(claimant) and bool(self.r.exists(f"{prefix}{claimant}"))
 
     # --- the execution lease: at most one run of an invocation at a time -------------------
     def acquire_lease(self, inv_id: str, token: str, ttl_ms: int) -> bool:

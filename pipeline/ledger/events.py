@@ -9,7 +9,7 @@ import redis
 
 from pipeline.ledger import keys
 from pipeline.ledger.packing import EVENT, NOTIFICATION, pack, read_values, unpack
-from pipeline.ledger.paging import ids
+from pipeline.ledger.paging import ids, ids_scored
 from pipeline.ledger.records import EventRecord
 from pipeline.ledger.retention import record_ttl
 
@@ -39,8 +39,8 @@ class EventStore:
             record = record.model_copy(update={"raw": "", "raw_digest": digest})
         pipe.set(keys.event(record.id), _dump(record), ex=record_ttl(self.retention))
         pipe.zadd(keys.EVENTS_INDEX, {record.id: record.received_at})
-        by_object = keys.object_events_index(record.bucket, record.key)
-        pipe.zadd(by_object, {record.id: record.received_at})
+        by_object = keys.object_index(record.bucket, record.key)
+        pipe.zadd(by_object, {keys.object_event(record.id): record.received_at})
         pipe.expire(by_object, self.retention)
         pipe.incr(keys.stat(f"events:{record.status}"))
 
@@ -83,6 +83,12 @@ class EventStore:
         return int(self.r.zcard(keys.EVENTS_INDEX))
 
     def for_object(self, bucket: str, key: str) -> list[EventRecord]:
-        """Oldest first."""
-        found = ids(self.r.zrange(keys.object_events_index(bucket, key), 0, OBJECT_EVENTS_SHOWN - 1))
+        """Oldest first (the first OBJECT_EVENTS_SHOWN)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrange(keys.object_index(bucket, key), 0, -1, withscores=True)
+        pipe.zrange(keys.legacy_object_events_index(bucket, key), 0, -1, withscores=True)
+        current, legacy = pipe.execute()
+        scored = [(m, at) for m, at in ids_scored(current) if m.startswith(keys.EVENT_MEMBER)]
+        scored = [(m[len(keys.EVENT_MEMBER) :], at) for m, at in scored] + ids_scored(legacy)
+        found = [m for m, _ in sorted(scored, key=lambda pair: pair[1])][:OBJECT_EVENTS_SHOWN]
         return [e for e in self._load(found) if e.bucket == bucket and e.key == key]

@@ -43,6 +43,11 @@ def _indexes(inv: Invocation) -> tuple[str, ...]:
     )
 
 
+def _invocation_id(member: str) -> bool:
+    """Not a notification's member of an object's index."""
+    return not member.startswith(keys.EVENT_MEMBER)
+
+
 def _load(inv_id: str, raw: dict[bytes, bytes]) -> Invocation | None:
     """The record from its stored hash (packed or not)."""
     fields = unpack_hash(raw)
@@ -293,7 +298,7 @@ class InvocationStore:
         return _load(inv_id, read_hash(self.r, keys.invocation(inv_id)))
 
     def get_many(self, inv_ids: Iterable[str]) -> list[Invocation]:
-        inv_ids = list(inv_ids)
+        inv_ids = [i for i in inv_ids if _invocation_id(i)]
         pipe = self.r.pipeline(transaction=False)
         for inv_id in inv_ids:
             read_hash(pipe, keys.invocation(inv_id))
@@ -373,7 +378,7 @@ class InvocationStore:
             raise BadRequest("a key filter needs its bucket")
         index: str | list[str]
         if bucket is not None and key is not None:
-            index = keys.object_index(bucket, key)
+            index = keys.object_index(bucket, key)  # its notifications too: no record loads for them
         elif status or function or not bucket:
             index = self.indexes(status, function)
         else:

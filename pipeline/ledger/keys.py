@@ -10,8 +10,9 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `raw:<digest>`        the start of a notification's body, once per notification, packed
 - `idx:fn:<name>:<status>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation;
                         `idx:functions` names the functions indexed
-- `idx:events`, `idx:obj-events:<digest>`  sorted sets of event ids by arrival
-- `dedup:<hash>`        the invocation that claimed one unit of work (SET NX)
+- `idx:events`          sorted set of event ids by arrival (and `idx:obj:<digest>` per object)
+- `claims:<hex4>`       hashes of claims: the invocation that claimed one unit of work, the run
+                        that claimed (rule, object version); removed with their record
 - `lease:<id>`          the execution holding an invocation; `slots:<fn>` reserved-concurrency holders
 - `outbox`              finished invocations not yet announced to webhooks (same transaction as
                         the verdict, so no outcome goes unannounced)
@@ -22,7 +23,6 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `usage:totals|h:<hour>|m:<minute>|w:<window>`  usage counters (see ledger/usage.py)
 - `run:<id>`            JSON of a flow run (one document, changed in WATCH/MULTI transactions)
 - `idx:runs|runs:status:<s>|runs:flow:<name>|runs:obj:<digest>`  sorted sets of run ids by start
-- `runclaim:<hash>`     the run that claimed (rule, object version): one run per upload and rule
 - `idem:<hash>`         the invocation an API idempotency key named
 - `retention:lock`      the one retention sweeper at work; `backfill` the latest backfill's progress
 - `reconcile:cursor:<bucket>\\0<prefix>`  where an interrupted reconciler pass continues
@@ -33,6 +33,7 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 PREFIX = "pl:"
 
@@ -70,7 +71,7 @@ def bucket_index(bucket: str) -> str:
 
 
 def object_index(bucket: str, key: str) -> str:
-    """Invocations of one object."""
+    """Invocations and notifications (`object_event`) of one object: one key per object."""
     return f"{PREFIX}idx:obj:{object_digest(bucket, key)}"
 
 
@@ -112,8 +113,16 @@ def raw_notification(digest: str) -> str:
     return f"{PREFIX}raw:{digest}"
 
 
-def object_events_index(bucket: str, key: str) -> str:
-    """Notifications about one object."""
+EVENT_MEMBER = "e:"  # notifications share their object's index with its invocations
+
+
+def object_event(event_id: str) -> str:
+    """A notification's member of its object's index (`object_index`)."""
+    return f"{EVENT_MEMBER}{event_id}"
+
+
+def legacy_object_events_index(bucket: str, key: str) -> str:
+    """Where earlier versions indexed an object's notifications (read, not written)."""
     return f"{PREFIX}idx:obj-events:{object_digest(bucket, key)}"
 
 
@@ -137,9 +146,10 @@ def run_object_index(bucket: str, key: str) -> str:
     return f"{PREFIX}idx:runs:obj:{object_digest(bucket, key)}"
 
 
-def run_claim(rule: str, bucket: str, key: str, version: str) -> str:
-    raw = "\x00".join((rule, bucket, key, version))
-    return f"{PREFIX}runclaim:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+def run_claim(rule: str, bucket: str, key: str, version: str) -> Claim:
+    """The claim that makes one run per (rule, object version)."""
+    digest = hashlib.sha256("\x00".join((rule, bucket, key, version)).encode()).hexdigest()[:40]
+    return _claim(digest, f"{PREFIX}runclaim:{digest}")
 
 
 def join_member_for_run(run_id: str) -> str:
@@ -148,8 +158,25 @@ def join_member_for_run(run_id: str) -> str:
 
 
 # --- claims --------------------------------------------------------------------------------------
-def dedup(unit: str) -> str:
-    return f"{PREFIX}dedup:{unit}"
+@dataclass(frozen=True)
+class Claim:
+    """Where the claim on one unit of work (or one flow run) is kept: a field of one of 65,536
+    hashes, chosen by the first four hex digits of its digest. Redis keeps a hash of up to 128
+    fields as one compact listpack, so a claim costs about 60 B up to some 8 million claims, where
+    a key of its own with an expiry costs about 190 B."""
+
+    shard: str
+    field: str  # the next 28 hex digits: 128 bits of the digest in all
+    legacy: str  # the key of its own earlier versions kept it under: read, never written
+
+
+def _claim(digest: str, legacy: str) -> Claim:
+    return Claim(f"{PREFIX}claims:{digest[:4]}", digest[4:32], legacy)
+
+
+def dedup(unit: str) -> Claim:
+    """The claim on one unit of work (`invocation.dedup_key`)."""
+    return _claim(unit, f"{PREFIX}dedup:{unit}")
 
 
 def lease(inv_id: str) -> str:

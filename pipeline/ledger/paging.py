@@ -22,6 +22,11 @@ def ids(values: Iterable[object]) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def ids_scored(values: Iterable[tuple[object, float]]) -> list[tuple[str, float]]:
+    """`ids` of a reply WITHSCORES."""
+    return [(ids([member])[0], float(score)) for member, score in values]
+
+
 def merged(client: redis.Redis, indexes: list[str], chunk: int) -> Iterator[str]:
     """The members of `indexes`, newest (highest score) first across all of them."""
     start = dict.fromkeys(indexes, 0)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import redis
 
-from pipeline.invocation import Status
+from pipeline.invocation import Status, dedup_key
 from pipeline.ledger import keys
+from pipeline.ledger.lua import script
 from pipeline.ledger.packing import read_hash, read_value, unpack, unpack_hash
 from pipeline.ledger.paging import ids
 
@@ -62,6 +63,7 @@ class Retention:
     def __init__(self, client: redis.Redis, retention: int) -> None:
         self.r = client
         self.retention = retention
+        self._forget_claim = script(client, "forget_claim")
 
     def sweep(self, now: float | None = None, max_batches: int | None = None) -> Swept:
         """Remove what is older than the retention. Returns what was removed (nothing when another
@@ -109,33 +111,53 @@ class Retention:
         functions = sorted(ids(self.r.smembers(keys.INDEXED_FUNCTIONS)))
         return [
             *(
-                _Kind("invocations", keys.invocation_index(fn, st), _invocation_fields, _drop_invocation)
+                _Kind("invocations", keys.invocation_index(fn, st), _invocation_fields, self._drop_invocation)
                 for fn in functions
                 for st in Status
             ),
             _Kind("events", keys.EVENTS_INDEX, _event_fields, _drop_event),
-            _Kind("runs", keys.RUNS_INDEX, _run_fields, _drop_run),
+            _Kind("runs", keys.RUNS_INDEX, _run_fields, self._drop_run),
         ]
+
+    def _forget(self, pipe: redis.client.Pipeline, claim: keys.Claim, claimant: str) -> None:
+        """The claim goes with its record (unless another claimant took it over since)."""
+        self._forget_claim(keys=[claim.shard], args=[claim.field, claimant], client=pipe)
+
+    def _drop_invocation(self, pipe: redis.client.Pipeline, inv_id: str, known: object) -> None:
+        fields = unpack_hash(known) if isinstance(known, dict) else {}
+        found = {
+            name: json.loads(fields[name])
+            for name in ("status", "function", "bucket", "key", "version", "params_hash")
+            if name in fields
+        }
+        status, function, bucket, key = (found.get(n) for n in ("status", "function", "bucket", "key"))
+        # The index walked names it; so does its current one, should its status have changed since.
+        if function and status:
+            pipe.zrem(keys.invocation_index(str(function), str(status)), inv_id)
+        if bucket:
+            pipe.zrem(keys.bucket_index(str(bucket)), inv_id)
+            if key is not None:
+                pipe.zrem(keys.object_index(str(bucket), str(key)), inv_id)
+        if len(found) == 6:  # (a step of a flow run has no claim of its own: none is found)
+            unit = dedup_key(
+                str(bucket), str(key), str(found["version"]), str(function), str(found["params_hash"])
+            )
+            self._forget(pipe, keys.dedup(unit), inv_id)
+        pipe.delete(keys.invocation(inv_id), keys.attempts(inv_id))
+
+    def _drop_run(self, pipe: redis.client.Pipeline, run_id: str, known: object) -> None:
+        if isinstance(known, str):
+            run = json.loads(known)
+            pipe.zrem(keys.run_status_index(run["status"]), run_id)
+            pipe.zrem(keys.run_flow_index(run["flow"]), run_id)
+            pipe.zrem(keys.run_object_index(run["bucket"], run["key"]), run_id)
+            claim = keys.run_claim(run.get("rule", ""), run["bucket"], run["key"], run.get("version", ""))
+            self._forget(pipe, claim, run_id)
+        pipe.delete(keys.run(run_id))
 
 
 def _invocation_fields(pipe: redis.client.Pipeline, inv_id: str) -> None:
     read_hash(pipe, keys.invocation(inv_id))
-
-
-def _drop_invocation(pipe: redis.client.Pipeline, inv_id: str, known: object) -> None:
-    fields = unpack_hash(known) if isinstance(known, dict) else {}
-    status, function, bucket, key = (
-        json.loads(fields[name]) if name in fields else None
-        for name in ("status", "function", "bucket", "key")
-    )
-    # The index walked names it; so does its current one, should its status have changed since.
-    if function and status:
-        pipe.zrem(keys.invocation_index(str(function), str(status)), inv_id)
-    if bucket:
-        pipe.zrem(keys.bucket_index(str(bucket)), inv_id)
-        if key is not None:
-            pipe.zrem(keys.object_index(str(bucket), str(key)), inv_id)
-    pipe.delete(keys.invocation(inv_id), keys.attempts(inv_id))
 
 
 def _event_fields(pipe: redis.client.Pipeline, event_id: str) -> None:
@@ -145,19 +167,10 @@ def _event_fields(pipe: redis.client.Pipeline, event_id: str) -> None:
 def _drop_event(pipe: redis.client.Pipeline, event_id: str, known: object) -> None:
     if isinstance(known, bytes):
         record = json.loads(unpack(known))
-        pipe.zrem(keys.object_events_index(record["bucket"], record["key"]), event_id)
+        pipe.zrem(keys.object_index(record["bucket"], record["key"]), keys.object_event(event_id))
         pipe.delete(keys.join(event_id))
     pipe.delete(keys.event(event_id))
 
 
 def _run_fields(pipe: redis.client.Pipeline, run_id: str) -> None:
     pipe.get(keys.run(run_id))
-
-
-def _drop_run(pipe: redis.client.Pipeline, run_id: str, known: object) -> None:
-    if isinstance(known, str):
-        run = json.loads(known)
-        pipe.zrem(keys.run_status_index(run["status"]), run_id)
-        pipe.zrem(keys.run_flow_index(run["flow"]), run_id)
-        pipe.zrem(keys.run_object_index(run["bucket"], run["key"]), run_id)
-    pipe.delete(keys.run(run_id))

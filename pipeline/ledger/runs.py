@@ -30,7 +30,7 @@ class RunStore:
         self.retention = retention
 
     @staticmethod
-    def claim_key(run: Run) -> str:
+    def claim_key(run: Run) -> keys.Claim:
         """The claim that makes one run per (rule, object version): it stands for all its steps."""
         return keys.run_claim(run.rule, run.bucket, run.key, run.version)
 

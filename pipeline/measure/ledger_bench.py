@@ -35,7 +35,7 @@ from pipeline.flows.model import Run, RunStatus, StepState, StepStatus
 from pipeline.invocation import AttemptRecord, Invocation, OutputRef, Status, dedup_key
 from pipeline.ledger import Ledger, connect, keys, tune
 from pipeline.ledger.records import EventRecord
-from pipeline.ledger.retention import BATCH, Retention, Swept
+from pipeline.ledger.retention import BATCH, Retention, Swept, record_ttl
 from pipeline.measure.docs import DocSection, machine
 from pipeline.measure.testbed import Figure, figure_rows, ms
 
@@ -167,11 +167,14 @@ def load(ledger: Ledger, client: redis.Redis, invocations: int, now: float, seed
         ledger.events.add(pipe, event)
         for inv in invs:
             ledger.invocations.add(pipe, inv)
-            unit = dedup_key(inv.bucket, inv.key, inv.version, inv.function, inv.params_hash)
-            pipe.set(keys.dedup(unit), inv.id, ex=ledger.retention)
+            claim = keys.dedup(dedup_key(inv.bucket, inv.key, inv.version, inv.function, inv.params_hash))
+            pipe.hset(claim.shard, claim.field, inv.id)
+            pipe.expire(claim.shard, record_ttl(ledger.retention))
         if n % 20 == 0:
             run, steps = _run(rng, n, key, etag, event_id, at)
             ledger.runs.add(pipe, run)
+            claim = keys.run_claim(run.rule, run.bucket, run.key, run.version)
+            pipe.hset(claim.shard, claim.field, run.id)
             for inv in steps:
                 ledger.invocations.add(pipe, inv)
             invs += steps

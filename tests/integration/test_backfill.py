@@ -19,7 +19,7 @@ from pipeline.gateway.app import create_app
 from pipeline.invocation import Invocation, Status
 from pipeline.runtime import Runtime
 from pipeline.storage import LocalStore
-from tests.helpers import THUMBNAILS_ONLY, Proc, ServedApp, pipeline_runtime, wait_until
+from tests.helpers import THUMBNAILS_ONLY, Proc, ServedApp, pipeline_runtime, plant_claim, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -144,11 +144,10 @@ def test_an_object_claimed_but_never_recorded_is_not_taken_for_done(redis_url: s
     event = silent.put_file("media", "uploads/half-done.png", image, content_type="image/png").event("local")
     [plan] = route(runtime.pipeline, event)
     unit = dedup_key("media", event.key, event.version_tag, plan.function, plan.params_hash)
-    age = ORPHAN_CLAIM_S + 1  # as old as a claim the intake takes over
-    runtime.redis.set(keys.dedup(unit), "never-recorded", ex=runtime.ledger.retention - age)
-    assert not runtime.ledger.claims.done(unit)
+    plant_claim(runtime.redis, keys.dedup(unit), ORPHAN_CLAIM_S + 1)  # old enough to take over
+    assert not runtime.ledger.claims.done(keys.dedup(unit))
     summary = reconcile(runtime, rate=0, resume=False)
     assert summary.enqueued == 1
     [inv] = runtime.ledger.invocations.for_object("media", event.key)
-    assert inv.status == Status.QUEUED and runtime.ledger.claims.done(unit)
+    assert inv.status == Status.QUEUED and runtime.ledger.claims.done(keys.dedup(unit))
     assert reconcile(runtime, rate=0, resume=False).enqueued == 0  # now it is done

@@ -22,7 +22,7 @@ from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger, connect, keys
 from pipeline.queue.app import CeleryDispatcher, create_celery
 from pipeline.registry import build_pipeline
-from tests.helpers import THUMBNAILS_ONLY
+from tests.helpers import THUMBNAILS_ONLY, plant_claim
 
 pytestmark = pytest.mark.integration
 
@@ -135,10 +135,8 @@ def test_a_batch_claims_each_unit_once_and_refuses_only_what_it_must(redis_url: 
     intake.accept(event("uploads/probe.jpg"))
     params_hash = ledger.invocations.for_object("media", "uploads/probe.jpg")[0].params_hash
     # An earlier delivery of `stuck.jpg` claimed its work and never recorded it (not yet an orphan).
-    client.set(
-        keys.dedup(dedup_key("media", "uploads/stuck.jpg", "e1", "thumbnail", params_hash)),
-        "lost",
-        ex=ledger.retention,
+    plant_claim(
+        client, keys.dedup(dedup_key("media", "uploads/stuck.jpg", "e1", "thumbnail", params_hash)), 1
     )
     notes = [
         Notification(event("uploads/a.jpg")),

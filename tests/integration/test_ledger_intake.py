@@ -14,7 +14,7 @@ from pipeline.intake import Intake
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger, connect, keys
 from pipeline.registry import build_pipeline
-from tests.helpers import THUMBNAILS_ONLY
+from tests.helpers import THUMBNAILS_ONLY, plant_claim
 
 pytestmark = pytest.mark.integration
 
@@ -116,15 +116,15 @@ def test_an_orphaned_claim_is_taken_over_once_it_is_old(redis_url: str) -> None:
     intake.accept(event(key="uploads/probe.jpg"))  # the rule's params hash, as the intake computes it
     plan_hash = sent.sent[0].params_hash
     claim = keys.dedup(dedup_key("media", "uploads/cat.jpg", "e1", "thumbnail", plan_hash))
-    client.set(claim, "inv-that-was-never-recorded", ex=ledger.retention)
+    orphan = plant_claim(client, claim, seconds_ago=1)
     # A fresh claim may belong to an intake call still recording, or to one that failed there: the
     # sender is told to try again (503), never told the work is recorded.
-    with pytest.raises(BrokerUnavailable, match="has not recorded it yet"):
+    with pytest.raises(BrokerUnavailable, match=f"claimed {orphan} and has not recorded it yet"):
         intake.accept(event())
-    client.expire(claim, ledger.retention - ORPHAN_CLAIM_S - 5)  # the claim is now old
+    plant_claim(client, claim, seconds_ago=ORPHAN_CLAIM_S + 5)  # the claim is now old
     taken = intake.accept(event())
     assert taken.status == "accepted" and len(sent.sent) == 2
-    assert client.get(claim) == sent.sent[1].id
+    assert ledger.claims.claimant(claim) == sent.sent[1].id
     assert intake.accept(event()).status == "duplicate", "and it is an ordinary claim again"
 
 
@@ -207,6 +207,13 @@ def test_retention_removes_old_records_with_their_index_entries_and_no_slow_comm
     assert old_id and old_id[0].created_at >= cutoff
     survivors = {k.split(":")[-1] for k in client.scan_iter(f"{keys.invocation('')}*", count=5000)}
     assert survivors == set(kept)
+    # Claims went with their records: every claim left names a record that is left.
+    claimants = [
+        c for shard in client.scan_iter(f"{keys.PREFIX}claims:*", count=5000) for c in client.hvals(shard)
+    ]
+    assert len(claimants) > len(kept) // 2
+    runs_left = {k.split(":")[-1] for k in client.scan_iter(f"{keys.run('')}*", count=5000)}
+    assert set(claimants) <= survivors | runs_left
     assert ledger.retention_sweeper.sweep(now=now).invocations == 0  # nothing left to do
 
 
@@ -263,10 +270,34 @@ def test_broker_failure_undoes_the_runs_too_and_an_orphaned_run_claim_is_taken_o
     [run] = ledger.runs.query()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     orphan = RunStore.claim_key(run.model_copy(update={"version": "e9"}))
-    client.set(orphan, "run-that-was-never-recorded", ex=ledger.retention)
-    with pytest.raises(BrokerUnavailable, match="run-that-was-never-recorded"):
+    never = plant_claim(client, orphan, seconds_ago=1, suffix="run-never")
+    with pytest.raises(BrokerUnavailable, match=never):
         intake.accept(event(etag="e9"))  # a fresh claim may belong to a live intake: try again
-    client.expire(orphan, ledger.retention - ORPHAN_CLAIM_S - 5)
+    plant_claim(client, orphan, seconds_ago=ORPHAN_CLAIM_S + 5, suffix="run-never")
     taken = intake.accept(event(etag="e9"))
-    assert taken.status == "accepted" and client.get(orphan) == taken.runs[0]
+    assert taken.status == "accepted" and ledger.claims.claimant(orphan) == taken.runs[0]
     assert ledger.runs.get(taken.runs[0]) is not None
+
+
+def test_an_objects_notifications_and_invocations_share_one_index(redis_url: str) -> None:
+    intake, ledger, sent = make(redis_url)
+    accepted = intake.accept(event())
+    intake.accept(event())  # a duplicate notification: recorded, starts nothing
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    members = set(cast(list[str], client.zrange(keys.object_index("media", "uploads/cat.jpg"), 0, -1)))
+    [inv] = sent.sent
+    assert inv.id in members and keys.object_event(accepted.id) in members and len(members) == 3
+    assert ledger.invocations.query(bucket="media", key="uploads/cat.jpg") == ledger.invocations.get_many(
+        [inv.id]
+    )
+    assert [e.status for e in ledger.events.for_object("media", "uploads/cat.jpg")] == [
+        "accepted",
+        "duplicate",
+    ]
+    # Notifications indexed by an earlier version of the ledger, under a key of their own, still show.
+    client.zadd(keys.legacy_object_events_index("media", "uploads/cat.jpg"), {"old-event": 1.0})
+    ledger.events.amend(
+        accepted.model_copy(update={"id": "old-event", "received_at": 1.0, "raw": ""})
+    )  # unindexed
+    oldest, *_ = ledger.events.for_object("media", "uploads/cat.jpg")
+    assert oldest.id == "old-event"

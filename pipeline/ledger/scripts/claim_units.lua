@@ -1,26 +1,30 @@
 -- The intake's claims for one notification, in one round trip.
--- KEYS: the disabled-functions set, the duplicates counter, then one claim key per unit of work
--- (a dedup key, or a flow run's claim).
--- ARGV: ttl, orphan age, then per unit: a function name, the claimant's id and the prefix of the
--- record a claimant writes (an invocation's key or a run's, without the id).
+-- KEYS: the disabled-functions set, the duplicates counter, then per unit of work the hash its
+-- claim is a field of (a dedup claim, or a flow run's).
+-- ARGV: the hashes' TTL, orphan age (s), then per unit: its field, the key of its own an earlier
+-- version kept the claim under, a function name, the claimant's id and the prefix of the record
+-- a claimant writes (an invocation's key or a run's, without the id).
 -- Returns per unit: 0 (its function is disabled), 1 (claimed now), the id of the claimant that
 -- claimed and recorded it earlier, or '!' and the id of one that claimed it but has no record yet.
 -- A claim whose record was never written (the claimant died between its two round trips) is an
--- orphan: once it is older than any intake call can take, the next claimant takes it over.
-local ttl, orphan_age = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- orphan: once it is older than any intake call can take, the next claimant takes it over. A
+-- claimant's id begins with when it was made (milliseconds, 12 hex digits): that is the claim's age.
+local ttl, orphan_ms = tonumber(ARGV[1]), tonumber(ARGV[2]) * 1000
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local out = {}
 for i = 3, #KEYS do
-  local fn, id, record_prefix = ARGV[(i - 3) * 3 + 3], ARGV[(i - 3) * 3 + 4], ARGV[(i - 3) * 3 + 5]
+  local a = (i - 3) * 5 + 3
+  local field, legacy, fn, id, record_prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   if redis.call('SISMEMBER', KEYS[1], fn) == 1 then
     out[#out + 1] = 0
-  elseif redis.call('SET', KEYS[i], id, 'NX', 'EX', ttl) then
-    out[#out + 1] = 1
   else
-    local earlier = redis.call('GET', KEYS[i]) or ''
-    local age = ttl - redis.call('TTL', KEYS[i])
-    local recorded = redis.call('EXISTS', record_prefix .. earlier) == 1
-    if age > orphan_age and not recorded then
-      redis.call('SET', KEYS[i], id, 'EX', ttl)
+    local earlier = redis.call('HGET', KEYS[i], field) or redis.call('GET', legacy)
+    local recorded = earlier and redis.call('EXISTS', record_prefix .. earlier) == 1
+    local made = earlier and tonumber(string.sub(earlier, 1, 12), 16)
+    if not earlier or (not recorded and (not made or now_ms - made > orphan_ms)) then
+      redis.call('HSET', KEYS[i], field, id)
+      redis.call('EXPIRE', KEYS[i], ttl)  -- the safety net: the sweeper removes claims one by one
       out[#out + 1] = 1
     elseif not recorded then
       -- Claimed, not recorded yet: the claimant is between its two round trips, or failed there
