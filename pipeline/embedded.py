@@ -46,9 +46,10 @@ def free_port() -> int:
 class EmbeddedRedis:
     """`persist=False` keeps nothing on disk (for throwaway servers such as a test session's)."""
 
-    def __init__(self, data_dir: Path, *, persist: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, persist: bool = True, binary: str | None = None) -> None:
         self.dir = (data_dir / "redis").resolve()
         self.persist = persist
+        self.binary = binary  # a redis-server of one's choosing (benchmarks), else the embedded one
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,7 +81,7 @@ class EmbeddedRedis:
         with (self.dir / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [
-                    redis_server_binary(),
+                    self.binary or redis_server_binary(),
                     "--bind",
                     "127.0.0.1",
                     "--port",

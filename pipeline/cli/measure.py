@@ -76,15 +76,23 @@ def bench_system(quick: bool, only: str | None, doc: Path | None) -> None:
 @click.option("--invocations", default=1_000_000, show_default=True, help="The large ledger.")
 @click.option("--baseline", default=10_000, show_default=True, help="The small ledger it is compared with.")
 @click.option("--rounds", default=20, show_default=True, help="Timed requests per query and ledger.")
+@click.option(
+    "--redis-server",
+    "server",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The redis-server to run both ledgers on. [default: redis-server on PATH, else the embedded one]",
+)
 @write_option("docs/benchmarks.md")
-def bench_ledger(invocations: int, baseline: int, rounds: int, doc: Path | None) -> None:
+def bench_ledger(invocations: int, baseline: int, rounds: int, server: str | None, doc: Path | None) -> None:
     """The ledger at scale: API, dashboard and CLI queries on a large synthetic ledger beside a
     small one, Redis memory per invocation, and retention watched by SLOWLOG."""
     from pipeline.measure import ledger_bench  # noqa: PLC0415
 
-    figures = ledger_bench.bench_ledger(invocations, baseline, rounds)
+    binary = ledger_bench.server_in_use(server)
+    figures, described = ledger_bench.bench_ledger(invocations, baseline, rounds, binary)
     command = f"pipeline bench ledger --invocations {invocations} --baseline {baseline} --rounds {rounds}"
-    section = ledger_bench.render(figures, command)
+    command += f" --redis-server {server}" if server else ""
+    section = ledger_bench.render(figures, command, described)
     click.echo(section)
     if doc:
         ledger_bench.SECTION.write(doc, section)

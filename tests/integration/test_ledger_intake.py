@@ -167,7 +167,7 @@ def test_retention_removes_old_records_with_their_index_entries_and_no_slow_comm
     ledger` on a quiet machine at a million invocations: here, parallel tests load both cores and
     any command can be descheduled for tens of milliseconds."""
     from pipeline.ledger.retention import BATCH
-    from pipeline.measure.ledger_bench import load
+    from pipeline.measure.synthetic_ledger import load
 
     client = connect(redis_url)
     ledger = Ledger(client, retention_seconds=3 * 86400)
