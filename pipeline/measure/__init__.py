@@ -16,4 +16,5 @@ SYSTEM_PARTS = (
     "throughput",
     "ingest",
     "failover",
+    "ledger",
 )

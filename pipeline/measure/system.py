@@ -26,6 +26,7 @@ from pipeline.measure.backfill_bench import bench_backfill
 from pipeline.measure.docs import DocSection, machine
 from pipeline.measure.failover import bench_failover
 from pipeline.measure.ingest import bench_ingest
+from pipeline.measure.ledger_bench import bench_ledger, server_in_use
 from pipeline.measure.testbed import (
     THUMBNAIL,
     Figure,
@@ -295,6 +296,8 @@ def run_system_benchmarks(*, quick: bool = False, only: str | None = None) -> li
         "throughput": lambda bed: bench_throughput(bed, k(40), 5),
         "ingest": lambda bed: bench_ingest(bed, max(2, int(8 * scale)), 32),
         "failover": lambda bed: bench_failover(bed.tmp / "failover"),
+        # Two Redis servers of its own, a million invocations (a quick run: 250,000).
+        "ledger": lambda bed: bench_ledger(k(1_000_000), 10_000, k(20), server_in_use(None))[0],
     }
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
