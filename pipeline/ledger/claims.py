@@ -37,7 +37,6 @@ class Claims:
         self._renew_if_owner = script(client, "renew_if_owner")
         self._release_if_owner = script(client, "release_if_owner")
         self._take_slot = script(client, "take_slot")
-        self._forget = script(client, "forget_claim")
 
     # --- dedup: each unit of work is claimed once ------------------------------------------
     def claim_all(self, units: list[tuple[keys.Claim, str, str, str]]) -> list[str | bool]:
@@ -57,11 +56,6 @@ class Claims:
 
     def release(self, claim: keys.Claim) -> None:
         self.r.hdel(claim.shard, claim.field)
-
-    def forget(self, pipe: redis.client.Pipeline, claim: keys.Claim, claimant: str) -> None:
-        """Queue the removal of `claimant`'s claim on `pipe`, once its record goes (a claim taken
-        over by another claimant since stays)."""
-        self._forget(keys=[claim.shard], args=[claim.field, claimant], client=pipe)
 
     def claimant(self, claim: keys.Claim) -> str | None:
         pipe = self.r.pipeline(transaction=False)

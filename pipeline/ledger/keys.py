@@ -121,8 +121,20 @@ def object_event(event_id: str) -> str:
     return f"{EVENT_MEMBER}{event_id}"
 
 
+# --- earlier versions' keys: read, moved or left to expire, never written (`upgrade.py`) ---------
+LEGACY_INDEX_ALL = f"{PREFIX}idx:all"
+
+
+def legacy_status_index(status: str) -> str:
+    return f"{PREFIX}idx:status:{status}"
+
+
+def legacy_function_index(function: str) -> str:
+    return f"{PREFIX}idx:fn:{function}"
+
+
 def legacy_object_events_index(bucket: str, key: str) -> str:
-    """Where earlier versions indexed an object's notifications (read, not written)."""
+    """Where earlier versions indexed an object's notifications."""
     return f"{PREFIX}idx:obj-events:{object_digest(bucket, key)}"
 
 
