@@ -26,7 +26,7 @@ from pipeline.ledger.paging import ids, ids_scored
 def reindex_batch(client: redis.Redis, retention: int, batch: int) -> int:
     """Move up to `batch` invocations of the earlier layout's index into this one's; returns how
     many (0 when there are none left)."""
-    listed = client.zrange(keys.LEGACY_INDEX_ALL, 0, batch - 1, withscores=True)
+    listed = client.zrangebyscore(keys.LEGACY_INDEX_ALL, "-inf", "+inf", start=0, num=batch, withscores=True)
     found = ids_scored(cast(list[tuple[object, float]], listed))
     if not found:
         return 0

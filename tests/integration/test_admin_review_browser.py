@@ -71,6 +71,10 @@ def test_review_page_approve_and_reject(redis_url: str, tmp_path: Path) -> None:
 
         second = "li[id^=review-]:has-text('uploads/second.jpg')"
         page.fill(f"{second} input[name=by]", "bo")
+        # A live update while the reviewer types leaves what they typed alone.
+        with page.expect_response(lambda r: "fragment=1" in r.url):
+            runtime.ledger.flags.switch("paused", "copy", True)  # any change the page is told of
+        assert page.input_value(f"{second} input[name=by]") == "bo"
         page.click(f"{second} button[value=reject]")
         page.wait_for_selector(
             "text=uploads/second.jpg rejected by bo, quarantined as quarantine/uploads/second.jpg"
