@@ -165,6 +165,11 @@ def _figures(
 
 
 def bench_backfill_at_scale(objects: int) -> list[Figure]:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background, the shell left Ctrl-C ignored, and the passes this process
+        # starts would inherit that and never hear the Ctrl-C the bench sends them. A handled
+        # signal is reset to its default in a child: it then becomes KeyboardInterrupt there.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="pipeline-backfill-") as tmp:
         return run(Path(tmp), objects)
 
