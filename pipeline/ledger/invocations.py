@@ -112,11 +112,13 @@ class InvocationStore:
     def transition(self, inv_id: str, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
         """Set the status to `to` (and `fields`) only if it is one of `allowed`; True if it was."""
         inv = self.get(inv_id)
-        if inv is None:
-            return False
+        return inv is not None and self._transition_of(inv, allowed, to, **fields)
+
+    def _transition_of(self, inv: Invocation, allowed: tuple[Status, ...], to: Status, **fields: Any) -> bool:
+        """`transition` of the record `inv` was read from (its function names its indexes)."""
         done = self._transition(
-            keys=[keys.invocation(inv_id)],
-            args=[keys.invocation_index_prefix(inv.function), inv_id, to.value, json.dumps(encode(fields))]
+            keys=[keys.invocation(inv.id)],
+            args=[keys.invocation_index_prefix(inv.function), inv.id, to.value, json.dumps(encode(fields))]
             + [s.value for s in allowed],
         )
         return bool(done)
@@ -289,7 +291,7 @@ class InvocationStore:
         fields: dict[str, Any] = {"attempts": 0, "error": None, "finished_at": None, "duration_ms": None}
         # Its attempts so far stay in its history; the next one is numbered 1 again.
         fields["earlier_attempts"] = _kept(inv.attempt_history())
-        if not self.transition(inv_id, allowed, Status.QUEUED, **fields):
+        if not self._transition_of(inv, allowed, Status.QUEUED, **fields):
             return None
         return self.get(inv_id)
 
@@ -335,7 +337,10 @@ class InvocationStore:
         return [inv_id for found in pipe.execute() for inv_id in ids(found)]
 
     def count_with_status(self, status: Status) -> int:
-        return self.counts()[status.value]
+        pipe = self.r.pipeline(transaction=False)
+        for index in self.indexes(status):
+            pipe.zcard(index)
+        return sum(int(n) for n in pipe.execute())
 
     def counts(self) -> dict[str, int]:
         """Invocations by status, and notifications that were duplicates."""

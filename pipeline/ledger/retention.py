@@ -33,6 +33,10 @@ GRACE_S = 86400
 LOCK_S = 120
 
 
+# What the sweeper reads of an invocation: where it is indexed, and what its dedup claim is made of.
+_SWEPT_FIELDS = ("status", "function", "bucket", "key", "version", "params_hash")
+
+
 def record_ttl(retention: int) -> int:
     """The TTL of a record: a day past its retention, after which the sweeper has removed it."""
     return retention + GRACE_S
@@ -134,11 +138,7 @@ class Retention:
 
     def _drop_invocation(self, pipe: redis.client.Pipeline, inv_id: str, known: object) -> None:
         fields = unpack_hash(known) if isinstance(known, dict) else {}
-        found = {
-            name: json.loads(fields[name])
-            for name in ("status", "function", "bucket", "key", "version", "params_hash")
-            if name in fields
-        }
+        found = {name: json.loads(fields[name]) for name in _SWEPT_FIELDS if name in fields}
         status, function, bucket, key = (found.get(n) for n in ("status", "function", "bucket", "key"))
         # The index walked names it; so does its current one, should its status have changed since.
         if function and status:
@@ -147,7 +147,7 @@ class Retention:
             pipe.zrem(keys.bucket_index(str(bucket)), inv_id)
             if key is not None:
                 pipe.zrem(keys.object_index(str(bucket), str(key)), inv_id)
-        if len(found) == 6:  # (a step of a flow run has no claim of its own: none is found)
+        if len(found) == len(_SWEPT_FIELDS):  # all known (a flow step has no claim of its own: none found)
             unit = dedup_key(
                 str(bucket), str(key), str(found["version"]), str(function), str(found["params_hash"])
             )
