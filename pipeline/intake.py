@@ -205,6 +205,7 @@ class Intake:
                 record.runs.append(run.id)
             else:
                 record.duplicates += 1
+                record.duplicate_runs += 1
                 record.runs.append(str(outcome))
         disabled: list[str] = []
         for (claim, inv), outcome in zip(work.units, unit_outcomes, strict=True):

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 
+# What users run: the built-in pipeline file (its `images` and `video` flows). Delivery tests run
+# through it as well as through the one-rule file below.
+BUILT_IN = (REPO / "pipeline" / "default_pipeline.yaml").read_text("utf-8")
+
 # One rule, one function: tests of the machinery count exact invocations against this.
 THUMBNAILS_ONLY = """
 version: 1

@@ -48,7 +48,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         events=Counter(
             "pipeline_gateway_events", "Notifications received", ["source", "status"], registry=registry
         ),
-        invocations=Counter("pipeline_gateway_invocations", "Invocations enqueued", registry=registry),
+        invocations=Counter(
+            "pipeline_gateway_invocations", "Single-step invocations enqueued", registry=registry
+        ),
+        runs=Counter(
+            "pipeline_gateway_runs",
+            "Flow runs started, or found already started",
+            ["status"],
+            registry=registry,
+        ),
     )
     notifier = notifier_for(runtime)
     registry.register(LedgerCollector(runtime, notifier))

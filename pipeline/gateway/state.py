@@ -22,6 +22,7 @@ class GatewayMetrics:
     registry: CollectorRegistry
     events: Counter
     invocations: Counter
+    runs: Counter
 
 
 @dataclass

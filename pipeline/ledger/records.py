@@ -26,7 +26,8 @@ class EventRecord(BaseModel):
     reason: str = ""
     invocations: list[str] = Field(default_factory=list)
     runs: list[str] = Field(default_factory=list, description="The flow runs it started (or found).")
-    duplicates: int = 0
+    duplicates: int = Field(default=0, description="Units of work (invocations and runs) already claimed.")
+    duplicate_runs: int = Field(default=0, description="How many of `duplicates` are runs.")
     raw: str = Field(default="", description="The notification as received (first 16 KB), for the dashboard.")
     raw_digest: str = Field(default="", description="Where `raw` is stored: once per notification.")
 

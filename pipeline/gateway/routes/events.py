@@ -65,6 +65,7 @@ async def _accept(state: GatewayState, events: list[ObjectEvent], source: str, b
         )
     raw = body[:RAW_EVENT_CHARS].decode("utf-8", "replace")
     invocations: list[str] = []
+    runs: list[str] = []
     duplicates = 0
     # One trace per upload, under FastAPI's request span; the batch's thread continues it.
     with span("accept notification", attributes={"pipeline.source": source}):
@@ -78,13 +79,24 @@ async def _accept(state: GatewayState, events: list[ObjectEvent], source: str, b
             state.metrics.events.labels(source=source, status=status).inc()
             continue
         invocations.extend(outcome.invocations)
+        runs.extend(outcome.runs)
         duplicates += outcome.duplicates
         state.metrics.events.labels(source=source, status=outcome.status).inc()
-        state.metrics.invocations.inc(len(outcome.invocations) - outcome.duplicates)
+        # `duplicates` counts runs and single steps alike: each list is counted with its own.
+        duplicate_steps = outcome.duplicates - outcome.duplicate_runs
+        state.metrics.invocations.inc(len(outcome.invocations) - duplicate_steps)
+        state.metrics.runs.labels(status="started").inc(len(outcome.runs) - outcome.duplicate_runs)
+        state.metrics.runs.labels(status="duplicate").inc(outcome.duplicate_runs)
     if refused is not None:  # 503 (BrokerUnavailable): the sender retries later
         log.error("refusing notification: %s", refused)
         raise refused
-    return {"status": "accepted", "events": len(events), "invocations": invocations, "duplicates": duplicates}
+    return {
+        "status": "accepted",
+        "events": len(events),
+        "invocations": invocations,
+        "runs": runs,
+        "duplicates": duplicates,
+    }
 
 
 async def minio_webhook(request: Request) -> JSONResponse:
