@@ -35,6 +35,12 @@ def path_of(ref: str) -> Path:
         raise ParamsError(f"asset {ref} was not provided for this run (assets are s3://bucket/key)") from None
 
 
+def find(ref: str) -> Path | None:
+    """The local file provided for `ref`, or None when the worker found no such object (a data
+    file that does not exist: the function decides what that means)."""
+    return (_local.get() or {}).get(ref)
+
+
 @contextmanager
 def provided(paths: Mapping[str, Path]) -> Iterator[None]:
     token = _local.set(dict(paths))

@@ -97,13 +97,17 @@ def parse_list(text: str, source: str) -> list[Entry]:
         if not line:
             continue
         digits, _, label = line.partition(" ")
+        # The line itself is never quoted: a caller who names any object as a list would read
+        # its content back in the error.
         if len(digits) != HEX_DIGITS:
-            got = digits[:80]
-            raise ParamsError(f"{source} line {number}: expected {HEX_DIGITS} hex digits, got {got!r}")
+            raise ParamsError(
+                f"{source} line {number}: not a hash list entry (expected {HEX_DIGITS} hex digits, a "
+                f"space and a label; got {len(digits)} characters)"
+            )
         try:
             bits = int(digits, 16)
         except ValueError:
-            raise ParamsError(f"{source} line {number}: {digits!r} is not hexadecimal") from None
+            raise ParamsError(f"{source} line {number}: not a hash list entry (not hexadecimal)") from None
         entries.append(Entry(bits, label.strip() or digits[:12]))
     return entries
 

@@ -39,11 +39,20 @@ Verdict = Literal["pass", "review", "block"]
 _RANK: dict[Verdict, int] = {"pass": 0, "review": 1, "block": 2}
 # One frame, seeked to and scaled down: seconds of work at most, one small PNG out.
 _FRAME_LIMITS = _ffmpeg.Limits(wall_seconds=60, cpu_seconds=60, max_output_bytes=64 * 1024**2)
+# Each list is a download before the check: a caller cannot make one invocation fetch hundreds.
+MAX_HASH_LISTS = 16
 
 
 class ScreenParams(Params):
     hash_lists: list[str] = Field(
-        default_factory=list, description="Hash lists to match against: s3://bucket/key of each."
+        default_factory=list,
+        max_length=MAX_HASH_LISTS,
+        description="Hash lists to match against: s3://bucket/key of each.",
+    )
+    missing_list: Literal["review", "pass"] = Field(
+        "review",
+        description="A named hash list that does not exist: review (a person looks; a typo or a "
+        "deleted list never lets a listed image through) or pass (treated as empty).",
     )
     max_distance: int = Field(
         perceptual.DEFAULT_MAX_DISTANCE,
@@ -57,7 +66,10 @@ class ScreenParams(Params):
     block_at: float | None = Field(None, ge=0, le=1, description="A nudity score at or over this: block.")
     frames: int = Field(5, ge=1, le=30, description="Frames of a video checked, spread over its length.")
     clamd: str | None = Field(
-        None, description="clamd's socket (unix:///... or tcp://host:port); default screening.clamd."
+        None,
+        description="clamd's socket (unix:///... or tcp://host:port): the pipeline file's "
+        "screening.clamd, never a caller's (it opens a connection from the worker).",
+        json_schema_extra={"operator_only": True},
     )
     on_malware: Literal["review", "block"] = Field("block", description="The verdict for malware.")
 
@@ -98,7 +110,7 @@ def run(src: Path, out_dir: Path, params: ScreenParams) -> list[Output]:
     report = _Report()
     if params.clamd:
         _scan_malware(src, params, report)
-    lists = [(ref, perceptual.parse_list(assets.path_of(ref).read_text(), ref)) for ref in params.hash_lists]
+    lists = _read_lists(params, report)
     classify = params.nsfw and _classifier_ready(report)
     with _frames(src, params.frames) as frames:
         matches: list[tuple[perceptual.Match, str]] = []
@@ -142,6 +154,21 @@ def _judge_hashes(
             f"{where} matches {match.label!r} in {match.list_name} ({match.distance} of 256 bits differ; "
             f"at most {params.max_distance} match)",
         )
+
+
+def _read_lists(params: ScreenParams, report: _Report) -> list[tuple[str, list[perceptual.Entry]]]:
+    """The hash lists that exist; a missing one is a reason for review unless the file says pass
+    (a typo in a list's name, or a list deleted from the bucket, must not switch matching off)."""
+    lists = []
+    for ref in params.hash_lists:
+        path = assets.find(ref)
+        if path is not None:
+            lists.append((ref, perceptual.parse_list(path.read_text("utf-8", "replace"), ref)))
+        elif params.missing_list == "review":
+            report.flag("review", f"hash list {ref} does not exist: nothing could be matched against it")
+        else:
+            report.notes.append(f"hash list {ref} does not exist (missing_list: pass): treated as empty")
+    return lists
 
 
 def _classifier_ready(report: _Report) -> bool:

@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 import redis
 
+from functions.assets import split_ref
 from pipeline.embedded import EmbeddedRedis, redis_server_binary
 from pipeline.errors import PipelineError
-from pipeline.registry import load_pipeline
+from pipeline.registry import Pipeline, load_pipeline
 from pipeline.settings import Settings, redacted
 from pipeline.storage import open_store
+from pipeline.storage.base import ObjectStore
 
 Check = tuple[str, str, str]  # (level: ok|warn|FAIL, what, detail)
 
@@ -57,6 +59,19 @@ def _redis(settings: Settings) -> Check:
     return ("ok", "redis", f"embedded ({binary}), {state}")
 
 
+def missing_data_files(pipeline: Pipeline, store: ObjectStore) -> list[str]:
+    """A warning for each data file (hash list) the pipeline file names that the store does not
+    have: a typo in its name would otherwise go unnoticed until uploads are held for review."""
+    warnings = []
+    for ref, where in sorted(pipeline.data_files.items()):
+        bucket, key = split_ref(ref)
+        try:
+            store.stat(bucket, key)
+        except PipelineError:  # missing, or a bucket it cannot read: either way not there
+            warnings.append(f"{where}: {ref} does not exist (`pipeline hashes add` makes a list)")
+    return warnings
+
+
 def _guarded(name: str, check: Callable[[], str]) -> Check:
     try:
         return ("ok", name, check())
@@ -79,6 +94,11 @@ def run_checks(settings: Settings) -> list[Check]:
 
     checks.append(_guarded("pipeline file", pipeline_file))
     checks.append(_guarded("object store", store))
+    try:
+        lists = missing_data_files(load_pipeline(settings), open_store(settings))
+    except PipelineError:
+        lists = []  # the file or the store failed above, with its reason
+    checks += [("warn", "data file", warning) for warning in lists]
     if settings.webhook_token is None:
         checks.append(
             ("warn", "PIPELINE_WEBHOOK_TOKEN", "unset: development mode, gateway stays on loopback")

@@ -28,7 +28,7 @@ from pipeline.ledger import Ledger
 from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
 from pipeline.metering import Meter
 from pipeline.registry import Pipeline
-from pipeline.routing import API_RULE, INTERNAL_PREFIX, loop_guarded, output_key
+from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
 from pipeline.tracing import span
 
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 SLOT_WAIT_S = 2.0
 # The largest data file (e.g. a hash list: 80 bytes an entry) a function may read.
 MAX_DATA_BYTES = 64 * 1024 * 1024
-HASH_LISTS = f"{INTERNAL_PREFIX}hashes/"  # where `pipeline hashes add` keeps lists
 
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -287,25 +286,20 @@ class Executor:
         for i, (ref, media) in enumerate(wanted):
             bucket, key = assets.split_ref(ref)
             path = tmp / f"extra-{i}"
-            if not media and key.startswith(HASH_LISTS) and not self._exists(bucket, key):
-                # A hash list in the pipeline's own area that nobody has added to yet: empty.
-                path.write_text("")
-                paths[ref] = path
-                continue
-            if not media and (size := self.store.stat(bucket, key).size) > MAX_DATA_BYTES:
-                raise FunctionError(f"{ref} is {size} bytes, over the {MAX_DATA_BYTES} a data file may be")
+            if not media:
+                try:
+                    size = self.store.stat(bucket, key).size
+                except ObjectNotFound:
+                    continue  # not provided: the function says what a missing data file means
+                if size > MAX_DATA_BYTES:
+                    raise FunctionError(
+                        f"{ref} is {size} bytes, over the {MAX_DATA_BYTES} a data file may be"
+                    )
             self.meter.bytes_read += self.store.get_file(bucket, key, path).size
             if media:
                 screen(path, self.pipeline.config.screening)  # assets are untrusted input too
             paths[ref] = path
         return paths
-
-    def _exists(self, bucket: str, key: str) -> bool:
-        try:
-            self.store.stat(bucket, key)
-        except ObjectNotFound:
-            return False
-        return True
 
     def _screen(self, inv: Invocation, src: Path, spec: FunctionSpec[Any]) -> MediaInfo:
         """Screening runs before any function; a refusal names the object and the reason."""

@@ -17,7 +17,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import Conflict, Forbidden, InvalidParams, NotFound, ObjectNotFound, ParamsError
 from pipeline.invocation import Invocation, params_hash
 from pipeline.output_target import DEFAULT_TEMPLATE
-from pipeline.registry import Pipeline
+from pipeline.registry import Pipeline, operator_only, operator_params
 from pipeline.routing import API_RULE, Planned
 from pipeline.runtime import Runtime
 
@@ -35,11 +35,19 @@ def check_bucket_allowed(config: PipelineConfig, bucket: str) -> None:
 
 def checked_params(pipeline: Pipeline, function: str, bucket: str, params: dict[str, Any]) -> dict[str, Any]:
     """What a caller asked for, checked before anything is stored or queued: a known function, a
-    bucket open to callers, valid params, and assets that are objects of such buckets."""
+    bucket open to callers, valid params (none of those only the pipeline file sets), and assets
+    and data files that are objects of such buckets."""
     if function not in pipeline.functions:
         raise NotFound(f"no function {function}; known: {', '.join(sorted(pipeline.functions))}")
     check_bucket_allowed(pipeline.config, bucket)
     spec = pipeline.function(function)
+    reserved = sorted(set(params) & set(operator_only(spec)))
+    if reserved:
+        raise InvalidParams(
+            f"{function} params: {', '.join(reserved)} is set by the pipeline file only "
+            "(screening.clamd), never by a caller"
+        )
+    params = {**params, **operator_params(pipeline.config, spec)}
     try:
         model = apply_ceilings(spec.parse_params(params), ceilings(pipeline.config, function))
     except ValidationError as exc:
@@ -47,7 +55,8 @@ def checked_params(pipeline: Pipeline, function: str, bucket: str, params: dict[
         raise InvalidParams(f"{function} params: {problems}") from exc
     except AboveCeiling as exc:
         raise InvalidParams(f"{function} {exc}") from exc
-    for ref in spec.asset_refs(model):
+    # Data files (hash lists) are read by the worker as assets are: the same buckets only.
+    for ref in [*spec.asset_refs(model), *spec.data_refs(model)]:
         try:
             asset_bucket, _ = split_ref(ref)  # objects of the store only, never a path on a host
         except ParamsError as exc:

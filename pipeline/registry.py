@@ -41,9 +41,23 @@ def merged_params(
     base = presets_for(config, call.function, spec)[call.preset] if call.preset else {}
     params = {**base, **call.params}
     # A function that can scan for malware gets the installation's clamd unless the call names one.
-    if config.screening.clamd and "clamd" in spec.params_model.model_fields and "clamd" not in params:
-        params["clamd"] = config.screening.clamd
-    return params
+    return {**operator_params(config, spec), **params}
+
+
+def operator_only(spec: FunctionSpec[Any]) -> list[str]:
+    """Params only the pipeline file may set (they reach beyond the object: a socket a worker opens)."""
+    return [
+        name
+        for name, field in spec.params_model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("operator_only")
+    ]
+
+
+def operator_params(config: PipelineConfig, spec: FunctionSpec[Any]) -> dict[str, Any]:
+    """What the installation sets for a function's operator-only params (clamd: screening.clamd)."""
+    if config.screening.clamd and "clamd" in operator_only(spec):
+        return {"clamd": config.screening.clamd}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,8 @@ class Pipeline:
     source: str
     # Each flow step's `if`, compiled once at load: (flow, step) -> condition.
     conditions: dict[tuple[str, str], Condition] = field(default_factory=dict)
+    # The data files (hash lists) its rules and steps name: ref -> where in the file.
+    data_files: dict[str, str] = field(default_factory=dict)
 
     def function(self, name: str) -> FunctionSpec[Any]:
         return self.functions[name]
@@ -87,9 +103,12 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
                 raise ConfigError(f"{source}: functions.{name}.module: {exc}") from exc
         elif name not in functions:
             raise ConfigError(f"{source}: functions.{name}: no built-in function of that name; set `module`")
+    data_files: dict[str, str] = {}
     for i, rule in enumerate(config.rules):
         for j, call in enumerate(rule.functions):
-            _check_call(config, functions, call, f"{source}: rules[{i}] ({rule.name}).functions[{j}]")
+            where = f"rules[{i}] ({rule.name}).functions[{j}]"
+            for ref in _check_call(config, functions, call, f"{source}: {where}"):
+                data_files.setdefault(ref, where)
         if rule.flow is not None and rule.flow not in config.flows:
             known = ", ".join(sorted(config.flows)) or "none"
             raise ConfigError(
@@ -98,14 +117,20 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
     conditions: dict[tuple[str, str], Condition] = {}
     for name, flow in config.flows.items():
         conditions.update(_check_flow(config, functions, name, flow, f"{source}: flows.{name}"))
-    return Pipeline(config=config, functions=functions, source=source, conditions=conditions)
+        for step_name, step in flow.steps.items():
+            spec = functions[step.function]
+            for ref in spec.data_refs(spec.parse_params(merged_params(config, spec, step))):
+                data_files.setdefault(ref, f"flows.{name}.steps.{step_name}")
+    return Pipeline(
+        config=config, functions=functions, source=source, conditions=conditions, data_files=data_files
+    )
 
 
 def _check_call(
     config: PipelineConfig, functions: dict[str, FunctionSpec[Any]], call: FunctionCall | FlowStep, where: str
-) -> None:
+) -> list[str]:
     """A function call (a rule's or a flow step's): known function and preset, valid params
-    within the ceilings, assets that are objects."""
+    within the ceilings, assets and data files that are objects. Returns its data files."""
     if call.function not in functions:
         known = ", ".join(sorted(functions))
         raise ConfigError(f"{where}.function: unknown function {call.function!r} (known: {known})")
@@ -123,9 +148,10 @@ def _check_call(
         apply_ceilings(params, ceilings(config, call.function))
     except AboveCeiling as exc:
         raise ConfigError(f"{where}.{exc}") from exc
-    for ref in spec.asset_refs(params):
+    for ref in spec.asset_refs(params) + spec.data_refs(params):
         if not ref.startswith("s3://"):
-            raise ConfigError(f"{where}.params: asset {ref!r} must be an object, s3://bucket/key")
+            raise ConfigError(f"{where}.params: {ref!r} must be an object, s3://bucket/key")
+    return spec.data_refs(params)
 
 
 def _check_flow(

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from pipeline.cli.runtime import load_or_fail, open_runtime
+from pipeline.cli.runtime import data_file_warnings, load_or_fail, open_runtime
 from pipeline.errors import PipelineError
 from pipeline.flows.graph import draw
 from pipeline.flows.model import Decision, Run, RunStatus, StepStatus
@@ -29,6 +29,8 @@ def flows() -> None:
         for line in draw(flow):
             click.echo(f"  {line}")
         click.echo("")
+    for warning in data_file_warnings(get_settings(), pipeline):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _when(at: float | None) -> str:

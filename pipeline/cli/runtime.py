@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import click
 
 from pipeline.embedded import RedisEndpoint
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.registry import Pipeline, load_pipeline
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings, get_settings
@@ -20,6 +20,17 @@ def load_or_fail(settings: Settings) -> Pipeline:
         return load_pipeline(settings)
     except ConfigError as exc:
         raise click.ClickException(f"invalid pipeline file:\n{exc}") from exc
+
+
+def data_file_warnings(settings: Settings, pipeline: Pipeline) -> list[str]:
+    """The data files (hash lists) the pipeline file names that the store does not have."""
+    from pipeline.doctor import missing_data_files  # noqa: PLC0415 - opens the store only here
+    from pipeline.storage import open_store  # noqa: PLC0415
+
+    try:
+        return missing_data_files(pipeline, open_store(settings))
+    except PipelineError as exc:  # the store is away: the workers say so when they need it
+        return [f"could not check the data files the pipeline file names: {exc}"]
 
 
 def default_bucket(pipeline: Pipeline) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pipeline import tracing
-from pipeline.cli.runtime import load_or_fail, open_redis, refuse_public_bind
+from pipeline.cli.runtime import data_file_warnings, load_or_fail, open_redis, refuse_public_bind
 from pipeline.settings import get_settings, redacted
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ def up(host: str | None, port: int | None) -> None:
             click.echo(f"dashboard: {url}/admin")
             where = f"{'embedded ' if redis.owned else ''}{redacted(redis.url)}"
             click.echo(f"redis: {where}; pipeline: {pipeline.source}")
+            for warning in data_file_warnings(settings, pipeline):
+                click.echo(f"warning: {warning}", err=True)
             click.echo("press Ctrl-C to stop")
             if settings.reconcile_interval > 0:
                 runtime = queued_runtime(settings, pipeline, redis.url)

@@ -310,6 +310,9 @@ def redrive(pipeline: Pipeline, run: Run, now: float | None = None) -> list[Laun
         raise Conflict(f"run {run.id} is still running; redrive it once it has finished")
     if run.status == RunStatus.HELD:
         raise Conflict(f"run {run.id} is held for review: approve or reject it")
+    if run.status == RunStatus.BLOCKED or (run.screening is not None and run.screening.verdict == "block"):
+        # A step that failed beside the screening step would otherwise run on the blocked upload.
+        raise Conflict(f"run {run.id} was blocked by screening; a blocked upload is never processed again")
     flow = pipeline.flow(run.flow)
     failed = {n for n, s in run.steps.items() if s.status.failure or s.skip_cause in ("failure", "disabled")}
     if not failed:

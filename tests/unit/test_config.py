@@ -125,7 +125,7 @@ rules:
         params: {steps: [{op: watermark, image: /etc/passwd}]}
 """
     with pytest.raises(
-        ConfigError, match=r"rules\[0\] \(marked\)\.functions\[0\]\.params: asset '/etc/passwd' must be"
+        ConfigError, match=r"rules\[0\] \(marked\)\.functions\[0\]\.params: '/etc/passwd' must be"
     ):
         build_pipeline(parse_config(text, "p.yaml"), "p.yaml")
 

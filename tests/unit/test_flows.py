@@ -391,7 +391,7 @@ def test_a_block_verdict_ends_the_run_skips_everything_unfinished_and_names_the_
         "held-back/uploads/a.mp4",
         "copy",
     )
-    with pytest.raises(Conflict, match="no failed step"):
+    with pytest.raises(Conflict, match="blocked by screening; a blocked upload is never processed again"):
         engine.redrive(pipeline, run)
     with pytest.raises(Conflict, match="blocked by screening"):
         engine.rerun(pipeline, run, "thumbs", downstream=False)
