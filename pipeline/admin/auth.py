@@ -22,6 +22,7 @@ SESSION_SECONDS = 12 * 3600
 LOGIN_ATTEMPTS = 10  # failed logins per client address within LOGIN_PAUSE_S
 LOGIN_ATTEMPTS_ALL = 100  # failed logins from all addresses together within LOGIN_PAUSE_S
 LOGIN_PAUSE_S = 300
+LOGIN_SLOWDOWN_S = 1.0  # each login's wait while all addresses together are over their ceiling
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,14 @@ class Sessions:
     def end(self, session: Session) -> None:
         self.r.delete(keys.admin_session(session.id))
 
-    def login_paused(self, client: str) -> bool:
-        """Too many failed logins lately: from this address, or against the admin account from
-        everywhere together (a ceiling that spreading guesses over many addresses cannot pass)."""
+    def login_throttle(self, client: str) -> tuple[bool, float]:
+        """(refused, seconds to wait first). This address failed too often lately: refused. All
+        addresses together failed too often (guesses spread over many addresses): everyone waits
+        LOGIN_SLOWDOWN_S before the password is checked, but nobody is refused for it, so an
+        attacker with many addresses slows the operator's login and never locks it."""
         mine, everyone = self.r.mget([keys.admin_login_tries(client), keys.admin_login_tries("*all*")])
-        return int(mine or 0) >= LOGIN_ATTEMPTS or int(everyone or 0) >= LOGIN_ATTEMPTS_ALL
+        refused = int(mine or 0) >= LOGIN_ATTEMPTS
+        return refused, LOGIN_SLOWDOWN_S if int(everyone or 0) >= LOGIN_ATTEMPTS_ALL else 0.0
 
     def login_failed(self, client: str) -> None:
         pipe = self.r.pipeline(transaction=True)

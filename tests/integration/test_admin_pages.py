@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,6 +152,35 @@ def test_offsite_redirect_after_login_is_refused(admin: Admin) -> None:
 def test_failed_logins_are_rate_limited(admin: Admin) -> None:
     codes = [admin.anon.post("/admin/login", data={"password": "guess"}).status_code for _ in range(11)]
     assert codes[:10] == [303] * 10 and codes[10] == 429
+
+
+def test_guesses_from_many_addresses_slow_the_login_but_never_lock_out_the_operator(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """100 failed logins from 100 addresses (behind a trusted proxy, so each is its own client)
+    put the login over its global ceiling: the operator, who has not failed, still gets in."""
+    runtime, _env = pipeline_runtime(CONFIG, redis_url, tmp_path)
+    settings = runtime.settings.model_copy(
+        update={"admin_password": SecretStr(PASSWORD), "trusted_proxies": ["127.0.0.1/32"]}
+    )
+    with ServedApp(create_app(settings, dataclasses.replace(runtime, settings=settings))) as anon:
+        for n in range(100):
+            forwarded = {"X-Forwarded-For": f"198.51.100.{n + 1}"}
+            guess = anon.post("/admin/login", data={"password": f"guess{n}"}, headers=forwarded)
+            assert guess.status_code == 303 and "wrong+password" in guess.headers["location"]
+        started = time.monotonic()
+        operator = anon.post(
+            "/admin/login", data={"password": PASSWORD}, headers={"X-Forwarded-For": "203.0.113.7"}
+        )
+        waited = time.monotonic() - started
+        assert operator.status_code == 303 and operator.headers["location"] == "/admin", operator.text
+        assert "pipeline_admin" in operator.cookies
+        assert waited >= 1.0  # slowed by the global ceiling, not refused
+        # One address's own failures still refuse it.
+        mine = {"X-Forwarded-For": "198.51.100.1"}
+        for _ in range(9):
+            anon.post("/admin/login", data={"password": "again"}, headers=mine)
+        assert anon.post("/admin/login", data={"password": PASSWORD}, headers=mine).status_code == 429
 
 
 def test_state_changes_need_the_csrf_token_and_the_same_origin(admin: Admin) -> None:

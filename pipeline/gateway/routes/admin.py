@@ -52,8 +52,11 @@ async def login(request: Request, state: StateDep) -> Response:
     if refusal:
         raise Forbidden(refusal)
     client = request.client.host if request.client else "?"
-    if state.sessions.login_paused(client):  # before the form is even read
-        raise TooManyRequests("too many failed logins; wait 5 minutes")
+    refused, wait = state.sessions.login_throttle(client)
+    if refused:  # before the form is even read
+        raise TooManyRequests("too many failed logins from this address; wait 5 minutes")
+    if wait:
+        await asyncio.sleep(wait)
     # A login form is two short fields: no files, and nothing big enough to hold memory.
     try:
         form = await request.form(max_files=0, max_fields=LOGIN_FIELDS, max_part_size=LOGIN_FIELD_BYTES)
