@@ -12,6 +12,7 @@ import redis
 from functions.assets import split_ref
 from pipeline.embedded import EmbeddedRedis, redis_server_binary
 from pipeline.errors import PipelineError
+from pipeline.ledger import endpoints
 from pipeline.registry import Pipeline, load_pipeline
 from pipeline.settings import Settings, redacted
 from pipeline.storage import open_store
@@ -46,7 +47,7 @@ def _binaries() -> list[Check]:
 def _redis(settings: Settings) -> Check:
     if settings.redis_url:
         try:
-            redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2).ping()
+            endpoints.connect(settings.redis_url).ping()  # a Sentinel URL too
         except redis.RedisError as exc:
             return ("FAIL", "redis", f"{redacted(settings.redis_url)}: {exc}")
         return ("ok", "redis", redacted(settings.redis_url))

@@ -206,18 +206,17 @@ class Settings(BaseSettings):
 
 
 def redacted(url: str | None) -> str:
-    """A URL fit to print: its password (`redis://:secret@host`) replaced by `***`."""
+    """A URL fit to print: its password (`redis://:secret@host`) replaced by `***`. The netloc is
+    split by hand, not by urlsplit's port parsing: a Sentinel URL names several hosts
+    (`redis+sentinel://:pw@s1:26379,s2:26379/main/0`), which has no single port."""
     if not url:
         return ""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not at or not colon:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def is_loopback(host: str) -> bool:

@@ -51,8 +51,10 @@ def create_celery(redis_url: str, pipeline: Pipeline) -> Celery:
         worker_send_task_events=False,
         worker_enable_remote_control=True,
         worker_hijack_root_logger=False,
-        # Where Redis is, as the pipeline names it (a Sentinel URL is not a kombu one).
-        pipeline_redis_url=redis_url,
+        # Where Redis is, as the pipeline names it (a Sentinel URL is not a kombu one). The name
+        # has SECRET in it so Celery censors it (conf.table(censored=True), `inspect conf`): the
+        # URL carries the Redis password.
+        pipeline_redis_secret_url=redis_url,
     )
     return app
 
@@ -76,7 +78,7 @@ class CeleryDispatcher:
 
     def depth(self, queue: str) -> int:
         if self._client is None:  # made on first use: most dispatchers only enqueue
-            self._client = connect(str(self.app.conf.pipeline_redis_url))
+            self._client = connect(str(self.app.conf.pipeline_redis_secret_url))
         return queue_depth(self._client, queue)
 
     def enqueue(self, inv: Invocation, countdown: float | None = None) -> None:

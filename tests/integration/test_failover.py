@@ -6,11 +6,15 @@ the gateway and the worker follow the promoted replica by themselves."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.measure.failover import run_failover
+from pipeline.measure.failover import RedisGroup, run_failover
+from tests.helpers import Proc, free_port, pipeline_env, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,3 +27,32 @@ def test_a_failover_under_load_loses_and_repeats_nothing(tmp_path: Path) -> None
     assert outcome.answers[503] > 0, outcome  # the failover was seen: some were refused and sent again
     assert outcome.lost == 0 and outcome.duplicated == 0, outcome
     assert outcome.processed == outcome.outputs == outcome.sent, outcome
+
+
+def test_settings_doctor_and_up_work_with_a_multi_sentinel_url(tmp_path: Path) -> None:
+    """The documented URL names several sentinels; one of them here is down, as one may be."""
+    group = RedisGroup(tmp_path / "redis")
+    try:
+        one = group.start()
+        down = free_port()
+        url = one.replace("redis+sentinel://", f"redis+sentinel://127.0.0.1:{down},")
+        env = pipeline_env(
+            PIPELINE_REDIS_URL=url, PIPELINE_DATA_DIR=str(tmp_path / "data"), PIPELINE_RECONCILE_INTERVAL="0"
+        )
+        for command in (["settings"], ["doctor"]):
+            result = subprocess.run(
+                [sys.executable, "-m", "pipeline", *command],
+                env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert result.returncode == 0, f"pipeline {command[0]}:\n{result.stdout}\n{result.stderr}"
+            assert f"127.0.0.1:{down}," in result.stdout and "Traceback" not in result.stderr
+        up = Proc(["up", "--port", str(free_port())], env, tmp_path / "up.log")
+        try:
+            wait_until(lambda: "press Ctrl-C" in up.output() or not up.alive(), 120, "pipeline up")
+            assert up.alive(), up.output()[-3000:]
+            assert f"redis: {url}" in up.output()
+        finally:
+            assert up.interrupt(signal.SIGINT, 60) == 0, up.output()[-3000:]
+        assert "Traceback" not in up.output(), up.output()[-3000:]
+    finally:
+        group.stop()

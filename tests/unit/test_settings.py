@@ -57,3 +57,27 @@ def test_binding_beyond_loopback_needs_both_tokens() -> None:
     half = Settings(webhook_token="w")
     assert "PIPELINE_API_TOKEN is unset" in (half.bind_refusal("0.0.0.0") or "")
     assert Settings(webhook_token="w", api_token="a").bind_refusal("0.0.0.0") is None
+
+
+def test_a_sentinel_url_with_several_hosts_prints_without_its_password() -> None:
+    from pipeline.settings import redacted
+
+    url = "redis+sentinel://:t0p-secret@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/main/0"
+    assert redacted(url) == "redis+sentinel://:***@sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/main/0"
+    assert redacted("redis://user:pw@[::1]:6379/0") == "redis://user:***@[::1]:6379/0"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_celery_censors_the_redis_url_it_keeps() -> None:
+    from pipeline.config import parse_config
+    from pipeline.queue.app import create_celery
+    from pipeline.registry import build_pipeline
+    from tests.helpers import THUMBNAILS_ONLY
+
+    pipeline = build_pipeline(parse_config(THUMBNAILS_ONLY, "t.yaml"), "t.yaml")
+    for url in (
+        "redis://:t0p-secret@127.0.0.1:6379/0",
+        "redis+sentinel://:t0p-secret@s1:26379,s2:26379/main/0",
+    ):
+        table = create_celery(url, pipeline).conf.table(with_defaults=True, censored=True)
+        assert "t0p-secret" not in repr(table), [k for k, v in table.items() if "t0p-secret" in repr(v)]
