@@ -16,6 +16,10 @@ import redis
 
 T = TypeVar("T")
 
+# Records a query looks at beyond its offset and limit when a filter skips records (the same
+# bound as the API's largest offset).
+UNINDEXED_WINDOW = 10_000
+
 
 def ids(values: Iterable[object]) -> list[str]:
     """Redis replies as str (decode_responses=True); the client's types also allow bytes."""
@@ -66,13 +70,17 @@ def newest_first(
 ) -> list[T]:
     """Up to `limit` records of `index` (or several, merged) that `keep` accepts, skipping the
     first `offset` of them. Ids are read a page at a time (twice the limit, at least 100), so a
-    selective index costs one page and a loose filter a few."""
+    selective index costs one page and a loose filter a few. A filter the index cannot answer
+    (a bucket beside a status, a bucket of runs) looks at the newest `offset + limit +
+    UNINDEXED_WINDOW` records at most: a filter that matches nothing never reads the whole ledger."""
     page = max(limit * 2, 100)
     found = merged(client, [index] if isinstance(index, str) else index, page)
     out: list[T] = []
     skipped = 0
-    while len(out) < limit:
-        batch = list(islice(found, page))
+    budget = offset + limit + UNINDEXED_WINDOW
+    while len(out) < limit and budget > 0:
+        batch = list(islice(found, min(page, budget)))
+        budget -= len(batch)
         if not batch:
             break
         for record in load(batch):

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from pipeline.gateway.app import create_app
 from pipeline.queue.app import queue_depth
 from pipeline.settings import Settings
-from tests.helpers import EVENTS, THUMBNAILS_ONLY, ServedApp, free_port
+from tests.helpers import EVENTS, THUMBNAILS_ONLY, ServedApp, free_port, pipeline_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -270,3 +270,37 @@ def test_webhook_destinations_hidden_in_special_ranges_or_ports_are_refused(
     refused = client.post("/api/webhooks", json={"url": url})
     assert refused.status_code == 422 and why in refused.json()["detail"], refused.text
     assert client.post("/api/webhooks", json={"url": "https://93.184.216.34/hook"}).status_code == 201
+
+
+def test_a_filter_the_indexes_cannot_answer_reads_a_bounded_window(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`?bucket=nomatch` beside a status (invocations) or alone (runs) reads no index of its own:
+    it looks at the newest offset + limit + UNINDEXED_WINDOW records, never the whole ledger.
+    The window is made small here so a ledger of a few thousand records is far past it."""
+    from pipeline.ledger import paging
+    from pipeline.measure.synthetic_ledger import load
+
+    monkeypatch.setattr(paging, "UNINDEXED_WINDOW", 40)
+    runtime, _ = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
+    loaded = load(runtime.ledger, runtime.redis, 4000, time.time())
+    assert loaded.runs >= 90
+
+    def commands() -> int:
+        return int(runtime.redis.info("stats")["total_commands_processed"])
+
+    with ServedApp(create_app(runtime.settings, runtime)) as api:
+        for path in (
+            "/api/invocations?status=succeeded&bucket=nomatch",
+            "/api/invocations?function=thumbnail&bucket=nomatch",
+            "/api/runs?bucket=nomatch",
+            "/api/runs?status=succeeded&bucket=nomatch",
+        ):
+            before = commands()
+            answer = api.get(path)
+            used = commands() - before
+            assert answer.status_code == 200 and answer.json()["items"] == [], (path, answer.text)
+            # One command per record loaded, and a few per page of ids: about 50 + 40, not thousands.
+            assert used < 400, (path, used)
+        found = api.get("/api/runs?bucket=media&limit=5").json()["items"]
+        assert len(found) == 5  # a filter that matches still finds within the window
