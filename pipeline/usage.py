@@ -172,13 +172,18 @@ class UsageRow:
 
 
 _SPAN = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_LONGEST_SPAN_S = 100 * 365 * 86400
 
 
 def parse_since(text: str, now: float) -> float:
     """`24h`, `7d`, `30m`, `2w` before now, or a date (`2026-11-01`, UTC) or ISO date-time."""
     text = text.strip()
-    if len(text) >= 2 and text[-1] in _SPAN and text[:-1].isdigit():
-        return now - int(text[:-1]) * _SPAN[text[-1]]
+    if len(text) >= 2 and text[-1] in _SPAN and text[:-1].isascii() and text[:-1].isdigit():
+        digits = text[:-1]
+        # Digits counted first: a span of 400 digits is no number of seconds a float can hold.
+        if len(digits) > 12 or int(digits) * _SPAN[text[-1]] > _LONGEST_SPAN_S:
+            raise ValueError(f"{text[:20]!r}: a span reaches back 100 years at most")
+        return now - int(digits) * _SPAN[text[-1]]
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -8,8 +8,10 @@ random, made once per installation and shared by every gateway through Redis.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 import redis
@@ -29,6 +31,10 @@ LOGIN_SLOWDOWN_S = 1.0  # each login's wait while all addresses together are ove
 class Session:
     id: str
     csrf: str
+    # Who logged in, as far as a shared password can say: the session (a short hash of its id),
+    # the client address and the time of the login. A review decision records it beside the
+    # name the reviewer types.
+    login: str = ""
 
 
 class Sessions:
@@ -48,10 +54,13 @@ class Sessions:
             self._signer = TimestampSigner(str(self.r.get(keys.ADMIN_SIGNING_KEY)), salt="admin-session")
         return self._signer
 
-    def create(self) -> tuple[Session, str]:
-        """A new session and the cookie value that carries it."""
-        session = Session(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
-        record = f"{session.csrf} {self._fingerprint()}"
+    def create(self, client: str = "?") -> tuple[Session, str]:
+        """A new session and the cookie value that carries it; `client`: the address it logged
+        in from."""
+        session_id = secrets.token_urlsafe(24)
+        login = _login_label(session_id, client, time.time())
+        session = Session(session_id, secrets.token_urlsafe(24), login)
+        record = f"{session.csrf} {self._fingerprint()} {login}"
         self.r.set(keys.admin_session(session.id), record, ex=SESSION_SECONDS)
         return session, self.signer.sign(session.id).decode()
 
@@ -65,11 +74,12 @@ class Sessions:
         record = self.r.get(keys.admin_session(session_id))
         if not record:
             return None
-        csrf, _, fingerprint = str(record).partition(" ")
+        csrf, _, rest = str(record).partition(" ")
+        fingerprint, _, login = rest.partition(" ")  # sessions opened before logins were kept: ""
         if not hmac.compare_digest(fingerprint, self._fingerprint()):  # the password changed since
             self.r.delete(keys.admin_session(session_id))
             return None
-        return Session(session_id, csrf)
+        return Session(session_id, csrf, login or _login_label(session_id, "?", None))
 
     def _fingerprint(self) -> str:
         """Names the password without revealing it (keyed with the installation's signing key)."""
@@ -93,6 +103,12 @@ class Sessions:
             pipe.incr(counter)
             pipe.expire(counter, LOGIN_PAUSE_S)
         pipe.execute()
+
+
+def _login_label(session_id: str, client: str, at: float | None) -> str:
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:8]
+    when = time.strftime(" at %Y-%m-%dT%H:%MZ", time.gmtime(at)) if at is not None else ""
+    return f"dashboard session {digest} from {client}{when}"
 
 
 def password_matches(given: str, expected: str) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 import time
 
 import click
@@ -164,7 +166,12 @@ def runs_rerun(run_id: str, step: str, downstream: bool) -> None:
 
 def _decide(run_id: str, action: str, by: str, note: str) -> Run:
     decision = Decision(
-        action="approve" if action == "approve" else "reject", by=by, at=time.time(), via="cli", note=note
+        action="approve" if action == "approve" else "reject",
+        by=by,
+        at=time.time(),
+        via="cli",
+        note=note,
+        login=f"{getpass.getuser()}@{socket.gethostname()}",
     )
     with open_runtime() as runtime:
         flows_ = runtime.intake.flows

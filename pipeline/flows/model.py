@@ -84,6 +84,11 @@ class Decision(BaseModel):
     at: float
     via: str = Field(default="api", description="dashboard, api or cli")
     note: str = ""
+    login: str = Field(
+        default="",
+        description="Who was signed in, beside the name typed in `by`: the dashboard session (its "
+        "address and login time), the API token, or the CLI's user on its host.",
+    )
 
 
 class Quarantine(BaseModel):

@@ -65,6 +65,7 @@ class DecisionData(BaseModel):
     at: datetime
     via: str
     note: str = ""
+    login: str = Field(default="", description="Who was signed in (the session, API token or CLI user).")
 
 
 class ScreeningData(BaseModel):
@@ -268,7 +269,7 @@ def invocation_payload(inv: Invocation, presign: Presign = None) -> InvocationPa
 
 
 def _decision(d: Decision) -> DecisionData:
-    return DecisionData(action=d.action, by=d.by, at=_stamp(d.at), via=d.via, note=d.note)
+    return DecisionData(action=d.action, by=d.by, at=_stamp(d.at), via=d.via, note=d.note, login=d.login)
 
 
 def run_screening_data(run: Run, function: str) -> ScreeningData:
@@ -294,11 +295,7 @@ def run_screening_data(run: Run, function: str) -> ScreeningData:
         scores=screening.scores,
         held_steps=screening.held,
         quarantine=QuarantineData(bucket=target.bucket, key=target.key, mode=target.mode) if target else None,
-        decision=DecisionData(
-            action=last.action, by=last.by, at=_stamp(last.at), via=last.via, note=last.note
-        )
-        if last
-        else None,
+        decision=_decision(last) if last else None,
     )
 
 

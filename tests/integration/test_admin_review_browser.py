@@ -4,6 +4,7 @@ the held step, Reject quarantines the upload; each decision is on the upload's t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,8 @@ def test_review_page_approve_and_reject(redis_url: str, tmp_path: Path) -> None:
         )
         decision = page.inner_text("li[data-run] .decision")
         assert decision.startswith("Approved by ana via dashboard") and "a landscape" in decision
+        # Beside the typed name, the session that decided: the name alone is free text.
+        assert re.search(r"\(dashboard session [0-9a-f]{8} from 127\.0\.0\.1 at 20\d\d-", decision), decision
         assert "review → pass" in page.inner_text("li[data-run] .screening")
         d.shot("review-timeline")
         page.goto(f"{d.url}/admin/uploads/media/uploads/second.jpg")

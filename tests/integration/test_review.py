@@ -9,7 +9,9 @@ decision recorded with who and when, and each outcome announced by a signed webh
 from __future__ import annotations
 
 import base64
+import getpass
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -187,11 +189,12 @@ def _check_reviews(runtime: Runtime, env: dict[str, str], receiver: Receiver, tm
     assert done is not None and done.status == RunStatus.SUCCEEDED
     assert done.steps["thumbs"].outputs and done.steps["screen"].fields["reviewed"] == "approved by ana"
     [decision] = done.decisions
-    assert (decision.action, decision.by, decision.via, decision.note) == (
+    assert (decision.action, decision.by, decision.via, decision.note, decision.login) == (
         "approve",
         "ana",
         "api",
         "a landscape",
+        "no API token (development mode)",
     )
 
     cli = subprocess.run(
@@ -230,6 +233,7 @@ def _check_reviews(runtime: Runtime, env: dict[str, str], receiver: Receiver, tm
     assert rejected_body["key"] == "strict/b.jpg" and rejected_body["reason"] == "rejected by bo: not for us"
     assert rejected_body["screening"]["decision"]["by"] == "bo"
     assert rejected_body["screening"]["decision"]["via"] == "cli"
+    assert rejected_body["screening"]["decision"]["login"] == f"{getpass.getuser()}@{socket.gethostname()}"
     completed = {r.json["data"]["key"] for r in receiver.at("/app", "run.completed")}
     assert "strict/a.jpg" in completed and "strict/b.jpg" not in completed
 

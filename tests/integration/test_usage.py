@@ -102,6 +102,8 @@ def test_every_attempt_is_counted_once_in_the_ledger_metrics_and_usage(
             after = scrape(client)
             api = client.get("/api/usage", params={"since": "1h", "by": "bucket"}).json()
             assert client.get("/api/usage", params={"since": "last week"}).status_code == 400
+            huge = client.get("/api/usage", params={"since": "9" * 400 + "h"})
+            assert huge.status_code == 400 and "100 years at most" in huge.text, huge.text
         finally:
             assert worker.stop() == 0, worker.output()[-3000:]
 

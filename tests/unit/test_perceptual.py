@@ -179,3 +179,17 @@ def test_a_clamd_answer_is_bounded_in_size_and_time(tmp_path: Path) -> None:
     with pytest.raises(malware.ScanError, match="did not answer in time"):
         malware.scan(sample, silent, timeout=0.5)
     assert time.monotonic() - started < 3
+
+
+def test_the_hash_bench_without_the_bench_extra_names_what_it_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from pipeline.measure import hash_bench
+
+    monkeypatch.setitem(sys.modules, "imagehash", None)  # as if the [bench] extra were not installed
+    results = hash_bench.bench_hashes(listed_n=2, unrelated_n=3)
+    assert [r.name for r in results] == ["PDQ (pdqhash)"]
+    table = hash_bench.render(results, "pipeline bench functions")
+    assert table.count("skipped: pip install 'media-pipeline[bench]'") == 2

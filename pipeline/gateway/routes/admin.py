@@ -69,7 +69,7 @@ async def login(request: Request, state: StateDep) -> Response:
         state.sessions.login_failed(client)
         query = urlencode({"next": target, "error": "wrong password"})
         return RedirectResponse(f"/admin/login?{query}", status.HTTP_303_SEE_OTHER)
-    _session, cookie = state.sessions.create()
+    _session, cookie = state.sessions.create(client)
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,

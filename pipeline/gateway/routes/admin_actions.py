@@ -59,7 +59,7 @@ async def redrive_action(request: Request, state: StateDep, _session: CheckedDep
 
 
 @router.post("/runs/{run_id}/decide")
-async def decide_action(request: Request, state: StateDep, _session: CheckedDep, run_id: str) -> Response:
+async def decide_action(request: Request, state: StateDep, session: CheckedDep, run_id: str) -> Response:
     """Approve or Reject an upload held for review; the reviewer's name and note are recorded."""
     form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
     action, by, note = (str(form.get(name) or "").strip() for name in ("action", "by", "note"))
@@ -67,7 +67,9 @@ async def decide_action(request: Request, state: StateDep, _session: CheckedDep,
         raise BadRequest(f"unknown decision {action!r}: approve or reject")
     if not by:
         return await back(request, "not decided: say who you are (the decision is recorded with your name)")
-    decision = Decision(action=action, by=by[:100], at=time.time(), via="dashboard", note=note[:1000])
+    decision = Decision(
+        action=action, by=by[:100], at=time.time(), via="dashboard", note=note[:1000], login=session.login
+    )
     flows = state.runtime.intake.flows
     try:
         run = await run_in_threadpool(

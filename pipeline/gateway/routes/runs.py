@@ -64,7 +64,8 @@ async def _decide(
     state: StateDep, run_id: str, action: Literal["approve", "reject"], body: ReviewDecision | None
 ) -> dict[str, Any]:
     body = body or ReviewDecision()
-    decision = Decision(action=action, by=body.by, at=time.time(), via="api", note=body.note)
+    token = "API token" if state.settings.api_token is not None else "no API token (development mode)"
+    decision = Decision(action=action, by=body.by, at=time.time(), via="api", note=body.note, login=token)
     flows = state.runtime.intake.flows
     run = await run_in_threadpool(flows.approve if action == "approve" else flows.reject, run_id, decision)
     return run.public()
