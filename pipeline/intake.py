@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from pipeline.errors import BrokerUnavailable, PipelineError
+from pipeline.errors import BrokerUnavailable, EventError, PipelineError
 from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
 from pipeline.flows.model import Run
 from pipeline.flows.runner import Enqueue, FlowRunner
@@ -59,6 +59,27 @@ class _Work:
 
 
 Stage = Callable[[Any, Invocation], None]
+
+
+def _not_utf8(event: ObjectEvent) -> str | None:
+    """The name of the first field of `event` that cannot be written (UTF-8), if any. JSON lets a
+    sender write a lone surrogate (`"\\ud800"`), which Python decodes and Redis cannot store."""
+    fields = {
+        "bucket": event.bucket,
+        "key": event.key,
+        "content type": event.content_type,
+        "version id": event.version_id,
+        "ETag": event.etag,
+        "sequencer": event.sequencer,
+        "event name": event.event_name,
+    }
+    fields.update({f"metadata {k!r}": f"{k}{v}" for k, v in event.metadata.items()})
+    for name, value in fields.items():
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+    return None
 
 
 class Intake:
@@ -136,6 +157,13 @@ class Intake:
     def _plan(self, work: _Work) -> None:
         """What the rules (or the caller's plans) say should run for the event."""
         event, plans = work.note.event, work.note.plans
+        unwritable = _not_utf8(event)
+        if unwritable is not None:
+            # Refused alone, before any claim: one bad record must not fail its batch's writes.
+            work.outcome = EventError(
+                f"{event.bucket}/{event.key!r}: {unwritable} is not valid UTF-8 (a lone surrogate?)"
+            )
+            return
         try:
             planned = route(self.pipeline, event) if plans is None else plans
             flow_rules = route_flows(self.pipeline, event) if plans is None else []

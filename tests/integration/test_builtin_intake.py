@@ -115,3 +115,30 @@ def _metric(text: str, name: str) -> int:
     found = re.search(rf"^{name} (\S+)$", text, re.M)
     assert found, f"{name} not in /metrics"
     return int(float(found.group(1)))
+
+
+def test_a_record_that_cannot_be_stored_refuses_its_own_notification_only(
+    gateway: tuple[str, str], redis_url: str
+) -> None:
+    """A key with a lone surrogate (valid JSON, no valid UTF-8): 400 for its notification; the
+    notifications that share its batch are committed, their work recorded and claimed once."""
+    base, _ = gateway
+    bad = minio_body("uploads/placeholder.jpg", 1).replace(
+        b"uploads%2Fplaceholder.jpg", b"uploads/\\ud800.jpg"
+    )
+    bodies = [minio_body(f"uploads/ok-{n}.jpg", 100 + n) for n in range(8)]
+    bodies.insert(4, bad)
+    with ThreadPoolExecutor(9) as pool:
+        answers = list(pool.map(lambda body: _post(base, body), bodies))
+    refused = answers.pop(4)
+    assert refused.status_code == 400 and "is not valid UTF-8" in refused.text, refused.text
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    from pipeline.ledger import Ledger, connect
+
+    ledger = Ledger(connect(redis_url))
+    for n, answer in enumerate(answers):
+        [run] = answer.json()["runs"]
+        recorded = ledger.runs.get(run)
+        assert recorded is not None and recorded.key == f"uploads/ok-{n}.jpg"
+    again = [_post(base, body) for body in bodies[:4] + bodies[5:]]
+    assert all(a.status_code == 200 and a.json()["duplicates"] >= 1 for a in again), [a.text for a in again]
