@@ -64,7 +64,13 @@ class ScreenParams(Params):
     nsfw: bool = Field(True, description="Score nudity, when the [moderation] extra is installed.")
     review_at: float = Field(0.6, ge=0, le=1, description="A nudity score at or over this: review.")
     block_at: float | None = Field(None, ge=0, le=1, description="A nudity score at or over this: block.")
-    frames: int = Field(5, ge=1, le=30, description="Frames of a video checked, spread over its length.")
+    frames: int = Field(
+        5,
+        ge=1,
+        le=30,
+        description="Frames of a video, an animated image or a multi-page TIFF checked, spread over "
+        "it (the worst frame decides).",
+    )
     clamd: str | None = Field(
         None,
         description="clamd's socket (unix:///... or tcp://host:port): the pipeline file's "
@@ -207,6 +213,22 @@ def _scan_malware(src: Path, params: ScreenParams, report: _Report) -> None:
         report.flag(params.on_malware, f"malware: clamd found {result.found}")
 
 
+def _image_frames(img: Image.Image, count: int) -> list[tuple[str, Image.Image]]:
+    """A still image, or `count` frames spread over an animated one (GIF, WebP, APNG) or the pages
+    of a multi-page TIFF, the first always among them: `thumbnail animated: true` publishes every
+    frame, so a listed image hidden in a later one must be seen. Screening has already checked
+    every frame's size, so seeking decodes nothing unbounded."""
+    total = int(getattr(img, "n_frames", 1))
+    if total <= 1:
+        return [("the image", perceptual.reduced(img))]
+    frames = []
+    sampled = min(count, total)
+    for index in sorted({total * i // sampled for i in range(sampled)}):
+        img.seek(index)
+        frames.append((f"frame {index + 1} of {total}", perceptual.reduced(img)))
+    return frames
+
+
 @contextmanager
 def _frames(src: Path, count: int) -> Iterator[list[tuple[str, Image.Image]]]:
     """The reduced images to check, each with a label for the reasons: the image itself, or
@@ -214,7 +236,7 @@ def _frames(src: Path, count: int) -> Iterator[list[tuple[str, Image.Image]]]:
     media_type = sniff(src)
     if not media_type.startswith("video/"):
         with Image.open(src) as img:
-            yield [("the image", perceptual.reduced(img))]
+            yield _image_frames(img, count)
         return
     src = src.resolve()
     probed = _ffmpeg.probe(src, media_type)

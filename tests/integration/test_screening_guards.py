@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pipeline.flows.model import RunStatus, StepStatus
 from pipeline.gateway.app import create_app
@@ -137,6 +138,24 @@ def test_a_blocked_upload_is_never_processed_again(redis_url: str, tmp_path: Pat
             "hash list s3://media/.pipeline/hashes/banned-avatar.txt does not exist: "
             "nothing could be matched against it"
         ]
+        # An animated GIF whose second frame is the listed image (the first is another photo).
+        animated = tmp_path / "animated.gif"
+        with Image.open(generate(tmp_path / "other")[3]) as first, Image.open(image) as second:
+            size = (480, 320)  # one canvas: every frame whole, as an animation's frames are
+            frames = [first.convert("RGB").resize(size), second.convert("RGB").resize(size)]
+            frames[0].save(animated, save_all=True, append_images=[frames[1], frames[0]], duration=100)
+        runtime.store.put_file("media", "uploads/animated.gif", animated, content_type="image/gif")
+        wait_until(
+            lambda: _run(runtime, "uploads/animated.gif") not in (None, RunStatus.RUNNING), 60, "the GIF"
+        )
+        [gif] = runtime.ledger.runs.for_object("media", "uploads/animated.gif")
+        assert gif.status == RunStatus.BLOCKED, (
+            gif.reason,
+            gif.steps["screen"].fields,
+            gif.steps["screen"].reason,
+        )
+        assert gif.reason is not None and "frame 2 of 3 matches" in gif.reason, gif.reason
+
         doctor = _cli(env, "doctor")
         assert "flows.avatars.steps.screen: s3://media/.pipeline/hashes/banned-avatar.txt does not exist" in (
             doctor.stdout

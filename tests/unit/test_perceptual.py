@@ -193,3 +193,36 @@ def test_the_hash_bench_without_the_bench_extra_names_what_it_skipped(
     assert [r.name for r in results] == ["PDQ (pdqhash)"]
     table = hash_bench.render(results, "pipeline bench functions")
     assert table.count("skipped: pip install 'media-pipeline[bench]'") == 2
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG", "TIFF"])
+def test_a_listed_image_in_a_later_frame_of_an_animated_image_is_found(
+    tmp_path: Path, listed: list[Image.Image], fmt: str
+) -> None:
+    """GIF, animated WebP, APNG and multi-page TIFF: the listed image is frame 4 of 6; the first
+    frame is unrelated. Sampled frames include it, and the worst frame decides."""
+    from functions import assets, screen
+
+    frames = [scene(7000 + i) for i in range(6)]
+    frames[3] = listed[0]
+    src = tmp_path / f"animated.{fmt.lower()}"
+    frames[0].save(src, fmt, save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(src) as saved:
+        assert saved.n_frames == 6
+    hashed = perceptual.pdq(perceptual.reduced(listed[0]))
+    lists = tmp_path / "list.txt"
+    lists.write_text(perceptual.format_entry(hashed, "case 9") + "\n")
+    ref = "s3://media/.pipeline/hashes/known-bad.txt"
+    out = tmp_path / "out"
+    out.mkdir()
+    # More frames asked for than there are (10 of 6): each frame once, the listed one among them.
+    params = screen.ScreenParams.model_validate({"hash_lists": [ref], "nsfw": False, "frames": 10})
+    with assets.provided({ref: lists}):
+        [report] = screen.run(src, out, params)
+    assert report.meta["verdict"] == "block" and report.meta["frames_checked"] == 6, report.meta
+    assert str(report.meta["reasons"][0]).startswith("frame 4 of 6 matches 'case 9'"), report.meta
+    still = tmp_path / "still.png"
+    frames[0].save(still)
+    with assets.provided({ref: lists}):
+        [report] = screen.run(still, out, params)
+    assert report.meta["verdict"] == "pass" and report.meta["frames_checked"] == 1
