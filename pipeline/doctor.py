@@ -82,24 +82,27 @@ def _guarded(name: str, check: Callable[[], str]) -> Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     checks = [*_packages(), *_binaries(), _redis(settings)]
+    # What the two checks below opened, for the data-file check after them.
+    pipeline: Pipeline | None = None
+    store: ObjectStore | None = None
 
     def pipeline_file() -> str:
+        nonlocal pipeline
         pipeline = load_pipeline(settings)
         names = ", ".join(pipeline.functions)
         return f"{pipeline.source}: {len(pipeline.config.rules)} rules, functions {names}"
 
-    def store() -> str:
-        s = open_store(settings)
-        s.check()
-        return s.describe()
+    def object_store() -> str:
+        nonlocal store
+        opened = open_store(settings)
+        opened.check()
+        store = opened
+        return opened.describe()
 
     checks.append(_guarded("pipeline file", pipeline_file))
-    checks.append(_guarded("object store", store))
-    try:
-        lists = missing_data_files(load_pipeline(settings), open_store(settings))
-    except PipelineError:
-        lists = []  # the file or the store failed above, with its reason
-    checks += [("warn", "data file", warning) for warning in lists]
+    checks.append(_guarded("object store", object_store))
+    if pipeline is not None and store is not None:  # otherwise they failed above, with the reason
+        checks += [("warn", "data file", warning) for warning in missing_data_files(pipeline, store)]
     if settings.webhook_token is None:
         checks.append(
             ("warn", "PIPELINE_WEBHOOK_TOKEN", "unset: development mode, gateway stays on loopback")

@@ -61,27 +61,6 @@ class _Work:
 Stage = Callable[[Any, Invocation], None]
 
 
-def _not_utf8(event: ObjectEvent) -> str | None:
-    """The name of the first field of `event` that cannot be written (UTF-8), if any. JSON lets a
-    sender write a lone surrogate (`"\\ud800"`), which Python decodes and Redis cannot store."""
-    fields = {
-        "bucket": event.bucket,
-        "key": event.key,
-        "content type": event.content_type,
-        "version id": event.version_id,
-        "ETag": event.etag,
-        "sequencer": event.sequencer,
-        "event name": event.event_name,
-    }
-    fields.update({f"metadata {k!r}": f"{k}{v}" for k, v in event.metadata.items()})
-    for name, value in fields.items():
-        try:
-            (value or "").encode("utf-8")
-        except UnicodeEncodeError:
-            return name
-    return None
-
-
 class Intake:
     def __init__(
         self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue, stage: Stage | None = None
@@ -157,7 +136,7 @@ class Intake:
     def _plan(self, work: _Work) -> None:
         """What the rules (or the caller's plans) say should run for the event."""
         event, plans = work.note.event, work.note.plans
-        unwritable = _not_utf8(event)
+        unwritable = event.not_utf8()
         if unwritable is not None:
             # Refused alone, before any claim: one bad record must not fail its batch's writes.
             work.outcome = EventError(

@@ -116,11 +116,7 @@ def build_pipeline(config: PipelineConfig, source: str) -> Pipeline:
             )
     conditions: dict[tuple[str, str], Condition] = {}
     for name, flow in config.flows.items():
-        conditions.update(_check_flow(config, functions, name, flow, f"{source}: flows.{name}"))
-        for step_name, step in flow.steps.items():
-            spec = functions[step.function]
-            for ref in spec.data_refs(spec.parse_params(merged_params(config, spec, step))):
-                data_files.setdefault(ref, f"flows.{name}.steps.{step_name}")
+        conditions.update(_check_flow(config, functions, name, flow, f"{source}: flows.{name}", data_files))
     return Pipeline(
         config=config, functions=functions, source=source, conditions=conditions, data_files=data_files
     )
@@ -155,10 +151,16 @@ def _check_call(
 
 
 def _check_flow(
-    config: PipelineConfig, functions: dict[str, FunctionSpec[Any]], name: str, flow: Flow, where: str
+    config: PipelineConfig,
+    functions: dict[str, FunctionSpec[Any]],
+    name: str,
+    flow: Flow,
+    where: str,
+    data_files: dict[str, str],
 ) -> dict[tuple[str, str], Condition]:
     """A flow: acyclic, known steps and functions, valid params, `needs` naming steps that make
-    files, and every `if` compiling and naming only `source` and the step's ancestors."""
+    files, and every `if` compiling and naming only `source` and the step's ancestors. Its steps'
+    data files are added to `data_files`."""
     try:
         check_graph(flow)
     except GraphError as exc:
@@ -166,7 +168,8 @@ def _check_flow(
     conditions: dict[tuple[str, str], Condition] = {}
     for step_name, step in flow.steps.items():
         at = f"{where}.steps.{step_name}"
-        _check_call(config, functions, step, at)
+        for ref in _check_call(config, functions, step, at):
+            data_files.setdefault(ref, f"flows.{name}.steps.{step_name}")
         for need in step.needs if step.input == "outputs" else []:
             if not functions[flow.steps[need].function].produces:
                 raise ConfigError(f"{at}.needs: step {need!r} makes no files for this step to run on")

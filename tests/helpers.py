@@ -114,6 +114,26 @@ class Proc:
         return int(self.popen.returncode)
 
 
+def start_gateway(env: dict[str, str], log: Path, *args: str, timeout: float = 60) -> tuple[Proc, str]:
+    """A `pipeline gateway` process on a free port (`args`: more options, e.g. `--workers 2`),
+    once it answers /healthz; returns it and its base URL."""
+    port = free_port()
+    proc = Proc(["gateway", "--port", str(port), *args], env, log)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(lambda: healthy() or not proc.alive(), timeout, "the gateway")
+    if not proc.alive():
+        proc.stop()
+        raise AssertionError(f"the gateway exited:\n{proc.output()[-3000:]}")
+    return proc, url
+
+
 def pipeline_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update(overrides)

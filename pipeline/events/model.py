@@ -32,6 +32,26 @@ class ObjectEvent(BaseModel):
     event_time: datetime | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
 
+    def not_utf8(self) -> str | None:
+        """The name of the first field that cannot be written (UTF-8), if any. JSON lets a sender
+        write a lone surrogate (`"\\ud800"`), which Python decodes and Redis cannot store."""
+        fields = {
+            "bucket": self.bucket,
+            "key": self.key,
+            "content type": self.content_type,
+            "version id": self.version_id,
+            "ETag": self.etag,
+            "sequencer": self.sequencer,
+            "event name": self.event_name,
+        }
+        fields.update({f"metadata {k!r}": f"{k}{v}" for k, v in self.metadata.items()})
+        for name, value in fields.items():
+            try:
+                (value or "").encode("utf-8")
+            except UnicodeEncodeError:
+                return name
+        return None
+
     @property
     def version_tag(self) -> str:
         """What identifies this version of the object: version id, else ETag, else the sequencer."""

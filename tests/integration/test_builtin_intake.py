@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pipeline.measure.ingest import minio_body
-from tests.helpers import BUILT_IN, Proc, free_port, pipeline_runtime, wait_until
+from tests.helpers import BUILT_IN, pipeline_runtime, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -39,19 +39,8 @@ def gateway(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> I
     config = BUILT_IN if request.param == "built-in" else FLOW_AND_STEP
     _, env = pipeline_runtime(config, redis_url, tmp_path)
     env["PIPELINE_WEBHOOK_TOKEN"] = "t0ken"
-    port = free_port()
-    proc = Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    proc, base = start_gateway(env, tmp_path / "gateway.log")
     try:
-        wait_until(lambda: healthy() or not proc.alive(), 60, "the gateway")
-        assert proc.alive(), proc.output()
         yield base, request.param
     finally:
         proc.stop()

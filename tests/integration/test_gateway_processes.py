@@ -10,27 +10,16 @@ import httpx
 import pytest
 
 from pipeline.measure.ingest import minio_body
-from tests.helpers import THUMBNAILS_ONLY, Proc, free_port, pipeline_runtime, wait_until
+from tests.helpers import THUMBNAILS_ONLY, pipeline_runtime, start_gateway
 
 pytestmark = pytest.mark.integration
 
 
 def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) -> None:
     runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
-    port = free_port()
     env["PIPELINE_WEBHOOK_TOKEN"] = "t0ken"
-    gateway = Proc(["gateway", "--port", str(port), "--workers", "2"], env, tmp_path / "gateway.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    gateway, base = start_gateway(env, tmp_path / "gateway.log", "--workers", "2")
     try:
-        wait_until(lambda: healthy() or not gateway.alive(), 60, "the gateway")
-        assert gateway.alive(), gateway.output()
         assert "(2 processes)" in gateway.output()
         headers = {"Authorization": "Bearer t0ken", "Content-Type": "application/json"}
         ids: list[str] = []

@@ -24,7 +24,16 @@ from pipeline.admin.auth import COOKIE
 from pipeline.ledger import keys
 from pipeline.notify.notifier import notifier_for
 from pipeline.runtime import Runtime
-from tests.helpers import REPO, THUMBNAILS_ONLY, Proc, free_port, need, pipeline_runtime, wait_until
+from tests.helpers import (
+    REPO,
+    THUMBNAILS_ONLY,
+    Proc,
+    free_port,
+    need,
+    pipeline_runtime,
+    start_gateway,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,20 +72,9 @@ def running_gateway(redis_url: str, tmp_path: Path, **settings: str) -> Iterator
         PIPELINE_API_TOKEN=API_TOKEN, PIPELINE_WEBHOOK_TOKEN=WEBHOOK_TOKEN, PIPELINE_ADMIN_PASSWORD="pw"
     )
     env.update(settings)
-    port = free_port()
-    proc = Proc(["gateway", "--port", str(port)], env, tmp_path / "gateway.log")
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    proc, url = start_gateway(env, tmp_path / "gateway.log", timeout=30)
     try:
-        wait_until(lambda: healthy() or not proc.alive(), 30, "the gateway")
-        assert proc.alive(), proc.output()
-        yield Gateway(url, port, proc, runtime)
+        yield Gateway(url, httpx.URL(url).port or 0, proc, runtime)
     finally:
         proc.stop()
         assert "Traceback" not in proc.output(), proc.output()[-3000:]
