@@ -41,7 +41,7 @@ class CopyParams(Params):
     quality: int = Field(default=92, ge=1, le=100, description="JPEG/WebP quality when normalizing.")
 
 
-@media_function(name="copy", accepts=("*/*",), params=CopyParams)
+@media_function(name="copy", accepts=("*/*",), params=CopyParams, reports={"normalized": True})
 def run(src: Path, out_dir: Path, params: CopyParams) -> list[Output]:
     """Copy the original (optionally upright and without GPS) to another bucket or prefix."""
     media_type = sniff(src)

@@ -157,7 +157,13 @@ def _assets_of(params: FilterParams) -> list[str]:
     return [s.image for s in params.steps if isinstance(s, Watermark)]
 
 
-@media_function(name="filter", accepts=("image/*",), params=FilterParams, assets=_assets_of)
+@media_function(
+    name="filter",
+    accepts=("image/*",),
+    params=FilterParams,
+    assets=_assets_of,
+    reports={"width": 320, "height": 240, "steps": ["resize"]},
+)
 def run(src: Path, out_dir: Path, params: FilterParams) -> list[Output]:
     """Apply a chain of image operations (resize, crop, adjust, watermark...) and encode the result."""
     with imaging.open_image(src, max_pixels=params.max_pixels) as opened:

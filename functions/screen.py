@@ -109,6 +109,21 @@ class _Report:
     params=ScreenParams,
     data=_hash_lists,
     produces=("application/json",),
+    # A score is null where its check did not run (no classifier, no match, no clamd).
+    reports={
+        "verdict": "pass",
+        "reasons": ["a reason"],
+        "notes": ["a note"],
+        "nsfw": 0.5,
+        "hash_match": "list name",
+        "hash_distance": 1,
+        "pdq": "0f" * 32,
+        "pdq_quality": 100,
+        "frames_checked": 1,
+        "lists_checked": 1,
+        "malware": "signature name",
+        "reviewed": "approved by a reviewer",  # set by a review decision, not by the function
+    },
 )
 def run(src: Path, out_dir: Path, params: ScreenParams) -> list[Output]:
     """Check an image or video against known-image lists, a nudity classifier and clamd; report

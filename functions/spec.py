@@ -8,9 +8,10 @@ downloads the input, calls `run` and uploads what it returns.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -52,6 +53,11 @@ class FunctionSpec(Generic[P]):
     # Content types of the files it writes; () for a function that only reports (flows check that
     # a step's `needs` name steps that make files).
     produces: tuple[str, ...] = ("*/*",)
+    # The fields its outputs' `meta` may carry, each with a sample value of its type. A flow's `if`
+    # reads them as `steps.<id>.<field>`; loading the pipeline file tries each expression on these
+    # samples, so a misspelt field or a comparison of the wrong types fails at load, not in a run.
+    # None: not declared (a user's function that says nothing), and such fields are not checked.
+    reports: Mapping[str, Any] | None = None
 
     def asset_refs(self, params: P) -> list[str]:
         """`s3://bucket/key` objects the worker must download before calling `run`."""
@@ -80,9 +86,11 @@ def media_function(
     assets: Callable[[P], list[str]] | None = None,
     data: Callable[[P], list[str]] | None = None,
     produces: tuple[str, ...] = ("*/*",),
+    reports: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[[Path, Path, P], list[Output]]], FunctionSpec[P]]:
     """Declare a module's `run` as a media function named `name`, accepting media types `accepts`.
-    `presets` are named parameter sets a rule can start from (`preset: hls`)."""
+    `presets` are named parameter sets a rule can start from (`preset: hls`); `reports` names the
+    fields its outputs' `meta` carry, each with a sample value of its type."""
 
     def wrap(run: Callable[[Path, Path, P], list[Output]]) -> FunctionSpec[P]:
         doc = (run.__doc__ or "").strip().splitlines()
@@ -97,6 +105,7 @@ def media_function(
             assets=assets,
             data=data,
             produces=produces,
+            reports=MappingProxyType(dict(reports)) if reports is not None else None,
         )
 
     return wrap

@@ -84,7 +84,12 @@ class ThumbnailParams(Params):
         return size, max(1, round(size * ah / aw))
 
 
-@media_function(name="thumbnail", accepts=("image/*",), params=ThumbnailParams)
+@media_function(
+    name="thumbnail",
+    accepts=("image/*",),
+    params=ThumbnailParams,
+    reports={"width": 320, "height": 240, "frames": 1},
+)
 def run(src: Path, out_dir: Path, params: ThumbnailParams) -> list[Output]:
     """Scale an image to several sizes (longest edge), EXIF orientation applied, metadata stripped."""
     with imaging.open_image(src, max_pixels=params.max_pixels) as img:

@@ -184,7 +184,7 @@ def _check_flow(
                     f"reads steps {sorted(unknown)}, which are not among this step's needs "
                     f"(directly or further up): {sorted(earlier) or 'none'}"
                 )
-            check_condition(condition, sorted(earlier))
+            check_condition(condition, {n: functions[flow.steps[n].function].reports for n in earlier})
         except ConditionError as exc:
             raise ConfigError(f"{at}.if: {exc}") from exc
         conditions[(name, step_name)] = condition

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from PIL import Image
 if TYPE_CHECKING:
     import redis
 
+    from functions.spec import FunctionSpec, Output
     from pipeline.ledger.keys import Claim
     from pipeline.runtime import Runtime
 
@@ -210,3 +211,16 @@ def plant_claim(client: redis.Redis, claim: Claim, seconds_ago: float, suffix: s
     claimant = f"{int((time.time() - seconds_ago) * 1000):012x}{suffix}"
     client.hset(claim.shard, claim.field, claimant)
     return claimant
+
+
+def assert_reports_declared(spec: FunctionSpec[Any], outputs: Sequence[Output]) -> None:
+    """Every field the function put in its outputs' meta is declared in its `reports`, with the
+    type of the declared sample (or null): flows check `if` expressions against that declaration."""
+    assert spec.reports is not None, f"{spec.name} declares no reports"
+    for output in outputs:
+        for field, value in output.meta.items():
+            assert field in spec.reports, f"{spec.name} reports {field!r} without declaring it"
+            sample = spec.reports[field]
+            assert value is None or type(value) is type(sample), (
+                f"{spec.name}.{field} is {type(value).__name__}, declared {type(sample).__name__}"
+            )

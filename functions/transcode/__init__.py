@@ -50,7 +50,27 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@media_function(name="transcode", accepts=("video/*", "audio/*"), params=TranscodeParams, presets=PRESETS)
+# What each kind reports: renditions their size, hls its variants, poster its time, probe a summary.
+REPORTS = {
+    "width": 1280,
+    "height": 720,
+    "remuxed": False,
+    "variants": [{"height": 720, "width": 1280, "bandwidth": 3_000_000}],
+    "at": "10%",
+    "duration": 10.0,
+    "rotation": 0,
+    "bit_rate": 1_000_000,
+    "codecs": ["h264"],
+}
+
+
+@media_function(
+    name="transcode",
+    accepts=("video/*", "audio/*"),
+    params=TranscodeParams,
+    presets=PRESETS,
+    reports=REPORTS,
+)
 def run(src: Path, out_dir: Path, params: TranscodeParams) -> list[Output]:
     """Video/audio renditions, HLS, poster, preview and probe with ffmpeg."""
     # ffmpeg runs in the input's directory, so every path it is given must be absolute.

@@ -64,6 +64,13 @@ def upload(
         elif run.status == RunStatus.BLOCKED:
             failed = True
             click.echo(f"{run.key} blocked: {run.reason}", err=True)
+        elif run.status == RunStatus.FAILED:
+            failed = True
+            click.echo(f"{run.key} run {run.flow} {run.reason}", err=True)
+            # A step can fail with no invocation to show it (its `if` could not be evaluated).
+            for name, state in run.steps.items():
+                if state.status.failure and not state.invocations:
+                    click.echo(f"{run.key} {name}: {state.status}: {state.reason}", err=True)
     for inv in finished:
         if succeeded(inv):
             for out in inv.outputs:

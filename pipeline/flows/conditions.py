@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,21 @@ class Condition:
         return bool(value)
 
 
+_OPERATORS = {
+    "relation_lt": "<",
+    "relation_le": "<=",
+    "relation_gt": ">",
+    "relation_ge": ">=",
+    "relation_eq": "==",
+    "relation_ne": "!=",
+    "addition_add": "+",
+    "addition_sub": "-",
+    "multiplication_mul": "*",
+    "multiplication_div": "/",
+    "multiplication_mod": "%",
+}
+
+
 def _eval_error(text: str, exc: Exception) -> Exception:
     detail = repr(exc.args).replace("\\'", "'")  # nested errors come quoted
     missing = re.search(r"no such (?:member in mapping|key): '([^']*)'", detail)
@@ -82,6 +98,13 @@ def _eval_error(text: str, exc: Exception) -> Exception:
     undeclared = re.search(r"undeclared reference to '([^']*)'", detail)
     if undeclared:
         return ConditionError(f"{text!r} names {undeclared.group(1)!r}; only source and steps exist")
+    overload = re.search(r"no matching overload for .*?'(\w+)'.*? applied to '\((.*)\)'", detail)
+    if overload:
+        types = re.findall(r"celtypes\.(\w+?)Type", overload.group(2))
+        operator = _OPERATORS.get(overload.group(1), overload.group(1))
+        kinds = " and ".join(types).lower()
+        hint = "a field compared with a value of another type?"
+        return ConditionError(f"{text!r}: {operator} cannot take {kinds} ({hint})")
     message = str(exc.args[0] if exc.args else exc).split(" (in activation")[0]
     return ConditionError(f"{text!r} could not be evaluated: {message[:300]}")
 
@@ -100,19 +123,32 @@ SAMPLE_SOURCE: dict[str, Any] = {
     "rotation": 0,
     "metadata": {},
 }
-SAMPLE_STEP: dict[str, Any] = {"status": "succeeded", "outputs": [], "reason": ""}
+# What every step has, whatever its function reports.
+STEP_FIELDS: dict[str, Any] = {"status": "succeeded", "outputs": [], "reason": ""}
+_STEP_FIELD = re.compile(
+    r"""steps\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*["']([^"']+)["']\s*\])\s*\.\s*([A-Za-z_]\w*)"""
+)
 
 
-def check_condition(condition: Condition, steps: list[str]) -> None:
-    """Raise `ConditionError` if the expression names anything but `source` and these steps, or
-    gives something other than true or false. A step's own reported fields are not known at load,
-    so reading one of them is not an error here."""
+def check_condition(condition: Condition, steps: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """Raise `ConditionError` if the expression names anything but `source` and these steps, reads
+    a field a step's function does not report, compares values of the wrong types, or gives
+    something other than true or false. `steps` maps each step it may read to the fields its
+    function reports (a sample value each), or None where the function declares none: reading
+    such a step's fields is left to the run."""
     for name in _SOURCE_REFERENCE.findall(condition.text):
         if name not in SOURCE_FIELDS:
             raise ConditionError(f"source has no field {name!r} (fields: {', '.join(SOURCE_FIELDS)})")
-    data = {"source": SAMPLE_SOURCE, "steps": {name: SAMPLE_STEP for name in steps}}
+    for dotted, quoted, field in _STEP_FIELD.findall(condition.text):
+        step = dotted or quoted
+        reports = steps.get(step)
+        if reports is not None and field not in STEP_FIELDS and field not in reports:
+            known = ", ".join([*STEP_FIELDS, *reports])
+            raise ConditionError(f"step {step!r} reports no field {field!r} (fields: {known})")
+    samples = {name: {**(reports or {}), **STEP_FIELDS} for name, reports in steps.items()}
+    # Undecided here is a metadata key or a field of an undeclared function: known only in a run.
     with contextlib.suppress(Undecided):
-        condition.evaluate(data)
+        condition.evaluate({"source": SAMPLE_SOURCE, "steps": samples})
 
 
 def _parser_cache() -> Path | None:

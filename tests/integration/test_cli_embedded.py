@@ -109,6 +109,45 @@ def test_up_upload_wait_and_clean_shutdown(up: tuple[Proc, str, dict[str, str]],
         httpx.get(f"{url}/healthz", timeout=1)
 
 
+# Its own file: the built-in one has no `if` that can fail in a run. This one reads a metadata key
+# without `has()`, which loads (metadata keys are the uploader's) and fails when the key is absent.
+FAILING_IF = """
+version: 1
+buckets: [media]
+flows:
+  gated:
+    steps:
+      thumbs: {function: thumbnail, params: {sizes: [32]}}
+      publish:
+        function: copy
+        needs: [thumbs]
+        if: 'source.metadata.publish == "yes"'
+rules:
+  - {name: gated, bucket: media, prefix: uploads/, content_types: ["image/*"], flow: gated}
+"""
+
+
+def test_upload_wait_exits_1_when_a_step_fails_without_an_invocation(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(FAILING_IF)
+    port = free_port()
+    env = pipeline_env(
+        PIPELINE_DATA_DIR=str(tmp_path / "data"), PIPELINE_GATEWAY_PORT=str(port), PIPELINE_CONFIG=str(config)
+    )
+    proc = Proc(["up"], env, tmp_path / "up.log")
+    try:
+        wait_until(lambda: "press Ctrl-C" in proc.output() or not proc.alive(), 60, "pipeline up")
+        [image, *_] = generate(tmp_path / "samples")
+        result = run_cli(["upload", str(image), "--wait"], env, tmp_path)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "thumbnail (thumbs): succeeded" in result.stdout  # the parent did its work
+        assert f"uploads/{image.name} run gated failed: publish" in result.stderr
+        assert f"uploads/{image.name} publish: failed: " in result.stderr
+        assert "which is not known (test it with has())" in result.stderr
+    finally:
+        assert proc.interrupt(signal.SIGTERM, timeout=60) == 0, proc.output()
+
+
 def test_upload_queues_work_while_the_pipeline_is_down(tmp_path: Path) -> None:
     """The queue is durable (AOF): an upload made while nothing runs is processed by the next `up`."""
     port = free_port()

@@ -14,7 +14,7 @@ from PIL import Image
 from functions import progress, transcode
 from functions.transcode import TranscodeParams
 from pipeline.measure.samples import make_video
-from tests.helpers import need
+from tests.helpers import assert_reports_declared, need
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +193,13 @@ def test_presets_and_bad_params() -> None:
         TranscodeParams(kind="poster", at="soon")
     with pytest.raises(ValueError, match="heights"):
         TranscodeParams(kind="poster", heights=[720])  # a parameter the kind has not is refused
+
+
+@pytest.mark.parametrize("preset", ["mp4", "hls", "poster", "probe", "audio"])
+def test_every_kind_reports_only_declared_fields(
+    preset: str, videos: dict[str, Path], tmp_path: Path
+) -> None:
+    """Flows check `steps.<id>.<field>` at load against `reports`: each kind's meta is declared."""
+    params = transcode.run.parse_params(transcode.run.presets[preset])
+    outputs = transcode.run(videos["small"], out(tmp_path, preset), params)
+    assert_reports_declared(transcode.run, outputs)

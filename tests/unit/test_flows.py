@@ -96,6 +96,26 @@ def test_the_issue_example_loads_and_draws() -> None:
             "reads steps ['a'], which are not among this step's needs",
         ),
         (
+            "flows: {f: {steps: {s: {function: screen}, b: {function: copy, needs: [s], input: source, "
+            "if: 'steps.s.verdcit == \"pass\"'}}}}",
+            "step 's' reports no field 'verdcit' (fields: status, outputs, reason, verdict,",
+        ),
+        (
+            "flows: {f: {steps: {s: {function: screen}, b: {function: copy, needs: [s], input: source, "
+            "if: 'steps.s.nsfw < \"0.5\"'}}}}",
+            "< cannot take double and string",
+        ),
+        (
+            "flows: {f: {steps: {s: {function: screen}, b: {function: copy, needs: [s], input: source, "
+            "if: 'steps.s.nsfw'}}}}",
+            "not true or false",
+        ),
+        (
+            "flows: {f: {steps: {p: {function: transcode, preset: probe}, b: {function: copy, needs: [p], "
+            'input: source, if: \'steps["p"].duration > "60"\'}}}}',
+            "> cannot take double and string",
+        ),
+        (
             "flows: {f: {steps: {a: {function: nosuch}}}}",
             "flows.f.steps.a.function: unknown function 'nosuch'",
         ),
@@ -325,7 +345,7 @@ buckets: [media]
 flows:
   gated:
     steps:
-      check: {function: copy}
+      check: {function: screen}
       thumbs: {function: thumbnail, needs: [check], input: source, if: 'steps.check.verdict == "pass"'}
       poster: {function: thumbnail, needs: [check], input: source, if: 'steps.check.verdict != "pass"'}
 rules:

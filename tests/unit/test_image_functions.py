@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageDraw, ImageStat
 
-from functions import assets, thumbnail
+from functions import assets, screen, thumbnail
 from functions import copy as copy_fn
 from functions import filter as filter_fn
 from functions.errors import ParamsError
@@ -17,6 +17,7 @@ from functions.imaging import avif_supported
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from pipeline.registry import build_pipeline
+from tests.helpers import assert_reports_declared
 from tests.helpers import load_image as load
 
 GPS_IFD, ORIENTATION, MAKE = 0x8825, 0x0112, 0x010F
@@ -316,3 +317,38 @@ def test_copy_of_non_images_is_plain(tmp_path: Path) -> None:
     src.write_bytes(b"ID3" + bytes(100))
     [result] = copy_fn.run(src, out(tmp_path), copy_fn.CopyParams(normalize=True))
     assert result.name == "original.mp3" and result.path.read_bytes() == src.read_bytes()
+
+
+# --- what each function reports ------------------------------------------------------------------
+
+
+def test_image_functions_report_only_declared_fields(tmp_path: Path) -> None:
+    """Flows check `steps.<id>.<field>` at load against `reports`: what the functions put in their
+    outputs' meta must be declared there, with the declared type."""
+    src = quadrants(tmp_path)
+    frames = [Image.new("RGB", (200, 100), c) for c in ((255, 0, 0), (0, 0, 255))]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    runs = [
+        (thumbnail, thumbnail.run(src, out(tmp_path, "t"), thumbnail.ThumbnailParams(sizes=[64]))),
+        (
+            thumbnail,
+            thumbnail.run(
+                gif, out(tmp_path, "a"), thumbnail.ThumbnailParams(sizes=[64], format="webp", animated=True)
+            ),
+        ),
+        (
+            filter_fn,
+            filter_fn.run(src, out(tmp_path, "f"), filter_fn.FilterParams(steps=[{"op": "grayscale"}])),
+        ),
+        (copy_fn, copy_fn.run(src, out(tmp_path, "c"), copy_fn.CopyParams())),
+        (
+            copy_fn,
+            copy_fn.run(photo_with_exif(tmp_path), out(tmp_path, "n"), copy_fn.CopyParams(normalize=True)),
+        ),
+        (screen, screen.run(src, out(tmp_path, "s"), screen.ScreenParams())),
+    ]
+    for module, outputs in runs:
+        assert outputs and any(o.meta for o in outputs)
+        assert_reports_declared(module.run, outputs)
+    assert {"verdict", "frames_checked", "pdq"} <= set(runs[-1][1][0].meta)
