@@ -23,12 +23,13 @@ from functions.screening import MediaInfo, screen
 from pipeline.errors import InvalidKey, ObjectNotFound, Skip
 from pipeline.flows.conditions import ConditionError, Undecided, compile_condition, source_facts
 from pipeline.flows.engine import CONDITION_FALSE
+from pipeline.flows.quarantine import source_metadata
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.ledger import Ledger
 from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
 from pipeline.metering import Meter
 from pipeline.registry import Pipeline
-from pipeline.routing import API_RULE, loop_guarded, output_key
+from pipeline.routing import API_RULE, loop_guarded, output_key, quarantine_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
 from pipeline.tracing import span
 
@@ -318,8 +319,8 @@ class Executor:
 
     def _quarantine(self, inv: Invocation, src: Path, reason: str) -> None:
         prefix = self.pipeline.config.screening.quarantine_prefix or ""
-        key = output_key(prefix + "{key}", inv.key, inv.function, "")
-        metadata = {"pipeline-rejected": reason[:500], "pipeline-source-key": inv.key}
+        key = quarantine_key(prefix, inv.key)
+        metadata = {"pipeline-rejected": reason[:500], **source_metadata(inv.key)}
         self.store.put_file(inv.bucket, key, src, metadata=metadata)
         log.warning("quarantined %s/%s as %s: %s", inv.bucket, inv.key, key, reason)
 

@@ -165,6 +165,15 @@ def output_key(template: str, source_key: str, function: str, name: str) -> str:
     return template.format(**short)
 
 
+def quarantine_key(prefix: str, source_key: str) -> str:
+    """Where a blocked or rejected upload is kept: under the quarantine prefix, shortened as output
+    keys are when the two together exceed S3's 1,024-byte limit."""
+    key = prefix + source_key
+    if len(key.encode()) <= MAX_KEY_BYTES:
+        return key
+    return f"{prefix}_long/{hashlib.sha256(source_key.encode()).hexdigest()}"
+
+
 LOOP_GUARD = "loop guard: "
 
 

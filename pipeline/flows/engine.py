@@ -13,6 +13,7 @@ from pipeline.errors import Conflict, NotFound
 from pipeline.flows.conditions import ConditionError, Undecided, source_facts
 from pipeline.flows.graph import ancestors, descendants
 from pipeline.flows.launch import Launch, inputs, launch
+from pipeline.routing import quarantine_key
 from pipeline.flows.model import (
     NOT_SCORES,
     VERDICTS,
@@ -150,7 +151,7 @@ def _block(pipeline: Pipeline, run: Run, reason: str, now: float) -> None:
     if run.screening is not None:
         run.screening.verdict = "block"
         run.screening.quarantine = Quarantine(
-            bucket=run.bucket, key=policy.quarantine + run.key, mode=policy.on_block
+            bucket=run.bucket, key=quarantine_key(policy.quarantine, run.key), mode=policy.on_block
         )
     run.status, run.reason, run.finished_at = RunStatus.BLOCKED, reason, now
 

@@ -86,30 +86,53 @@ class ObjectStore(ABC):
         check_key(key)
         return self._get_file(bucket, key, dest, version_id)
 
-    def stat(self, bucket: str, key: str) -> ObjectInfo:
+    def stat(self, bucket: str, key: str, *, version_id: str | None = None) -> ObjectInfo:
+        """The current version, or the version `version_id` (ObjectNotFound once it is gone)."""
         check_bucket(bucket)
         check_key(key)
-        return self._stat(bucket, key)
+        return self._stat(bucket, key, version_id)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         check_bucket(bucket)
         return self._list(bucket, prefix)
 
-    def delete(self, bucket: str, key: str) -> None:
+    def delete(self, bucket: str, key: str, *, version_id: str | None = None) -> None:
+        """Delete the object; with `version_id`, that version for good (on a versioned bucket a
+        plain delete only hides the object behind a delete marker)."""
         check_bucket(bucket)
         check_key(key)
-        self._delete(bucket, key)
+        self._delete(bucket, key, version_id)
+
+    def copy(
+        self,
+        bucket: str,
+        key: str,
+        dest_bucket: str,
+        dest_key: str,
+        *,
+        version_id: str | None = None,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Copy the version `version_id` (or the current one, if its ETag is still `etag`) to
+        `dest_bucket/dest_key` with `metadata`, inside the store: the bytes never pass through this
+        process. ObjectNotFound when that version is gone or was replaced."""
+        check_bucket(bucket)
+        check_key(key)
+        check_bucket(dest_bucket)
+        check_key(dest_key)
+        return self._copy(bucket, key, dest_bucket, dest_key, version_id, etag, dict(metadata or {}))
 
     def ensure_bucket(self, bucket: str) -> None:
         check_bucket(bucket)
         self._ensure_bucket(bucket)
 
-    def set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        """Replace the object tags of the current version (S3 object tagging: lifecycle rules and
-        bucket policies can act on them; a new version starts without tags)."""
+    def set_tags(self, bucket: str, key: str, tags: dict[str, str], *, version_id: str | None = None) -> None:
+        """Replace the object tags of the current version, or of `version_id` (S3 object tagging:
+        lifecycle rules and bucket policies can act on them; a new version starts without tags)."""
         check_bucket(bucket)
         check_key(key)
-        self._set_tags(bucket, key, dict(tags))
+        self._set_tags(bucket, key, dict(tags), version_id)
 
     def get_tags(self, bucket: str, key: str) -> dict[str, str]:
         check_bucket(bucket)
@@ -137,19 +160,31 @@ class ObjectStore(ABC):
     def _get_file(self, bucket: str, key: str, dest: Path, version_id: str | None) -> ObjectInfo: ...
 
     @abstractmethod
-    def _stat(self, bucket: str, key: str) -> ObjectInfo: ...
+    def _stat(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo: ...
 
     @abstractmethod
     def _list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]: ...
 
     @abstractmethod
-    def _delete(self, bucket: str, key: str) -> None: ...
+    def _delete(self, bucket: str, key: str, version_id: str | None) -> None: ...
+
+    @abstractmethod
+    def _copy(
+        self,
+        bucket: str,
+        key: str,
+        dest_bucket: str,
+        dest_key: str,
+        version_id: str | None,
+        etag: str | None,
+        metadata: dict[str, str],
+    ) -> ObjectInfo: ...
 
     @abstractmethod
     def _ensure_bucket(self, bucket: str) -> None: ...
 
     @abstractmethod
-    def _set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None: ...
+    def _set_tags(self, bucket: str, key: str, tags: dict[str, str], version_id: str | None) -> None: ...
 
     @abstractmethod
     def _get_tags(self, bucket: str, key: str) -> dict[str, str]: ...

@@ -135,9 +135,7 @@ class LocalStore(ObjectStore):
         raise ObjectNotFound(f"object {bucket}/{key} does not exist")
 
     def _get_file(self, bucket: str, key: str, dest: Path, version_id: str | None) -> ObjectInfo:
-        info, data = self._read_info(bucket, key)
-        if version_id and version_id != info.version_id:
-            raise ObjectNotFound(f"version {version_id} of {bucket}/{key} is no longer current")
+        info, data = self._version(bucket, key, version_id)
         tmp = dest.with_name(f".{dest.name}.part")
         try:
             shutil.copyfile(data, tmp)
@@ -146,8 +144,35 @@ class LocalStore(ObjectStore):
             raise ObjectNotFound(f"object {bucket}/{key} was replaced while reading; retry") from exc
         return info
 
-    def _stat(self, bucket: str, key: str) -> ObjectInfo:
-        return self._read_info(bucket, key)[0]
+    def _stat(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
+        return self._version(bucket, key, version_id)[0]
+
+    def _version(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Path]:
+        """The current version; this store keeps no other, so an older `version_id` is gone."""
+        info, data = self._read_info(bucket, key)
+        if version_id and version_id != info.version_id:
+            raise ObjectNotFound(f"version {version_id} of {bucket}/{key} is no longer current")
+        return info, data
+
+    def _copy(
+        self,
+        bucket: str,
+        key: str,
+        dest_bucket: str,
+        dest_key: str,
+        version_id: str | None,
+        etag: str | None,
+        metadata: dict[str, str],
+    ) -> ObjectInfo:
+        info, data = self._version(bucket, key, version_id)
+        if etag and info.etag != etag:
+            raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag {info.etag}, not {etag})")
+        try:
+            return self._put_file(dest_bucket, dest_key, data, info.content_type, metadata)
+        except StorageError as exc:
+            if not data.exists():  # replaced while copying
+                raise ObjectNotFound(f"{bucket}/{key} was replaced while copying") from exc
+            raise
 
     def path_of(self, bucket: str, key: str) -> Path:
         """The file holding the current version (for people looking at results on disk)."""
@@ -164,16 +189,16 @@ class LocalStore(ObjectStore):
                     found.append(info)
         return iter(sorted(found, key=lambda i: i.key))
 
-    def _delete(self, bucket: str, key: str) -> None:
+    def _delete(self, bucket: str, key: str, version_id: str | None) -> None:
         try:
-            info, _ = self._read_info(bucket, key)
+            info, _ = self._version(bucket, key, version_id)
         except ObjectNotFound:
             return
         shutil.rmtree(self._object_dir(bucket, key), ignore_errors=True)
         self._emit("s3:ObjectRemoved:Delete", info)
 
-    def _set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        self._read_info(bucket, key)
+    def _set_tags(self, bucket: str, key: str, tags: dict[str, str], version_id: str | None) -> None:
+        self._version(bucket, key, version_id)
         _write_atomic(self._object_dir(bucket, key) / _TAGS, json.dumps(tags).encode())
 
     def _get_tags(self, bucket: str, key: str) -> dict[str, str]:

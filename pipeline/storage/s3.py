@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import Tags
+from minio.commonconfig import REPLACE, CopySource, Tags
 from minio.error import MinioException, S3Error
 
 from pipeline.errors import InvalidKey, ObjectNotFound, StorageError
@@ -121,9 +121,9 @@ class S3Store(ObjectStore):
             raise self._wrap(exc, f"object {bucket}/{key}") from exc
         return self._info(bucket, key, stat)
 
-    def _stat(self, bucket: str, key: str) -> ObjectInfo:
+    def _stat(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
         try:
-            stat = self.client.stat_object(bucket, key)
+            stat = self.client.stat_object(bucket, key, version_id=version_id)
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"object {bucket}/{key}") from exc
         return self._info(bucket, key, stat)
@@ -137,9 +137,9 @@ class S3Store(ObjectStore):
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"bucket {bucket}") from exc
 
-    def _delete(self, bucket: str, key: str) -> None:
+    def _delete(self, bucket: str, key: str, version_id: str | None) -> None:
         try:
-            self.client.remove_object(bucket, key)
+            self.client.remove_object(bucket, key, version_id=version_id)
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"object {bucket}/{key}") from exc
 
@@ -153,11 +153,40 @@ class S3Store(ObjectStore):
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"bucket {bucket}") from exc
 
-    def _set_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+    def _copy(
+        self,
+        bucket: str,
+        key: str,
+        dest_bucket: str,
+        dest_key: str,
+        version_id: str | None,
+        etag: str | None,
+        metadata: dict[str, str],
+    ) -> ObjectInfo:
+        # CopyObject (UploadPartCopy above 5 GiB, which the SDK switches to): the server copies.
+        # With REPLACE the copy's headers are the ones given: its content type is sent again. The
+        # ETag is checked here too, for servers that ignore x-amz-copy-source-if-match.
+        current = self._stat(bucket, key, version_id)
+        if etag and current.etag != etag:
+            raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag {current.etag}, not {etag})")
+        content_type = current.content_type
+        source = CopySource(bucket, key, version_id=version_id, match_etag=etag)
+        headers = {"Content-Type": content_type, **_encode_meta(metadata)}
+        try:
+            self.client.copy_object(dest_bucket, dest_key, source, metadata=headers, metadata_directive=REPLACE)
+        except S3Error as exc:
+            if exc.code == "PreconditionFailed":
+                raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag is no longer {etag})") from exc
+            raise self._wrap(exc, f"copy {bucket}/{key} to {dest_bucket}/{dest_key}") from exc
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise self._wrap(exc, f"copy {bucket}/{key} to {dest_bucket}/{dest_key}") from exc
+        return self._stat(dest_bucket, dest_key, None)
+
+    def _set_tags(self, bucket: str, key: str, tags: dict[str, str], version_id: str | None) -> None:
         object_tags = Tags.new_object_tags()
         object_tags.update(tags)
         try:
-            self.client.set_object_tags(bucket, key, object_tags)
+            self.client.set_object_tags(bucket, key, object_tags, version_id=version_id)
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"tags of {bucket}/{key}") from exc
 

@@ -1,7 +1,11 @@
 """Delivery guarantees (docs/reliability.md rows 1, 2, 7, 8, 9): duplicates run once, lost notifications
 are found by the reconciler, stale events are skipped, loops stop, retries are atomic, one
 invocation never runs twice at once. The worker adapter runs in-process here; the rows that need
-real worker processes killed or stopped are in test_worker_faults.py."""
+real worker processes killed or stopped are in test_worker_faults.py.
+
+The tests of what a notification starts run twice: through the built-in pipeline file (each image
+starts the `images` flow: screen, then thumbnail and filter) and through a one-rule file (one
+thumbnail invocation). Loops, dead letters and leases use files of their own, each saying why."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pipeline.config import parse_config
 from pipeline.errors import LeaseHeld, RetryRefused, Skip
 from pipeline.events import ObjectEvent
 from pipeline.execution import Executor
+from pipeline.flows.model import RunStatus
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import Ledger, connect, keys
@@ -29,9 +34,11 @@ from pipeline.retry import retry_all_dead, retry_invocation
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore
+from tests.helpers import BUILT_IN
 
 pytestmark = pytest.mark.integration
 
+# The one-rule file, plus a slow function under slow/ for the lease test.
 THUMBS = """
 version: 1
 buckets: [media]
@@ -74,6 +81,7 @@ class Queue:
 
 class InProcessPipeline:
     def __init__(self, redis_url: str, tmp: Path, config: str = THUMBS) -> None:
+        self.built_in = config == BUILT_IN
         self.pipeline = build_pipeline(parse_config(config, "t.yaml"), "t.yaml")
         client = connect(redis_url)
         self.ledger = Ledger(client)
@@ -100,8 +108,8 @@ class InProcessPipeline:
         return path
 
     def drain(self) -> None:
-        """Run queued invocations (and whatever they enqueue) to the end, recording verdicts as the
-        worker does."""
+        """Run queued invocations (and whatever they enqueue) to the end, recording verdicts and
+        advancing flow runs as the worker does."""
         done = 0
         while done < len(self.queue.items):
             inv = self.queue.items[done]
@@ -114,11 +122,34 @@ class InProcessPipeline:
                 self.ledger.invocations.finish(
                     inv.id, Status.REJECTED if isinstance(exc, Rejected) else Status.FAILED, error=str(exc)
                 )
+            if inv.run_id:
+                self.intake.flows.on_finished(inv.id)
+
+    def derived(self, key: str) -> list[str]:
+        """The outputs of one upload."""
+        return sorted(i.key for i in self.store.list("media", f"derived/{key}/"))
+
+    def outputs_of(self, key: str) -> list[str]:
+        """What one image upload is expected to make under this pipeline file."""
+        if self.built_in:
+            made = ["filter/filtered.webp", "screen/screen.json", "thumbnail/1024.jpg", "thumbnail/256.jpg"]
+            return [f"derived/{key}/{name}" for name in made]
+        return [f"derived/{key}/thumbnail/16.jpg"]
+
+    @property
+    def thumbnail_key(self) -> str:
+        return "thumbnail/256.jpg" if self.built_in else "thumbnail/16.jpg"
 
 
 @pytest.fixture
 def world(redis_url: str, tmp_path: Path) -> Iterator[InProcessPipeline]:
     yield InProcessPipeline(redis_url, tmp_path)
+
+
+@pytest.fixture(params=["built-in", "one-rule"])
+def either(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[InProcessPipeline]:
+    """The built-in pipeline file, and the one-rule file."""
+    yield InProcessPipeline(redis_url, tmp_path, BUILT_IN if request.param == "built-in" else THUMBS)
 
 
 def event(world: InProcessPipeline, key: str, **kw: Any) -> ObjectEvent:
@@ -137,7 +168,8 @@ def event(world: InProcessPipeline, key: str, **kw: Any) -> ObjectEvent:
     return ObjectEvent(**fields)
 
 
-def test_duplicate_storm_runs_each_unit_once(world: InProcessPipeline) -> None:
+def test_duplicate_storm_runs_each_unit_once(either: InProcessPipeline) -> None:
+    world = either
     world.store.put_file(
         "media", "uploads/a.png", world.image("a.png", (10, 200, 10)), content_type="image/png"
     )
@@ -151,14 +183,15 @@ def test_duplicate_storm_runs_each_unit_once(world: InProcessPipeline) -> None:
     assert len(world.queue.items) == 1  # the store's own notification won; 12 duplicates claimed nothing
     assert world.ledger.invocations.counts()["duplicates"] == 12
     world.drain()
-    [inv] = world.ledger.invocations.query(bucket="media", key="uploads/a.png")
-    assert inv.status == Status.SUCCEEDED and inv.attempts == 1
-    assert [i.key for i in world.store.list("media", "derived/")] == [
-        "derived/uploads/a.png/thumbnail/16.jpg"
-    ]
+    invocations = world.ledger.invocations.query(bucket="media", key="uploads/a.png")
+    assert len(invocations) == (3 if world.built_in else 1)  # screen, thumbnail, filter: once each
+    assert all(inv.status == Status.SUCCEEDED and inv.attempts == 1 for inv in invocations)
+    assert len(world.ledger.runs.for_object("media", "uploads/a.png")) == (1 if world.built_in else 0)
+    assert world.derived("uploads/a.png") == world.outputs_of("uploads/a.png")
 
 
-def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world: InProcessPipeline) -> None:
+def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(either: InProcessPipeline) -> None:
+    world = either
     world.store.put_file(
         "media", "uploads/v.png", world.image("v1.png", (255, 0, 0)), content_type="image/png"
     )
@@ -170,23 +203,34 @@ def test_stale_event_is_skipped_and_outputs_derive_from_the_newest_version(world
     world.drain()
     states = {i.id: i for i in world.ledger.invocations.query(key="uploads/v.png", bucket="media")}
     assert states[v2.id].status == Status.SUCCEEDED
-    assert states[v1.id].status == Status.SKIPPED and "stale event" in (states[v1.id].error or "")
-    with Image.open(world.store.path_of("media", "derived/uploads/v.png/thumbnail/16.jpg")) as thumb:
+    # A run is superseded by the newer version's run; a single step sees its event is stale.
+    stale = "(a newer version)" if world.built_in else "stale event"
+    assert states[v1.id].status == Status.SKIPPED and stale in (states[v1.id].error or ""), states[v1.id]
+    if world.built_in:
+        runs = {r.id: r.status for r in world.ledger.runs.for_object("media", "uploads/v.png")}
+        assert runs == {v2.run_id: RunStatus.SUCCEEDED, v1.run_id: RunStatus.SKIPPED}
+    with Image.open(world.store.path_of("media", f"derived/uploads/v.png/{world.thumbnail_key}")) as thumb:
         pixel = thumb.convert("RGB").getpixel((5, 5))
     assert isinstance(pixel, tuple) and pixel[2] > 200 and pixel[0] < 60  # blue: from v2
 
 
-def test_deleted_object_is_skipped(world: InProcessPipeline) -> None:
+def test_deleted_object_is_skipped(either: InProcessPipeline) -> None:
+    world = either
     world.store.put_file(
         "media", "uploads/gone.png", world.image("g.png", (1, 2, 3)), content_type="image/png"
     )
     world.store.delete("media", "uploads/gone.png")
     world.drain()
     [inv] = world.ledger.invocations.query(key="uploads/gone.png", bucket="media")
-    assert inv.status == Status.SKIPPED and "no longer exists" in (inv.error or "")
+    gone = "was deleted" if world.built_in else "no longer exists"
+    assert inv.status == Status.SKIPPED and gone in (inv.error or ""), inv
+    if world.built_in:
+        [run] = world.ledger.runs.for_object("media", "uploads/gone.png")
+        assert run.status == RunStatus.SKIPPED and world.derived("uploads/gone.png") == []
 
 
-def test_reconciler_finds_what_notifications_lost(world: InProcessPipeline, tmp_path: Path) -> None:
+def test_reconciler_finds_what_notifications_lost(either: InProcessPipeline, tmp_path: Path) -> None:
+    world = either
     silent = LocalStore(tmp_path / "store")  # the same directory, but nobody is told about writes
     for i in range(5):
         silent.put_file(
@@ -203,7 +247,8 @@ def test_reconciler_finds_what_notifications_lost(world: InProcessPipeline, tmp_
     assert (report.scanned, report.enqueued) == (6, 5)
     assert reconcile(world.runtime, rate=0).enqueued == 0  # idempotent
     world.drain()
-    assert len(list(world.store.list("media", "derived/"))) == 6
+    for key in [f"uploads/lost-{i}.png" for i in range(5)] + ["uploads/seen.png"]:
+        assert world.derived(key) == world.outputs_of(key)
     assert world.ledger.stats.get("reconciled") == 5
 
 
@@ -333,9 +378,10 @@ def test_one_invocation_never_runs_twice_at_once(world: InProcessPipeline) -> No
     assert ExecutionLease(world.ledger.claims, "x").ttl_ms == 30_000
 
 
-def test_messages_lost_in_the_broker_are_sent_again(world: InProcessPipeline) -> None:
+def test_messages_lost_in_the_broker_are_sent_again(either: InProcessPipeline) -> None:
     from pipeline.reconcile import resend_stuck
 
+    world = either
     world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
     world.store.put_file("media", "uploads/b.png", world.image("b.png", (2, 2, 2)), content_type="image/png")
     a, b = world.queue.items
@@ -347,3 +393,4 @@ def test_messages_lost_in_the_broker_are_sent_again(world: InProcessPipeline) ->
     world.drain()
     done = world.ledger.invocations.get(a.id)
     assert done is not None and done.status == Status.SUCCEEDED and world.ledger.stats.get("resent") == 1
+    assert world.derived("uploads/a.png") == world.outputs_of("uploads/a.png")

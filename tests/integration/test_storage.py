@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -12,8 +13,13 @@ import pytest
 
 from pipeline.errors import InvalidKey, ObjectNotFound, StorageError
 from pipeline.events import ObjectEvent
+from pipeline.flows.model import Quarantine, Run, RunStatus
+from pipeline.flows.quarantine import quarantine
+from pipeline.routing import quarantine_key
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore, ObjectStore, open_store
+from pipeline.storage.base import ObjectInfo
+from pipeline.storage.s3 import S3Store
 
 pytestmark = pytest.mark.integration
 
@@ -153,31 +159,114 @@ def test_object_tags_belong_to_the_current_version(store: ObjectStore, bucket: s
         store.set_tags(bucket, "a/missing.jpg", {"k": "v"})
 
 
-@pytest.mark.parametrize("mode", ["move", "copy"])
-def test_quarantine_moves_or_copies_and_tags_and_is_safe_to_repeat(
-    store: ObjectStore, bucket: str, tmp_path: Path, mode: Literal["move", "copy"]
-) -> None:
-    from pipeline.flows.model import Quarantine, Run, RunStatus
-    from pipeline.flows.quarantine import quarantine
-
-    info = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"bad bytes"), content_type="image/jpeg")
-    run = Run(
-        id="r1", flow="f", rule="r", bucket=bucket, key="up/bad.jpg", version=info.version_tag,
+def blocked_run(info: ObjectInfo, pinned_version: bool = False) -> Run:
+    return Run(
+        id=f"r-{uuid.uuid4().hex[:8]}", flow="f", rule="r", bucket=info.bucket, key=info.key,
+        version=info.version_tag, version_id=info.version_id if pinned_version else None,
         etag=info.etag, status=RunStatus.BLOCKED, reason="blocked by screen: matches x",
     )  # fmt: skip
-    target = Quarantine(bucket=bucket, key="quarantine/up/bad.jpg", mode=mode)
+
+
+def never_download(store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quarantine copies inside the store: a download through this process fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the quarantine downloaded the object")
+
+    monkeypatch.setattr(store, "_get_file", refuse)
+
+
+@pytest.mark.parametrize("mode", ["move", "copy"])
+def test_quarantine_moves_or_copies_and_tags_and_is_safe_to_repeat(
+    store: ObjectStore,
+    bucket: str,
+    tmp_path: Path,
+    mode: Literal["move", "copy"],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    info = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"bad bytes"), content_type="image/jpeg")
+    run = blocked_run(info)
+    target = Quarantine(bucket=bucket, key=quarantine_key("quarantine/", "up/bad.jpg"), mode=mode)
+    never_download(store, monkeypatch)
     assert isinstance(quarantine(store, run, target), float)
     copy = store.stat(bucket, "quarantine/up/bad.jpg")
     assert copy.size == 9 and copy.metadata["pipeline-blocked"] == "blocked by screen: matches x"
+    assert copy.content_type == "image/jpeg" and copy.metadata["pipeline-source-key"] == "up/bad.jpg"
     if mode == "move":
         with pytest.raises(ObjectNotFound):
             store.stat(bucket, "up/bad.jpg")
     else:
-        assert store.get_tags(bucket, "up/bad.jpg") == {"pipeline-screen": "blocked", "pipeline-run": "r1"}
+        assert store.get_tags(bucket, "up/bad.jpg") == {"pipeline-screen": "blocked", "pipeline-run": run.id}
     assert isinstance(quarantine(store, run, target), float)  # a repeat finds it done
-    # A newer version uploaded meanwhile is left alone.
+
+
+def test_quarantine_leaves_a_newer_version_alone(
+    store: ObjectStore, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinned by ETag: the version screened is the one copied, or nothing is."""
+    info = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"bad bytes"), content_type="image/jpeg")
     newer = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"fixed"), content_type="image/jpeg")
-    assert newer.etag != info.etag
-    outcome = quarantine(store, run, target)
+    target = Quarantine(bucket=bucket, key="quarantine/up/bad.jpg", mode="move")
+    never_download(store, monkeypatch)
+    outcome = quarantine(store, blocked_run(info), target)
     assert isinstance(outcome, str) and "replaced by a newer version" in outcome
     assert store.stat(bucket, "up/bad.jpg").etag == newer.etag
+    with pytest.raises(ObjectNotFound):
+        store.stat(bucket, "quarantine/up/bad.jpg")
+
+
+def test_quarantine_of_a_key_of_1024_bytes(
+    store: ObjectStore, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The longest key S3 allows: its quarantine key is shortened as output keys are."""
+    key = "up/" + "é" * 400 + "x" * (1024 - 3 - 800)
+    assert len(key.encode()) == 1024
+    info = store.put_file(bucket, key, write(tmp_path, b"bad bytes"), content_type="image/jpeg")
+    target = Quarantine(bucket=bucket, key=quarantine_key("quarantine/", key), mode="move")
+    assert target.key.startswith("quarantine/_long/") and len(target.key.encode()) < 1024
+    never_download(store, monkeypatch)
+    assert isinstance(quarantine(store, blocked_run(info), target), float)
+    kept = store.stat(bucket, target.key)
+    assert kept.metadata["pipeline-source-key-sha256"] == hashlib.sha256(key.encode()).hexdigest()
+    with pytest.raises(ObjectNotFound):
+        store.stat(bucket, key)
+
+
+def test_quarantine_on_a_versioned_bucket_removes_the_blocked_version(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinned by version id: the blocked version is copied and deleted for good, so it cannot be
+    read by its id afterwards; a newer version uploaded meanwhile stays current and untouched."""
+    from minio.versioningconfig import ENABLED, VersioningConfig
+
+    settings = Settings(
+        s3_endpoint=moto_endpoint, s3_access_key="test", s3_secret_key="test", s3_region="us-east-1"
+    )
+    store = open_store(settings)
+    assert isinstance(store, S3Store)
+    bucket = f"v-{uuid.uuid4().hex[:12]}"
+    store.ensure_bucket(bucket)
+    store.client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    blocked = store.put_file(bucket, "up/a.jpg", write(tmp_path, b"blocked bytes"), content_type="image/jpeg")
+    newer = store.put_file(bucket, "up/a.jpg", write(tmp_path, b"newer"), content_type="image/jpeg")
+    assert blocked.version_id and newer.version_id and blocked.version_id != newer.version_id
+    target = Quarantine(bucket=bucket, key="quarantine/up/a.jpg", mode="move")
+    never_download(store, monkeypatch)
+    run = blocked_run(blocked, pinned_version=True)
+    assert isinstance(quarantine(store, run, target), float)
+    monkeypatch.undo()
+    store.get_file(bucket, "quarantine/up/a.jpg", tmp_path / "kept")
+    assert (tmp_path / "kept").read_bytes() == b"blocked bytes"
+    with pytest.raises(ObjectNotFound):
+        store.stat(bucket, "up/a.jpg", version_id=blocked.version_id)
+    assert store.stat(bucket, "up/a.jpg").version_id == newer.version_id  # the newer one is current
+    assert isinstance(quarantine(store, run, target), float)  # a repeat finds it done
+    # on_block: copy tags the blocked version, not the current one.
+    again = store.put_file(bucket, "up/b.jpg", write(tmp_path, b"blocked"), content_type="image/jpeg")
+    store.put_file(bucket, "up/b.jpg", write(tmp_path, b"later"), content_type="image/jpeg")
+    tagged = Quarantine(bucket=bucket, key="quarantine/up/b.jpg", mode="copy")
+    run_b = blocked_run(again, pinned_version=True)
+    assert isinstance(quarantine(store, run_b, tagged), float)
+    assert store.get_tags(bucket, "up/b.jpg") == {}
+    tags = store.client.get_object_tags(bucket, "up/b.jpg", version_id=again.version_id)
+    assert dict(tags or {}) == {"pipeline-screen": "blocked", "pipeline-run": run_b.id}
