@@ -13,7 +13,6 @@ from pipeline.errors import Conflict, NotFound
 from pipeline.flows.conditions import ConditionError, Undecided, source_facts
 from pipeline.flows.graph import ancestors, descendants
 from pipeline.flows.launch import Launch, inputs, launch
-from pipeline.routing import quarantine_key
 from pipeline.flows.model import (
     NOT_SCORES,
     VERDICTS,
@@ -28,6 +27,7 @@ from pipeline.flows.model import (
 )
 from pipeline.invocation import Invocation, Status
 from pipeline.registry import Pipeline
+from pipeline.routing import quarantine_key
 
 # A worker that finds a step's `if` false says so with this prefix; the step is then skipped for
 # its condition (not re-run by a redrive).

@@ -173,7 +173,9 @@ class S3Store(ObjectStore):
         source = CopySource(bucket, key, version_id=version_id, match_etag=etag)
         headers = {"Content-Type": content_type, **_encode_meta(metadata)}
         try:
-            self.client.copy_object(dest_bucket, dest_key, source, metadata=headers, metadata_directive=REPLACE)
+            self.client.copy_object(
+                dest_bucket, dest_key, source, metadata=headers, metadata_directive=REPLACE
+            )
         except S3Error as exc:
             if exc.code == "PreconditionFailed":
                 raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag is no longer {etag})") from exc

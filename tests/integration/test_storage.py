@@ -237,7 +237,8 @@ def test_quarantine_on_a_versioned_bucket_removes_the_blocked_version(
 ) -> None:
     """Pinned by version id: the blocked version is copied and deleted for good, so it cannot be
     read by its id afterwards; a newer version uploaded meanwhile stays current and untouched."""
-    from minio.versioningconfig import ENABLED, VersioningConfig
+    from minio.commonconfig import ENABLED
+    from minio.versioningconfig import VersioningConfig
 
     settings = Settings(
         s3_endpoint=moto_endpoint, s3_access_key="test", s3_secret_key="test", s3_region="us-east-1"
