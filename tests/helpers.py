@@ -30,6 +30,22 @@ EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
 # through it as well as through the one-rule file below.
 BUILT_IN = (REPO / "pipeline" / "default_pipeline.yaml").read_text("utf-8")
 
+
+def built_in_template() -> str:
+    """The built-in pipeline file as a template for `str.format(bucket=...)`: tests against the S3
+    peer give each test a bucket of its own instead of `media`."""
+    text = BUILT_IN.replace("{", "{{").replace("}", "}}")
+    for plain, templated in (
+        ("  - media\n", "  - {bucket}\n"),
+        ("bucket: media\n", "bucket: {bucket}\n"),
+        ("s3://media/", "s3://{bucket}/"),
+    ):
+        assert plain in text, plain
+        text = text.replace(plain, templated)
+    assert "media\n" not in text and "s3://media" not in text
+    return text
+
+
 # One rule, one function: tests of the machinery count exact invocations against this.
 THUMBNAILS_ONLY = """
 version: 1

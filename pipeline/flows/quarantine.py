@@ -44,22 +44,23 @@ def quarantine(store: ObjectStore, run: Run, target: Quarantine) -> float | str 
     }
     try:
         try:
+            version_id = run.version_id or _screened_version(store, run)
             store.copy(
                 run.bucket,
                 run.key,
                 target.bucket,
                 target.key,
-                version_id=run.version_id,
-                etag=None if run.version_id else run.etag,
+                version_id=version_id,
+                etag=None if version_id else run.etag,
                 metadata=metadata,
             )
         except ObjectNotFound:
             return _gone(store, run, target)
         if target.mode == "move":
-            store.delete(run.bucket, run.key, version_id=run.version_id)
+            store.delete(run.bucket, run.key, version_id=version_id)
         else:
             tags = {BLOCKED_TAG: "blocked", "pipeline-run": run.id}
-            store.set_tags(run.bucket, run.key, tags, version_id=run.version_id)
+            store.set_tags(run.bucket, run.key, tags, version_id=version_id)
     except InvalidKey as exc:  # the store refuses the key: trying again changes nothing
         return f"{source} cannot be quarantined: {exc}"
     except StorageError as exc:
@@ -69,6 +70,16 @@ def quarantine(store: ObjectStore, run: Run, target: Quarantine) -> float | str 
         "quarantined %s as %s/%s (%s): %s", source, target.bucket, target.key, target.mode, run.reason
     )
     return time.time()
+
+
+def _screened_version(store: ObjectStore, run: Run) -> str | None:
+    """The version id of the screened upload where its notification had none (some S3-compatible
+    stores leave `versionId` out): the current version, if its ETag is the screened one. None on
+    an unversioned bucket. ObjectNotFound when it is gone or was replaced."""
+    current = store.stat(run.bucket, run.key)
+    if run.etag and current.etag != run.etag:
+        raise ObjectNotFound(f"{run.bucket}/{run.key} was replaced")
+    return current.version_id
 
 
 def _gone(store: ObjectStore, run: Run, target: Quarantine) -> float | str:
