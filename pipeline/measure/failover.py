@@ -1,10 +1,11 @@
 """Redis failing over under load: a master, two replicas and a sentinel (each a real redis-server
 process), a real gateway (`PIPELINE_REDIS_URL=redis+sentinel://...`, `PIPELINE_REDIS_MIN_REPLICAS=1`)
-and a real worker. About 100 notifications/s are sent for 30 s and the master is SIGKILLed after
-10 s. A notification refused during the failover (503, or no answer) is sent again half a second
-later, as MinIO and SNS do. Afterwards every acknowledged notification must have been processed
-exactly once. `tests/integration/test_failover.py` holds it to that; `pipeline bench system`
-reports its figures."""
+and a real worker, with the built-in pipeline file (each image: screen, then thumbnail and filter)
+or the one-rule file (one thumbnail invocation). About 100 notifications/s are sent for 30 s and
+the master is SIGKILLed after 10 s. A notification refused during the failover (503, or no answer)
+is sent again half a second later, as MinIO and SNS do. Afterwards every acknowledged notification
+must have been processed exactly once. `tests/integration/test_failover.py` holds it to that;
+`pipeline bench system` reports its figures."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from PIL import Image
 
 from pipeline.embedded import free_port, redis_server_binary
 from pipeline.ledger import Ledger, connect
+from pipeline.measure.pipelines import PipelineName, PipelineUnderTest, pipeline_under_test, tally
 from pipeline.measure.testbed import Figure, spawn_logged, stop_process
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import resend_stuck
@@ -36,14 +38,6 @@ from pipeline.settings import Settings
 from pipeline.storage import LocalStore
 
 TOKEN = secrets.token_urlsafe(16)  # the gateway's notification token, this run's own
-CONFIG = """
-version: 1
-buckets: [media]
-functions:
-  copy: {concurrency: 2, max_attempts: 5}
-rules:
-  - {name: copies, bucket: media, prefix: uploads/, functions: [{function: copy}]}
-"""
 # A MinIO notification of one upload (its key, ETag and size are filled in per object).
 NOTIFICATION: dict[str, Any] = {
     "EventName": "s3:ObjectCreated:Put",
@@ -126,12 +120,13 @@ def _replicas(client: Any) -> int:
 @dataclass
 class Outcome:
     sent: int
+    pipeline_file: PipelineName = "built-in"
     acknowledged: int = 0
     answers: Counter[int | str] = field(default_factory=Counter)  # status code or error -> count
-    processed: int = 0  # acknowledged uploads whose one invocation succeeded
-    lost: int = 0  # acknowledged, and never processed
-    duplicated: int = 0  # acknowledged, and processed more than once
-    outputs: int = 0  # results found in the bucket
+    processed: int = 0  # acknowledged uploads whose every function succeeded, each once
+    lost: int = 0  # acknowledged, and never (fully) processed
+    duplicated: int = 0  # acknowledged, and a function (or a run) of it ran more than once
+    outputs: int = 0  # uploads whose every output is in the bucket
     resent: int = 0  # queue messages the reconciler sent again
     longest_gap_s: float = 0.0  # the longest time without an acknowledgement, after the kill
 
@@ -147,20 +142,29 @@ def _body(key: str, etag: str, size: int) -> dict[str, Any]:
     return body
 
 
-def run_failover(root: Path, rate: int = 100, seconds: int = 30, kill_at: float = 10) -> Outcome:
+def run_failover(
+    root: Path,
+    rate: int = 100,
+    seconds: int = 30,
+    kill_at: float = 10,
+    pipeline_file: PipelineName = "built-in",
+) -> Outcome:
     """Send `rate` notifications/s for `seconds`, kill the master after `kill_at` s, and count."""
     root.mkdir(parents=True, exist_ok=True)
     group = RedisGroup(root / "redis")
     try:
         url = group.start()
-        return _under_load(root, group, url, rate, seconds, kill_at)
+        return _under_load(root, group, url, (rate, seconds, kill_at), pipeline_under_test(pipeline_file))
     finally:
         group.stop()
 
 
-def _under_load(root: Path, group: RedisGroup, url: str, rate: int, seconds: int, kill_at: float) -> Outcome:
+def _under_load(
+    root: Path, group: RedisGroup, url: str, load: tuple[int, int, float], under_test: PipelineUnderTest
+) -> Outcome:
+    rate, seconds, kill_at = load
     config = root / "pipeline.yaml"
-    config.write_text(CONFIG)
+    config.write_text(under_test.text)
     data = root / "data"
     store, infos = _objects(root, data, rate * seconds)
     port = free_port()
@@ -176,11 +180,13 @@ def _under_load(root: Path, group: RedisGroup, url: str, rate: int, seconds: int
     pipeline = [sys.executable, "-m", "pipeline"]
     gateway = spawn_logged([*pipeline, "gateway", "--port", str(port)], env, root / "gateway.log")
     worker = spawn_logged(
-        [*pipeline, "worker", "--functions", "copy", "--concurrency", "2"], env, root / "worker.log"
+        [*pipeline, "worker", "--functions", ",".join(under_test.functions), "--concurrency", "2"],
+        env,
+        root / "worker.log",
     )
     ledger = Ledger(connect(url))
     gateway_url = f"http://127.0.0.1:{port}"
-    outcome = Outcome(sent=len(infos))
+    outcome = Outcome(sent=len(infos), pipeline_file=under_test.name)
     acked: dict[str, float] = {}
     lock = threading.Lock()
     try:
@@ -218,8 +224,8 @@ def _under_load(root: Path, group: RedisGroup, url: str, rate: int, seconds: int
         killer.join()
         if gateway.poll() is not None or worker.poll() is not None:
             raise RuntimeError(f"a process did not survive the failover; see {root}")
-        outcome.resent = _drain(ledger, url, data, config, len(acked))
-        _count(outcome, acked, ledger, store, kill_at)
+        outcome.resent = _drain(ledger, url, data, config, len(acked) * len(under_test.functions))
+        _count(outcome, acked, ledger, store, kill_at, under_test)
     finally:
         stop_process(gateway, timeout=60)
         stop_process(worker, timeout=60)
@@ -238,23 +244,26 @@ def _objects(root: Path, data: Path, n: int) -> tuple[LocalStore, dict[str, Any]
 
 
 def _count(
-    outcome: Outcome, acked: dict[str, float], ledger: Ledger, store: LocalStore, kill_at: float
+    outcome: Outcome,
+    acked: dict[str, float],
+    ledger: Ledger,
+    store: LocalStore,
+    kill_at: float,
+    under_test: PipelineUnderTest,
 ) -> None:
     """What became of the acknowledged notifications, and how long acknowledgements stopped."""
     outcome.acknowledged = len(acked)
     times = sorted(t for t in acked.values() if t >= kill_at)
     outcome.longest_gap_s = max((b - a for a, b in zip([kill_at, *times], times, strict=False)), default=0.0)
-    for key in acked:
-        invs = ledger.invocations.for_object("media", key)
-        done = [inv for inv in invs if inv.status.value == "succeeded"]
-        outcome.processed += len(done) == 1
-        outcome.lost += not done
-        outcome.duplicated += len(invs) > 1
-        outcome.outputs += store.stat("media", f"derived/{key}/copy/original.png").size > 0
+    found = tally(ledger, under_test, list(acked))
+    outcome.processed, outcome.lost, outcome.duplicated = found.processed, found.lost, found.twice
+    present = {o.key for o in store.list("media", "derived/")}
+    outcome.outputs = sum(under_test.outputs_of(key) <= present for key in acked)
 
 
-def _drain(ledger: Ledger, url: str, data: Path, config: Path, acknowledged: int) -> int:
-    """Wait until every acknowledged notification's invocation has finished; returns how many
+def _drain(ledger: Ledger, url: str, data: Path, config: Path, expected: int) -> int:
+    """Wait until the `expected` invocations of the acknowledged notifications have finished (and
+    every run has ended); returns how many
     queue messages the reconciler sent again. A message a worker popped in the instant before the
     kill can be gone from the promoted replica while the ledger (replicated before the 2xx) still
     has its invocation queued: the reconciler resends it, as it does any message lost in a broker."""
@@ -269,7 +278,8 @@ def _drain(ledger: Ledger, url: str, data: Path, config: Path, acknowledged: int
         if waiting and time.monotonic() - last[0] > 10:
             last[0] = time.monotonic()
             resent.append(resend_stuck(runtime, older_than=10))
-        return waiting == 0 and sum(counts[s] for s in ("succeeded", "failed", "dead")) >= acknowledged
+        finished = sum(counts[s] for s in ("succeeded", "failed", "dead"))
+        return waiting == 0 and finished >= expected and ledger.runs.counts()["running"] == 0
 
     try:
         wait_for(drained, 240, "every acknowledged notification processed", interval=1)

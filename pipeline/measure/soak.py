@@ -1,9 +1,10 @@
 """`pipeline soak`: many uploads through real worker processes while faults are injected.
 
-Faults: notifications dropped (the reconciler must find those objects) and duplicated (each
-must still run once), worker processes and whole workers SIGKILLed at random, and one restart of
-Redis (its own, with an append-only file) half-way. The figures: injected, processed, lost,
-duplicate outputs, partial outputs, worker memory.
+It runs the built-in pipeline file (each image: screen, then thumbnail and filter) or the
+one-rule file (one thumbnail invocation). Faults: notifications dropped (the reconciler must find
+those objects) and duplicated (each must still run once), worker processes and whole workers
+SIGKILLed at random, and one restart of Redis (its own, with an append-only file) half-way. The
+figures: injected, processed, lost, processed twice, partial outputs, worker memory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from pipeline.errors import BrokerUnavailable
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import Status
 from pipeline.measure.docs import DocSection
+from pipeline.measure.pipelines import (
+    PipelineName,
+    PipelineUnderTest,
+    pipeline_under_test,
+    tally,
+    undecodable,
+)
 from pipeline.measure.testbed import rss_mb
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
@@ -34,26 +42,16 @@ from pipeline.settings import Settings
 from pipeline.storage import LocalStore
 from pipeline.supervisor import Child, Supervisor
 
-CONFIG = """
-version: 1
-buckets: [media]
-functions:
-  thumbnail: {concurrency: 2, time_limit: 60, max_attempts: 5}
-limits: {visibility_timeout: 10, lease_seconds: 3}
-rules:
-  - name: thumbs
-    bucket: media
-    prefix: uploads/
-    functions:
-      - function: thumbnail
-        params: {sizes: [64, 128]}
-"""
-SECTION = DocSection("soak", "Soak")
+SECTIONS: dict[PipelineName, DocSection] = {
+    "built-in": DocSection("soak", "Soak"),
+    "one-rule": DocSection("soak-one-rule", "Soak, one-rule file"),
+}
 
 
 @dataclass
 class SoakOutcome:
     uploads: int
+    pipeline_file: PipelineName = "built-in"
     dropped: int = 0
     duplicated: int = 0
     child_kills: int = 0
@@ -104,18 +102,24 @@ def send_until_accepted(runtime: Runtime, event: ObjectEvent, deadline: float) -
 
 
 def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
-    uploads: int = 100, kills: int = 4, drop: float = 0.03, dup: float = 0.03, seed: int = 7
+    uploads: int = 100,
+    kills: int = 4,
+    drop: float = 0.03,
+    dup: float = 0.03,
+    seed: int = 7,
+    pipeline_file: PipelineName = "built-in",
 ) -> SoakOutcome:
     rng = random.Random(seed)  # noqa: S311 - chooses fault timings, not secrets
-    outcome = SoakOutcome(uploads=uploads)
+    under_test = pipeline_under_test(pipeline_file, {"visibility_timeout": 10, "lease_seconds": 3})
+    outcome = SoakOutcome(uploads=uploads, pipeline_file=pipeline_file)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pipeline-soak-") as tmp_name:
         tmp = Path(tmp_name)
         config_path = tmp / "pipeline.yaml"
-        config_path.write_text(CONFIG)
+        config_path.write_text(under_test.text)
         redis_server = EmbeddedRedis(tmp / "data")
         url = redis_server.start()
-        pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
+        pipeline = build_pipeline(parse_config(under_test.text, str(config_path)), str(config_path))
         settings = Settings(redis_url=url, data_dir=tmp / "data", config=config_path)
         runtime = queued_runtime(settings, pipeline, url)
         silent = LocalStore(tmp / "data" / "store")  # writes without notifications; we send them
@@ -123,8 +127,8 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
         old_env = {k: os.environ.get(k) for k in ("PIPELINE_CONFIG", "PIPELINE_DATA_DIR")}
         os.environ.update(PIPELINE_CONFIG=str(config_path), PIPELINE_DATA_DIR=str(tmp / "data"))
         supervisor = Supervisor(url, quiet_workers=True)
-        supervisor.add_worker(["thumbnail"], 2)
-        supervisor.add_worker(["thumbnail"], 2)
+        supervisor.add_worker(list(under_test.functions), 2)
+        supervisor.add_worker(list(under_test.functions), 2)
         stop = [False]
         threads = [threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)]
         try:
@@ -203,13 +207,13 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     result = reconcile(runtime, rate=0, resume=False)
                     outcome.reconciled += result.enqueued
                     outcome.resent += result.resent
-                    done = runtime.ledger.invocations.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
-                    if len({inv.key for inv in done}) >= uploads:
+                    done = runtime.ledger.invocations.counts()[Status.SUCCEEDED.value]
+                    if done >= uploads * len(under_test.functions):
                         break
                 except BrokerUnavailable:
                     pass
                 time.sleep(1)
-            _verify(runtime, silent, uploads, outcome)
+            _verify(runtime, silent, under_test, outcome)
         finally:
             stop[0] = True
             for thread in threads:
@@ -225,28 +229,19 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
     return outcome
 
 
-def _verify(runtime: Runtime, store: LocalStore, uploads: int, outcome: SoakOutcome) -> None:
-    succeeded = runtime.ledger.invocations.query(status=Status.SUCCEEDED.value, limit=uploads * 3)
-    by_key: dict[str, int] = {}
-    for inv in succeeded:
-        by_key[inv.key] = by_key.get(inv.key, 0) + 1
-    outcome.processed = len(by_key)
-    outcome.lost = uploads - outcome.processed
-    outcome.duplicate_outputs = sum(n - 1 for n in by_key.values())  # a second succeeded run of one object
-    outputs = list(store.list("media", "derived/"))
-    expected = {f"derived/uploads/{i:05d}.png/thumbnail/{s}.jpg" for i in range(uploads) for s in (64, 128)}
-    found = {o.key for o in outputs}
-    outcome.lost = max(outcome.lost, len({k.split("/thumbnail/")[0] for k in expected - found}))
-    for out in outputs:
-        try:
-            with Image.open(store.path_of("media", out.key)) as img:
-                img.load()
-        except Exception:
-            outcome.partial_outputs += 1
+def _verify(runtime: Runtime, store: LocalStore, under_test: PipelineUnderTest, outcome: SoakOutcome) -> None:
+    keys = [f"uploads/{i:05d}.png" for i in range(outcome.uploads)]
+    found = tally(runtime.ledger, under_test, keys)
+    outcome.processed, outcome.lost, outcome.duplicate_outputs = found.processed, found.lost, found.twice
+    present = {o.key for o in store.list("media", "derived/")}
+    missing = {key for key in keys if not under_test.outputs_of(key) <= present}
+    outcome.lost = max(outcome.lost, len(missing))
+    outcome.partial_outputs = sum(undecodable(key, store.path_of("media", key)) for key in present)
 
 
 def render(outcome: SoakOutcome, command: str) -> str:
     rows = [
+        ("pipeline file", outcome.pipeline_file),
         ("uploads", outcome.uploads),
         ("notifications dropped (left to the reconciler)", outcome.dropped),
         ("notifications sent 3 times", outcome.duplicated),
@@ -255,11 +250,11 @@ def render(outcome: SoakOutcome, command: str) -> str:
         ("Redis restarts (append-only file)", outcome.redis_restarts),
         ("processed", f"{outcome.processed} of {outcome.uploads}"),
         ("lost", outcome.lost),
-        ("duplicate runs", outcome.duplicate_outputs),
+        ("uploads processed twice (a function or a run)", outcome.duplicate_outputs),
         ("partial or undecodable outputs", outcome.partial_outputs),
         ("found by the reconciler", outcome.reconciled),
         ("messages re-sent after loss in the broker", outcome.resent),
         ("peak RSS of all worker processes", f"{outcome.peak_worker_rss_mb:.0f} MB"),
         ("time", f"{outcome.seconds:.0f} s"),
     ]
-    return SECTION.render(f"Command: `{command}`", ["", ""], rows)
+    return SECTIONS[outcome.pipeline_file].render(f"Command: `{command}`", ["", ""], rows)
