@@ -24,6 +24,7 @@ from pipeline.events import ObjectEvent
 from pipeline.invocation import Status
 from pipeline.ledger import Ledger, connect
 from pipeline.measure.ingest import minio_body
+from pipeline.measure.pipelines import PIPELINES, PipelineName, pipeline_under_test, tally
 from pipeline.measure.soak import send_until_accepted
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import reconcile
@@ -37,6 +38,8 @@ from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_env, wait_until
 pytestmark = pytest.mark.integration
 
 CONFIG = THUMBNAILS_ONLY + "limits:\n  visibility_timeout: 5\n  lease_seconds: 3\n"
+_KEYS = [("before", i) for i in range(10)] + [("during", i) for i in range(10, 15)]
+_KEYS += [("after", i) for i in range(15, 30)]
 
 
 class AofRedis:
@@ -91,12 +94,14 @@ def submit(runtime: Runtime, path: Path, key: str) -> None:
     send_until_accepted(runtime, event, time.monotonic() + 30)
 
 
+@pytest.mark.parametrize("pipeline_file", PIPELINES)
 def test_redis_restart_mid_run_loses_nothing(
-    aof_redis: AofRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aof_redis: AofRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline_file: PipelineName
 ) -> None:
+    under_test = pipeline_under_test(pipeline_file, {"visibility_timeout": 5, "lease_seconds": 3})
     config_path = tmp_path / "pipeline.yaml"
-    config_path.write_text(CONFIG)
-    pipeline = build_pipeline(parse_config(CONFIG, str(config_path)), str(config_path))
+    config_path.write_text(under_test.text)
+    pipeline = build_pipeline(parse_config(under_test.text, str(config_path)), str(config_path))
     settings = Settings(redis_url=aof_redis.url, data_dir=tmp_path / "data", config=config_path)
     runtime = queued_runtime(settings, pipeline, aof_redis.url)
     runtime.store.ensure_bucket("media")
@@ -106,7 +111,7 @@ def test_redis_restart_mid_run_loses_nothing(
     monkeypatch.setenv("PIPELINE_CONFIG", str(config_path))  # the supervisor's children inherit these
     monkeypatch.setenv("PIPELINE_DATA_DIR", str(tmp_path / "data"))
     supervisor = Supervisor(aof_redis.url, quiet_workers=True)
-    supervisor.add_worker(["thumbnail"], 2)
+    supervisor.add_worker(list(under_test.functions), 2)
     stop = [False]
     watcher = threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)
     try:
@@ -135,23 +140,26 @@ def test_redis_restart_mid_run_loses_nothing(
         for i in range(15, 30):
             submit(runtime, images[i], f"uploads/after-{i}.png")
 
+        keys = [f"uploads/{when}-{i}.png" for when, i in _KEYS]
+
         def finished() -> bool:
             reconcile(runtime, rate=0)  # what `pipeline up` runs periodically
-            items = runtime.ledger.invocations.query(bucket="media", limit=100)
-            return len(items) == 30 and all(inv.status == Status.SUCCEEDED for inv in items)
+            return tally(runtime.ledger, under_test, keys).processed == 30
 
         try:
             wait_until(finished, 90, "all 30 uploads to be processed", interval=0.5)
         except AssertionError:
             states = sorted(
-                (i.key, i.status.value, i.attempts, (i.error or "")[:80])
-                for i in runtime.ledger.invocations.query(bucket="media", limit=100)
+                (i.key, i.function, i.status.value, i.attempts, (i.error or "")[:80])
+                for i in runtime.ledger.invocations.query(bucket="media", limit=200)
             )
             raise AssertionError(
-                f"{len(states)} invocations: {[s for s in states if s[1] != 'succeeded']}"
+                f"{len(states)} invocations: {[s for s in states if s[2] != 'succeeded']}"
             ) from None
-        outputs = [i.key for i in runtime.store.list("media", "derived/")]
-        assert len(outputs) == 60  # two thumbnails each, none missing, none twice
+        found = tally(runtime.ledger, under_test, keys)
+        assert (found.processed, found.lost, found.twice) == (30, 0, 0)
+        outputs = {i.key for i in runtime.store.list("media", "derived/")}
+        assert outputs == {out for key in keys for out in under_test.outputs_of(key)}  # none missing
     finally:
         stop[0] = True
         watcher.join(timeout=5)
