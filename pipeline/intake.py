@@ -56,6 +56,7 @@ class _Work:
     claimed: list[tuple[Invocation, str]] = field(default_factory=list)
     started: list[tuple[Run, list[Invocation]]] = field(default_factory=list)
     outcome: EventRecord | PipelineError | None = None
+    staged_runs: bool = False  # the runs' first messages went with the records
 
 
 Stage = Callable[[Any, Invocation], None]
@@ -90,6 +91,7 @@ class Intake:
         answer its sender with (BrokerUnavailable when it must be sent again): one event's
         trouble is its own, except Redis failing, which fails the whole batch."""
         works: list[_Work] = []
+        disabled = self._disabled_functions()
         for note in notes:
             record = self._new_record(note)
             work = _Work(note, record)
@@ -99,13 +101,14 @@ class Intake:
                 except redis.RedisError as exc:
                     work.outcome = self._unavailable(note.event, exc)
             else:
-                self._plan(work)
+                self._plan(work, disabled)
             works.append(work)
         live = [w for w in works if w.outcome is None]
+        unsettled: list[Run] = []
         try:
             if live:
                 self._claim(live)
-                self._commit([w for w in live if w.outcome is None])
+                unsettled = self._commit([w for w in live if w.outcome is None])
         except redis.RedisError as exc:
             for work in live:
                 if work.outcome is None or isinstance(work.outcome, EventRecord):
@@ -113,6 +116,7 @@ class Intake:
         for work in live:
             if isinstance(work.outcome, EventRecord) and (work.claimed or work.started):
                 self._send_after_commit(work)
+        self._settle_batch(unsettled)
         self._await_replicas(works)
         return [w.outcome if w.outcome is not None else w.record for w in works]
 
@@ -133,7 +137,26 @@ class Intake:
             raw=note.raw[:RAW_EVENT_CHARS],
         )
 
-    def _plan(self, work: _Work) -> None:
+    def _disabled_functions(self) -> set[str] | None:
+        """The functions switched off in the dashboard, read once for a batch that may start
+        runs (None: read by each run's plan, where this read failed)."""
+        if not self.pipeline.config.flows:
+            return None
+        try:
+            return self.ledger.flags.members("disabled")
+        except redis.RedisError:
+            return None
+
+    def _settle_batch(self, runs: list[Run]) -> None:
+        """After the commit: a new run for an object with other runs ends those of older
+        versions, or itself when it is the older one (`FlowRunner.settle_versions`)."""
+        for run in runs:
+            try:
+                self.flows.settle_versions(run)
+            except redis.RedisError as exc:  # its steps still check the version before they run
+                log.warning("could not compare run %s with other versions' runs: %s", run.id, exc)
+
+    def _plan(self, work: _Work, disabled: set[str] | None = None) -> None:
         """What the rules (or the caller's plans) say should run for the event."""
         event, plans = work.note.event, work.note.plans
         unwritable = event.not_utf8()
@@ -157,7 +180,9 @@ class Intake:
                 for plan in planned
             ]
             work.runs = [
-                self.flows.plan(event, work.record.id, r.name, r.flow, now) for r in flow_rules if r.flow
+                self.flows.plan(event, work.record.id, r.name, r.flow, now, disabled)
+                for r in flow_rules
+                if r.flow
             ]
         except redis.RedisError as exc:
             work.outcome = self._unavailable(event, exc)
@@ -228,13 +253,14 @@ class Intake:
             # Functions switched off in the dashboard get no new work; the record says so.
             record.reason = f"function(s) disabled: {', '.join(sorted(set(disabled)))}"
 
-    def _commit(self, works: list[_Work]) -> None:
+    def _commit(self, works: list[_Work]) -> list[Run]:
         """Record every event of the batch, its invocations and runs, and put the messages of its
-        single-step invocations, in one script call. A call Redis refused (out of memory refuses
-        its first write) changed nothing, so its claims are released and the retry is new work;
-        one whose answer was lost may have run, so its claims stay (a retry is answered 503 until
-        they are found recorded, or old)."""
+        invocations, in one script call; returns the new runs to compare with other versions'.
+        A call Redis refused (out of memory refuses its first write) changed nothing, so its
+        claims are released and the retry is new work; one whose answer was lost may have run,
+        so its claims stay (a retry is answered 503 until they are found recorded, or old)."""
         pipe = self.ledger.batch()
+        counted: list[Run] = []
         for work in works:
             event = work.note.event
             attributes = {
@@ -243,9 +269,9 @@ class Intake:
                 "pipeline.event": event.event_name,
             }
             with span("intake", parent=work.note.trace, attributes=attributes):
-                self._stage(pipe, work)
+                self._stage(pipe, work, counted)
         try:
-            pipe.execute()
+            runs_per_object = pipe.execute()
         except redis.ResponseError:
             for work in works:
                 for _, unit in work.claimed:
@@ -253,8 +279,11 @@ class Intake:
                 for run, _ in work.started:
                     self.ledger.claims.release(RunStore.claim_key(run))
             raise
+        # A new run whose object has others (a new version, or one in this batch too) is settled
+        # against them after the commit; the first upload of an object needs nothing more.
+        return [run for run, n in zip(counted, runs_per_object, strict=True) if isinstance(n, int) and n > 1]
 
-    def _stage(self, pipe: Any, work: _Work) -> None:
+    def _stage(self, pipe: Any, work: _Work, counted: list[Run]) -> None:
         record, event = work.record, work.note.event
         work.outcome = record
         if not record.invocations and not record.runs:
@@ -292,14 +321,24 @@ class Intake:
             pipe, [inv for inv, _ in work.claimed] + run_invs, event=record, runs=started_runs
         )
         if self.stage is not None:
+            # The messages go with the records: single steps, and each new run's first steps (a
+            # run for an older version than one known is cancelled after the commit; its steps'
+            # messages then find their invocations skipped, and a worker checks the version too).
             for inv, _ in work.claimed:
                 self.stage(pipe, inv)
-            work.claimed = []  # sent with the records
+            for inv in run_invs:
+                if inv.status == Status.QUEUED:
+                    self.stage(pipe, inv)
+            for run in started_runs:
+                pipe.zcard(keys.run_object_index(run.bucket, run.key))
+                counted.append(run)
+            work.claimed = []
+            work.staged_runs = True
         log.debug("event %s %s/%s -> %s", record.status, event.bucket, event.key, record.invocations)
 
     def _send_after_commit(self, work: _Work) -> None:
         try:
-            self._send(work.claimed, work.started, work.record, work.note.event)
+            self._send(work.claimed, work.started, work.record, work.note.event, work.staged_runs)
         except BrokerUnavailable as exc:
             work.outcome = exc
         except redis.RedisError as exc:
@@ -364,6 +403,7 @@ class Intake:
         started: list[tuple[Run, list[Invocation]]],
         record: EventRecord,
         event: ObjectEvent,
+        staged: bool = False,
     ) -> None:
         """Send the single-step invocations, then each new run's first steps (a run first lets
         older versions' runs end, or ends itself when it is the older one). What the queue refuses
@@ -377,6 +417,8 @@ class Intake:
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
+        if staged:
+            return  # sent with the records; `_settle_batch` compares versions after the commit
         for i, (run, invs) in enumerate(started):
             try:
                 current = self.flows.settle_versions(run)

@@ -64,9 +64,25 @@ def hash_list_key(name: str) -> str:
     return f"{INTERNAL_PREFIX}hashes/{name}.txt"
 
 
+# output_areas per loaded pipeline file (its config is not changed once loaded): every
+# notification asks twice. The config is kept with its areas, so its id cannot be reused.
+_AREAS: dict[int, tuple[PipelineConfig, list[tuple[str | None, str]]]] = {}
+
+
 def output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
     """(bucket or None for "the source bucket", key prefix) of everywhere outputs are written,
     and the pipeline's own data files."""
+    cached = _AREAS.get(id(config))
+    if cached is not None and cached[0] is config:
+        return cached[1]
+    areas = _output_areas(config)
+    if len(_AREAS) >= 16:
+        _AREAS.clear()
+    _AREAS[id(config)] = (config, areas)
+    return areas
+
+
+def _output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
     areas: list[tuple[str | None, str]] = [
         (config.outputs.bucket, config.outputs.prefix),
         (None, INTERNAL_PREFIX),

@@ -53,15 +53,34 @@ def wanted(step: FlowStep, output: OutputRef) -> bool:
     )
 
 
-def launch(
-    pipeline: Pipeline, run: Run, name: str, step: FlowStep, bucket: str, key: str, condition: str | None
-) -> Launch:
+# A step's parameters and their hash, per loaded pipeline file: they depend on the file alone,
+# and every run of a flow launches its steps (the objects are kept, so their ids are not reused).
+_PARAMS: dict[tuple[int, int], tuple[Pipeline, FlowStep, dict[str, Any], str]] = {}
+
+
+def step_params(pipeline: Pipeline, step: FlowStep) -> tuple[dict[str, Any], str]:
+    """The step's parameters (merged with its preset, checked against the ceilings) as JSON
+    values, and their hash."""
+    cached = _PARAMS.get((id(pipeline), id(step)))
+    if cached is not None and cached[0] is pipeline and cached[1] is step:
+        return dict(cached[2]), cached[3]
     config = pipeline.config
     spec = pipeline.function(step.function)
     parsed = apply_ceilings(
         spec.parse_params(merged_params(config, spec, step)), ceilings(config, step.function)
     )
     params = parsed.model_dump(mode="json")
+    if len(_PARAMS) >= 256:
+        _PARAMS.clear()
+    _PARAMS[(id(pipeline), id(step))] = (pipeline, step, params, params_hash(params))
+    return dict(params), _PARAMS[(id(pipeline), id(step))][3]
+
+
+def launch(
+    pipeline: Pipeline, run: Run, name: str, step: FlowStep, bucket: str, key: str, condition: str | None
+) -> Launch:
+    config = pipeline.config
+    params, hashed = step_params(pipeline, step)
     prefix = config.outputs.prefix
     derived = (bucket, key) != (run.bucket, run.key)
     # An output named after another output drops the outputs prefix, so a poster's thumbnails land
@@ -71,7 +90,7 @@ def launch(
         step=name,
         function=step.function,
         params=params,
-        params_hash=params_hash(params),
+        params_hash=hashed,
         bucket=bucket,
         key=key,
         key_in_outputs=base,

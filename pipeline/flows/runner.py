@@ -49,10 +49,17 @@ class FlowRunner:
 
     # --- starting ------------------------------------------------------------------------------
     def plan(
-        self, event: ObjectEvent, event_id: str, rule: str, flow: str, now: float
+        self,
+        event: ObjectEvent,
+        event_id: str,
+        rule: str,
+        flow: str,
+        now: float,
+        disabled: set[str] | None = None,
     ) -> tuple[Run, list[Invocation]]:
         """A new run of `flow` for `event` and the invocations of its first steps (recorded by
-        the intake in the notification's own transaction)."""
+        the intake in the notification's own transaction). `disabled`: the functions switched
+        off, where the caller has read them for a whole batch."""
         run = engine.new_run(
             self.pipeline,
             run_id=Invocation.new_id(),
@@ -72,13 +79,16 @@ class FlowRunner:
             ),
         )
         launches = engine.start(self.pipeline, run, now)
-        return run, self._invocations(run, launches, now)
+        return run, self._invocations(run, launches, now, disabled)
 
-    def _invocations(self, run: Run, launches: list[Launch], now: float) -> list[Invocation]:
+    def _invocations(
+        self, run: Run, launches: list[Launch], now: float, disabled: set[str] | None = None
+    ) -> list[Invocation]:
         """The launches as invocations to record. A step of a function switched off in the
         dashboard gets no new work: its invocation is recorded `skipped` with the reason (applied
         to the run at once), and a redrive runs it once the function is enabled again."""
-        disabled = self.ledger.flags.members("disabled") if launches else set()
+        if disabled is None:
+            disabled = self.ledger.flags.members("disabled") if launches else set()
         out: list[Invocation] = []
         while launches:
             more: list[Launch] = []

@@ -27,8 +27,8 @@ class ScriptedWrites:
         self._expiries: dict[str, int] = {}
         self.commands = 0
 
-    def _command(self, *args: Arg) -> None:
-        self._args.append(len(args))
+    def _command(self, *args: Arg, reply: bool = False) -> None:
+        self._args.append(-len(args) if reply else len(args))
         self._args.extend(args)
         self.commands += 1
 
@@ -68,9 +68,16 @@ class ScriptedWrites:
     def ltrim(self, name: str, start: int, end: int) -> None:
         self._command("LTRIM", name, start, end)
 
-    def execute(self) -> None:
+    def zcard(self, name: str) -> None:
+        """A read: its reply is among what `execute` returns (after the writes before it)."""
+        self._command("ZCARD", name, reply=True)
+
+    def execute(self) -> list[object]:
+        """Apply the writes; returns the replies of the reads, in order."""
         for name, seconds in self._expiries.items():
             self._command("EXPIRE", name, seconds)
+        replies: list[object] = []
         if self._args:
-            self._apply(args=self._args)
+            replies = list(self._apply(args=self._args) or [])
         self._args, self._expiries = [], {}
+        return replies

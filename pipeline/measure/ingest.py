@@ -1,6 +1,7 @@
 """Gateway ingest: notifications per second at saturation and the response time at 1,000/s, with
-two gateway processes, beside GET /healthz on the same server and beside the same gateway with group
-commit off (PIPELINE_INTAKE_BATCH=1), all in one run; loaded by wrk when it is installed, else by
+two gateway processes, beside GET /healthz on the same server, beside the same gateway with group
+commit off (PIPELINE_INTAKE_BATCH=1) and beside a gateway on the built-in pipeline file (each
+notification starts a flow run), all in one run; loaded by wrk when it is installed, else by
 an httpx client in this process. Each load alternates with its baselines, three rounds, medians."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -189,22 +191,28 @@ def bench_ingest(bed: Testbed, seconds: int, connections: int) -> list[Figure]:
     script = bed.tmp / "ingest.lua"
     script.write_text(WRK_SCRIPT)
     queue = bed.pipeline.config.queue_for("thumbnail")
-    before = bed.runtime.dispatcher.depth(queue)
+    flow_queue = bed.pipeline.config.queue_for("screen")  # the images flow's first step
+    before = bed.runtime.dispatcher.depth(queue) + bed.runtime.dispatcher.depth(flow_queue)
     direct_one = direct_intake(bed, seconds * 200, 1)
     direct_batched = direct_intake(bed, seconds * 200, 64)
+    built_in = bed.tmp / "built-in.yaml"
+    built_in.write_text(resources.files("pipeline").joinpath("default_pipeline.yaml").read_text("utf-8"))
     grouped = Gateway(bed, script, 2)
+    flows = Gateway(bed, script, 2, {"PIPELINE_CONFIG": str(built_in)})
     single = Gateway(bed, script, 2, {"PIPELINE_INTAKE_BATCH": "1"})
     one_process = Gateway(bed, script, 1)
+    gateways = (grouped, flows, single, one_process)
     rounds: dict[str, list[Load]] = {}
     answered = 0
     try:
-        for gateway in (grouped, single, one_process):
+        for gateway in gateways:
             gateway.load(f"warm{gateway.base[-5:]}", 1, connections)
         pause_ms = grouped.pause_for(PACED_RATE, PACED_CONNECTIONS)
         for r in range(ROUNDS):
             for name, gateway, prefix, clients, pause in (
                 ("health", grouped, "", connections, 0),
                 ("grouped", grouped, f"g{r}", connections, 0),
+                ("flow", flows, f"f{r}", connections, 0),
                 ("single", single, f"s{r}", connections, 0),
                 ("one", one_process, f"o{r}", connections, 0),
                 ("health_paced", grouped, "", PACED_CONNECTIONS, pause_ms),
@@ -213,11 +221,11 @@ def bench_ingest(bed: Testbed, seconds: int, connections: int) -> list[Figure]:
                 result = gateway.load(prefix, seconds, clients, pause)
                 rounds.setdefault(name, []).append(result)
                 answered += result.requests if prefix else 0
-        queued = bed.runtime.dispatcher.depth(queue) - before
+        queued = bed.runtime.dispatcher.depth(queue) + bed.runtime.dispatcher.depth(flow_queue) - before
     finally:
-        for gateway in (grouped, single, one_process):
+        for gateway in gateways:
             gateway.stop()
-    bed.runtime.redis.delete(queue)
+    bed.runtime.redis.delete(queue, flow_queue)
     if queued < answered:
         raise RuntimeError(f"{answered} notifications answered 200 but only {queued} invocations queued")
     m = {name: median_load(loads) for name, loads in rounds.items()}
@@ -234,6 +242,15 @@ def bench_ingest(bed: Testbed, seconds: int, connections: int) -> list[Figure]:
             f"({m['grouped'].rate / m['single'].rate:.2f}x with it)",
             ">= 1,500/s",
             m["grouped"].rate >= 1500,
+        ),
+        Figure(
+            f"The same for the built-in pipeline file ({connections} connections, 2 processes): each "
+            "image notification starts a run of the images flow (run record, claim, its first step queued)",
+            f"{m['flow'].rate:.0f}/s, {m['flow'].rate / m['health'].rate:.2f}x GET /healthz",
+            f"a single-step rule: {m['grouped'].rate:.0f}/s "
+            f"({m['flow'].rate / m['grouped'].rate:.2f}x of it)",
+            ">= 1,500/s and >= 0.7x GET /healthz",
+            m["flow"].rate >= 1500 and m["flow"].rate >= 0.7 * m["health"].rate,
         ),
         Figure(
             f"Response time at about {PACED_RATE}/s, 2 gateway processes ({PACED_CONNECTIONS} paced "

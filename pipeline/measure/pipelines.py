@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,7 +48,7 @@ class PipelineUnderTest:
         return {f"derived/{key}/{name}" for name in self.made}
 
 
-def pipeline_under_test(name: PipelineName, limits: dict[str, float] | None = None) -> PipelineUnderTest:
+def pipeline_under_test(name: PipelineName, limits: Mapping[str, float] | None = None) -> PipelineUnderTest:
     """The file `name`, with `limits` added (faults are injected in runs of seconds to minutes: the
     broker's redelivery and the leases are shortened to match)."""
     extra = dict(limits or {})
