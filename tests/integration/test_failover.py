@@ -13,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.measure.failover import RedisGroup, run_failover
+from pipeline.measure.failover import LOADS, RedisGroup, run_failover
 from pipeline.measure.pipelines import PIPELINES, PipelineName
 from tests.helpers import Proc, free_port, pipeline_env, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-# The built-in file makes three invocations of each upload, the screening one the slowest: a lower
-# rate keeps the worker's backlog (drained after the load) to the same minute or so.
-LOADS = {"built-in": (30, 20, 8.0), "one-rule": (100, 30, 10.0)}
 
 
 @pytest.mark.timeout(480)
