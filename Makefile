@@ -64,4 +64,5 @@ bench: $(STAMP)
 
 ## docs/reliability.md row 20 in full: 1,000 uploads under faults; writes the figures there.
 soak: $(STAMP)
-	$(VENV)/bin/pipeline soak --uploads 1000 --kills 10 --write docs/reliability.md
+	$(VENV)/bin/pipeline soak --uploads 1000 --kills 10 --pipeline built-in --write docs/reliability.md
+	$(VENV)/bin/pipeline soak --uploads 1000 --kills 10 --pipeline one-rule --write docs/reliability.md
