@@ -1,8 +1,17 @@
-"""Errors raised by media functions. Permanent by nature: retrying the same input fails the same way."""
+"""Errors raised by media functions. Permanent by nature: retrying the same input fails the same way.
+A function that knows an error of its own to be passing (a service it calls was away) raises it
+with `permanent=False`, and the function's retry policy retries it."""
 
 
 class FunctionError(Exception):
     """Raised when a media function cannot produce its outputs (base class)."""
+
+    permanent = True
+
+    def __init__(self, *args: object, permanent: bool | None = None) -> None:
+        super().__init__(*args)
+        if permanent is not None:
+            self.permanent = permanent
 
 
 class MediaError(FunctionError):

@@ -19,6 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.event_types import EventType
 from pipeline.flows.spec import Flow
 from pipeline.output_target import OutputTarget
+from pipeline.retry_policy import RetryPolicy
 
 BUILTIN_NAME = "<built-in pipeline.yaml>"
 
@@ -96,6 +97,10 @@ class FunctionSettings(_Strict):
     concurrency: int = Field(default=2, ge=1, le=64)
     time_limit: float | None = Field(default=None, gt=0, description="Seconds; default limits.time_limit.")
     max_attempts: int | None = Field(default=None, ge=1, le=50)
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="How failed attempts are retried (its max_attempts, where set, wins over the one above).",
+    )
     memory_mb: int | None = Field(
         default=None,
         ge=64,
@@ -249,7 +254,11 @@ class PipelineConfig(_Strict):
         return max(limits, default=self.limits.time_limit)
 
     def max_attempts_for(self, name: str) -> int:
-        return self.function_settings(name).max_attempts or self.limits.max_attempts
+        fn = self.function_settings(name)
+        return fn.retry.max_attempts or fn.max_attempts or self.limits.max_attempts
+
+    def retry_policy(self, name: str) -> RetryPolicy:
+        return self.function_settings(name).retry
 
     def held_by_config(self) -> set[str]:
         """Functions the file holds back (`paused: true` or `reserved_concurrency: 0`)."""

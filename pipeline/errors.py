@@ -141,12 +141,14 @@ class ObjectNotFound(StorageError):
     """Raised when a bucket or object does not exist."""
 
     http_status = 404
+    permanent = True  # retrying does not bring it back
 
 
 class InvalidKey(StorageError):
     """Raised when a bucket name or object key cannot be stored or fetched by this backend."""
 
     http_status = 400
+    permanent = True
 
 
 class BrokerUnavailable(PipelineError):
@@ -159,6 +161,8 @@ class BrokerUnavailable(PipelineError):
 class Skip(PipelineError):
     """Raised when an invocation must not run: its object version is stale or gone, or running it
     would continue a trigger loop. Recorded as `skipped` with the reason; never retried."""
+
+    permanent = True
 
 
 class LeaseHeld(PipelineError):

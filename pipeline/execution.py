@@ -1,7 +1,8 @@
 """Running one invocation: download, screen by magic bytes, run the function, upload, record.
 
-This is the worker adapter around the pure functions. It knows nothing about Celery; the queue
-package calls `Executor.run` and decides about retries from the exception class (`is_permanent`).
+This is the worker adapter around the pure functions. It knows nothing about Celery and records
+no attempt's outcome: `pipeline/attempt.py` calls `Executor.run`, records what came of it and
+decides about a retry by the function's retry policy (`pipeline/retry_policy.py`).
 """
 
 from __future__ import annotations
@@ -12,26 +13,29 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from functions import FunctionError, FunctionSpec, Output, UnsupportedMedia, assets, progress
+from functions import FunctionError, FunctionSpec, Output, ParamsError, UnsupportedMedia, assets, progress
 from functions.errors import Rejected
 from functions.screening import MediaInfo, screen
-from pipeline.errors import InvalidKey, ObjectNotFound, Skip
+from pipeline.errors import ObjectNotFound, Skip
 from pipeline.flows.conditions import ConditionError, Undecided, compile_condition, source_facts
 from pipeline.flows.engine import CONDITION_FALSE
 from pipeline.flows.quarantine import source_metadata
-from pipeline.invocation import Invocation, OutputRef, Status
+from pipeline.invocation import Invocation, OutputRef
 from pipeline.ledger import Ledger
 from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
 from pipeline.metering import Meter
+from pipeline.output_target import quarantine_key
 from pipeline.registry import Pipeline
-from pipeline.routing import API_RULE, loop_guarded, output_key, quarantine_key
+from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
 from pipeline.tracing import span
+from pipeline.usage import Measured
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +47,17 @@ MAX_DATA_BYTES = 64 * 1024 * 1024
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def is_permanent(exc: BaseException) -> bool:
-    """Errors that retrying the same input cannot fix. Everything else (storage, broker, time-outs,
-    crashes) is transient and retried with backoff."""
-    return isinstance(exc, FunctionError | ValidationError | ObjectNotFound | InvalidKey | Skip)
+# Records a successful attempt's outputs and what it used (`pipeline/attempt.py`).
+OnSuccess = Callable[[list[OutputRef], Measured | None], None]
+
+
+class WorkerLost(Exception):
+    """A redelivery found more attempts started than allowed: the processes running them died
+    without recording anything. The invocation is dead; `measured` is this delivery's cost."""
+
+    def __init__(self, message: str, measured: Measured | None) -> None:
+        super().__init__(message)
+        self.measured = measured
 
 
 _WORK_DIR = re.compile(r"-(\d+)-[a-z0-9_]{8}$")
@@ -106,9 +117,11 @@ class Executor:
         # What the attempt in progress used; whoever records its verdict takes the figures.
         self.meter = Meter()
 
-    def run(self, inv: Invocation, worker: str) -> Invocation | None:
+    def run(self, inv: Invocation, worker: str, on_success: OnSuccess) -> Invocation | None:
         """Run one attempt. Returns the running invocation, or None if it had already finished.
-        Raises on failure; the caller records the failure and decides about a retry."""
+        `on_success` records the outputs while the attempt still holds the execution lease.
+        Raises on failure (WorkerLost for a redelivery past the attempts); the caller
+        (`pipeline/attempt.py`) records the failure and decides about a retry."""
         existing = self.ledger.invocations.get(inv.id)
         if existing is None or existing.status.finished:
             log.info("invocation %s already finished; nothing to do", inv.id)
@@ -121,9 +134,9 @@ class Executor:
                     ConcurrencySlot(self.ledger.claims, inv.function, reserved, lease_s, SLOT_WAIT_S)
                 )
             claims.enter_context(ExecutionLease(self.ledger.claims, inv.id, lease_s))
-            return self._run_leased(inv, worker)
+            return self._run_leased(inv, worker, on_success)
 
-    def _run_leased(self, inv: Invocation, worker: str) -> Invocation | None:
+    def _run_leased(self, inv: Invocation, worker: str, on_success: OnSuccess) -> Invocation | None:
         # Metering starts before the attempt's start is stamped, so its cost counts as overhead.
         self.meter.begin(self.pipeline.config.function_settings(inv.function).memory_mb)
         current = self.ledger.invocations.start_attempt(inv.id, worker)
@@ -134,14 +147,11 @@ class Executor:
         if current.attempts > current.max_attempts:
             # Only a redelivery gets here: the process running an earlier attempt died without
             # recording anything (e.g. killed by the OOM killer). Stop, or a poison input loops.
-            self.ledger.invocations.finish(
-                inv.id,
-                Status.DEAD,
-                error=f"gave up after {current.max_attempts} attempts: the worker process was lost "
+            raise WorkerLost(
+                f"gave up after {current.max_attempts} attempts: the worker process was lost "
                 f"while running {inv.bucket}/{inv.key}",
-                measured=self.meter.end(),
+                self.meter.end(),
             )
-            return None
         spec = self.pipeline.function(inv.function)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         # The process id in the name lets a worker starting later clean up after a killed one.
@@ -172,7 +182,10 @@ class Executor:
             self.ledger.invocations.set_media(inv.id, media.as_json())
             if inv.condition:
                 self._decide(inv, info, media.as_json())
-            params = spec.parse_params(inv.params)
+            try:
+                params = spec.parse_params(inv.params)
+            except ValidationError as exc:  # checked when it was asked for; a stale message
+                raise ParamsError(f"{inv.function} params: {exc.errors()[0]['msg']}") from exc
             local_assets = self._download_extras(spec, params, Path(tmp))
             with (
                 span(f"run {inv.function}"),
@@ -184,7 +197,7 @@ class Executor:
             # stale and the newer version's own invocation will publish the right ones.
             self._check_current(inv, self.store.stat(inv.bucket, inv.key))
             outputs = self._publish(inv, results, generation)
-        self.ledger.invocations.finish(inv.id, Status.SUCCEEDED, outputs=outputs, measured=self.meter.end())
+        on_success(outputs, self.meter.end())
         return current
 
     def _publish(self, inv: Invocation, results: list[Output], generation: int) -> list[OutputRef]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 TEMPLATE_FIELDS = ("prefix", "key", "stem", "ext", "function", "name")
+MAX_KEY_BYTES = 1024  # S3's limit on a key
 DEFAULT_TEMPLATE = "{prefix}{key}/{function}/{name}"
 
 
@@ -33,3 +35,12 @@ class OutputTarget(BaseModel):
     def literal_prefix(self) -> str:
         """The fixed start of every key this template makes (used to keep outputs from re-triggering)."""
         return self.template.split("{", 1)[0]
+
+
+def quarantine_key(prefix: str, source_key: str) -> str:
+    """Where a blocked or rejected upload is kept: under the quarantine prefix, shortened as output
+    keys are (`routing.output_key`) when the two together exceed S3's 1,024-byte limit."""
+    key = prefix + source_key
+    if len(key.encode()) <= MAX_KEY_BYTES:
+        return key
+    return f"{prefix}_long/{hashlib.sha256(source_key.encode()).hexdigest()}"

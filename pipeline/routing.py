@@ -16,10 +16,8 @@ from pipeline.ceilings import apply_ceilings, ceilings
 from pipeline.config import PipelineConfig, Rule
 from pipeline.events.model import ObjectEvent
 from pipeline.invocation import params_hash
+from pipeline.output_target import MAX_KEY_BYTES
 from pipeline.registry import Pipeline, merged_params
-
-MAX_KEY_BYTES = 1024
-
 
 API_RULE = "api"  # the rule name of invocations asked for over HTTP (`POST /api/functions/{name}/invoke`)
 
@@ -179,15 +177,6 @@ def output_key(template: str, source_key: str, function: str, name: str) -> str:
     digest = hashlib.sha256(source_key.encode()).hexdigest()
     short = {**fields, "key": f"_long/{digest}", "stem": f"_long/{digest}"}
     return template.format(**short)
-
-
-def quarantine_key(prefix: str, source_key: str) -> str:
-    """Where a blocked or rejected upload is kept: under the quarantine prefix, shortened as output
-    keys are when the two together exceed S3's 1,024-byte limit."""
-    key = prefix + source_key
-    if len(key.encode()) <= MAX_KEY_BYTES:
-        return key
-    return f"{prefix}_long/{hashlib.sha256(source_key.encode()).hexdigest()}"
 
 
 LOOP_GUARD = "loop guard: "

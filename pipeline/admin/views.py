@@ -105,6 +105,7 @@ class FunctionView:
     concurrency: int
     time_limit: float
     max_attempts: int
+    retry: str  # the retry policy, in one line
     presets: dict[str, dict[str, Any]]
     paused: bool
     disabled: bool
@@ -134,6 +135,7 @@ def functions(runtime: Runtime) -> list[FunctionView]:
                 concurrency=fn.concurrency,
                 time_limit=config.time_limit_for(name),
                 max_attempts=config.max_attempts_for(name),
+                retry=config.retry_policy(name).describe(config.max_attempts_for(name)),
                 presets=presets_for(config, name, spec),
                 paused=name in paused or bool(held),
                 disabled=name in disabled,

@@ -30,6 +30,10 @@ def flows() -> None:
         click.echo(f"{name}  ({started})" + (f": {flow.description}" if flow.description else ""))
         for line in draw(flow):
             click.echo(f"  {line}")
+        config = pipeline.config
+        for function in sorted({step.function for step in flow.steps.values()}):
+            policy = config.retry_policy(function).describe(config.max_attempts_for(function))
+            click.echo(f"  retry {function}: {policy}")
         click.echo("")
     for warning in data_file_warnings(get_settings(), pipeline):
         click.echo(f"warning: {warning}", err=True)

@@ -26,8 +26,8 @@ from pipeline.flows.model import (
     StepStatus,
 )
 from pipeline.invocation import Invocation, Status
+from pipeline.output_target import quarantine_key
 from pipeline.registry import Pipeline
-from pipeline.routing import quarantine_key
 
 # A worker that finds a step's `if` false says so with this prefix; the step is then skipped for
 # its condition (not re-run by a redrive).

@@ -1,11 +1,12 @@
-"""The worker side: the one generic task, its retry policy, and `pipeline worker`."""
+"""The worker side: the one generic task and `pipeline worker`. What came of an
+attempt is decided and recorded by `pipeline/attempt.py`; this turns its verdict into Celery's
+acknowledge or retry."""
 
 from __future__ import annotations
 
 import collections
 import logging
 import os
-import random
 import socket
 import warnings
 from typing import Any
@@ -14,13 +15,11 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Reject, SecurityWarning, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init, worker_ready
-from celery.utils.time import get_exponential_backoff_interval
 
-from functions.errors import Rejected
+from pipeline.attempt import ended_from_outside, run_attempt
 from pipeline.config import PipelineConfig
-from pipeline.errors import LeaseHeld, Skip, Throttled
-from pipeline.execution import Executor, clean_abandoned_work_dirs, is_permanent
-from pipeline.invocation import Invocation, Status
+from pipeline.execution import Executor, clean_abandoned_work_dirs
+from pipeline.invocation import Invocation
 from pipeline.logs import InvocationFields, about_invocation, remember_task
 from pipeline.queue.app import CeleryDispatcher, create_celery
 from pipeline.queue.control import PauseFollower
@@ -31,12 +30,8 @@ from pipeline.registry import Pipeline
 from pipeline.runtime import Runtime, build_runtime
 from pipeline.settings import Settings
 from pipeline.tracing import span
-from pipeline.usage import DEFAULT_BILLED_MEMORY_MB, Measured
 
 log = logging.getLogger(__name__)
-
-BACKOFF_FACTOR_S = 2
-BACKOFF_MAX_S = 300
 
 
 class WorkerContext:
@@ -67,9 +62,6 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         try:
             with span(name, "consumer", parent=payload.get("trace"), attributes=attributes):
                 _run(self, payload)
-                if payload.get("run_id"):
-                    # The hop to the next steps: recorded and sent by the worker that ended this one.
-                    ctx.get()[0].intake.flows.on_finished(str(payload["id"]))
         except redis.RedisError as exc:
             # The outcome could not be recorded (Redis is down or restarting). Acknowledging now
             # would lose the invocation, so hand the message back: requeued, or, if even that
@@ -82,27 +74,15 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         fields = InvocationFields(inv.id, inv.function, inv.bucket, inv.key)
         remember_task(str(self.request.id), fields)
         with about_invocation(fields):
-            _attempt(self, runtime, executor, inv)
-
-    def _attempt(self: Task[Any, Any], runtime: Runtime, executor: Executor, inv: Invocation) -> None:
-        try:
-            executor.run(inv, worker=str(self.request.hostname))
-        except Throttled:
-            # The function's reserved concurrency is used up. Put the message back for a moment
-            # (not an attempt: nothing ran), jittered so waiting copies do not return in step. Its
-            # new send time tells the reconciler the message is alive, not lost.
-            countdown = random.uniform(0.2, 1.0)  # noqa: S311 - jitter
-            runtime.ledger.invocations.mark_enqueued(inv.id, due_in=countdown)
-            raise _again(self, countdown) from None
-        except LeaseHeld:
-            # A duplicate delivery while the first run is alive: look again later rather than run
-            # twice. If the first run dies, its lease lapses and this retry does the work.
-            raise _again(self, ctx.pipeline.config.limits.lease_seconds) from None
-        except SoftTimeLimitExceeded:
-            error = TimeoutError(f"time limit of {inv.time_limit:g}s exceeded")
-            _failed(self, runtime, inv, error, executor.meter.end())
-        except Exception as exc:
-            _failed(self, runtime, inv, exc, executor.meter.end())
+            verdict = run_attempt(
+                runtime,
+                executor,
+                inv,
+                str(self.request.hostname),
+                time_limit_errors=(SoftTimeLimitExceeded,),
+            )
+        if not verdict.done:
+            raise _again(self, verdict.again_in or 0.0)
 
     handled: collections.deque[str] = collections.deque(maxlen=1000)
 
@@ -119,13 +99,9 @@ def register_task(app: Celery, ctx: WorkerContext) -> None:
         runtime, _executor = ctx.get()
         inv = Invocation.model_validate(args[0])
         error = TimeoutError(f"killed at the hard time limit ({inv.time_limit:g}s + margin)")
-        # The killed process took its measurements with it: the time and memory size still count.
-        hint = ctx.pipeline.config.function_settings(inv.function).memory_mb
-        delay = _record_failure(runtime, inv, error, Measured(memory_mb=hint or DEFAULT_BILLED_MEMORY_MB))
-        if delay is not None:
-            CeleryDispatcher(app).enqueue(inv, countdown=delay)
-        elif inv.run_id:
-            runtime.intake.flows.on_finished(inv.id)
+        verdict = ended_from_outside(runtime, inv, error)
+        if not verdict.done:
+            CeleryDispatcher(app).enqueue(inv, countdown=verdict.again_in)
 
 
 def _again(task: Task[Any, Any], countdown: float) -> Exception:
@@ -135,43 +111,6 @@ def _again(task: Task[Any, Any], countdown: float) -> Exception:
     name = getattr(task.request, "argsrepr", None)
     exc: Exception = retry(countdown=countdown, max_retries=None, exc=None, argsrepr=name, kwargsrepr="")
     return exc
-
-
-def _record_failure(
-    runtime: Runtime, inv: Invocation, exc: BaseException, measured: Measured | None = None
-) -> float | None:
-    """Record a failed attempt (with what it used). Returns the backoff delay if it should run
-    again, else None."""
-    ledger = runtime.ledger
-    current = ledger.invocations.get(inv.id)
-    attempts = current.attempts if current else inv.attempts
-    error = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, Skip):
-        ledger.invocations.finish(inv.id, Status.SKIPPED, error=str(exc), measured=measured)
-    elif isinstance(exc, Rejected):
-        ledger.invocations.finish(inv.id, Status.REJECTED, error=str(exc), measured=measured)
-    elif is_permanent(exc):
-        ledger.invocations.finish(inv.id, Status.FAILED, error=error, measured=measured)
-    elif attempts >= inv.max_attempts:
-        error = f"{error} (after {attempts} attempts)"
-        ledger.invocations.finish(inv.id, Status.DEAD, error=error, measured=measured)
-    else:
-        delay = float(
-            get_exponential_backoff_interval(BACKOFF_FACTOR_S, attempts - 1, BACKOFF_MAX_S, full_jitter=True)
-        )
-        log.warning("invocation %s attempt %d failed (%s); retrying in %ss", inv.id, attempts, error, delay)
-        ledger.invocations.requeue(inv.id, error, due_in=delay, measured=measured)
-        return delay
-    log.warning("invocation %s gave up: %s", inv.id, error)
-    return None
-
-
-def _failed(
-    task: Task[Any, Any], runtime: Runtime, inv: Invocation, exc: BaseException, measured: Measured | None
-) -> None:
-    delay = _record_failure(runtime, inv, exc, measured)
-    if delay is not None:
-        raise _again(task, delay)
 
 
 def _start_heartbeat(

@@ -30,7 +30,7 @@ version: 1
 buckets: [media]
 functions:
   thumbnail: {memory_mb: 512}
-  filter: {memory_mb: 512}
+  filter: {memory_mb: 512, retry: {max_attempts: 5, initial: 1, non_retryable: [TimeoutError]}}
   transcode: {memory_mb: 1024, reserved_concurrency: 0}
 rules:
   - name: images
@@ -225,3 +225,5 @@ def test_forged_requests_are_refused_in_the_browser(dashboard: Dashboard) -> Non
     assert any(r in page.content() for r in refusals), page.content()
     page.goto(f"{d.url}/admin/functions")
     assert "Paused: new work waits" not in page.content()
+    filter_panel = page.inner_text("#fn-filter")
+    assert "retry: 5 attempts, 1 s x2 up to 300 s, full jitter; never retried: TimeoutError" in filter_panel

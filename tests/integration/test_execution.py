@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from functions.errors import FunctionError, Rejected
+from pipeline.attempt import run_attempt
 from pipeline.config import parse_config
 from pipeline.execution import Executor
-from pipeline.intake import Intake
 from pipeline.invocation import Invocation, Status
-from pipeline.ledger import Ledger, connect
+from pipeline.ledger import Ledger
 from pipeline.registry import build_pipeline
-from pipeline.storage import LocalStore
+from pipeline.runtime import Runtime, build_runtime
+from pipeline.settings import Settings
+from pipeline.storage import LocalStore, ObjectStore
 
 pytestmark = pytest.mark.integration
 
@@ -37,36 +38,46 @@ screening:
 """
 
 
+class Queued(list[Invocation]):
+    """Stands in for the broker: what the intake enqueues (or stages with its records)."""
+
+    def enqueue(self, inv: Invocation) -> None:
+        self.append(inv)
+
+    def stage(self, pipe: object, inv: Invocation) -> None:
+        self.append(inv)
+
+    def depth(self, queue: str) -> int:
+        return sum(1 for inv in self if inv.queue == queue)
+
+
+Setup = tuple[Executor, ObjectStore, Ledger, Queued, Runtime]
+
+
 @pytest.fixture
-def setup(redis_url: str, tmp_path: Path) -> tuple[Executor, LocalStore, Ledger, list[Invocation]]:
+def setup(redis_url: str, tmp_path: Path) -> Setup:
     pipeline = build_pipeline(parse_config(CONFIG, "t.yaml"), "t.yaml")
-    ledger = Ledger(connect(redis_url))
-    queued: list[Invocation] = []
-    intake = Intake(pipeline, ledger, queued.append)
-    store = LocalStore(tmp_path / "store", on_write=intake.accept)
-    store.ensure_bucket("media")
-    return Executor(pipeline, store, ledger, tmp_path / "work"), store, ledger, queued
+    queued = Queued()
+    runtime = build_runtime(Settings(data_dir=tmp_path / "data"), pipeline, redis_url, queued)
+    runtime.store.ensure_bucket("media")
+    executor = Executor(pipeline, runtime.store, runtime.ledger, tmp_path / "work")
+    return executor, runtime.store, runtime.ledger, queued, runtime
 
 
-def run_all(executor: Executor, ledger: Ledger, queued: list[Invocation]) -> dict[str, Invocation]:
+def run_all(setup: Setup) -> dict[str, Invocation]:
+    """Each queued invocation through `run_attempt`, as a worker runs it."""
+    executor, _, ledger, queued, runtime = setup
     for inv in list(queued):
-        try:
-            executor.run(inv, "test-worker")
-        except FunctionError as exc:
-            ledger.invocations.finish(
-                inv.id, Status.REJECTED if isinstance(exc, Rejected) else Status.FAILED, error=str(exc)
-            )
+        run_attempt(runtime, executor, inv, "test-worker")
     return {inv.function: got for inv in queued if (got := ledger.invocations.get(inv.id)) is not None}
 
 
-def test_rejected_input_is_quarantined_with_its_reason(
-    setup: tuple[Executor, LocalStore, Ledger, list[Invocation]], tmp_path: Path
-) -> None:
-    executor, store, ledger, queued = setup
+def test_rejected_input_is_quarantined_with_its_reason(setup: Setup, tmp_path: Path) -> None:
+    _, store, _, queued, _ = setup
     fake = tmp_path / "evil.jpg"
     fake.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
     store.put_file("media", "uploads/evil.jpg", fake, content_type="image/jpeg")
-    results = run_all(executor, ledger, queued)
+    results = run_all(setup)
     assert {inv.status for inv in results.values()} == {Status.REJECTED}
     assert all(
         "media/uploads/evil.jpg: content is image/svg+xml" in (inv.error or "") for inv in results.values()
@@ -76,17 +87,15 @@ def test_rejected_input_is_quarantined_with_its_reason(
     assert len(queued) == 3  # the quarantine copies triggered nothing
 
 
-def test_assets_templates_and_media_info(
-    setup: tuple[Executor, LocalStore, Ledger, list[Invocation]], tmp_path: Path
-) -> None:
-    executor, store, ledger, queued = setup
+def test_assets_templates_and_media_info(setup: Setup, tmp_path: Path) -> None:
+    _, store, _, _, _ = setup
     logo = tmp_path / "logo.png"
     Image.new("RGBA", (10, 10), (0, 0, 0, 255)).save(logo)
     store.put_file("media", "brand/logo.png", logo, content_type="image/png")
     photo = tmp_path / "p.png"
     Image.new("RGB", (200, 100), (255, 255, 255)).save(photo)
     store.put_file("media", "uploads/p.png", photo, content_type="image/png")
-    results = run_all(executor, ledger, queued)
+    results = run_all(setup)
     assert {f: inv.status for f, inv in results.items()} == {
         f: Status.SUCCEEDED for f in ("thumbnail", "filter", "copy")
     }
@@ -99,6 +108,7 @@ def test_assets_templates_and_media_info(
         "has_audio": False,
         "rotation": 0,
     }
+    assert isinstance(store, LocalStore)  # the settings name no S3 endpoint
     filtered = store.path_of("media", "derived/uploads/p.png/filter/filtered.png")
     with Image.open(filtered) as img:
         assert img.convert("RGB").getpixel((2, 2)) == (0, 0, 0)  # the logo, fetched from the store

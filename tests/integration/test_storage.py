@@ -15,7 +15,7 @@ from pipeline.errors import InvalidKey, ObjectNotFound, StorageError
 from pipeline.events import ObjectEvent
 from pipeline.flows.model import Quarantine, Run, RunStatus
 from pipeline.flows.quarantine import quarantine
-from pipeline.routing import quarantine_key
+from pipeline.output_target import quarantine_key
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore, ObjectStore, open_store
 from pipeline.storage.base import ObjectInfo

@@ -63,3 +63,56 @@ def test_time_limits_and_lost_processes_end_dead(redis_url: str, tmp_path: Path)
         assert worker.alive()  # the pool replaced its lost and killed children
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]
+
+
+RETRY = """
+version: 1
+buckets: [media]
+functions:
+  misbehaving:
+    module: tests.fixtures.misbehaving
+    time_limit: 1
+    retry: {max_attempts: 3, initial: 0.1, multiplier: 1, jitter: false, non_retryable: [TimeoutError]}
+rules:
+  - {name: passing, bucket: media, prefix: passing/, functions: [{function: misbehaving, params: {fail: passing}}]}
+  - {name: permanent, bucket: media, prefix: permanent/, functions: [{function: misbehaving, params: {fail: permanent}}]}
+  - {name: crash, bucket: media, prefix: crash/, functions: [{function: misbehaving, params: {fail: crash}}]}
+  - {name: slow, bucket: media, prefix: slow/, functions: [{function: misbehaving}]}
+"""
+
+
+def test_the_retry_policy_in_the_pipeline_file_decides(redis_url: str, tmp_path: Path) -> None:
+    """`functions.misbehaving.retry`: three attempts 0.1 s apart, TimeoutError never retried. An
+    error the function raises as passing (`permanent=False`) is retried like a crash; its own
+    permanent error and the time-out end the invocation `failed` after one attempt."""
+    runtime, env = pipeline_runtime(RETRY, redis_url, tmp_path)
+    worker = Proc(["worker", "--functions", "misbehaving", "--concurrency", "2"], env, tmp_path / "w.log")
+    try:
+        wait_until(lambda: runtime.ledger.workers.live() or not worker.alive(), 30, "the worker")
+        image = generate(tmp_path / "samples")[0]
+        runtime.store.ensure_bucket("media")
+        for prefix in ("passing", "permanent", "crash", "slow"):
+            runtime.store.put_file("media", f"{prefix}/a.jpg", image, content_type="image/jpeg")
+
+        def verdicts() -> dict[str, tuple[str, int]]:
+            return {
+                inv.key.split("/")[0]: (inv.status.value, inv.attempts)
+                for inv in runtime.ledger.invocations.query(bucket="media")
+            }
+
+        wait_until(
+            lambda: len(verdicts()) == 4 and all(s in ("dead", "failed") for s, _ in verdicts().values()),
+            60,
+            "four verdicts",
+            interval=0.2,
+        )
+        assert verdicts() == {
+            "passing": ("dead", 3),
+            "crash": ("dead", 3),
+            "permanent": ("failed", 1),
+            "slow": ("failed", 1),
+        }
+        [slow] = runtime.ledger.invocations.for_object("media", "slow/a.jpg")
+        assert "TimeoutError: time limit of 1s exceeded" in (slow.error or "")
+    finally:
+        worker.stop()

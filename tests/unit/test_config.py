@@ -161,3 +161,36 @@ def test_a_lower_ceiling_lowers_the_functions_defaults() -> None:
     )
     [plan] = route(pipeline, event)
     assert plan.params["max_pixels"] == 1_000_000
+
+
+def test_a_retry_policy_per_function_with_todays_behaviour_as_the_default() -> None:
+    import random
+
+    from functions.errors import FunctionError
+    from pipeline.retry_policy import RetryPolicy
+
+    config = parse_config(
+        "functions:\n  thumbnail: {max_attempts: 4}\n"
+        "  filter: {max_attempts: 4, retry: {max_attempts: 2, initial: 1, multiplier: 3, max_interval: 5,"
+        " jitter: false, non_retryable: [OSError]}}\n",
+        "t.yaml",
+    )
+    default = config.retry_policy("copy")
+    assert default == RetryPolicy() and config.max_attempts_for("copy") == config.limits.max_attempts
+    # As before: 2 s, doubling, at most 300 s, full jitter (a wait between 0 and that).
+    assert [default.interval(n) for n in (1, 2, 3, 9, 20)] == [2, 4, 8, 300, 300]
+    rng = random.Random(1)
+    assert all(0 <= default.delay(3, rng) <= 8 for _ in range(50))
+    assert config.max_attempts_for("thumbnail") == 4
+    policy = config.retry_policy("filter")
+    assert config.max_attempts_for("filter") == 2  # the policy's own wins
+    assert [policy.delay(n) for n in (1, 2, 3)] == [1, 3, 5]
+    assert not policy.retries(FileNotFoundError("gone"))  # an OSError, by its base class
+    assert policy.retries(RuntimeError("a bug"))
+    assert not policy.retries(FunctionError("bad input")) and policy.retries(
+        FunctionError("away", permanent=False)
+    )
+    assert policy.describe(2) == "2 attempts, 1 s x3 up to 5 s; never retried: OSError"
+    assert default.describe(3) == "3 attempts, 2 s x2 up to 300 s, full jitter"
+    with pytest.raises(ConfigError, match=r"functions\.copy\.retry\.multiplier"):
+        parse_config("functions:\n  copy: {retry: {multiplier: 0.5}}\n", "t.yaml")

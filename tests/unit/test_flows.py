@@ -309,6 +309,7 @@ def test_pipeline_flows_draws_the_file_and_refuses_a_bad_one(
     assert drawn.exit_code == 0, drawn.output
     assert "video  (started by video-renditions)" in drawn.output
     assert "└─ poster-thumbs: thumbnail" in drawn.output
+    assert "  retry transcode: 3 attempts, 2 s x2 up to 300 s, full jitter\n" in drawn.output
     path.write_text(VIDEO_FLOW.replace("needs: [poster]", "needs: [postr]"))
     refused = CliRunner().invoke(cli, ["flows"])
     assert refused.exit_code != 0
