@@ -76,7 +76,7 @@ def run_attempt(
             error = TimeoutError(f"time limit of {inv.time_limit:g}s exceeded")
         verdict = record_failure(runtime, inv, error, executor.meter.end())
     if verdict.done and inv.run_id:
-        runtime.intake.flows.on_finished(inv.id)  # the hop to the next steps, by this worker
+        runtime.flows.on_finished(inv.id)  # the hop to the next steps, by this worker
     return verdict
 
 
@@ -119,5 +119,5 @@ def ended_from_outside(runtime: Runtime, inv: Invocation, exc: BaseException) ->
     hint = runtime.pipeline.config.function_settings(inv.function).memory_mb
     verdict = record_failure(runtime, inv, exc, Measured(memory_mb=hint or DEFAULT_BILLED_MEMORY_MB))
     if verdict.done and inv.run_id:
-        runtime.intake.flows.on_finished(inv.id)
+        runtime.flows.on_finished(inv.id)
     return verdict

@@ -64,15 +64,21 @@ Stage = Callable[[Any, Invocation], None]
 
 class Intake:
     def __init__(
-        self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue, stage: Stage | None = None
+        self,
+        pipeline: Pipeline,
+        ledger: Ledger,
+        enqueue: Enqueue,
+        stage: Stage | None = None,
+        flows: FlowRunner | None = None,
     ) -> None:
         """`stage`: puts an invocation's queue message on the writes that record it (the
-        Celery dispatcher's); without it, messages are sent with `enqueue` after the records."""
+        Celery dispatcher's); without it, messages are sent with `enqueue` after the records.
+        `flows`: the runtime's flow runner (by default one without a store)."""
         self.pipeline = pipeline
         self.ledger = ledger
         self.enqueue = enqueue
         self.stage = stage
-        self.flows = FlowRunner(pipeline, ledger, enqueue)
+        self.flows = flows or FlowRunner(pipeline, ledger, enqueue)
         # PIPELINE_REDIS_MIN_REPLICAS: acknowledge a notification only once replicas have it.
         self.min_replicas = 0
         self.replica_timeout_ms = 500

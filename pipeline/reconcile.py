@@ -115,7 +115,7 @@ def reconcile(
     the last key it handled, and its progress counts on. Also re-sends stuck messages."""
     summary = ReconcileSummary(resent=resend_stuck(runtime, dry_run=dry_run))
     if not dry_run:
-        summary.steps_applied = runtime.intake.flows.sweep()
+        summary.steps_applied = runtime.flows.sweep()
         runtime.ledger.backfill.start(resume)
     progress = _Reporter(runtime, on_progress, dry_run)
     oldest = time.time() - runtime.ledger.retention

@@ -75,7 +75,7 @@ def retry_all_dead(runtime: Runtime) -> list[Invocation]:
                 requeued.append(done)
         for run_id in sorted(runs):
             try:
-                run = runtime.intake.flows.redrive(run_id)
+                run = runtime.flows.redrive(run_id)
             except PipelineError:  # still running, redriven meanwhile, or expired
                 continue
             pending = [i for state in run.steps.values() for i in state.pending]

@@ -1,4 +1,4 @@
-"""Wiring: settings + pipeline file + Redis + store + intake, built once per process."""
+"""Wiring: settings + pipeline file + Redis + store + flow runner + intake, built once per process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import redis
 
+from pipeline.flows.runner import FlowRunner
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation
 from pipeline.ledger import Ledger, connect, tune
@@ -43,6 +44,7 @@ class Runtime:
     store: ObjectStore
     intake: Intake
     dispatcher: Dispatcher
+    flows: FlowRunner
 
 
 def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispatcher: Dispatcher) -> Runtime:
@@ -53,12 +55,14 @@ def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispat
     ledger = Ledger(
         client, retention_seconds=settings.retention_days * 86400, record_usage=settings.record_usage
     )
-    intake = Intake(pipeline, ledger, dispatcher.enqueue, dispatcher.stage)
-    intake.min_replicas, intake.replica_timeout_ms = (
-        settings.redis_min_replicas,
-        settings.redis_replica_timeout_ms,
-    )
-    # The local store reports its own writes, as a bucket with notifications configured would.
-    store = open_store(settings, on_write=intake.accept)
-    intake.flows.attach_store(store)
-    return Runtime(settings, pipeline, redis_url, client, ledger, store, intake, dispatcher)
+    # Built in the order each needs the last: a store whose writes notify nothing for the flow
+    # runner (quarantine copies, removed outputs), the intake, and then the store everyone else
+    # writes through, which (the local one) reports its writes to the intake, as a bucket with
+    # notifications configured would. Nothing refers back up this chain.
+    silent = open_store(settings)
+    flows = FlowRunner(pipeline, ledger, dispatcher.enqueue, silent)
+    intake = Intake(pipeline, ledger, dispatcher.enqueue, dispatcher.stage, flows)
+    intake.min_replicas = settings.redis_min_replicas
+    intake.replica_timeout_ms = settings.redis_replica_timeout_ms
+    store = silent.notifying(intake.accept)
+    return Runtime(settings, pipeline, redis_url, client, ledger, store, intake, dispatcher, flows)

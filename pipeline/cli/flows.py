@@ -146,7 +146,7 @@ def runs_redrive(run_id: str) -> None:
     """Run again the failed steps and what depends on them; succeeded steps are reused."""
     with open_runtime() as runtime:
         try:
-            run = runtime.intake.flows.redrive(run_id)
+            run = runtime.flows.redrive(run_id)
         except PipelineError as exc:
             raise click.ClickException(str(exc)) from exc
     started = [n for n, s in run.steps.items() if s.status == StepStatus.RUNNING]
@@ -161,7 +161,7 @@ def runs_rerun(run_id: str, step: str, downstream: bool) -> None:
     """Run one finished step of a run again."""
     with open_runtime() as runtime:
         try:
-            run = runtime.intake.flows.rerun(run_id, step, downstream)
+            run = runtime.flows.rerun(run_id, step, downstream)
         except PipelineError as exc:
             raise click.ClickException(str(exc)) from exc
     waiting = [n for n, s in run.steps.items() if s.status == StepStatus.WAITING]
@@ -178,7 +178,7 @@ def _decide(run_id: str, action: str, by: str, note: str) -> Run:
         login=f"{getpass.getuser()}@{socket.gethostname()}",
     )
     with open_runtime() as runtime:
-        flows_ = runtime.intake.flows
+        flows_ = runtime.flows
         try:
             return (
                 flows_.approve(run_id, decision) if action == "approve" else flows_.reject(run_id, decision)

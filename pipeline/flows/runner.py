@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -35,17 +34,16 @@ Enqueue = Callable[[Invocation], None]
 
 
 class FlowRunner:
-    def __init__(self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue) -> None:
+    def __init__(
+        self, pipeline: Pipeline, ledger: Ledger, enqueue: Enqueue, store: ObjectStore | None = None
+    ) -> None:
+        """`store`: where blocked uploads are quarantined and derived objects removed (None: a
+        runner that does neither, for tests of the engine's bookkeeping). Its writes notify
+        nothing: quarantine copies and removed outputs are never routed."""
         self.pipeline = pipeline
         self.ledger = ledger
         self.enqueue = enqueue
-        self._store: weakref.ref[ObjectStore] | None = None
-
-    def attach_store(self, store: ObjectStore) -> None:
-        """The store, for `on_delete: remove-outputs`. Held weakly: the store reports its writes
-        to the intake that owns this runner, and a cycle would keep both (and their Redis
-        connections) alive until a garbage collection."""
-        self._store = weakref.ref(store)
+        self.store = store
 
     # --- starting ------------------------------------------------------------------------------
     def plan(
@@ -219,7 +217,7 @@ class FlowRunner:
             self.ledger.invocations.transition(
                 inv_id, (Status.QUEUED,), Status.SKIPPED, error=reason, finished_at=time.time()
             )
-        store = self._store() if self._store else None
+        store = self.store
         outcome = None
         if target is not None and quarantine_due and store is not None:
             outcome = quarantine(store, run, target)
@@ -305,7 +303,7 @@ class FlowRunner:
         """Delete what was derived from a deleted source, for the rules that say
         `on_delete: remove-outputs`. Returns how many objects were deleted."""
         removing = {r.name for r in self.pipeline.config.rules if r.on_delete == "remove-outputs"}
-        store = self._store() if self._store else None
+        store = self.store
         if not removing or store is None:
             return 0
         outputs = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -66,6 +66,11 @@ class ObjectStore(ABC):
         """Whether the store itself hands an event to the intake for each write (the local store
         does); an S3 server notifies only as its bucket is configured to."""
         return False
+
+    def notifying(self, on_write: Callable[[ObjectEvent], object]) -> ObjectStore:
+        """The same store, its writes reported to `on_write` where the store itself reports them
+        (the local one); an S3 server notifies as its bucket is configured, so it is itself."""
+        return self
 
     def put_file(
         self,

@@ -46,6 +46,9 @@ class LocalStore(ObjectStore):
         self.root = root
         self.on_write = on_write
 
+    def notifying(self, on_write: Callable[[ObjectEvent], object]) -> LocalStore:
+        return LocalStore(self.root, on_write=on_write)
+
     @property
     def notifies_writes(self) -> bool:
         return self.on_write is not None

@@ -24,6 +24,7 @@ from pipeline.errors import RetryRefused
 from pipeline.events import ObjectEvent
 from pipeline.execution import Executor
 from pipeline.flows.model import RunStatus
+from pipeline.flows.runner import FlowRunner
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation, Status
 from pipeline.ledger import Ledger, connect, keys
@@ -86,8 +87,11 @@ class InProcessPipeline:
         client = connect(redis_url)
         self.ledger = Ledger(client)
         self.queue = Queue()
-        self.intake = Intake(self.pipeline, self.ledger, self.queue.enqueue)
-        self.store = LocalStore(tmp / "store", on_write=self.intake.accept)
+        # Wired as build_runtime wires it, with this queue in place of the broker.
+        silent = LocalStore(tmp / "store")
+        flows = FlowRunner(self.pipeline, self.ledger, self.queue.enqueue, silent)
+        self.intake = Intake(self.pipeline, self.ledger, self.queue.enqueue, flows=flows)
+        self.store = silent.notifying(self.intake.accept)
         self.store.ensure_bucket("media")
         self.executor = Executor(self.pipeline, self.store, self.ledger, tmp / "work")
         self.runtime = Runtime(
@@ -99,6 +103,7 @@ class InProcessPipeline:
             self.store,
             self.intake,
             self.queue,
+            flows,
         )
         self.tmp = tmp
 

@@ -327,7 +327,7 @@ def test_steps_of_a_disabled_function_are_held_until_a_redrive(redis_url: str, t
     runtime.ledger.flags.switch("disabled", "step", False)
     worker = start_worker(runtime, env, tmp_path / "worker.log")
     try:
-        runtime.intake.flows.redrive(run.id)
+        runtime.flows.redrive(run.id)
         wait_until(lambda: ended(runtime, "join/held.jpg"), 30, "the redriven run", interval=0.1)
     finally:
         assert worker.stop() == 0, worker.output()[-3000:]

@@ -261,11 +261,11 @@ def test_the_reconciler_sweep_finishes_a_quarantine_a_dead_worker_left(
     pipe = runtime.redis.pipeline(transaction=True)
     runtime.ledger.runs.add(pipe, run)
     pipe.execute()
-    runtime.intake.flows.sweep()
+    runtime.flows.sweep()
     assert gone(runtime, "other/left.jpg")
     assert runtime.store.stat("media", "quarantine/other/left.jpg").size == info.size
     swept = runtime.ledger.runs.get(run.id)
     assert swept is not None and swept.screening is not None and swept.screening.quarantine is not None
     assert swept.screening.quarantine.done_at is not None
-    runtime.intake.flows.sweep()  # done: nothing more happens
+    runtime.flows.sweep()  # done: nothing more happens
     assert runtime.ledger.runs.get(run.id) == swept

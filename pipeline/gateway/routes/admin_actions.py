@@ -49,7 +49,7 @@ async def retry_action(
 @router.post("/runs/{run_id}/redrive")
 async def redrive_action(request: Request, state: StateDep, _session: CheckedDep, run_id: str) -> Response:
     try:
-        run = await run_in_threadpool(state.runtime.intake.flows.redrive, run_id)
+        run = await run_in_threadpool(state.runtime.flows.redrive, run_id)
     except PipelineError as exc:
         return await back(request, f"not redriven: {exc}")
     started = [name for name, step in run.steps.items() if step.status.value == "running"]
@@ -70,7 +70,7 @@ async def decide_action(request: Request, state: StateDep, session: CheckedDep, 
     decision = Decision(
         action=action, by=by[:100], at=time.time(), via="dashboard", note=note[:1000], login=session.login
     )
-    flows = state.runtime.intake.flows
+    flows = state.runtime.flows
     try:
         run = await run_in_threadpool(
             flows.approve if action == "approve" else flows.reject, run_id, decision
@@ -90,7 +90,7 @@ async def rerun_action(
     request: Request, state: StateDep, _session: CheckedDep, run_id: str, step: str, downstream: bool = False
 ) -> Response:
     try:
-        run = await run_in_threadpool(state.runtime.intake.flows.rerun, run_id, step, downstream)
+        run = await run_in_threadpool(state.runtime.flows.rerun, run_id, step, downstream)
     except PipelineError as exc:
         return await back(request, f"not rerun: {exc}")
     also = " and its dependents" if downstream else ""

@@ -44,14 +44,14 @@ def get_run(run_id: str, state: StateDep) -> dict[str, Any]:
 @router.post("/{run_id}/redrive", status_code=status.HTTP_202_ACCEPTED)
 async def redrive(run_id: str, state: StateDep) -> dict[str, Any]:
     """Run again the failed steps and those skipped because of them; succeeded steps are reused."""
-    run = await run_in_threadpool(state.runtime.intake.flows.redrive, run_id)
+    run = await run_in_threadpool(state.runtime.flows.redrive, run_id)
     return run.public()
 
 
 @router.post("/{run_id}/steps/{step}/rerun", status_code=status.HTTP_202_ACCEPTED)
 async def rerun(run_id: str, step: str, state: StateDep, downstream: bool = False) -> dict[str, Any]:
     """Run one finished step again; with `downstream=true` also everything that depends on it."""
-    run = await run_in_threadpool(state.runtime.intake.flows.rerun, run_id, step, downstream)
+    run = await run_in_threadpool(state.runtime.flows.rerun, run_id, step, downstream)
     return run.public()
 
 
@@ -66,7 +66,7 @@ async def _decide(
     body = body or ReviewDecision()
     token = "API token" if state.settings.api_token is not None else "no API token (development mode)"
     decision = Decision(action=action, by=body.by, at=time.time(), via="api", note=body.note, login=token)
-    flows = state.runtime.intake.flows
+    flows = state.runtime.flows
     run = await run_in_threadpool(flows.approve if action == "approve" else flows.reject, run_id, decision)
     return run.public()
 
