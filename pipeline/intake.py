@@ -97,7 +97,7 @@ class Intake:
         answer its sender with (BrokerUnavailable when it must be sent again): one event's
         trouble is its own, except Redis failing, which fails the whole batch."""
         works: list[_Work] = []
-        disabled = self._disabled_functions()
+        batch_reads: dict[str, set[str]] = {}  # read once a batch, where a run needs them
         for note in notes:
             record = self._new_record(note)
             work = _Work(note, record)
@@ -107,7 +107,7 @@ class Intake:
                 except redis.RedisError as exc:
                     work.outcome = self._unavailable(note.event, exc)
             else:
-                self._plan(work, disabled)
+                self._plan(work, batch_reads)
             works.append(work)
         live = [w for w in works if w.outcome is None]
         unsettled: list[Run] = []
@@ -143,16 +143,6 @@ class Intake:
             raw=note.raw[:RAW_EVENT_CHARS],
         )
 
-    def _disabled_functions(self) -> set[str] | None:
-        """The functions switched off in the dashboard, read once for a batch that may start
-        runs (None: read by each run's plan, where this read failed)."""
-        if not self.pipeline.config.flows:
-            return None
-        try:
-            return self.ledger.flags.members("disabled")
-        except redis.RedisError:
-            return None
-
     def _settle_batch(self, runs: list[Run]) -> None:
         """After the commit: a new run for an object with other runs ends those of older
         versions, or itself when it is the older one (`FlowRunner.settle_versions`)."""
@@ -162,7 +152,7 @@ class Intake:
             except redis.RedisError as exc:  # its steps still check the version before they run
                 log.warning("could not compare run %s with other versions' runs: %s", run.id, exc)
 
-    def _plan(self, work: _Work, disabled: set[str] | None = None) -> None:
+    def _plan(self, work: _Work, batch_reads: dict[str, set[str]] | None = None) -> None:
         """What the rules (or the caller's plans) say should run for the event."""
         event, plans = work.note.event, work.note.plans
         unwritable = event.not_utf8()
@@ -185,8 +175,11 @@ class Intake:
                 )
                 for plan in planned
             ]
+            reads = batch_reads if batch_reads is not None else {}
+            if flow_rules and "disabled" not in reads:  # the functions switched off in the dashboard
+                reads["disabled"] = self.ledger.flags.members("disabled")
             work.runs = [
-                self.flows.plan(event, work.record.id, r.name, r.flow, now, disabled)
+                self.flows.plan(event, work.record.id, r.name, r.flow, now, reads.get("disabled"))
                 for r in flow_rules
                 if r.flow
             ]
