@@ -110,6 +110,9 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
     pipeline_file: PipelineName = "built-in",
 ) -> SoakOutcome:
     rng = random.Random(seed)  # noqa: S311 - chooses fault timings, not secrets
+    # Which notifications are dropped or sent three times: an RNG of its own, so the injector
+    # thread's draws cannot change them (the same seed drops the same notifications every run).
+    notices = random.Random(seed + 1)  # noqa: S311
     under_test = pipeline_under_test(pipeline_file, {"visibility_timeout": 10, "lease_seconds": 3})
     outcome = SoakOutcome(uploads=uploads, pipeline_file=pipeline_file)
     started = time.monotonic()
@@ -136,9 +139,15 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
             supervisor.wait_workers(runtime.ledger)
             threads[0].start()
 
+            # Each kill falls at an upload of its own, spread over the run: every kill happens
+            # while work is in flight, however fast the pipeline file's work goes.
+            targets = sorted(int((k + rng.uniform(0.2, 0.8)) * uploads / max(1, kills)) for k in range(kills))
+            sent = [0]
+
             def inject() -> None:
-                for _ in range(kills):
-                    time.sleep(rng.uniform(0.5, 2.0))
+                for target in targets:
+                    while sent[0] < target and not stop[0]:
+                        time.sleep(0.02)
                     # Every worker may be down for a moment (just killed, or restarting after Redis
                     # went away): wait for the supervisor to bring one back, so each kill happens.
                     deadline = time.monotonic() + 30
@@ -176,6 +185,7 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
             for i in range(uploads):
                 Image.new("RGB", (320, 240), (i % 256, (i * 7) % 256, 90)).save(image)
                 key = f"uploads/{i:05d}.png"
+                sent[0] = i
                 info = silent.put_file("media", key, image, content_type="image/png")
                 event = ObjectEvent(
                     source="local",
@@ -188,10 +198,10 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     content_type="image/png",
                 )
                 deadline = time.monotonic() + 60
-                if rng.random() < drop:
+                if notices.random() < drop:
                     outcome.dropped += 1
                 else:
-                    copies = 3 if rng.random() < dup else 1
+                    copies = 3 if notices.random() < dup else 1
                     outcome.duplicated += copies > 1
                     for _ in range(copies):
                         send_until_accepted(runtime, event, deadline)
@@ -200,6 +210,8 @@ def run_soak(  # noqa: PLR0915 - one scenario, read top to bottom
                     time.sleep(1)
                     redis_server.start(port=int(url.rsplit(":", 1)[1].split("/")[0]))
                     outcome.redis_restarts += 1
+            sent[0] = uploads
+            threads[1].join(timeout=60)  # the last kills land before the drain is counted
 
             deadline = time.monotonic() + max(120, uploads * 0.5)
             while time.monotonic() < deadline:
