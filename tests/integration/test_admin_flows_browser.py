@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Route
 
 from pipeline.measure.samples import generate
 from pipeline.runtime import Runtime
-from tests.helpers import pipeline_runtime
+from tests.helpers import pipeline_runtime, wait_until
 from tests.integration.test_admin_browser import Dashboard, _log_in, open_dashboard
 
 pytestmark = pytest.mark.integration
@@ -91,3 +92,31 @@ def test_a_run_as_a_graph_with_redrive_and_rerun_buttons(
         == "runs on the outputs of thumbs, check"
     )
     d.shot("rules-flow-dry-run")
+
+
+def test_a_change_before_the_live_stream_opens_is_caught_up(
+    flow_dashboard: tuple[Dashboard, Path, Runtime], tmp_path: Path
+) -> None:
+    """The timeline is rendered, then the live stream opens: a run that ends in between must still
+    reach the page. Here the upload is made and its run fails after the page was rendered and
+    before its stream opens; the stream's first event (every new stream starts with one) brings
+    the run in."""
+    d, flag, runtime = flow_dashboard
+    page = d.page
+    _log_in(d)
+    flag.touch()
+    sample = generate(tmp_path / "samples")[0]
+
+    def failed() -> bool:
+        runs = runtime.ledger.runs.for_object("media", "uploads/held.jpg")
+        return bool(runs) and runs[0].status.value == "failed"
+
+    def hold_stream(route: Route) -> None:
+        # The page's script asks for the stream once the page is rendered (without the upload).
+        runtime.store.put_file("media", "uploads/held.jpg", sample, content_type="image/jpeg")
+        wait_until(failed, 30, "the run to fail")
+        route.continue_()
+
+    page.route("**/admin/stream", hold_stream)
+    page.goto(f"{d.url}/admin/uploads/media/uploads/held.jpg")
+    page.wait_for_selector("li[data-run][data-status=failed]", timeout=15_000)
