@@ -55,7 +55,8 @@ def test_a_run_as_a_graph_with_redrive_and_rerun_buttons(
     flag.touch()  # the check step fails until the flag is gone
     runtime.store.put_file("media", "uploads/photo.jpg", sample, content_type="image/jpeg")
     page.goto(f"{d.url}/admin/uploads/media/uploads/photo.jpg")
-    run = page.wait_for_selector("li[data-run][data-status=failed]")
+    # Generous: on a fresh machine this is often the first test of its process (Chromium's first start).
+    run = page.wait_for_selector("li[data-run][data-status=failed]", timeout=60_000)
     assert run is not None
     page.wait_for_selector("[data-step=thumbs][data-status=succeeded] .previews img")
     assert page.get_attribute("[data-step=check]", "data-status") == "failed"
