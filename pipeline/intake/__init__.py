@@ -17,32 +17,21 @@ from typing import Any
 import redis
 
 from pipeline.errors import BrokerUnavailable, EventError, PipelineError
-from pipeline.events.model import BACKFILL_SOURCE, ObjectEvent
+from pipeline.events.model import ObjectEvent
 from pipeline.flows.model import Run
 from pipeline.flows.runner import Enqueue, FlowRunner
+from pipeline.intake.records import Notification, invocation_for, new_record, unavailable
 from pipeline.invocation import Invocation, Status, dedup_key
 from pipeline.ledger import EventRecord, Ledger, keys
 from pipeline.ledger.claims import UNRECORDED
-from pipeline.ledger.records import RAW_EVENT_CHARS
 from pipeline.ledger.runs import RunStore
 from pipeline.registry import Pipeline
-from pipeline.routing import LOOP_GUARD, Planned, content_type_of, route, route_flows, why_unrouted
-from pipeline.tracing import Carrier, span
+from pipeline.routing import LOOP_GUARD, Planned, route, route_flows, why_unrouted
+from pipeline.tracing import span
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Notification:
-    """One object event to take in. `raw`: the notification as received, kept (first 16 KB) for
-    the dashboard's timeline. `plans`: run these instead of what the rules say (a function invoked
-    over HTTP). `trace`: the span the intake's own span continues (the request's, across the
-    thread that commits a batch)."""
-
-    event: ObjectEvent
-    raw: str = ""
-    plans: list[Planned] | None = None
-    trace: Carrier | None = None
+__all__ = ["Intake", "Notification"]
 
 
 @dataclass
@@ -99,13 +88,13 @@ class Intake:
         works: list[_Work] = []
         batch_reads: dict[str, set[str]] = {}  # read once a batch, where a run needs them
         for note in notes:
-            record = self._new_record(note)
+            record = new_record(note)
             work = _Work(note, record)
             if note.event.event_name.startswith("s3:ObjectRemoved") and note.plans is None:
                 try:
                     work.outcome = self._removed(note.event, record)
                 except redis.RedisError as exc:
-                    work.outcome = self._unavailable(note.event, exc)
+                    work.outcome = unavailable(note.event, exc)
             else:
                 self._plan(work, batch_reads)
             works.append(work)
@@ -118,7 +107,7 @@ class Intake:
         except redis.RedisError as exc:
             for work in live:
                 if work.outcome is None or isinstance(work.outcome, EventRecord):
-                    work.outcome = self._unavailable(work.note.event, exc)
+                    work.outcome = unavailable(work.note.event, exc)
         for work in live:
             if isinstance(work.outcome, EventRecord) and (work.claimed or work.started):
                 self._send_after_commit(work)
@@ -127,22 +116,6 @@ class Intake:
         return [w.outcome if w.outcome is not None else w.record for w in works]
 
     # --- the phases of a batch -------------------------------------------------------------------
-    def _new_record(self, note: Notification) -> EventRecord:
-        event = note.event
-        return EventRecord(
-            id=Invocation.new_id(),
-            received_at=time.time(),
-            source=event.source,
-            event_name=event.event_name,
-            bucket=event.bucket,
-            key=event.key,
-            version=event.version_tag,
-            size=event.size,
-            content_type=content_type_of(event),
-            status="ignored",
-            raw=note.raw[:RAW_EVENT_CHARS],
-        )
-
     def _settle_batch(self, runs: list[Run]) -> None:
         """After the commit: a new run for an object with other runs ends those of older
         versions, or itself when it is the older one (`FlowRunner.settle_versions`)."""
@@ -171,7 +144,7 @@ class Intake:
             work.units = [
                 (
                     dedup_key(event.bucket, event.key, event.version_tag, plan.function, plan.params_hash),
-                    self._invocation(plan, event, work.record.id, enqueued_at=now),
+                    invocation_for(self.pipeline.config, plan, event, work.record.id, enqueued_at=now),
                 )
                 for plan in planned
             ]
@@ -184,7 +157,7 @@ class Intake:
                 if r.flow
             ]
         except redis.RedisError as exc:
-            work.outcome = self._unavailable(event, exc)
+            work.outcome = unavailable(event, exc)
 
     def _claim(self, works: list[_Work]) -> None:
         """Claim every unit of work and every run of the batch in one script. Per event: the
@@ -341,7 +314,7 @@ class Intake:
         except BrokerUnavailable as exc:
             work.outcome = exc
         except redis.RedisError as exc:
-            work.outcome = self._unavailable(work.note.event, exc)
+            work.outcome = unavailable(work.note.event, exc)
 
     def _await_replicas(self, works: list[_Work]) -> None:
         """Acknowledge only what a replica has too: a failover then cannot lose an acknowledged
@@ -358,7 +331,7 @@ class Intake:
             acked = self.ledger.replicated(self.min_replicas, self.replica_timeout_ms)
         except redis.RedisError as exc:
             for work in waiting:
-                work.outcome = self._unavailable(work.note.event, exc)
+                work.outcome = unavailable(work.note.event, exc)
             return
         if acked < self.min_replicas:
             for work in waiting:
@@ -367,34 +340,6 @@ class Intake:
                     f"Redis replication: {acked} of {self.min_replicas} replicas confirmed the records of "
                     f"{event.bucket}/{event.key} within {self.replica_timeout_ms} ms; send it again"
                 )
-
-    @staticmethod
-    def _unavailable(event: ObjectEvent, exc: Exception) -> BrokerUnavailable:
-        error = BrokerUnavailable(f"Redis unavailable, event for {event.bucket}/{event.key} not accepted")
-        error.__cause__ = exc
-        return error
-
-    def _invocation(self, plan: Planned, event: ObjectEvent, event_id: str, enqueued_at: float) -> Invocation:
-        config = self.pipeline.config
-        return Invocation(
-            id=Invocation.new_id(),
-            function=plan.function,
-            params=plan.params,
-            params_hash=plan.params_hash,
-            rule=plan.rule,
-            queue=config.lane_for(plan.function, backfill=event.source == BACKFILL_SOURCE),
-            bucket=event.bucket,
-            key=event.key,
-            version=event.version_tag,
-            version_id=event.version_id,
-            etag=event.etag,
-            event_id=event_id,
-            output_bucket=plan.output_bucket,
-            output_template=plan.output_template,
-            max_attempts=config.max_attempts_for(plan.function),
-            time_limit=config.time_limit_for(plan.function),
-            enqueued_at=enqueued_at,
-        )
 
     def _send(
         self,
