@@ -20,7 +20,7 @@ from pipeline.errors import LeaseHeld, Skip, Throttled
 from pipeline.execution import Executor, WorkerLost
 from pipeline.invocation import Invocation, OutputRef, Status
 from pipeline.runtime import Runtime
-from pipeline.usage import Measured
+from pipeline.usage import DEFAULT_BILLED_MEMORY_MB, Measured
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,6 @@ def record_failure(
 def ended_from_outside(runtime: Runtime, inv: Invocation, exc: BaseException) -> Verdict:
     """An attempt the pool ended from outside (killed at the hard time limit): the process took
     its measurements with it, so the time and the memory size it was given still count."""
-    from pipeline.usage import DEFAULT_BILLED_MEMORY_MB  # noqa: PLC0415 - only on this rare path
-
     hint = runtime.pipeline.config.function_settings(inv.function).memory_mb
     verdict = record_failure(runtime, inv, exc, Measured(memory_mb=hint or DEFAULT_BILLED_MEMORY_MB))
     if verdict.done and inv.run_id:

@@ -109,7 +109,9 @@ class Intake:
                 if work.outcome is None or isinstance(work.outcome, EventRecord):
                     work.outcome = unavailable(work.note.event, exc)
         for work in live:
-            if isinstance(work.outcome, EventRecord) and (work.claimed or work.started):
+            # Staged messages went with the records; what was not staged is sent now.
+            unsent = work.claimed or (work.started and not work.staged_runs)
+            if isinstance(work.outcome, EventRecord) and unsent:
                 self._send_after_commit(work)
         self._settle_batch(unsettled)
         self._await_replicas(works)
@@ -310,7 +312,7 @@ class Intake:
 
     def _send_after_commit(self, work: _Work) -> None:
         try:
-            self._send(work.claimed, work.started, work.record, work.note.event, work.staged_runs)
+            self._send(work.claimed, work.started, work.record, work.note.event)
         except BrokerUnavailable as exc:
             work.outcome = exc
         except redis.RedisError as exc:
@@ -347,7 +349,6 @@ class Intake:
         started: list[tuple[Run, list[Invocation]]],
         record: EventRecord,
         event: ObjectEvent,
-        staged: bool = False,
     ) -> None:
         """Send the single-step invocations, then each new run's first steps (a run first lets
         older versions' runs end, or ends itself when it is the older one). What the queue refuses
@@ -361,8 +362,6 @@ class Intake:
                 raise BrokerUnavailable(
                     f"cannot enqueue {inv.function} for {event.bucket}/{event.key}: {exc}"
                 ) from exc
-        if staged:
-            return  # sent with the records; `_settle_batch` compares versions after the commit
         for i, (run, invs) in enumerate(started):
             try:
                 current = self.flows.settle_versions(run)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import InvalidKey
+from pipeline.errors import InvalidKey, ObjectNotFound
 from pipeline.events.model import EventSource, ObjectEvent
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -126,7 +126,11 @@ class ObjectStore(ABC):
         check_key(key)
         check_bucket(dest_bucket)
         check_key(dest_key)
-        return self._copy(bucket, key, dest_bucket, dest_key, version_id, etag, dict(metadata or {}))
+        # Checked here as well as by the copy itself: some S3 servers ignore copy-source-if-match.
+        source = self._stat(bucket, key, version_id)
+        if etag and source.etag != etag:
+            raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag {source.etag}, not {etag})")
+        return self._copy(source, dest_bucket, dest_key, dict(metadata or {}))
 
     def ensure_bucket(self, bucket: str) -> None:
         check_bucket(bucket)
@@ -175,15 +179,9 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def _copy(
-        self,
-        bucket: str,
-        key: str,
-        dest_bucket: str,
-        dest_key: str,
-        version_id: str | None,
-        etag: str | None,
-        metadata: dict[str, str],
-    ) -> ObjectInfo: ...
+        self, source: ObjectInfo, dest_bucket: str, dest_key: str, metadata: dict[str, str]
+    ) -> ObjectInfo:
+        """Copy the version `source` describes (as `_stat` found it); ObjectNotFound if it changed."""
 
     @abstractmethod
     def _ensure_bucket(self, bucket: str) -> None: ...

@@ -158,23 +158,16 @@ class LocalStore(ObjectStore):
         return info, data
 
     def _copy(
-        self,
-        bucket: str,
-        key: str,
-        dest_bucket: str,
-        dest_key: str,
-        version_id: str | None,
-        etag: str | None,
-        metadata: dict[str, str],
+        self, source: ObjectInfo, dest_bucket: str, dest_key: str, metadata: dict[str, str]
     ) -> ObjectInfo:
-        info, data = self._version(bucket, key, version_id)
-        if etag and info.etag != etag:
-            raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag {info.etag}, not {etag})")
+        info, data = self._version(source.bucket, source.key, source.version_id)
+        if info.etag != source.etag:
+            raise ObjectNotFound(f"{source.bucket}/{source.key} was replaced while copying")
         try:
             return self._put_file(dest_bucket, dest_key, data, info.content_type, metadata)
         except StorageError as exc:
             if not data.exists():  # replaced while copying
-                raise ObjectNotFound(f"{bucket}/{key} was replaced while copying") from exc
+                raise ObjectNotFound(f"{source.bucket}/{source.key} was replaced while copying") from exc
             raise
 
     def path_of(self, bucket: str, key: str) -> Path:

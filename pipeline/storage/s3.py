@@ -154,31 +154,23 @@ class S3Store(ObjectStore):
             raise self._wrap(exc, f"bucket {bucket}") from exc
 
     def _copy(
-        self,
-        bucket: str,
-        key: str,
-        dest_bucket: str,
-        dest_key: str,
-        version_id: str | None,
-        etag: str | None,
-        metadata: dict[str, str],
+        self, source: ObjectInfo, dest_bucket: str, dest_key: str, metadata: dict[str, str]
     ) -> ObjectInfo:
-        # CopyObject (UploadPartCopy above 5 GiB, which the SDK switches to): the server copies.
-        # With REPLACE the copy's headers are the ones given: its content type is sent again. The
-        # ETag is checked here too, for servers that ignore x-amz-copy-source-if-match.
-        current = self._stat(bucket, key, version_id)
-        if etag and current.etag != etag:
-            raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag {current.etag}, not {etag})")
-        content_type = current.content_type
-        source = CopySource(bucket, key, version_id=version_id, match_etag=etag)
-        headers = {"Content-Type": content_type, **_encode_meta(metadata)}
+        # CopyObject (UploadPartCopy above 5 GiB, which the SDK switches to): the server copies
+        # the version `copy` found, if its ETag is still the same. With REPLACE the copy's headers
+        # are the ones given: its content type is sent again.
+        bucket, key = source.bucket, source.key
+        pinned = CopySource(bucket, key, version_id=source.version_id, match_etag=source.etag)
+        headers = {"Content-Type": source.content_type, **_encode_meta(metadata)}
         try:
             self.client.copy_object(
-                dest_bucket, dest_key, source, metadata=headers, metadata_directive=REPLACE
+                dest_bucket, dest_key, pinned, metadata=headers, metadata_directive=REPLACE
             )
         except S3Error as exc:
             if exc.code == "PreconditionFailed":
-                raise ObjectNotFound(f"{bucket}/{key} was replaced (ETag is no longer {etag})") from exc
+                raise ObjectNotFound(
+                    f"{bucket}/{key} was replaced (ETag is no longer {source.etag})"
+                ) from exc
             raise self._wrap(exc, f"copy {bucket}/{key} to {dest_bucket}/{dest_key}") from exc
         except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise self._wrap(exc, f"copy {bucket}/{key} to {dest_bucket}/{dest_key}") from exc
