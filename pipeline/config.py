@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from functions.screening import ScreeningPolicy
+from functions.admission import ScreeningPolicy
 from pipeline.errors import ConfigError
 from pipeline.event_types import EventType
 from pipeline.flows.spec import Flow

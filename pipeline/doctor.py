@@ -103,10 +103,8 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(_guarded("object store", object_store))
     if pipeline is not None and store is not None:  # otherwise they failed above, with the reason
         checks += [("warn", "data file", warning) for warning in missing_data_files(pipeline, store)]
-    if settings.webhook_token is None:
-        checks.append(
-            ("warn", "PIPELINE_WEBHOOK_TOKEN", "unset: development mode, gateway stays on loopback")
-        )
+    if settings.events_token is None:
+        checks.append(("warn", "PIPELINE_EVENTS_TOKEN", "unset: development mode, gateway stays on loopback"))
     if settings.api_token is None:
         checks.append(("warn", "PIPELINE_API_TOKEN", "unset: /api is open, gateway stays on loopback"))
     return checks

@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from functions import FunctionError, FunctionSpec, Output, ParamsError, UnsupportedMedia, assets, progress
+from functions.admission import MediaInfo, admit
 from functions.errors import Rejected
-from functions.screening import MediaInfo, screen
 from pipeline.errors import ObjectNotFound, Skip
 from pipeline.flows.conditions import ConditionError, Undecided, compile_condition, source_facts
 from pipeline.flows.engine import CONDITION_FALSE
@@ -30,7 +30,7 @@ from pipeline.invocation import Invocation, OutputRef
 from pipeline.ledger import Ledger
 from pipeline.ledger.claims import ConcurrencySlot, ExecutionLease
 from pipeline.metering import Meter
-from pipeline.output_target import quarantine_key
+from pipeline.output_target import prefixed_key
 from pipeline.registry import Pipeline
 from pipeline.routing import API_RULE, loop_guarded, output_key
 from pipeline.storage.base import ObjectInfo, ObjectStore
@@ -177,8 +177,8 @@ class Executor:
             self._note_callback(inv, info)
             generation = int(info.metadata.get("pipeline-generation", "0") or 0) + 1
             self._check_generation(inv, generation)
-            with span("screen"):
-                media = self._screen(inv, src, spec)
+            with span("admit"):
+                media = self._admit(inv, src, spec)
             self.ledger.invocations.set_media(inv.id, media.as_json())
             if inv.condition:
                 self._decide(inv, info, media.as_json())
@@ -311,31 +311,30 @@ class Executor:
                     )
             self.meter.bytes_read += self.store.get_file(bucket, key, path).size
             if media:
-                screen(path, self.pipeline.config.screening)  # assets are untrusted input too
+                admit(path, self.pipeline.config.screening)  # assets are untrusted input too
             paths[ref] = path
         return paths
 
-    def _screen(self, inv: Invocation, src: Path, spec: FunctionSpec[Any]) -> MediaInfo:
+    def _admit(self, inv: Invocation, src: Path, spec: FunctionSpec[Any]) -> MediaInfo:
         """Screening runs before any function; a refusal names the object and the reason."""
         policy = self.pipeline.config.screening
         try:
-            media = screen(src, policy)
+            media = admit(src, policy)
             if not spec.accepts_type(media.media_type):
                 raise UnsupportedMedia(
                     f"content is {media.media_type}; {inv.function} accepts {', '.join(spec.accepts)}"
                 )
         except Rejected as exc:
-            if policy.quarantine_prefix:
-                self._quarantine(inv, src, str(exc))
+            if policy.rejected_prefix:
+                self._keep_rejected_copy(inv, src, policy.rejected_prefix, str(exc))
             raise type(exc)(f"{inv.bucket}/{inv.key}: {exc}") from exc
         return media
 
-    def _quarantine(self, inv: Invocation, src: Path, reason: str) -> None:
-        prefix = self.pipeline.config.screening.quarantine_prefix or ""
-        key = quarantine_key(prefix, inv.key)
+    def _keep_rejected_copy(self, inv: Invocation, src: Path, prefix: str, reason: str) -> None:
+        key = prefixed_key(prefix, inv.key)
         metadata = {"pipeline-rejected": reason[:500], **source_metadata(inv.key)}
         self.store.put_file(inv.bucket, key, src, metadata=metadata)
-        log.warning("quarantined %s/%s as %s: %s", inv.bucket, inv.key, key, reason)
+        log.warning("kept rejected %s/%s as %s: %s", inv.bucket, inv.key, key, reason)
 
     def _progress_sink(self, inv_id: str) -> progress.ProgressSink:
         def sink(percent: float, speed: float | None) -> None:

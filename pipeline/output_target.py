@@ -37,8 +37,8 @@ class OutputTarget(BaseModel):
         return self.template.split("{", 1)[0]
 
 
-def quarantine_key(prefix: str, source_key: str) -> str:
-    """Where a blocked or rejected upload is kept: under the quarantine prefix, shortened as output
+def prefixed_key(prefix: str, source_key: str) -> str:
+    """Where a quarantined or rejected upload is kept: under its prefix, shortened as output
     keys are (`routing.output_key`) when the two together exceed S3's 1,024-byte limit."""
     key = prefix + source_key
     if len(key.encode()) <= MAX_KEY_BYTES:

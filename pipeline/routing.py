@@ -93,7 +93,9 @@ def _output_areas(config: PipelineConfig) -> list[tuple[str | None, str]]:
         if target.template.startswith("{prefix}"):
             prefix = config.outputs.prefix
         areas.append((target.bucket or config.outputs.bucket, prefix))
-    areas.append((None, config.screening.quarantine))
+    areas.append((None, config.screening.quarantine_prefix))
+    if config.screening.rejected_prefix:
+        areas.append((None, config.screening.rejected_prefix))
     return areas
 
 

@@ -7,13 +7,18 @@ from this class (`pipeline settings --markdown`) and a test keeps the two in syn
 from __future__ import annotations
 
 import ipaddress
+import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The inbound notification token's first name, read still so that deployments keep working.
+_DEPRECATED_EVENTS_TOKEN = "PIPELINE_WEBHOOK_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 
 class S3Settings(BaseModel):
@@ -27,7 +32,7 @@ class S3Settings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore", populate_by_name=True)
 
     redis_url: str | None = Field(
         None,
@@ -61,10 +66,13 @@ class Settings(BaseSettings):
     config: Path | None = Field(
         None, description="Path of the pipeline file (pipeline.yaml). Unset: the built-in default."
     )
-    webhook_token: SecretStr | None = Field(
+    # Inbound: what object stores send to /events/*. Outbound webhooks are the `webhook_*` below.
+    events_token: SecretStr | None = Field(
         None,
-        description="Token object stores must send (MinIO `auth_token`; SNS `?token=`). "
-        "Unset: development mode, gateway bound to loopback only.",
+        validation_alias=AliasChoices("PIPELINE_EVENTS_TOKEN", _DEPRECATED_EVENTS_TOKEN, "events_token"),
+        description="Token object stores must send with their notifications to `/events/*` (MinIO "
+        "`auth_token`; SNS `?token=`). Unset: development mode, gateway bound to loopback only. "
+        f"`{_DEPRECATED_EVENTS_TOKEN}` is the old name, still read (with a warning).",
     )
     api_token: SecretStr | None = Field(
         None, description="Bearer token for `/api/*`. Unset: development mode (loopback only)."
@@ -168,10 +176,21 @@ class Settings(BaseSettings):
         300.0, description="Seconds between reconciler passes inside `pipeline up` (0 = off)."
     )
 
+    @model_validator(mode="after")
+    def _warn_of_old_names(self) -> Settings:
+        if _DEPRECATED_EVENTS_TOKEN in os.environ and "PIPELINE_EVENTS_TOKEN" not in os.environ:
+            warnings.warn(
+                f"{_DEPRECATED_EVENTS_TOKEN} is deprecated: name the inbound notification token "
+                "PIPELINE_EVENTS_TOKEN (PIPELINE_WEBHOOK_* settings are for outgoing webhooks)",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return self
+
     @property
     def dev_mode(self) -> bool:
-        """No webhook token: notifications are accepted without auth, so stay on loopback."""
-        return self.webhook_token is None
+        """No events token: notifications are accepted without auth, so stay on loopback."""
+        return self.events_token is None
 
     def s3(self) -> S3Settings | None:
         if not self.s3_endpoint:
@@ -195,10 +214,9 @@ class Settings(BaseSettings):
         loopback, notifications and the API would be open to the network without their tokens."""
         if is_loopback(host):
             return None
-        if self.webhook_token is None:
+        if self.events_token is None:
             return (
-                f"refusing to bind {host}: PIPELINE_WEBHOOK_TOKEN is unset "
-                "(development mode is loopback only)"
+                f"refusing to bind {host}: PIPELINE_EVENTS_TOKEN is unset (development mode is loopback only)"
             )
         if self.api_token is None:
             return f"refusing to bind {host}: PIPELINE_API_TOKEN is unset, /api would be open to the network"

@@ -67,8 +67,8 @@ def run_function(
     from pydantic import ValidationError  # noqa: PLC0415 - keeps `pipeline --help` fast
 
     from functions import FunctionError  # noqa: PLC0415
+    from functions.admission import admit  # noqa: PLC0415
     from functions.assets import provided  # noqa: PLC0415
-    from functions.screening import screen  # noqa: PLC0415
 
     pipeline = load_or_fail(get_settings())
     if function not in pipeline.functions:
@@ -77,7 +77,7 @@ def run_function(
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         # Screening first, exactly as in the worker.
-        media = screen(file, pipeline.config.screening)
+        media = admit(file, pipeline.config.screening)
         if not spec.accepts_type(media.media_type):
             raise click.ClickException(
                 f"{file} is {media.media_type}; {function} accepts {', '.join(spec.accepts)}"

@@ -26,7 +26,7 @@ from pipeline.flows.model import (
     StepStatus,
 )
 from pipeline.invocation import Invocation, Status
-from pipeline.output_target import quarantine_key
+from pipeline.output_target import prefixed_key
 from pipeline.registry import Pipeline
 
 # A worker that finds a step's `if` false says so with this prefix; the step is then skipped for
@@ -151,7 +151,7 @@ def _block(pipeline: Pipeline, run: Run, reason: str, now: float) -> None:
     if run.screening is not None:
         run.screening.verdict = "block"
         run.screening.quarantine = Quarantine(
-            bucket=run.bucket, key=quarantine_key(policy.quarantine, run.key), mode=policy.on_block
+            bucket=run.bucket, key=prefixed_key(policy.quarantine_prefix, run.key), mode=policy.on_block
         )
     run.status, run.reason, run.finished_at = RunStatus.BLOCKED, reason, now
 

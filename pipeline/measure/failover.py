@@ -175,7 +175,7 @@ def _under_load(
         PIPELINE_REDIS_MIN_REPLICAS="1",
         PIPELINE_CONFIG=str(config),
         PIPELINE_DATA_DIR=str(data),
-        PIPELINE_WEBHOOK_TOKEN=TOKEN,
+        PIPELINE_EVENTS_TOKEN=TOKEN,
         PIPELINE_RECONCILE_INTERVAL="0",
     )
     pipeline = [sys.executable, "-m", "pipeline"]

@@ -137,7 +137,7 @@ class Testbed:
             PIPELINE_REDIS_URL=self.url,
             PIPELINE_CONFIG=str(config_path),
             PIPELINE_DATA_DIR=str(tmp / "data"),
-            PIPELINE_WEBHOOK_TOKEN=TOKEN,
+            PIPELINE_EVENTS_TOKEN=TOKEN,
         )
         self.pipeline = build_pipeline(parse_config(config, str(config_path)), str(config_path))
         settings = Settings(redis_url=self.url, data_dir=tmp / "data", config=config_path, s3_endpoint=None)

@@ -19,8 +19,8 @@ from pathlib import Path
 from PIL import Image
 
 from functions import nsfw
+from functions.admission import admit
 from functions.perceptual import pdq
-from functions.screening import screen
 from pipeline.config import FunctionCall
 from pipeline.flows.spec import FlowStep
 from pipeline.registry import Pipeline, merged_params
@@ -77,7 +77,7 @@ def warm_functions(pipeline: Pipeline, functions: list[str], work_dir: Path) -> 
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=f"warm-{os.getpid()}-") as tmp:
         src = warm_photo(Path(tmp) / "photo.jpg")
         with contextlib.suppress(Exception):
-            screen(src, pipeline.config.screening)  # every invocation is screened first
+            admit(src, pipeline.config.screening)  # every invocation is screened first
         if "screen" in functions:
             # The nudity model (after the fork: onnxruntime's threads do not survive one).
             with contextlib.suppress(Exception):

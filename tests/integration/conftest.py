@@ -101,7 +101,7 @@ def open_stack(
         PIPELINE_S3_REGION="us-east-1",
         PIPELINE_CONFIG=str(config),
         PIPELINE_DATA_DIR=str(tmp_path / "data"),
-        PIPELINE_WEBHOOK_TOKEN=TOKEN,
+        PIPELINE_EVENTS_TOKEN=TOKEN,
         PIPELINE_SNS_VERIFY_SIGNATURE="false",  # moto's signatures are fake
         PIPELINE_WEBHOOK_ALLOW_NETWORKS='["127.0.0.1/32"]',  # the test receivers listen on loopback
         PIPELINE_WEBHOOK_PRESIGN_SECONDS="600",

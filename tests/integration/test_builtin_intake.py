@@ -38,7 +38,7 @@ def gateway(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> I
     pipeline)."""
     config = BUILT_IN if request.param == "built-in" else FLOW_AND_STEP
     _, env = pipeline_runtime(config, redis_url, tmp_path)
-    env["PIPELINE_WEBHOOK_TOKEN"] = "t0ken"
+    env["PIPELINE_EVENTS_TOKEN"] = "t0ken"
     proc, base = start_gateway(env, tmp_path / "gateway.log")
     try:
         yield base, request.param

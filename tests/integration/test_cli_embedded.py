@@ -172,7 +172,7 @@ def test_gateway_refuses_public_bind_in_development_mode(tmp_path: Path) -> None
     env = pipeline_env(PIPELINE_DATA_DIR=str(tmp_path / "data"))
     result = run_cli(["gateway", "--host", "0.0.0.0"], env, tmp_path, timeout=30)
     assert result.returncode != 0
-    assert "PIPELINE_WEBHOOK_TOKEN is unset" in result.stderr
+    assert "PIPELINE_EVENTS_TOKEN is unset" in result.stderr
 
 
 def test_bad_pipeline_file_fails_at_start_naming_file_and_path(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The worker adapter without Celery: screening, quarantine, assets, output templates, progress."""
+"""The worker adapter without Celery: admission, rejected copies, assets, output templates, progress."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ rules:
       - function: copy
         output: {bucket: archive, template: "kept/{key}"}
 screening:
-  quarantine_prefix: quarantine/
+  rejected_prefix: rejected/
 """
 
 
@@ -72,7 +72,9 @@ def run_all(setup: Setup) -> dict[str, Invocation]:
     return {inv.function: got for inv in queued if (got := ledger.invocations.get(inv.id)) is not None}
 
 
-def test_rejected_input_is_quarantined_with_its_reason(setup: Setup, tmp_path: Path) -> None:
+def test_a_rejected_input_is_kept_under_the_rejected_prefix_with_its_reason(
+    setup: Setup, tmp_path: Path
+) -> None:
     _, store, _, queued, _ = setup
     fake = tmp_path / "evil.jpg"
     fake.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
@@ -82,9 +84,9 @@ def test_rejected_input_is_quarantined_with_its_reason(setup: Setup, tmp_path: P
     assert all(
         "media/uploads/evil.jpg: content is image/svg+xml" in (inv.error or "") for inv in results.values()
     )
-    kept = store.stat("media", "quarantine/uploads/evil.jpg")
+    kept = store.stat("media", "rejected/uploads/evil.jpg")
     assert "image/svg+xml" in kept.metadata["pipeline-rejected"]
-    assert len(queued) == 3  # the quarantine copies triggered nothing
+    assert len(queued) == 3  # the rejected copies triggered nothing
 
 
 def test_assets_templates_and_media_info(setup: Setup, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def gateway_settings(redis_url: str, tmp_path: Path) -> Settings:
         config=config,
         redis_url=redis_url,
         data_dir=tmp_path,
-        webhook_token=SecretStr(TOKEN),
+        events_token=SecretStr(TOKEN),
         sns_verify_signature=False,
         max_event_bytes=64 * 1024,
     )
@@ -140,7 +140,7 @@ def test_subscription_confirmation_refused_for_unlisted_topic(client: httpx.Clie
 
 def test_broker_down_is_503_never_2xx(tmp_path: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    settings = Settings(redis_url=dead, data_dir=tmp_path, webhook_token=SecretStr(TOKEN))
+    settings = Settings(redis_url=dead, data_dir=tmp_path, events_token=SecretStr(TOKEN))
     with ServedApp(create_app(settings)) as c:
         response = c.post("/events/minio", json=body("minio-put.json"), headers=AUTH)
         assert response.status_code == 503

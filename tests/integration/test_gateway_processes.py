@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_two_gateway_processes_share_the_port(redis_url: str, tmp_path: Path) -> None:
     runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
-    env["PIPELINE_WEBHOOK_TOKEN"] = "t0ken"
+    env["PIPELINE_EVENTS_TOKEN"] = "t0ken"
     gateway, base = start_gateway(env, tmp_path / "gateway.log", "--workers", "2")
     try:
         assert "(2 processes)" in gateway.output()

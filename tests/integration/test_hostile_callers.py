@@ -38,7 +38,7 @@ from tests.helpers import (
 pytestmark = pytest.mark.integration
 
 API_TOKEN = "api-t0ken"
-WEBHOOK_TOKEN = "hook-t0ken"
+EVENTS_TOKEN = "hook-t0ken"
 MB = 1024 * 1024
 
 
@@ -68,9 +68,7 @@ def running_gateway(redis_url: str, tmp_path: Path, **settings: str) -> Iterator
     """A `pipeline gateway` process with every token set (so nothing is in development mode)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     runtime, env = pipeline_runtime(THUMBNAILS_ONLY, redis_url, tmp_path)
-    env.update(
-        PIPELINE_API_TOKEN=API_TOKEN, PIPELINE_WEBHOOK_TOKEN=WEBHOOK_TOKEN, PIPELINE_ADMIN_PASSWORD="pw"
-    )
+    env.update(PIPELINE_API_TOKEN=API_TOKEN, PIPELINE_EVENTS_TOKEN=EVENTS_TOKEN, PIPELINE_ADMIN_PASSWORD="pw")
     env.update(settings)
     proc, url = start_gateway(env, tmp_path / "gateway.log", timeout=30)
     try:
@@ -122,7 +120,7 @@ def test_bodies_are_refused_before_they_are_buffered(gateway: Gateway) -> None:
         ("POST", "/admin/login", "", {400, 413}),  # 400: a form field over its 4 KB
         ("POST", "/admin/upload", "", {403}),
         ("POST", "/api/webhooks", API_TOKEN, {413}),
-        ("POST", "/events/minio", WEBHOOK_TOKEN, {413}),
+        ("POST", "/events/minio", EVENTS_TOKEN, {413}),
     ]
     for method, path, token, expected in refusals:
         for chunked in (False, True):
@@ -134,7 +132,7 @@ def test_bodies_are_refused_before_they_are_buffered(gateway: Gateway) -> None:
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
         assert client.get("/api/invocations", headers=auth).status_code == 200
         answer = client.post(
-            "/events/minio", json={"Records": []}, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+            "/events/minio", json={"Records": []}, headers={"Authorization": f"Bearer {EVENTS_TOKEN}"}
         )
         assert answer.status_code == 200, answer.text
     assert gateway.proc.alive()
@@ -167,7 +165,7 @@ def minio_notification(keys: list[str]) -> bytes:
 
 
 def post_notification(gateway: Gateway, body: bytes) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {EVENTS_TOKEN}", "Content-Type": "application/json"}
     return httpx.post(f"{gateway.url}/events/minio", content=body, headers=headers, timeout=120)
 
 

@@ -20,8 +20,8 @@ from PIL import Image
 
 from functions import _ffmpeg, transcode
 from functions._ffmpeg.sandbox import run_sandboxed
+from functions.admission import ScreeningPolicy, admit
 from functions.errors import MediaError, Rejected, UnsupportedMedia
-from functions.screening import ScreeningPolicy, screen
 from functions.transcode import TranscodeParams
 from pipeline.invocation import Invocation, Status
 from pipeline.measure.samples import make_video
@@ -109,7 +109,7 @@ def avi_wrapping(payload: bytes) -> bytes:
 
 def rejected(path: Path, policy: ScreeningPolicy = POLICY) -> str:
     with pytest.raises(Rejected) as info:
-        screen(path, policy)
+        admit(path, policy)
     return str(info.value)
 
 
@@ -124,8 +124,8 @@ def test_bomb_screening_keeps_memory_bounded(tmp_path: Path) -> None:
     bomb = png_bomb(tmp_path / "bomb.png")
     code = (
         "import resource, sys; from pathlib import Path\n"
-        "from functions.screening import ScreeningPolicy, screen\n"
-        "try:\n    screen(Path(sys.argv[1]), ScreeningPolicy())\nexcept Exception as e:\n    print(type(e).__name__)\n"
+        "from functions.admission import ScreeningPolicy, admit\n"
+        "try:\n    admit(Path(sys.argv[1]), ScreeningPolicy())\nexcept Exception as e:\n    print(type(e).__name__)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run(
@@ -161,7 +161,7 @@ def test_format_confusion_is_refused_by_content(
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(UnsupportedMedia, match=re.escape(reason)):
-        screen(path, POLICY)
+        admit(path, POLICY)
 
 
 def test_empty_and_oversize(tmp_path: Path) -> None:
@@ -223,7 +223,7 @@ def test_duration_and_resolution_limits(ffmpeg_ok: None, tmp_path: Path) -> None
     video = make_video(tmp_path / "v.mp4", width=640, height=360, seconds=2)
     assert "duration limit" in rejected(video, ScreeningPolicy(max_duration=1))
     assert "edge over the limit" in rejected(video, ScreeningPolicy(max_dimension=320))
-    info = screen(video, POLICY)
+    info = admit(video, POLICY)
     assert (info.width, info.height, info.media_type) == (
         640,
         360,
@@ -238,7 +238,7 @@ def test_truncated_video_fails_with_a_clear_error(ffmpeg_ok: None, tmp_path: Pat
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(MediaError, match=r"truncated or damaged|cannot be read"):
-        screen(cut, POLICY)
+        admit(cut, POLICY)
         transcode.run(cut, out, TranscodeParams(kind="mp4", heights=[360], only_when_needed=False))
 
 

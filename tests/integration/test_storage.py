@@ -15,7 +15,7 @@ from pipeline.errors import InvalidKey, ObjectNotFound, StorageError
 from pipeline.events import ObjectEvent
 from pipeline.flows.model import Quarantine, Run, RunStatus
 from pipeline.flows.quarantine import quarantine
-from pipeline.output_target import quarantine_key
+from pipeline.output_target import prefixed_key
 from pipeline.settings import Settings
 from pipeline.storage import LocalStore, ObjectStore, open_store
 from pipeline.storage.base import ObjectInfo
@@ -186,7 +186,7 @@ def test_quarantine_moves_or_copies_and_tags_and_is_safe_to_repeat(
 ) -> None:
     info = store.put_file(bucket, "up/bad.jpg", write(tmp_path, b"bad bytes"), content_type="image/jpeg")
     run = blocked_run(info)
-    target = Quarantine(bucket=bucket, key=quarantine_key("quarantine/", "up/bad.jpg"), mode=mode)
+    target = Quarantine(bucket=bucket, key=prefixed_key("quarantine/", "up/bad.jpg"), mode=mode)
     never_download(store, monkeypatch)
     assert isinstance(quarantine(store, run, target), float)
     copy = store.stat(bucket, "quarantine/up/bad.jpg")
@@ -222,7 +222,7 @@ def test_quarantine_of_a_key_of_1024_bytes(
     key = "up/" + "é" * 400 + "x" * (1024 - 3 - 800)
     assert len(key.encode()) == 1024
     info = store.put_file(bucket, key, write(tmp_path, b"bad bytes"), content_type="image/jpeg")
-    target = Quarantine(bucket=bucket, key=quarantine_key("quarantine/", key), mode="move")
+    target = Quarantine(bucket=bucket, key=prefixed_key("quarantine/", key), mode="move")
     assert target.key.startswith("quarantine/_long/") and len(target.key.encode()) < 1024
     never_download(store, monkeypatch)
     assert isinstance(quarantine(store, blocked_run(info), target), float)

@@ -71,7 +71,7 @@ def test_compose_minio_notifies_the_gateway_with_a_token_and_a_queue_dir(compose
     env = compose["services"]["minio"]["environment"]
     endpoint = env["MINIO_NOTIFY_WEBHOOK_ENDPOINT_PIPELINE"]
     assert endpoint == "http://gateway:8000/events/minio" and "/events/minio" in gateway_paths()
-    assert "PIPELINE_WEBHOOK_TOKEN" in env["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_PIPELINE"]
+    assert "PIPELINE_EVENTS_TOKEN" in env["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_PIPELINE"]
     assert env["MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_PIPELINE"].startswith("/data/")
     script = compose["services"]["mc"]["command"][0]
     config = load_pipeline(Settings()).config
@@ -90,7 +90,7 @@ def test_compose_minio_notifies_the_gateway_with_a_token_and_a_queue_dir(compose
 def test_compose_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
     text = (DEPLOY / "compose.yaml").read_text()
     for name in (
-        "PIPELINE_WEBHOOK_TOKEN",
+        "PIPELINE_EVENTS_TOKEN",
         "PIPELINE_API_TOKEN",
         "PIPELINE_ADMIN_PASSWORD",
         "MINIO_ROOT_PASSWORD",
@@ -256,7 +256,7 @@ def test_compose_publishes_on_loopback_guards_redis_and_keeps_tokens_from_worker
         if "PIPELINE_REDIS_URL" in env:
             assert env["PIPELINE_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD"), name
         if name.startswith("worker-"):
-            assert not {"PIPELINE_API_TOKEN", "PIPELINE_ADMIN_PASSWORD", "PIPELINE_WEBHOOK_TOKEN"} & set(env)
+            assert not {"PIPELINE_API_TOKEN", "PIPELINE_ADMIN_PASSWORD", "PIPELINE_EVENTS_TOKEN"} & set(env)
             assert service["depends_on"]["secrets-checked"] == {"condition": "service_completed_successfully"}
 
 

@@ -121,7 +121,7 @@ rules:
       - function: copy
         output: {bucket: media, template: "archive/{key}"}
 screening:
-  quarantine_prefix: quarantine/
+  rejected_prefix: rejected/
 """
 
 
@@ -131,7 +131,8 @@ screening:
         ("photos/cat.jpg", True),
         ("derived/photos/cat.jpg/thumbnail/256.jpg", False),  # the default outputs prefix
         ("archive/photos/cat.jpg", False),  # a step's own output template
-        ("quarantine/photos/cat.jpg", False),  # rejected copies
+        ("rejected/photos/cat.jpg", False),  # rejected copies
+        ("quarantine/photos/cat.jpg", False),  # quarantined (blocked) uploads
     ],
 )
 def test_output_areas_never_trigger_even_a_whole_bucket_rule(key: str, routed: bool) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from pipeline.settings import Settings, is_loopback
@@ -53,10 +55,24 @@ def test_readme_configuration_table_is_generated_from_settings() -> None:
 def test_binding_beyond_loopback_needs_both_tokens() -> None:
     dev = Settings(redis_url=None)
     assert dev.bind_refusal("127.0.0.1") is None and dev.bind_refusal("::1") is None
-    assert "PIPELINE_WEBHOOK_TOKEN is unset" in (dev.bind_refusal("0.0.0.0") or "")
-    half = Settings(webhook_token="w")
+    assert "PIPELINE_EVENTS_TOKEN is unset" in (dev.bind_refusal("0.0.0.0") or "")
+    half = Settings(events_token="w")
     assert "PIPELINE_API_TOKEN is unset" in (half.bind_refusal("0.0.0.0") or "")
-    assert Settings(webhook_token="w", api_token="a").bind_refusal("0.0.0.0") is None
+    assert Settings(events_token="w", api_token="a").bind_refusal("0.0.0.0") is None
+
+
+def test_the_old_name_of_the_events_token_still_works_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PIPELINE_WEBHOOK_TOKEN", "old")
+    with pytest.warns(FutureWarning, match="PIPELINE_EVENTS_TOKEN"):
+        old = Settings()
+    assert old.events_token is not None and old.events_token.get_secret_value() == "old"
+    monkeypatch.setenv("PIPELINE_EVENTS_TOKEN", "new")  # the new name wins, and nothing is said
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = Settings()
+    assert new.events_token is not None and new.events_token.get_secret_value() == "new"
 
 
 def test_a_sentinel_url_with_several_hosts_prints_without_its_password() -> None:

@@ -39,7 +39,7 @@ CLOCK_SKEW_S = 300  # how far ahead of ours a sender's clock may be
 
 
 def _check_token(state: GatewayState, given: str | None) -> None:
-    expected = state.settings.webhook_token
+    expected = state.settings.events_token
     if expected is not None and not tokens_match(given, expected.get_secret_value()):
         state.metrics.events.labels(source="auth", status="unauthorized").inc()
         raise Unauthorized("missing or wrong webhook token")

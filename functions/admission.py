@@ -1,4 +1,5 @@
-"""Screening: what may be processed at all. Runs before any function, on the downloaded file.
+"""Admission: what may be processed at all (the file-type allow-list and the size limits).
+Runs before any function, on the downloaded file.
 
 The type comes from magic bytes and must be on the allow-list; images are measured by Pillow
 without decoding pixels; video and audio by ffprobe with the demuxer forced. Only video and audio
@@ -59,10 +60,18 @@ class ScreeningPolicy(BaseModel):
     max_total_pixels: int = Field(
         default=500_000_000, gt=0, description="Pixels of all the frames or pages of one image together."
     )
-    quarantine_prefix: str | None = Field(
+    # Two different things are kept apart: a *rejected* object never entered (its type or size
+    # is not admitted) and a copy is kept only when asked; a *quarantined* upload was admitted,
+    # then blocked by a screen step or a reviewer, and is always moved or copied away.
+    rejected_prefix: str | None = Field(
         default=None,
-        description="Copy rejected objects under this prefix (same bucket) for inspection. Uploads "
-        f"a screening step blocks go there too (default {DEFAULT_QUARANTINE_PREFIX}).",
+        description="Keep a copy of each object the admission check rejects under this prefix "
+        "(same bucket), with the reason as metadata. Unset: none kept.",
+    )
+    quarantine_prefix: str = Field(
+        default=DEFAULT_QUARANTINE_PREFIX,
+        min_length=1,
+        description="Where uploads a screening step blocks (or a reviewer rejects) are quarantined.",
     )
     on_block: Literal["move", "copy"] = Field(
         default="move",
@@ -75,11 +84,6 @@ class ScreeningPolicy(BaseModel):
         description="Scan uploads for malware in the screen function: clamd's socket, "
         "unix:///run/clamav/clamd.ctl or tcp://host:3310.",
     )
-
-    @property
-    def quarantine(self) -> str:
-        """Where blocked uploads go: the quarantine prefix, or the default one."""
-        return self.quarantine_prefix or DEFAULT_QUARANTINE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ class MediaInfo:
         return out
 
 
-def screen(path: Path, policy: ScreeningPolicy) -> MediaInfo:
+def admit(path: Path, policy: ScreeningPolicy) -> MediaInfo:
     """Return what `path` is, or raise `Rejected` with the reason it may not be processed."""
     size = path.stat().st_size
     if size == 0:
@@ -120,8 +124,8 @@ def screen(path: Path, policy: ScreeningPolicy) -> MediaInfo:
     if not any(fnmatch.fnmatchcase(media_type, pattern) for pattern in policy.allow):
         raise UnsupportedMedia(f"content is {media_type}, which is not allowed (screening.allow)")
     if media_type.startswith("image/"):
-        return _screen_image(path, media_type, size, policy)
-    return _screen_av(path, media_type, size, policy)
+        return _admit_image(path, media_type, size, policy)
+    return _admit_av(path, media_type, size, policy)
 
 
 def _check_dimensions(width: int, height: int, policy: ScreeningPolicy) -> None:
@@ -131,7 +135,7 @@ def _check_dimensions(width: int, height: int, policy: ScreeningPolicy) -> None:
         raise Rejected(f"{width}x{height} has an edge over the limit of {policy.max_dimension} px")
 
 
-def _screen_image(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
+def _admit_image(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
     try:
         return _measure_image(path, media_type, size, policy)
     except Rejected:
@@ -177,7 +181,7 @@ def _frame_extent(img: Image.Image) -> tuple[int, int]:
     return width, height
 
 
-def _screen_av(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
+def _admit_av(path: Path, media_type: str, size: int, policy: ScreeningPolicy) -> MediaInfo:
     try:
         probed = _ffmpeg.probe(path, media_type)
     except MediaError as exc:
