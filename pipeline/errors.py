@@ -23,6 +23,7 @@ __all__ = [
     "InvalidKey",
     "InvalidParams",
     "LeaseHeld",
+    "LedgerSchemaError",
     "MediaError",
     "NotFound",
     "ObjectNotFound",
@@ -149,6 +150,10 @@ class InvalidKey(StorageError):
 
     http_status = 400
     permanent = True
+
+
+class LedgerSchemaError(PipelineError):
+    """The ledger in Redis has a layout this version cannot use (`ledger/schema.py`)."""
 
 
 class BrokerUnavailable(PipelineError):

@@ -12,7 +12,7 @@ import redis
 from pipeline.flows.runner import FlowRunner
 from pipeline.intake import Intake
 from pipeline.invocation import Invocation
-from pipeline.ledger import Ledger, connect, tune
+from pipeline.ledger import Ledger, connect, schema, tune
 from pipeline.registry import Pipeline
 from pipeline.settings import Settings
 from pipeline.storage import ObjectStore, open_store
@@ -52,6 +52,7 @@ def build_runtime(settings: Settings, pipeline: Pipeline, redis_url: str, dispat
     with contextlib.suppress(redis.RedisError):  # Redis away at start: the next process tunes it
         if refused := tune(client):
             log.warning("%s", refused)
+        schema.ensure(client)  # a layout this version cannot use stops it here (LedgerSchemaError)
     ledger = Ledger(
         client, retention_seconds=settings.retention_days * 86400, record_usage=settings.record_usage
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from pipeline.cli import (
     usage,
     webhooks,
 )
+from pipeline.errors import LedgerSchemaError
 from pipeline.logs import configure_logging
 from pipeline.settings import get_settings
 
@@ -54,4 +56,8 @@ for module in (
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except LedgerSchemaError as exc:  # any command that opens the ledger: one line, no traceback
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

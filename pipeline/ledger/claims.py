@@ -50,7 +50,7 @@ class Claims:
         claim_keys += [claim.shard for claim, _, _, _ in units]
         args: list[str | int] = [record_ttl(self.retention), ORPHAN_CLAIM_S]
         for claim, function, claimant, record_prefix in units:
-            args += [claim.field, claim.legacy, function, claimant, record_prefix]
+            args += [claim.field, function, claimant, record_prefix]
         raw = self._claim_units(keys=claim_keys, args=args)
         return [bool(r) if isinstance(r, int) else str(r) for r in raw]
 
@@ -58,11 +58,8 @@ class Claims:
         self.r.hdel(claim.shard, claim.field)
 
     def claimant(self, claim: keys.Claim) -> str | None:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hget(claim.shard, claim.field)
-        pipe.get(claim.legacy)
-        found, legacy = pipe.execute()
-        return str(found or legacy) if found or legacy else None
+        found = self.r.hget(claim.shard, claim.field)
+        return str(found) if found else None
 
     def done(self, claim: keys.Claim, record_prefix: str | None = None) -> bool:
         """Whether the work `claim` names was claimed and its claimant recorded (its record's key

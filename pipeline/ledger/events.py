@@ -9,7 +9,7 @@ import redis
 
 from pipeline.ledger import keys
 from pipeline.ledger.packing import EVENT, NOTIFICATION, pack, read_values, unpack
-from pipeline.ledger.paging import ids, ids_scored
+from pipeline.ledger.paging import ids
 from pipeline.ledger.records import EventRecord
 from pipeline.ledger.retention import record_ttl
 
@@ -84,11 +84,7 @@ class EventStore:
 
     def for_object(self, bucket: str, key: str) -> list[EventRecord]:
         """Oldest first (the first OBJECT_EVENTS_SHOWN)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrange(keys.object_index(bucket, key), 0, -1, withscores=True)
-        pipe.zrange(keys.legacy_object_events_index(bucket, key), 0, -1, withscores=True)
-        current, legacy = pipe.execute()
-        scored = [(m, at) for m, at in ids_scored(current) if m.startswith(keys.EVENT_MEMBER)]
-        scored = [(m[len(keys.EVENT_MEMBER) :], at) for m, at in scored] + ids_scored(legacy)
-        found = [m for m, _ in sorted(scored, key=lambda pair: pair[1])][:OBJECT_EVENTS_SHOWN]
+        listed = ids(self.r.zrange(keys.object_index(bucket, key), 0, -1))  # by arrival
+        events = [m[len(keys.EVENT_MEMBER) :] for m in listed if m.startswith(keys.EVENT_MEMBER)]
+        found = events[:OBJECT_EVENTS_SHOWN]
         return [e for e in self._load(found) if e.bucket == bucket and e.key == key]

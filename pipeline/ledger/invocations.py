@@ -308,15 +308,8 @@ class InvocationStore:
         return [inv for inv in found if inv is not None]
 
     def attempts(self, inv_id: str) -> list[AttemptRecord]:
-        """Its attempts, oldest first: kept in its record (earlier versions of the ledger wrote
-        them to a list of their own, read while such records last)."""
-        pipe = self.r.pipeline(transaction=False)
-        read_hash(pipe, keys.invocation(inv_id))
-        pipe.lrange(keys.attempts(inv_id), 0, -1)
-        raw, listed = pipe.execute()
-        if listed:
-            return [AttemptRecord.model_validate_json(item) for item in listed]
-        inv = _load(inv_id, raw)
+        """Its attempts, oldest first (kept in its record)."""
+        inv = self.get(inv_id)
         return inv.attempt_history() if inv is not None else []
 
     def functions(self) -> list[str]:

@@ -5,7 +5,6 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `inv:<id>`            hash, one JSON value per Invocation field (partial updates are atomic);
                         once finished, packed: its status, attempts and one deflated field. Its
                         attempts are in it (`earlier_attempts`, and the latest its own fields)
-- `att:<id>`            an invocation's attempts as earlier versions kept them (read, not written)
 - `event:<id>`          an EventRecord (a notification record that matched a rule), packed JSON
 - `raw:<digest>`        the start of a notification's body, once per notification, packed
 - `idx:fn:<name>:<status>|bucket:<b>|obj:<digest>`  sorted sets of invocation ids by creation;
@@ -24,6 +23,7 @@ batches (`retention.py`); their TTL, a day longer, is the safety net.
 - `run:<id>`            JSON of a flow run (one document, changed in WATCH/MULTI transactions)
 - `idx:runs|runs:status:<s>|runs:flow:<name>|runs:obj:<digest>`  sorted sets of run ids by start
 - `idem:<hash>`         the invocation an API idempotency key named
+- `schema`              the ledger's layout version (`schema.py`; `schema:lock` while upgrading)
 - `retention:lock`      the one retention sweeper at work; `backfill` the latest backfill's progress
 - `reconcile:cursor:<bucket>\\0<prefix>`  where an interrupted reconciler pass continues
 - `admin:*`             dashboard signing key, sessions and failed-login counters
@@ -46,10 +46,6 @@ def object_digest(bucket: str, key: str) -> str:
 # --- invocations ---------------------------------------------------------------------------------
 def invocation(inv_id: str) -> str:
     return f"{PREFIX}inv:{inv_id}"
-
-
-def attempts(inv_id: str) -> str:
-    return f"{PREFIX}att:{inv_id}"
 
 
 INDEXED_FUNCTIONS = f"{PREFIX}idx:functions"  # the functions that have invocation indexes
@@ -121,23 +117,6 @@ def object_event(event_id: str) -> str:
     return f"{EVENT_MEMBER}{event_id}"
 
 
-# --- earlier versions' keys: read, moved or left to expire, never written (`upgrade.py`) ---------
-LEGACY_INDEX_ALL = f"{PREFIX}idx:all"
-
-
-def legacy_status_index(status: str) -> str:
-    return f"{PREFIX}idx:status:{status}"
-
-
-def legacy_function_index(function: str) -> str:
-    return f"{PREFIX}idx:fn:{function}"
-
-
-def legacy_object_events_index(bucket: str, key: str) -> str:
-    """Where earlier versions indexed an object's notifications."""
-    return f"{PREFIX}idx:obj-events:{object_digest(bucket, key)}"
-
-
 # --- flow runs -----------------------------------------------------------------------------------
 def run(run_id: str) -> str:
     return f"{PREFIX}run:{run_id}"
@@ -161,7 +140,7 @@ def run_object_index(bucket: str, key: str) -> str:
 def run_claim(rule: str, bucket: str, key: str, version: str) -> Claim:
     """The claim that makes one run per (rule, object version)."""
     digest = hashlib.sha256("\x00".join((rule, bucket, key, version)).encode()).hexdigest()[:40]
-    return _claim(digest, f"{PREFIX}runclaim:{digest}")
+    return _claim(digest)
 
 
 def join_member_for_run(run_id: str) -> str:
@@ -179,16 +158,15 @@ class Claim:
 
     shard: str
     field: str  # the next 28 hex digits: 128 bits of the digest in all
-    legacy: str  # the key of its own earlier versions kept it under: read, never written
 
 
-def _claim(digest: str, legacy: str) -> Claim:
-    return Claim(f"{PREFIX}claims:{digest[:4]}", digest[4:32], legacy)
+def _claim(digest: str) -> Claim:
+    return Claim(f"{PREFIX}claims:{digest[:4]}", digest[4:32])
 
 
 def dedup(unit: str) -> Claim:
     """The claim on one unit of work (`invocation.dedup_key`)."""
-    return _claim(unit, f"{PREFIX}dedup:{unit}")
+    return _claim(unit)
 
 
 def lease(inv_id: str) -> str:
@@ -208,6 +186,8 @@ def reconcile_cursor(bucket: str, prefix: str) -> str:
 
 
 RETENTION_LOCK = f"{PREFIX}retention:lock"
+SCHEMA = f"{PREFIX}schema"  # the ledger's layout version (`schema.py`)
+SCHEMA_LOCK = f"{PREFIX}schema:lock"
 BACKFILL = f"{PREFIX}backfill"  # the progress of the latest backfill (`backfill.py`)
 
 

@@ -24,7 +24,6 @@ from pipeline.ledger import keys
 from pipeline.ledger.lua import script
 from pipeline.ledger.packing import read_hash, read_value, unpack, unpack_hash
 from pipeline.ledger.paging import ids
-from pipeline.ledger.upgrade import reindex_batch
 
 # At most this many records per command: a ZREM of 500 members from a sorted set of millions, or
 # 500 DELs, each take a millisecond or two.
@@ -46,7 +45,6 @@ def record_ttl(retention: int) -> int:
 class Swept:
     invocations: int = 0
     events: int = 0
-    reindexed: int = 0  # invocations of an earlier version's layout moved to this one (`upgrade.py`)
     runs: int = 0
     batches: int = 0
     seconds: float = 0.0
@@ -81,13 +79,6 @@ class Retention:
         started = time.monotonic()
         cutoff = (now or time.time()) - self.retention
         try:
-            while max_batches is None or swept.batches < max_batches:
-                moved = reindex_batch(self.r, self.retention, BATCH)
-                if not moved:
-                    break
-                swept.reindexed += moved
-                swept.batches += 1
-                self.r.expire(keys.RETENTION_LOCK, LOCK_S)
             for kind in self._kinds():
                 while max_batches is None or swept.batches < max_batches:
                     batch_started = time.monotonic()
@@ -152,7 +143,7 @@ class Retention:
                 str(bucket), str(key), str(found["version"]), str(function), str(found["params_hash"])
             )
             self._forget(pipe, keys.dedup(unit), inv_id)
-        pipe.delete(keys.invocation(inv_id), keys.attempts(inv_id))
+        pipe.delete(keys.invocation(inv_id))
 
     def _drop_run(self, pipe: redis.client.Pipeline, run_id: str, known: object) -> None:
         if isinstance(known, str):

@@ -5,10 +5,9 @@ by a list in the record. No key of its own per invocation."""
 from __future__ import annotations
 
 import pytest
-import redis
 
-from pipeline.invocation import AttemptRecord, Status
-from pipeline.ledger import Ledger, keys
+from pipeline.invocation import Status
+from pipeline.ledger import Ledger
 from pipeline.usage import Measured
 from tests.integration.test_ledger_intake import event, make
 
@@ -44,7 +43,6 @@ def test_a_retried_attempt_and_the_one_that_succeeded(redis_url: str) -> None:
     assert (
         done is not None and second.finished_at == done.finished_at and second.duration_ms == done.duration_ms
     )
-    assert not redis.Redis.from_url(redis_url).exists(keys.attempts(inv.id))
 
 
 def test_an_attempt_whose_worker_died_is_kept_as_interrupted(redis_url: str) -> None:
@@ -76,14 +74,3 @@ def test_an_operators_retry_keeps_the_attempts_before_it(redis_url: str) -> None
         (1, "w1", "failed", "MediaError: truncated"),
         (1, "w2", "succeeded", None),
     ]
-
-
-def test_attempts_written_to_a_list_of_their_own_still_read(redis_url: str) -> None:
-    intake, ledger, sent = make(redis_url)
-    intake.accept(event())
-    [inv] = sent.sent
-    old = AttemptRecord(
-        n=1, worker="w0", started_at=1.0, finished_at=2.0, duration_ms=1000.0, outcome="failed"
-    )
-    redis.Redis.from_url(redis_url).rpush(keys.attempts(inv.id), old.model_dump_json())
-    assert ledger.invocations.attempts(inv.id) == [old]

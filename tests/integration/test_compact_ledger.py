@@ -5,7 +5,6 @@ once, and leaves no marker behind."""
 
 from __future__ import annotations
 
-import time
 from typing import cast
 
 import pytest
@@ -91,49 +90,6 @@ def test_a_record_written_before_packing_still_reads_retries_and_is_packed(redis
     done = ledger.invocations.get(old.id)
     assert done is not None and done.status == Status.SUCCEEDED and done.error is None and done.key == old.key
     assert fields_of(redis_url, old.id) == {b"status", b"attempts", PACKED_FIELD.encode()}
-
-
-def test_invocations_indexed_by_an_earlier_version_are_reindexed_by_the_sweeper(redis_url: str) -> None:
-    """Earlier versions indexed an invocation in idx:all, idx:status:<s> and idx:fn:<name>: the
-    sweeper moves them into this version's indexes, and the earlier ones go."""
-    ledger = Ledger(connect(redis_url))
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    olds = [
-        Invocation(
-            id=Invocation.new_id(),
-            function=fn,
-            params={},
-            params_hash="h",
-            rule="r",
-            queue=f"fn.{fn}",
-            bucket="media",
-            key=f"uploads/{fn}.jpg",
-            version="v1",
-            status=status,
-            created_at=time.time() - n,
-        )
-        for n, (fn, status) in enumerate([("thumbnail", Status.DEAD), ("filter", Status.SUCCEEDED)])
-    ]
-    pipe = client.pipeline(transaction=True)
-    for old in olds:
-        pipe.hset(keys.invocation(old.id), mapping=JsonHash(Invocation).dump(old, always=("status",)))
-        for index in (
-            keys.LEGACY_INDEX_ALL,
-            keys.legacy_status_index(old.status),
-            keys.legacy_function_index(old.function),
-        ):
-            pipe.zadd(index, {old.id: old.created_at})
-    pipe.execute()
-    assert ledger.invocations.query() == []  # this version's indexes do not name them yet
-    swept = ledger.retention_sweeper.sweep()
-    assert swept.reindexed == 2 and swept.invocations == 0  # moved, not removed: they are recent
-    assert [inv.id for inv in ledger.invocations.query()] == [old.id for old in olds]  # newest first
-    assert [inv.id for inv in ledger.invocations.query(status="dead")] == [olds[0].id]
-    assert [inv.id for inv in ledger.invocations.query(function="filter")] == [olds[1].id]
-    assert ledger.invocations.counts()["dead"] == 1
-    legacy = [keys.LEGACY_INDEX_ALL, keys.legacy_status_index("dead"), keys.legacy_function_index("filter")]
-    assert client.exists(*legacy) == 0
-    assert ledger.retention_sweeper.sweep().reindexed == 0
 
 
 def test_an_upload_closes_once_when_its_last_member_finishes(redis_url: str) -> None:

@@ -294,23 +294,3 @@ def test_an_objects_notifications_and_invocations_share_one_index(redis_url: str
         "accepted",
         "duplicate",
     ]
-    # Notifications indexed by an earlier version of the ledger, under a key of their own, still show.
-    client.zadd(keys.legacy_object_events_index("media", "uploads/cat.jpg"), {"old-event": 1.0})
-    ledger.events.amend(
-        accepted.model_copy(update={"id": "old-event", "received_at": 1.0, "raw": ""})
-    )  # unindexed
-    oldest, *_ = ledger.events.for_object("media", "uploads/cat.jpg")
-    assert oldest.id == "old-event"
-
-
-def test_a_claim_an_earlier_version_kept_under_a_key_of_its_own_still_counts(redis_url: str) -> None:
-    from pipeline.invocation import dedup_key
-
-    intake, ledger, sent = make(redis_url)
-    intake.accept(event(key="uploads/probe.jpg"))
-    [probe] = sent.sent
-    unit = dedup_key("media", "uploads/cat.jpg", "e1", "thumbnail", probe.params_hash)
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    client.set(keys.dedup(unit).legacy, probe.id)  # claimed, and recorded, before an upgrade
-    assert intake.accept(event()).status == "duplicate" and len(sent.sent) == 1
-    assert ledger.claims.claimant(keys.dedup(unit)) == probe.id

@@ -1,9 +1,9 @@
 -- The intake's claims for one notification, in one round trip.
 -- KEYS: the disabled-functions set, the duplicates counter, then per unit of work the hash its
 -- claim is a field of (a dedup claim, or a flow run's).
--- ARGV: the hashes' TTL, orphan age (s), then per unit: its field, the key of its own an earlier
--- version kept the claim under, a function name, the claimant's id and the prefix of the record
--- a claimant writes (an invocation's key or a run's, without the id).
+-- ARGV: the hashes' TTL, orphan age (s), then per unit: its field, a function name, the
+-- claimant's id and the prefix of the record a claimant writes (an invocation's key or a run's,
+-- without the id).
 -- Returns per unit: 0 (its function is disabled), 1 (claimed now), the id of the claimant that
 -- claimed and recorded it earlier, or '!' and the id of one that claimed it but has no record yet.
 -- A claim whose record was never written (the claimant died between its two round trips) is an
@@ -14,12 +14,12 @@ local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local out = {}
 for i = 3, #KEYS do
-  local a = (i - 3) * 5 + 3
-  local field, legacy, fn, id, record_prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local a = (i - 3) * 4 + 3
+  local field, fn, id, record_prefix = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   if redis.call('SISMEMBER', KEYS[1], fn) == 1 then
     out[#out + 1] = 0
   else
-    local earlier = redis.call('HGET', KEYS[i], field) or redis.call('GET', legacy)
+    local earlier = redis.call('HGET', KEYS[i], field)
     local recorded = earlier and redis.call('EXISTS', record_prefix .. earlier) == 1
     local made = earlier and tonumber(string.sub(earlier, 1, 12), 16)
     if not earlier or (not recorded and (not made or now_ms - made > orphan_ms)) then
