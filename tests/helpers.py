@@ -85,6 +85,31 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def consumed_queues(runtime: Runtime, pid: int) -> set[str] | None:
+    """The queues the live worker with process id `pid` takes messages from now, as its own event
+    loop answers Celery's `active_queues` (None: not live or no answer yet). A paused queue is
+    absent: no message in it can be taken, which proves a negative without waiting."""
+    from pipeline.queue.app import create_celery
+
+    live = [w.hostname for w in runtime.ledger.workers.live() if w.pid == pid]
+    if not live:
+        return None
+    app = create_celery(runtime.redis_url, runtime.pipeline)
+    try:
+        replies = app.control.inspect(destination=live, timeout=1.0).active_queues() or {}
+    finally:
+        app.close()
+    queues = replies.get(live[0])
+    return None if queues is None else {q["name"] for q in queues}
+
+
+def broker_copies(runtime: Runtime, queue: str) -> int:
+    """Messages of `queue` the broker still holds: waiting in the queue, or taken by a worker and
+    not yet acknowledged (kombu's `unacked` hash, from which it redelivers). 0: no copy can run
+    again, however long one waits."""
+    return runtime.dispatcher.depth(queue) + int(runtime.redis.hlen("unacked"))
+
+
 class Proc:
     """A `python -m pipeline ...` child process with its output captured to a file."""
 

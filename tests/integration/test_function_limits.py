@@ -5,7 +5,6 @@ how many invocations of a function run at once across all workers, and `paused: 
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from pipeline.invocation import Status
 from pipeline.measure.samples import generate
 from pipeline.queue.control import FunctionControls
 from pipeline.uploads import upload_file
-from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_runtime, wait_until
+from tests.helpers import THUMBNAILS_ONLY, Proc, consumed_queues, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,11 +66,14 @@ def test_the_file_holds_a_function_until_it_changes(held: str, redis_url: str, t
     worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w1.log")
     again: Proc | None = None
     try:
-        wait_until(runtime.ledger.workers.live, 30, "the worker")
+        pid = worker.popen.pid
+        wait_until(lambda: consumed_queues(runtime, pid) is not None, 30, "the worker")
         ids = upload_file(runtime, image, "media", "uploads/held.jpg").invocation_ids
-        # The operator's Resume cannot release what the file holds.
+        # The operator's Resume cannot release what the file holds. Had it told the worker to take
+        # from the queue, the worker would have done so before answering the question asked after.
         FunctionControls(redis_url, runtime.pipeline, runtime.ledger).set_paused("thumbnail", False)
-        time.sleep(3)
+        queues = consumed_queues(runtime, pid)
+        assert queues is not None and "fn.thumbnail" not in queues, queues
         assert runtime.ledger.invocations.get_many(ids)[0].status == Status.QUEUED, worker.output()[-2000:]
         assert runtime.dispatcher.depth("fn.thumbnail") == 1, "the work waits in the function's queue"
         assert worker.stop() == 0, worker.output()[-3000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from pipeline.invocation import Status
 from pipeline.measure.samples import generate
 from pipeline.queue.control import FunctionControls
 from pipeline.uploads import upload_file
-from tests.helpers import THUMBNAILS_ONLY, Proc, pipeline_runtime, wait_until
+from tests.helpers import THUMBNAILS_ONLY, Proc, consumed_queues, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,23 +20,30 @@ def test_paused_work_waits_in_its_queue_and_runs_on_resume(redis_url: str, tmp_p
     controls = FunctionControls(redis_url, runtime.pipeline, runtime.ledger)
     image = generate(tmp_path / "samples")[0]
     worker = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w1.log")
+
+    def not_taking(pid: int) -> bool:
+        queues = consumed_queues(runtime, pid)
+        return queues is not None and "fn.thumbnail" not in queues
+
     late: Proc | None = None
     try:
-        wait_until(runtime.ledger.workers.live, 30, "the worker")
+        wait_until(lambda: consumed_queues(runtime, worker.popen.pid), 30, "the worker")
         controls.set_paused("thumbnail", True)  # a live worker is told at once
-        time.sleep(1.0)
+        wait_until(lambda: not_taking(worker.popen.pid), 10, "the worker to stop taking from fn.thumbnail")
         first = upload_file(runtime, image, "media", "uploads/one.jpg").invocation_ids
-        time.sleep(3)
+        # Nothing consumes the queue (the worker said so), so the message stays where it is.
         assert runtime.ledger.invocations.get_many(first)[0].status == Status.QUEUED
         assert runtime.dispatcher.depth("fn.thumbnail") == 1, "the work waits in the function's queue"
 
         # A worker that starts while the function is paused does not take it either.
         worker.stop()
         late = Proc(["worker", "--functions", "thumbnail", "--concurrency", "1"], env, tmp_path / "w2.log")
-        wait_until(
-            lambda: any(w.pid == late.popen.pid for w in runtime.ledger.workers.live()), 30, "the new worker"
-        )
-        time.sleep(3)
+        late_pid = late.popen.pid
+        wait_until(lambda: consumed_queues(runtime, late_pid) is not None, 30, "the new worker")
+        # Its event loop answers, so it is past the point where it could have taken the message
+        # before learning of the pause: the queue is not among its consumers, the message still in it.
+        assert not_taking(late_pid)
+        assert runtime.dispatcher.depth("fn.thumbnail") == 1, late.output()[-2000:]
         assert runtime.ledger.invocations.get_many(first)[0].status == Status.QUEUED, late.output()[-2000:]
 
         controls.set_paused("thumbnail", False)

@@ -79,13 +79,15 @@ def aof_redis(tmp_path: Path) -> Iterator[AofRedis]:
     server.stop()
 
 
-def submit(runtime: Runtime, path: Path, key: str) -> None:
-    """Store the object; if the notification is refused (Redis down), send it again until accepted."""
+def submit(runtime: Runtime, path: Path, key: str, refused: threading.Event | None = None) -> None:
+    """Store the object; if the notification is refused (Redis down), send it again until accepted.
+    `refused` is set when it was."""
     try:
         runtime.store.put_file("media", key, path, content_type="image/png")
         return
     except BrokerUnavailable:
-        pass
+        if refused is not None:
+            refused.set()
     info = runtime.store.stat("media", key)
     event = ObjectEvent(
         source="local", event_name="s3:ObjectCreated:Put", bucket="media", key=key,
@@ -128,13 +130,15 @@ def test_redis_restart_mid_run_loses_nothing(
         aof_redis.stop()  # mid-run: some queued, some running
 
         # Uploads while Redis is down: stored in the bucket, notifications refused and sent again.
+        refused = threading.Event()
+
         def send_during() -> None:
             for i in range(10, 15):
-                submit(runtime, images[i], f"uploads/during-{i}.png")
+                submit(runtime, images[i], f"uploads/during-{i}.png", refused)
 
         during = threading.Thread(target=send_during)
         during.start()
-        time.sleep(2)
+        assert refused.wait(30), "a notification sent while Redis is down was not refused"
         aof_redis.start()
         during.join(timeout=60)
         for i in range(15, 30):
@@ -189,13 +193,15 @@ def test_pipeline_up_rides_out_redis_going_away_while_it_starts(aof_redis: AofRe
     try:
         time.sleep(0.5)
         aof_redis.stop()  # while `up` waits for its gateway and workers
-        time.sleep(6)
-        assert up.alive(), up.output()[-3000:]
         url = f"http://127.0.0.1:{port}/events/minio"
         headers = {"Content-Type": "application/json"}
+        # `up` got its gateway going without Redis and is now waiting for its workers: alive.
         wait_until(
-            lambda: _status(url, body, headers) == 503, 30, "the gateway to answer 503 while Redis is away"
+            lambda: _status(url, body, headers) == 503 or not up.alive(),
+            30,
+            "the gateway to answer 503 while Redis is away",
         )
+        assert up.alive(), up.output()[-3000:]
         aof_redis.start()
         wait_until(lambda: _status(url, body, headers) == 200, 60, "the notification to be accepted")
         ledger = Ledger(connect(aof_redis.url))

@@ -135,6 +135,19 @@ def eventually(predicate: Callable[[], object], timeout: float = 15, what: str =
     wait_until(predicate, timeout, what)
 
 
+def settled(hooks: Hooks, timeout: float = 15) -> None:
+    """Wait until the worker has nothing left to do: every finished invocation announced (the
+    outbox empties only after its entries made their messages) and no message due, in flight or
+    waiting for a retry (each stays in the due set until it is delivered or given up). After
+    this, what the receiver got is all it will get, with no sleep to prove a negative."""
+    messages = hooks.notifier.messages
+    wait_until(
+        lambda: hooks.runtime.ledger.outbox.length() == 0 and messages.due_count() == 0,
+        timeout,
+        "the webhook worker to settle",
+    )
+
+
 def test_delivery_is_signed_and_matches_the_documented_payload(hooks: Hooks) -> None:
     hooks.start_worker()
     hooks.subscribe("/all")
@@ -174,7 +187,7 @@ def test_retries_back_off_with_the_same_webhook_id(hooks: Hooks) -> None:
     assert codes == [500, 503, 200]
     first = hooks.notifier.messages.attempts(msg_id)[0]
     assert first.next_attempt_at is not None and first.next_attempt_at > first.at
-    time.sleep(1.5)
+    settled(hooks)
     assert len(hooks.receiver.at("/flaky")) == 3, "a delivered message is not sent again"
 
 
@@ -201,7 +214,7 @@ def test_410_disables_the_subscription_and_tells_the_operator(hooks: Hooks) -> N
     assert disabled is not None and "410" in (disabled.disabled_reason or "")
     assert any(sub.id in str(n["text"]) and "410" in str(n["text"]) for n in hooks.notifier.notices.recent())
     hooks.finish(invs[1])
-    time.sleep(2)
+    settled(hooks)
     assert len(hooks.receiver.at("/gone")) == 1, "a disabled subscription receives nothing more"
 
 
@@ -215,7 +228,7 @@ def test_redirects_are_not_followed(hooks: Hooks) -> None:
     eventually(lambda: hooks.notifier.messages.get(msg_id).state == "failed")  # type: ignore[union-attr]
     msg = hooks.notifier.messages.get(msg_id)
     assert msg is not None and "redirect" in (msg.error or "") and "not followed" in (msg.error or "")
-    time.sleep(1.5)
+    settled(hooks)
     assert not hooks.receiver.at("/elsewhere")
     assert len(hooks.receiver.at("/moved")) == 1
 
@@ -269,14 +282,14 @@ def test_object_processed_fires_once_after_all_invocations(hooks: Hooks) -> None
     again = hooks.upload_event()  # a duplicated notification claims nothing new
     assert again == []
     hooks.finish(first)
-    time.sleep(1.5)
+    settled(hooks)
     assert not hooks.receiver.at("/done"), "object.processed before every invocation finished"
     hooks.finish(second, Status.DEAD, error="OSError: disk full (after 3 attempts)")
     eventually(lambda: hooks.receiver.at("/done"))
     hooks.upload_event()  # and another duplicate after the fact
     # Announcing the same outcome again (as after a crash between verdict and announcement).
     hooks.runtime.redis.rpush(keys.OUTBOX, json.dumps({"id": second.id, "status": "dead"}))
-    time.sleep(2)
+    settled(hooks)
     got = hooks.receiver.at("/done")
     assert len(got) == 1
     payload = ProcessedPayload.model_validate_json(got[0].body)
@@ -396,8 +409,16 @@ def test_a_webhook_worker_killed_mid_send_loses_nothing(hooks: Hooks) -> None:
     hooks.worker = None
     msg_id = hooks.receiver.at("/crash")[0].webhook_id
     assert hooks.notifier.messages.get(msg_id).state == "pending"  # type: ignore[union-attr]
+    # The dead worker's attempt holds two leases of 2 x timeout + 10 s = 14 s: its claim in the
+    # schedule (the message is due again then) and its send lock. Rather than wait that long, the
+    # clock is moved on for this message: both end now, as they would 14 s later.
+    r = hooks.runtime.redis
+    leased_until = r.zscore(keys.WEBHOOK_DUE, msg_id)
+    assert leased_until is not None and leased_until - time.time() >= 10, "leased for 14 s from its claim"
+    assert r.pttl(keys.webhook_sending(msg_id)) >= 10_000, "one attempt in flight at a time"
+    r.zadd(keys.WEBHOOK_DUE, {msg_id: time.time()})
+    r.delete(keys.webhook_sending(msg_id))
     hooks.start_worker(webhook_timeout="2")
-    # The lease is 2 x timeout + 10 s = 14 s from when the first attempt was claimed.
     eventually(lambda: hooks.notifier.messages.get(msg_id).state == "delivered", 30, "redelivery")  # type: ignore[union-attr]
     got = hooks.receiver.at("/crash")
     assert len(got) == 2 and {r.webhook_id for r in got} == {msg_id} and all(r.verified for r in got)
@@ -424,7 +445,7 @@ def test_callbacks_have_their_own_secrets_a_bound_and_an_expiry(redis_url: str, 
             assert one.verified, one.verify_error
             with pytest.raises(WebhookVerificationError):  # not replayable to another destination
                 Webhook(hooks.notifier.callback_secret(urls["/cb2"])).verify(one.body, one.headers)
-            time.sleep(2)
+            settled(hooks)
             assert not receiver.at("/cb3"), "a third destination beyond max_per_rule got a callback"
             assert any("max_per_rule" in str(n["text"]) for n in hooks.notifier.notices.recent())
             ttl = redis.Redis.from_url(redis_url).ttl(keys.webhook_subscription(callback_id(urls["/cb1"])))
