@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +12,39 @@ import httpx
 import pytest
 from PIL import Image
 
+from pipeline.embedded import free_port
+from pipeline.measure.harness import PipelineProcess, pipeline_env, start_gateway, wait_until
+
 if TYPE_CHECKING:
     import redis
 
     from functions.spec import FunctionSpec, Output
     from pipeline.ledger.keys import Claim
     from pipeline.runtime import Runtime
+
+__all__ = [
+    "BUILT_IN",
+    "EVENTS",
+    "REPO",
+    "THUMBNAILS_ONLY",
+    "Proc",
+    "ServedApp",
+    "assert_reports_declared",
+    "broker_copies",
+    "built_in_template",
+    "consumed_queues",
+    "free_port",
+    "load_image",
+    "need",
+    "pipeline_env",
+    "pipeline_runtime",
+    "plant_claim",
+    "start_gateway",
+    "wait_until",
+]
+
+# The processes are started by the same harness as the benchmarks': one way to start them.
+Proc = PipelineProcess
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "fixtures" / "events"
@@ -70,21 +93,6 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def consumed_queues(runtime: Runtime, pid: int) -> set[str] | None:
     """The queues the live worker with process id `pid` takes messages from now, as its own event
     loop answers Celery's `active_queues` (None: not live or no answer yet). A paused queue is
@@ -108,78 +116,6 @@ def broker_copies(runtime: Runtime, queue: str) -> int:
     not yet acknowledged (kombu's `unacked` hash, from which it redelivers). 0: no copy can run
     again, however long one waits."""
     return runtime.dispatcher.depth(queue) + int(runtime.redis.hlen("unacked"))
-
-
-class Proc:
-    """A `python -m pipeline ...` child process with its output captured to a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, prefix: Sequence[str] = ()) -> None:
-        """`prefix`: a command that runs the rest (e.g. `ip netns exec NAME`); it must exec it, so
-        signals reach the pipeline process itself."""
-        self.args = args
-        self.log = log
-        self._log_file = log.open("wb")
-        self.popen = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "pipeline", *args],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def interrupt(self, sig: int, timeout: float) -> int:
-        """Send `sig` (Ctrl-C is SIGINT) and wait for the process to exit on its own."""
-        self.popen.send_signal(sig)
-        try:
-            return int(self.popen.wait(timeout=timeout))
-        finally:
-            self.stop()
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM, and SIGKILL after `timeout`: a worker's warm shutdown first finishes the task in
-        hand, which takes longer while parallel test processes share the cores."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        if not self._log_file.closed:
-            self._log_file.close()
-        return int(self.popen.returncode)
-
-
-def start_gateway(env: dict[str, str], log: Path, *args: str, timeout: float = 60) -> tuple[Proc, str]:
-    """A `pipeline gateway` process on a free port (`args`: more options, e.g. `--workers 2`),
-    once it answers /healthz; returns it and its base URL."""
-    port = free_port()
-    proc = Proc(["gateway", "--port", str(port), *args], env, log)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(lambda: healthy() or not proc.alive(), timeout, "the gateway")
-    if not proc.alive():
-        proc.stop()
-        raise AssertionError(f"the gateway exited:\n{proc.output()[-3000:]}")
-    return proc, url
-
-
-def pipeline_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(overrides)
-    return env
 
 
 class ServedApp:

@@ -256,6 +256,11 @@ class FlowRunner:
 
         def stop(run: Run) -> list[Launch] | None:
             if run.status.ended:
+                if cause == "stale" and run.status == RunStatus.SKIPPED and run.reason != reason:
+                    # Its first steps were staged with its record: a worker's own version check
+                    # may have skipped them before the intake settled it. Say why, all the same.
+                    run.reason = reason
+                    return []
                 return None
             pending.extend(engine.cancel(run, cause, reason))
             return []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import signal
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -67,8 +66,8 @@ def _run(bed: Testbed, objects: int) -> list[Figure]:
     idle = fresh_uploads(bed, "idle", 20)
     lane = bed.pipeline.config.lane_for("copy", backfill=True)
     samples, done_event = Samples(), threading.Event()
-    argv = [sys.executable, "-m", "pipeline", "reconcile", "--rate", "0", "--window", str(WINDOW), "--quiet"]
-    passes = [bed.spawn(argv)]
+    args = ["reconcile", "--rate", "0", "--window", str(WINDOW), "--quiet"]
+    passes = [bed.run(args)]
     began = time.monotonic()
 
     def sample() -> None:
@@ -77,7 +76,7 @@ def _run(bed: Testbed, objects: int) -> list[Figure]:
             progress = bed.ledger.backfill.read()
             if progress is not None:
                 samples.progress.append(progress)
-                if rss := rss_mb([passes[-1].pid]) if passes[-1].poll() is None else 0.0:
+                if rss := rss_mb([passes[-1].pid]) if passes[-1].alive() else 0.0:
                     samples.reconciler_rss_mb.append((progress.listed, rss))
             time.sleep(1.0)
 
@@ -88,11 +87,11 @@ def _run(bed: Testbed, objects: int) -> list[Figure]:
     while True:
         progress = bed.ledger.backfill.read()
         if interrupted is None and progress and progress.listed >= INTERRUPT_AT * objects:
-            passes[0].send_signal(signal.SIGINT)  # Ctrl-C: the pass stops; its cursor stays
-            passes[0].wait(timeout=60)
+            passes[0].popen.send_signal(signal.SIGINT)  # Ctrl-C: the pass stops; its cursor stays
+            passes[0].popen.wait(timeout=60)
             interrupted = bed.ledger.backfill.read()
-            passes.append(bed.spawn(argv))  # resumes after the last key handed on
-        elif progress and progress.complete and passes[-1].poll() is not None:
+            passes.append(bed.run(args))  # resumes after the last key handed on
+        elif progress and progress.complete and not passes[-1].alive():
             break
         during += fresh_uploads(bed, f"busy{len(during)}", 1)
         time.sleep(FRESH_EVERY_S)

@@ -14,7 +14,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,8 +28,9 @@ from PIL import Image
 
 from pipeline.embedded import free_port, redis_server_binary
 from pipeline.ledger import Ledger, connect
+from pipeline.measure.harness import PipelineProcess, WaitTimedOut, start_gateway, wait_until
 from pipeline.measure.pipelines import PipelineName, PipelineUnderTest, pipeline_under_test, tally
-from pipeline.measure.testbed import Figure, spawn_logged, stop_process
+from pipeline.measure.testbed import Figure
 from pipeline.queue.app import queued_runtime
 from pipeline.reconcile import resend_stuck
 from pipeline.registry import load_pipeline
@@ -51,15 +51,6 @@ NOTIFICATION: dict[str, Any] = {
         }
     ],
 }
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 class RedisGroup:
@@ -97,7 +88,7 @@ class RedisGroup:
         self._start("sentinel", [str(conf), "--sentinel"])
         url = f"redis+sentinel://127.0.0.1:{self.sentinel_port}/main/0"
         client = connect(url)
-        wait_for(lambda: _replicas(client) == 2, 30, "both replicas in sync")
+        wait_until(lambda: _replicas(client) == 2, 30, "both replicas in sync")
         return url
 
     def kill_master(self) -> None:
@@ -178,21 +169,18 @@ def _under_load(
         PIPELINE_EVENTS_TOKEN=TOKEN,
         PIPELINE_RECONCILE_INTERVAL="0",
     )
-    pipeline = [sys.executable, "-m", "pipeline"]
-    gateway = spawn_logged([*pipeline, "gateway", "--port", str(port)], env, root / "gateway.log")
+    gateway, gateway_url = start_gateway(env, root / "gateway.log", port=port, timeout=30)
     worker = _SupervisedWorker(
-        [*pipeline, "worker", "--functions", ",".join(under_test.functions), "--concurrency", "2"],
+        ["worker", "--functions", ",".join(under_test.functions), "--concurrency", "2"],
         env,
         root / "worker.log",
     )
     ledger = Ledger(connect(url))
-    gateway_url = f"http://127.0.0.1:{port}"
     outcome = Outcome(sent=len(infos), pipeline_file=under_test.name)
     acked: dict[str, float] = {}
     lock = threading.Lock()
     try:
-        wait_for(lambda: _up(gateway_url) or gateway.poll() is not None, 30, "the gateway")
-        wait_for(lambda: ledger.workers.live() or worker.proc.poll() is not None, 30, "the worker")
+        wait_until(lambda: ledger.workers.live() or not worker.proc.alive(), 30, "the worker")
         worker.start_watching()
         start = time.monotonic()
 
@@ -224,12 +212,12 @@ def _under_load(
             for future in [pool.submit(send, i, key) for i, key in enumerate(infos)]:
                 future.result()
         killer.join()
-        if gateway.poll() is not None:
+        if not gateway.alive():
             raise RuntimeError(f"the gateway did not survive the failover; see {root}")
         outcome.resent = _drain(ledger, url, data, config, len(acked) * len(under_test.functions))
         _count(outcome, acked, ledger, store, kill_at, under_test)
     finally:
-        stop_process(gateway, timeout=60)
+        gateway.stop(timeout=60)
         outcome.worker_restarts = worker.stop()
     return outcome
 
@@ -241,7 +229,7 @@ class _SupervisedWorker:
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.argv, self.env, self.log = argv, env, log
-        self.proc = spawn_logged(argv, env, log)
+        self.proc = PipelineProcess(argv, env, log)
         self.restarts = 0
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -251,16 +239,18 @@ class _SupervisedWorker:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
-            if self.proc.poll() is not None:
+            if not self.proc.alive():
                 self.restarts += 1
-                self.proc = spawn_logged(self.argv, self.env, self.log.with_suffix(f".{self.restarts}.log"))
+                self.proc = PipelineProcess(
+                    self.argv, self.env, self.log.with_suffix(f".{self.restarts}.log")
+                )
 
     def stop(self) -> int:
         """Stop watching and the worker; returns how many times it was started again."""
         self._stop.set()
         if self._watcher.is_alive():
             self._watcher.join(timeout=5)
-        stop_process(self.proc, timeout=60)
+        self.proc.stop(timeout=60)
         return self.restarts
 
 
@@ -314,17 +304,10 @@ def _drain(ledger: Ledger, url: str, data: Path, config: Path, expected: int) ->
         return waiting == 0 and finished >= expected and ledger.runs.counts()["running"] == 0
 
     try:
-        wait_for(drained, 240, "every acknowledged notification processed", interval=1)
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}: {ledger.invocations.counts()}, resent {resent}") from None
+        wait_until(drained, 240, "every acknowledged notification processed", interval=1)
+    except WaitTimedOut as exc:
+        raise WaitTimedOut(f"{exc}: {ledger.invocations.counts()}, resent {resent}") from None
     return sum(resent)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # (notifications/s, seconds, kill after s) per file: the built-in one makes three invocations of

@@ -11,7 +11,6 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -20,9 +19,8 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from pipeline.embedded import free_port
 from pipeline.intake import Notification
-from pipeline.measure.testbed import TOKEN, Figure, Testbed, ms, pct, wait_http
+from pipeline.measure.testbed import TOKEN, Figure, Testbed, ms, pct
 
 
 def minio_body(key: str, size: int) -> bytes:
@@ -153,14 +151,7 @@ class Gateway:
 
     def __init__(self, bed: Testbed, script: Path, processes: int, env: dict[str, str] | None = None) -> None:
         self.bed, self.script, self.processes = bed, script, processes
-        self.base = f"http://127.0.0.1:{free_port()}"
-        port = self.base.rsplit(":", 1)[1]
-        self.proc = bed.spawn(
-            [sys.executable, "-m", "pipeline", "gateway", "--host", "127.0.0.1", "--port", port,
-             "--workers", str(processes)],
-            env={**bed.env, **(env or {})},
-        )  # fmt: skip
-        wait_http(f"{self.base}/healthz", self.proc)
+        self.proc, self.base = bed.gateway("--workers", str(processes), env={**bed.env, **(env or {})})
 
     def load(self, prefix: str, seconds: int, clients: int, pause_ms: int = 0) -> Load:
         if shutil.which("wrk"):

@@ -6,24 +6,21 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from PIL import Image
 
 from functions.thumbnail import ThumbnailParams
 from pipeline.config import parse_config
-from pipeline.embedded import EmbeddedRedis, free_port
+from pipeline.embedded import EmbeddedRedis
 from pipeline.events.model import ObjectEvent
 from pipeline.flows.model import RunStatus
 from pipeline.invocation import Invocation, Status
+from pipeline.measure.harness import ChildProcess, PipelineProcess, start_gateway
 from pipeline.measure.samples import make_photo
 from pipeline.queue.app import queued_runtime
 from pipeline.registry import build_pipeline
@@ -92,24 +89,6 @@ def dist(values: list[float]) -> str:
     return f"p50 {p50} · p95 {p95} · p99 {p99} (n={len(values)})"
 
 
-def spawn_logged(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """A child process in a session of its own (so `stop_process` can kill what it started), its
-    output in `log`."""
-    with log.open("wb") as out:  # the child keeps its own handle
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM (a worker's warm shutdown finishes its task), SIGKILL to its group after `timeout`."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def rss_mb(pids: list[int]) -> float:
     """The resident memory of these processes together, in MiB (those gone count nothing)."""
     total = 0
@@ -148,19 +127,35 @@ class Testbed:
         self.photo = make_photo(tmp / "photo-1mp.jpg")
         self.small = tmp / "small.png"
         Image.new("RGB", (64, 64), (90, 120, 150)).save(self.small)
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[ChildProcess] = []
         self._n = 0
 
-    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _log(self) -> Path:
         self._n += 1
-        proc = spawn_logged(argv, env or self.env, self.tmp / f"proc-{self._n}.log")
+        return self.tmp / f"proc-{self._n}.log"
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
+        """Any command (the bare Celery baseline); `pipeline` commands: `run`."""
+        proc = ChildProcess(argv, env or self.env, self._log())
         self.procs.append(proc)
         return proc
 
+    def run(self, args: list[str], env: dict[str, str] | None = None) -> PipelineProcess:
+        """`python -m pipeline <args>`, stopped with the bed."""
+        proc = PipelineProcess(args, env or self.env, self._log())
+        self.procs.append(proc)
+        return proc
+
+    def gateway(self, *args: str, env: dict[str, str] | None = None) -> tuple[PipelineProcess, str]:
+        """A gateway on a free port once it answers (`args`: more options); and its base URL."""
+        proc, url = start_gateway(env or self.env, self._log(), *args)
+        self.procs.append(proc)
+        return proc, url
+
     def worker(
         self, concurrency: int, env: dict[str, str] | None = None, functions: str = "thumbnail"
-    ) -> subprocess.Popen[bytes]:
-        argv = [
+    ) -> PipelineProcess:
+        args = [
             "worker",
             "--functions",
             functions,
@@ -169,22 +164,22 @@ class Testbed:
             "--loglevel",
             "WARNING",
         ]
-        return self.spawn([sys.executable, "-m", "pipeline", *argv], env)
+        return self.run(args, env)
 
-    def wait_worker(self, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    def wait_worker(self, proc: ChildProcess, timeout: float = 60) -> float:
         """Wait for the worker's first heartbeat (sent when it is ready); returns that time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for info in self.ledger.workers.live():
                 if info.pid == proc.pid:
                     return info.started_at
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}; see {self.tmp}")
+            if not proc.alive():
+                raise RuntimeError(f"worker exited with {proc.popen.returncode}; see {self.tmp}")
             time.sleep(0.005)
         raise TimeoutError("the worker did not come up")
 
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        stop_process(proc)
+    def stop(self, proc: ChildProcess) -> None:
+        proc.stop(timeout=30)
         for info in self.ledger.workers.live():
             if info.pid == proc.pid:
                 self.ledger.workers.gone(info.hostname)
@@ -250,12 +245,8 @@ def s3_peer(bed: Testbed) -> Iterator[tuple[dict[str, str], Any]]:
         PIPELINE_S3_REGION="us-east-1",
         PIPELINE_SNS_VERIFY_SIGNATURE="false",  # moto signs with a fake key
     )
-    gateway_port = free_port()
-    gateway = bed.spawn(
-        [sys.executable, "-m", "pipeline", "gateway", "--host", "127.0.0.1", "--port", str(gateway_port)], env
-    )
+    gateway, gateway_url = bed.gateway(env=env)
     try:
-        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway)
         kw: dict[str, Any] = {
             "endpoint_url": endpoint,
             "region_name": "us-east-1",
@@ -268,7 +259,7 @@ def s3_peer(bed: Testbed) -> Iterator[tuple[dict[str, str], Any]]:
         sns.subscribe(
             TopicArn=topic,
             Protocol="http",
-            Endpoint=f"http://127.0.0.1:{gateway_port}/events/sns?token={TOKEN}",
+            Endpoint=f"{gateway_url}/events/sns?token={TOKEN}",
         )
         s3.put_bucket_notification_configuration(
             Bucket="media",
@@ -286,15 +277,3 @@ def s3_peer(bed: Testbed) -> Iterator[tuple[dict[str, str], Any]]:
     finally:
         bed.stop(gateway)
         server.stop()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer")

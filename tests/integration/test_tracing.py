@@ -143,7 +143,7 @@ def test_one_upload_is_one_trace_from_notification_to_webhook(
     assert enqueue.kind == otel_trace.SpanKind.PRODUCER
     invoke = child(enqueue, "invoke thumbnail")
     assert invoke.kind == otel_trace.SpanKind.CONSUMER and invoke.attributes["pipeline.invocation"] == inv.id
-    for step in ("download", "screen", "run thumbnail"):
+    for step in ("download", "admit", "run thumbnail"):
         child(invoke, step)
     uploads = [
         s for s in finished if s.name.startswith("upload ") and s.parent.span_id == invoke.context.span_id
