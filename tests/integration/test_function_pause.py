@@ -9,10 +9,16 @@ import pytest
 from pipeline.invocation import Status
 from pipeline.measure.samples import generate
 from pipeline.queue.control import FunctionControls
+from pipeline.runtime import Runtime
 from pipeline.uploads import upload_file
 from tests.helpers import THUMBNAILS_ONLY, Proc, consumed_queues, pipeline_runtime, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+def blocked_pops(runtime: Runtime) -> int:
+    """Clients of Redis waiting in a blocking command (a worker's BRPOP on its queues)."""
+    return sum("b" in str(c["flags"]) for c in runtime.redis.client_list())
 
 
 def test_paused_work_waits_in_its_queue_and_runs_on_resume(redis_url: str, tmp_path: Path) -> None:
@@ -30,6 +36,10 @@ def test_paused_work_waits_in_its_queue_and_runs_on_resume(redis_url: str, tmp_p
         wait_until(lambda: consumed_queues(runtime, worker.popen.pid), 30, "the worker")
         controls.set_paused("thumbnail", True)  # a live worker is told at once
         wait_until(lambda: not_taking(worker.popen.pid), 10, "the worker to stop taking from fn.thumbnail")
+        # A pop the worker began before it was told (a BRPOP on its queues, up to a second long)
+        # still runs: a message pushed now could be taken by it, and handed back. Once no client
+        # of Redis is blocked in a pop, nothing takes from the queue.
+        wait_until(lambda: blocked_pops(runtime) == 0, 10, "the worker's last pop to end")
         first = upload_file(runtime, image, "media", "uploads/one.jpg").invocation_ids
         # Nothing consumes the queue (the worker said so), so the message stays where it is.
         assert runtime.ledger.invocations.get_many(first)[0].status == Status.QUEUED
