@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
+import redis
 from PIL import Image
 
 from pipeline.embedded import free_port, redis_server_binary
@@ -89,6 +90,10 @@ class RedisGroup:
         url = f"redis+sentinel://127.0.0.1:{self.sentinel_port}/main/0"
         client = connect(url)
         wait_until(lambda: _replicas(client) == 2, 30, "both replicas in sync")
+        # The sentinel learns of replicas from the master's INFO, every 10 s: a master killed
+        # before it has, leaves it no replica to promote ("failover-abort-no-good-slave").
+        sentinel = redis.Redis(host="127.0.0.1", port=self.sentinel_port, decode_responses=True)
+        wait_until(lambda: _known_replicas(sentinel) == 2, 30, "the sentinel to know both replicas")
         return url
 
     def kill_master(self) -> None:
@@ -99,6 +104,16 @@ class RedisGroup:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=10)
+
+
+def _known_replicas(sentinel: redis.Redis) -> int:
+    """Replicas of `main` the sentinel knows and could promote (not down, not disconnected)."""
+    try:
+        replicas = sentinel.sentinel_slaves("main")
+    except redis.RedisError:
+        return 0
+    bad = ("is_sdown", "is_odown", "is_disconnected")
+    return sum(1 for r in replicas if r.get("is_slave") and not any(r.get(flag) for flag in bad))
 
 
 def _replicas(client: Any) -> int:

@@ -1,5 +1,5 @@
 """Redis with two replicas and Sentinel, the master killed under load (`pipeline/measure/failover.py`):
-about 100 notifications/s for 12 s to a real gateway (`PIPELINE_REDIS_URL=redis+sentinel://...`,
+about 100 notifications/s for 8 s to a real gateway (`PIPELINE_REDIS_URL=redis+sentinel://...`,
 `PIPELINE_REDIS_MIN_REPLICAS=1`) and a real worker. Notifications during the failover get 503 and
 are sent again, as MinIO and SNS do; every acknowledged notification is processed exactly once;
 the gateway and the worker follow the promoted replica by themselves."""
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 # The benchmark's rates, for a shorter time: the master still dies mid-load, with notifications
 # in flight before, during and after, and the test run stays short. `pipeline bench system --only
 # failover` runs the full size (3,000 and 600 notifications, `failover.LOADS`).
-LOADS: dict[PipelineName, tuple[int, int, float]] = {"built-in": (30, 12, 5.0), "one-rule": (100, 12, 5.0)}
+LOADS: dict[PipelineName, tuple[int, int, float]] = {"built-in": (30, 8, 3.5), "one-rule": (100, 8, 3.5)}
 
 
 @pytest.mark.timeout(480)
