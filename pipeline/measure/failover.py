@@ -86,12 +86,13 @@ class RedisGroup:
             "sentinel failover-timeout main 5000\n"
             "sentinel parallel-syncs main 2\n"
         )
+        master_client = redis.Redis(host="127.0.0.1", port=master)
+        wait_until(lambda: _replicas(master_client) == 2, 30, "both replicas in sync")
+        # The sentinel learns of replicas from the master's INFO, at its first look and then
+        # every 10 s: started once they are in sync, it knows them at once. A master killed
+        # before it knows any leaves it nothing to promote ("failover-abort-no-good-slave").
         self._start("sentinel", [str(conf), "--sentinel"])
         url = f"redis+sentinel://127.0.0.1:{self.sentinel_port}/main/0"
-        client = connect(url)
-        wait_until(lambda: _replicas(client) == 2, 30, "both replicas in sync")
-        # The sentinel learns of replicas from the master's INFO, every 10 s: a master killed
-        # before it has, leaves it no replica to promote ("failover-abort-no-good-slave").
         sentinel = redis.Redis(host="127.0.0.1", port=self.sentinel_port, decode_responses=True)
         wait_until(lambda: _known_replicas(sentinel) == 2, 30, "the sentinel to know both replicas")
         return url

@@ -248,6 +248,11 @@ def _verify(runtime: Runtime, store: LocalStore, under_test: PipelineUnderTest, 
     present = {o.key for o in store.list("media", "derived/")}
     missing = {key for key in keys if not under_test.outputs_of(key) <= present}
     outcome.lost = max(outcome.lost, len(missing))
+    for key in sorted(missing)[:5]:  # what became of a lost upload, so a failure can be read
+        invs = runtime.ledger.invocations.for_object("media", key)
+        states = [f"{i.function} {i.status.value} x{i.attempts} {(i.error or '')[:120]}" for i in invs]
+        events = [e.status for e in runtime.ledger.events.for_object("media", key)]
+        outcome.notes.append(f"lost {key}: invocations {states or 'none'}; notifications {events or 'none'}")
     outcome.partial_outputs = sum(undecodable(key, store.path_of("media", key)) for key in present)
 
 
