@@ -72,24 +72,34 @@ def stuck_after(runtime: Runtime) -> float:
 
 
 def resend_stuck(runtime: Runtime, *, dry_run: bool = False, older_than: float | None = None) -> int:
-    """Send again the messages of invocations queued for longer than `older_than` seconds.
+    """Send again the messages of invocations queued for longer than `older_than` seconds, and of
+    those running that long that no worker holds.
 
     kombu's Redis transport pops a message and records it as unacknowledged in two steps; if Redis
-    goes away in between, the message is gone while the ledger still says `queued`. A second
-    message is harmless: a finished invocation is never run again, and the lease keeps two from
-    running at once."""
+    goes away in between, the message is gone while the ledger still says `queued`. After a
+    failover the unacknowledged record itself can be gone (written to the old master only) while
+    the ledger, replicated before it, says `running`: no worker renews its lease, and no
+    redelivery comes. A second message is harmless: a finished invocation is never run again, the
+    lease keeps two from running at once, and the cut-short attempt is kept as interrupted."""
     limit = time.time() - (older_than if older_than is not None else stuck_after(runtime))
+    ledger = runtime.ledger
     resent = 0
     backlog: dict[str, int] = {}
-    for inv in runtime.ledger.invocations.get_many(runtime.ledger.invocations.ids_with_status(Status.QUEUED)):
+    found = [
+        *ledger.invocations.ids_with_status(Status.QUEUED),
+        *ledger.invocations.ids_with_status(Status.RUNNING),
+    ]
+    for inv in ledger.invocations.get_many(found):
         if inv.queue not in backlog:
             backlog[inv.queue] = runtime.dispatcher.depth(inv.queue)
+        queued_long = inv.status == Status.QUEUED and (inv.enqueued_at or inv.created_at) < limit
+        abandoned = (
+            inv.status == Status.RUNNING
+            and (inv.started_at or inv.created_at) < limit
+            and not ledger.claims.lease_held(inv.id)
+        )
         # Messages still waiting in its queue mean a backlog, not a loss: leave them to it.
-        if (
-            backlog[inv.queue] == 0
-            and inv.status == Status.QUEUED
-            and (inv.enqueued_at or inv.created_at) < limit
-        ):
+        if backlog[inv.queue] == 0 and (queued_long or abandoned):
             if not dry_run:
                 runtime.intake.enqueue(inv)
                 runtime.ledger.invocations.mark_enqueued(inv.id)

@@ -74,6 +74,10 @@ class Claims:
     def acquire_lease(self, inv_id: str, token: str, ttl_ms: int) -> bool:
         return bool(self.r.set(keys.lease(inv_id), token, nx=True, px=ttl_ms))
 
+    def lease_held(self, inv_id: str) -> bool:
+        """Whether a worker holds the invocation (it renews the lease while the attempt runs)."""
+        return bool(self.r.exists(keys.lease(inv_id)))
+
     def renew_lease(self, inv_id: str, token: str, ttl_ms: int) -> bool:
         return bool(self._renew_if_owner(keys=[keys.lease(inv_id)], args=[token, ttl_ms]))
 

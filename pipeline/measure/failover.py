@@ -256,6 +256,7 @@ class _SupervisedWorker:
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
             if not self.proc.alive():
+                self.proc.stop()  # reaped, its log closed
                 self.restarts += 1
                 self.proc = PipelineProcess(
                     self.argv, self.env, self.log.with_suffix(f".{self.restarts}.log")

@@ -397,3 +397,26 @@ def test_messages_lost_in_the_broker_are_sent_again(either: InProcessPipeline) -
     done = world.ledger.invocations.get(a.id)
     assert done is not None and done.status == Status.SUCCEEDED and world.ledger.stats.get("resent") == 1
     assert world.derived("uploads/a.png") == world.outputs_of("uploads/a.png")
+
+
+def test_a_running_invocation_whose_message_is_gone_is_sent_again(either: InProcessPipeline) -> None:
+    """After a failover the broker's unacknowledged record can be gone while the ledger says
+    running: no worker holds the lease, and no redelivery comes. The reconciler sends it again,
+    and the cut-short attempt stays in the history as interrupted."""
+    from pipeline.reconcile import resend_stuck
+
+    world = either
+    world.store.put_file("media", "uploads/a.png", world.image("a.png", (1, 1, 1)), content_type="image/png")
+    a = world.queue.items[0]
+    world.queue.items.clear()
+    assert world.ledger.invocations.start_attempt(a.id, "gone-worker") is not None  # then the worker died
+    world.ledger.claims.acquire_lease(a.id, "gone-worker", 60_000)
+    assert resend_stuck(world.runtime, older_than=0) == 0  # a worker holds it: still running
+    world.runtime.redis.delete(keys.lease(a.id))  # its lease ran out, no worker renews it
+    assert resend_stuck(world.runtime, older_than=60) == 0  # too recent to presume lost
+    assert resend_stuck(world.runtime, older_than=0) == 1
+    assert [inv.id for inv in world.queue.items] == [a.id]
+    world.drain()
+    done = world.ledger.invocations.get(a.id)
+    assert done is not None and done.status == Status.SUCCEEDED
+    assert [r.outcome for r in world.ledger.invocations.attempts(a.id)] == ["interrupted", "succeeded"]
