@@ -55,7 +55,15 @@ class SentinelURL:
         master's name as a transport option."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         url = ";".join(f"sentinel://{auth}{host}:{port}/{self.db}" for host, port in self.sentinels)
-        return url, {"master_name": self.master}
+        return url, {"master_name": self.master, "sentinel_kwargs": _sentinel_kwargs()}
+
+
+def _sentinel_kwargs() -> dict[str, Any]:
+    """How a client talks to the sentinels themselves: briefly, and without retrying. A client's
+    default retries with a backoff of seconds, so a sentinel that is down (as one of several may
+    be) cost seconds on every discovery of the master, for every new connection. (`None`, not a
+    Retry: Celery's configuration holds these, and its `inspect conf` answers in JSON.)"""
+    return {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "retry": None}
 
 
 def connect(url: str) -> redis.Redis:
@@ -63,7 +71,7 @@ def connect(url: str) -> redis.Redis:
     if found is None:
         return redis.Redis.from_url(url, **_CLIENT)
     sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        found.sentinels, socket_timeout=1.0, socket_connect_timeout=1.0
+        found.sentinels, socket_timeout=1.0, socket_connect_timeout=1.0, sentinel_kwargs=_sentinel_kwargs()
     )
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         found.master, db=found.db, password=found.password, **_CLIENT
@@ -75,7 +83,9 @@ def connect_async(url: str) -> redis.asyncio.Redis:
     found = SentinelURL.parse(url)
     if found is None:
         return redis.asyncio.Redis.from_url(url, decode_responses=True)
-    sentinel = redis.asyncio.sentinel.Sentinel(found.sentinels, socket_timeout=1.0)  # type: ignore[no-untyped-call]
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        found.sentinels, socket_timeout=1.0, sentinel_kwargs=_sentinel_kwargs()
+    )
     client: redis.asyncio.Redis = sentinel.master_for(
         found.master, db=found.db, password=found.password, decode_responses=True
     )

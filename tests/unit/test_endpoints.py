@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.ledger.endpoints import SentinelURL, broker
@@ -15,7 +17,10 @@ def test_a_sentinel_url_names_its_sentinels_master_db_and_password() -> None:
     assert broker_url == (
         "sentinel://:p%40ss@s1:26380/2;sentinel://:p%40ss@s2:26379/2;sentinel://:p%40ss@10.0.0.3:26381/2"
     )
-    assert options == {"master_name": "main"}
+    # The sentinels are asked briefly and without retries: one that is down is skipped at once.
+    sentinel_kwargs = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0, "retry": None}
+    assert options == {"master_name": "main", "sentinel_kwargs": sentinel_kwargs}
+    json.dumps(options)  # Celery answers `inspect conf` in JSON
 
 
 def test_plain_urls_pass_through_and_a_sentinel_url_without_a_master_is_refused() -> None:
